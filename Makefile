@@ -1,0 +1,81 @@
+# moat — the README's commands. `make serve` and `make test` do all the set-up on a fresh
+# Debian 12 machine: they install what is missing, build, then serve or test.
+SHELL := /bin/bash
+BUILD ?= build
+BUILD_ASAN ?= build-asan
+JOBS ?= $(shell nproc)
+CONFIG ?= config/moat.yaml
+VENV := .venv
+PY := $(VENV)/bin/python
+CMAKE_FLAGS ?=
+
+# Debian packages the build, the tests and the benchmarks need.
+APT_PACKAGES := build-essential cmake pkg-config ccache git clang \
+  libboost-dev libboost-program-options-dev libsimdjson-dev libre2-dev liblua5.4-dev \
+  libyaml-cpp-dev libspdlog-dev libfmt-dev libgtest-dev libgmock-dev libsentencepiece-dev \
+  libssl-dev openssl python3 python3-venv nginx-light wrk
+
+export CCACHE_BASEDIR := $(CURDIR)
+export CCACHE_NOHASHDIR := true
+
+.PHONY: all deps deps-apt deps-python build build-asan serve test test-unit test-asan test-e2e bench clean format
+
+all: build
+
+deps: deps-apt deps-python
+
+# Quick when everything is present: one dpkg-query, no network.
+deps-apt:
+	@missing=$$(for p in $(APT_PACKAGES); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "make deps: installing $$missing"; \
+	  sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing; \
+	fi
+
+$(VENV)/.stamp: tests/requirements.txt
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r tests/requirements.txt
+	@touch $@
+
+deps-python: $(VENV)/.stamp
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS)
+
+build: deps-apt $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+$(BUILD_ASAN)/CMakeCache.txt:
+	cmake -S . -B $(BUILD_ASAN) -DCMAKE_BUILD_TYPE=Debug -DMOAT_SANITIZE=ON -DMOAT_CUDA=OFF
+
+build-asan: deps-apt $(BUILD_ASAN)/CMakeCache.txt
+	cmake --build $(BUILD_ASAN) -j $(JOBS)
+
+serve: build
+	$(BUILD)/bin/moat serve --config $(CONFIG)
+
+test-unit: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+# The host code's unit tests under AddressSanitizer and UndefinedBehaviorSanitizer.
+test-asan: build-asan
+	cd $(BUILD_ASAN) && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS)
+
+test-e2e: build deps-python
+	MOAT_BUILD=$(CURDIR)/$(BUILD) $(PY) -m pytest -q tests/e2e
+
+test: deps
+	$(MAKE) test-unit
+	$(MAKE) test-e2e
+	$(MAKE) test-asan
+
+bench: build deps-python
+	bash bench/run_all.sh
+
+format:
+	find gateway plugins backends planner tests -name '*.cpp' -o -name '*.h' | xargs clang-format -i
+
+clean:
+	rm -rf $(BUILD) $(BUILD_ASAN)
