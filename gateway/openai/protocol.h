@@ -1,0 +1,209 @@
+// The OpenAI wire protocol: typed requests parsed (simdjson) and validated, and responses,
+// stream chunks and errors serialized to match ../shared/openai/openapi.json field for field.
+// Pure functions: no Beast, no backend, no I/O, so every rule here is unit-tested.
+//
+//   auto parsed = moat::openai::parse_chat_request(body);
+//   if (auto* err = std::get_if<moat::openai::api_error>(&parsed)) return error_json(*err);
+//   const auto& req = std::get<moat::openai::chat_request>(parsed);
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+#include <vector>
+
+namespace moat::openai {
+
+// An error as OpenAI sends it: {"error":{"message","type","param","code"}} with `status`.
+struct api_error {
+  int status = 400;
+  std::string type = "invalid_request_error";
+  std::string message;
+  std::optional<std::string> param;  // null when no single parameter is at fault
+  std::optional<std::string> code;   // e.g. "model_not_found", "context_length_exceeded"
+};
+
+api_error invalid_request(std::string message, std::optional<std::string> param = {},
+                          std::optional<std::string> code = {});
+std::string error_json(const api_error& error);
+
+// ---- requests --------------------------------------------------------------------------------
+
+struct chat_message {
+  std::string role;     // system, developer, user, assistant, tool
+  std::string content;  // text parts joined with "\n" (image/audio parts rejected with 400)
+  std::string name;     // optional
+};
+
+// Sampling and output controls common to chat and completions, already range-checked.
+struct sampling_params {
+  double temperature = 1.0;
+  double top_p = 1.0;
+  int top_k = -1;        // extension (vLLM): -1 = off
+  double min_p = 0.0;    // extension (vLLM)
+  double presence_penalty = 0.0;
+  double frequency_penalty = 0.0;
+  std::optional<uint64_t> seed;
+  std::optional<int64_t> max_tokens;  // chat: max_completion_tokens or max_tokens
+  int n = 1;
+  std::vector<std::string> stop;      // at most 4, as OpenAI
+  std::vector<std::pair<int32_t, float>> logit_bias;  // token id -> bias in [-100, 100]
+  bool logprobs = false;
+  int top_logprobs = 0;               // 0..20
+};
+
+struct stream_options {
+  bool include_usage = false;
+};
+
+struct chat_request {
+  std::string model;
+  std::vector<chat_message> messages;
+  sampling_params sampling;
+  bool stream = false;
+  stream_options stream_opts;
+  bool add_generation_prompt = true;  // extension (vLLM)
+  std::optional<std::string> user;
+};
+
+// A prompt as OpenAI accepts it: a text or token ids.
+struct prompt {
+  std::string text;
+  std::vector<int32_t> tokens;
+  bool is_tokens = false;
+};
+
+struct completion_request {
+  std::string model;
+  std::vector<prompt> prompts;  // a string, a list of strings, a token list or lists of them
+  sampling_params sampling;     // logprobs: the `logprobs` integer (0..5) sets top_logprobs
+  bool stream = false;
+  stream_options stream_opts;
+  bool echo = false;
+  std::string suffix;           // accepted only when empty (no fill-in-the-middle)
+  std::optional<std::string> user;
+};
+
+struct embedding_request {
+  std::string model;
+  std::vector<prompt> inputs;
+  std::string encoding_format = "float";  // float or base64
+  std::optional<int> dimensions;          // rejected with 400 unless equal to the model's
+  std::optional<std::string> user;
+};
+
+struct tokenize_request {  // vLLM's /tokenize: either prompt or messages
+  std::string model;
+  std::optional<std::string> prompt;
+  std::vector<chat_message> messages;
+  bool add_special_tokens = true;
+  bool add_generation_prompt = true;
+};
+
+struct detokenize_request {
+  std::string model;
+  std::vector<int32_t> tokens;
+};
+
+using chat_parse_result = std::variant<chat_request, api_error>;
+using completion_parse_result = std::variant<completion_request, api_error>;
+using embedding_parse_result = std::variant<embedding_request, api_error>;
+using tokenize_parse_result = std::variant<tokenize_request, api_error>;
+using detokenize_parse_result = std::variant<detokenize_request, api_error>;
+
+// Each parser accepts exactly the JSON body of its endpoint. Unknown fields are ignored; a
+// missing required field, a wrong type or a value out of range is a 400 naming its `param`.
+chat_parse_result parse_chat_request(std::string_view body);
+completion_parse_result parse_completion_request(std::string_view body);
+embedding_parse_result parse_embedding_request(std::string_view body);
+tokenize_parse_result parse_tokenize_request(std::string_view body);
+detokenize_parse_result parse_detokenize_request(std::string_view body);
+
+// ---- responses -------------------------------------------------------------------------------
+
+struct token_logprob {
+  std::string token;  // the token's text (bytes; serialized as valid UTF-8 with `bytes`)
+  std::vector<uint8_t> bytes;
+  double logprob = 0;
+};
+
+struct logprob_item {
+  token_logprob chosen;
+  std::vector<token_logprob> top;
+};
+
+struct usage_counts {
+  uint64_t prompt_tokens = 0;
+  uint64_t completion_tokens = 0;
+};
+
+// What the gateway collected for one choice of a non-streamed answer.
+struct choice_result {
+  uint32_t index = 0;
+  std::string text;
+  std::string finish_reason;  // "stop", "length", "content_filter"
+  bool has_logprobs = false;
+  std::vector<logprob_item> logprobs;
+};
+
+// Identity shared by a response and all its chunks.
+struct response_meta {
+  std::string id;       // "chatcmpl-…" / "cmpl-…"
+  int64_t created = 0;  // unix seconds
+  std::string model;
+  std::string system_fingerprint;  // "fp_moat_<version>"
+};
+
+std::string chat_completion_json(const response_meta& meta, const std::vector<choice_result>& choices,
+                                 const usage_counts& usage);
+std::string completion_json(const response_meta& meta, const std::vector<choice_result>& choices,
+                            const usage_counts& usage);
+
+// Stream chunks (the JSON only; frame with sse_data). `role` is sent on a choice's first chunk;
+// `finish_reason` is empty until the choice's last chunk. With include_usage every chunk carries
+// "usage": null and a final chunk with empty choices carries the counts.
+struct chunk_delta {
+  uint32_t index = 0;
+  bool first = false;  // chat: include "role":"assistant"
+  std::string text;
+  std::string finish_reason;
+  bool has_logprobs = false;
+  std::vector<logprob_item> logprobs;
+};
+std::string chat_chunk_json(const response_meta& meta, const chunk_delta& delta, bool include_usage);
+std::string chat_usage_chunk_json(const response_meta& meta, const usage_counts& usage);
+std::string completion_chunk_json(const response_meta& meta, const chunk_delta& delta,
+                                  bool include_usage);
+std::string completion_usage_chunk_json(const response_meta& meta, const usage_counts& usage);
+
+// Embeddings: vectors in input order; base64 encodes little-endian float32 as OpenAI does.
+std::string embeddings_json(const std::string& model, const std::vector<std::vector<float>>& vectors,
+                            const std::string& encoding_format, uint64_t prompt_tokens);
+
+struct model_card {
+  std::string id;
+  int64_t created = 0;
+  std::string owned_by;
+  std::optional<uint32_t> max_model_len;  // extension (vLLM)
+};
+std::string model_json(const model_card& model);
+std::string model_list_json(const std::vector<model_card>& models);
+
+std::string tokenize_json(const std::vector<int32_t>& tokens, uint32_t max_model_len);
+std::string detokenize_json(std::string_view text);
+
+// ---- server-sent events ----------------------------------------------------------------------
+
+// "data: <json>\n\n". The JSON never contains a raw newline, so one data line suffices.
+std::string sse_data(std::string_view json);
+inline constexpr std::string_view sse_done = "data: [DONE]\n\n";
+// A terminal error in a stream: an `error` object as the data of the last event before [DONE].
+std::string sse_error(const api_error& error);
+
+// JSON string escaping (RFC 8259), replacing invalid UTF-8 with U+FFFD.
+void append_json_string(std::string& out, std::string_view text);
+
+}  // namespace moat::openai
