@@ -1,0 +1,77 @@
+// load_model: one entry point for every checkpoint format the engine reads.
+//
+//   moat::engine::loaded_model m = moat::engine::load_model("../shared/fixtures/tinystories-656K-hf");
+//   m.config.hidden_size;        // 128
+//   m.weights.layers[0].wq;      // tensor {q_dim, hidden}, dtype as stored (F32/F16/BF16)
+//   m.tokenizer.tokenizer_json;  // for the tokenizer ("text" engineer)
+//
+// Accepted inputs:
+//  - a Hugging Face folder: config.json + model.safetensors, or sharded safetensors with
+//    model.safetensors.index.json (weights are mmapped, not copied, when F32/F16/BF16);
+//  - a .gguf file (F32/F16/BF16 mapped; Q8_0/Q4_0 dequantized to f32 at load for now);
+//  - a llama2.c .bin checkpoint (f32, legacy "version 0" layout), with tokenizer.bin or
+//    tok512.bin beside it recorded in tokenizer.llama2c_bin.
+// Errors are model_error, naming the file and the tensor/key: missing tensors, wrong shapes,
+// truncated files, unsupported architectures or dtypes.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/gguf.h"
+#include "engine/model_config.h"
+#include "engine/tensor.h"
+
+namespace moat::engine {
+
+// One transformer block. Shapes (PyTorch order):
+//   attn_norm, ffn_norm: {hidden}
+//   wq: {q_dim, hidden}   wk, wv: {kv_dim, hidden}   wo: {hidden, q_dim}
+//   w_gate, w_up: {intermediate, hidden}              w_down: {hidden, intermediate}
+// wq/wk rows are laid out for config.rope (see rope_style); the loader never re-permutes.
+struct layer_weights {
+  tensor attn_norm, wq, wk, wv, wo;
+  tensor ffn_norm, w_gate, w_up, w_down;
+};
+
+struct model_weights {
+  tensor embed;       // {vocab, hidden}
+  tensor final_norm;  // {hidden}
+  tensor lm_head;     // {vocab, hidden}; the same memory as embed when tied
+  std::vector<layer_weights> layers;
+};
+
+// Where the tokenizer lives, for the tokenizer factory. Empty paths mean "not present".
+struct tokenizer_source {
+  std::filesystem::path tokenizer_json;         // HF tokenizers
+  std::filesystem::path tokenizer_model;        // SentencePiece
+  std::filesystem::path tokenizer_config_json;  // chat_template, added tokens, bos/eos flags
+  std::filesystem::path generation_config_json;
+  std::filesystem::path llama2c_bin;            // llama2.c tokenizer export (tok512.bin)
+  std::shared_ptr<const gguf_file> gguf;        // tokenizer.ggml.* metadata when loaded from GGUF
+};
+
+// Owns everything the tensors point into (mmaps, dequantized buffers). Immutable after load;
+// share one loaded_model between runners by shared_ptr.
+struct weight_storage;
+
+struct loaded_model {
+  std::filesystem::path source;
+  std::string format;  // "safetensors", "gguf" or "llama2c"
+  model_config config;
+  model_weights weights;
+  tokenizer_source tokenizer;
+  std::shared_ptr<weight_storage> storage;
+};
+
+struct load_options {
+  // For a llama2.c .bin: the tokenizer file; default: tokenizer.bin / tok512.bin beside it.
+  std::filesystem::path llama2c_tokenizer;
+};
+
+loaded_model load_model(const std::filesystem::path& folder_or_file, const load_options& opts = {});
+
+}  // namespace moat::engine
