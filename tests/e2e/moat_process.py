@@ -78,6 +78,7 @@ class moat_server:
         self.config_path = self.workdir / f"{name}.yaml"
         self.log_path = self.workdir / f"{name}.stderr.log"
         self._log_file = None
+        self.stopped = False  # stop() was called: the test ended the process on purpose
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -127,6 +128,7 @@ class moat_server:
         """Signals the process and waits; returns the exit status (kills it after timeout_s)."""
         if self.proc is None:
             return 0
+        self.stopped = True
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:
@@ -139,6 +141,7 @@ class moat_server:
         return self.proc.returncode
 
     def kill(self) -> None:
+        self.stopped = True
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=10)

@@ -1,0 +1,98 @@
+"""POST /v1/completions through the SDK: echo answers with the prompt."""
+
+import pytest
+
+import checks
+import http_raw
+import openapi_schema
+
+PROMPT = "once upon a time there was a gateway"
+
+
+def test_completion(client):
+    reply, body, _ = checks.completion(client, model="echo", prompt=PROMPT)
+    assert body["object"] == "text_completion"
+    assert body["id"].startswith("cmpl-")
+    assert body["model"] == "echo"
+    assert len(reply.choices) == 1
+    assert reply.choices[0].text == PROMPT
+    assert reply.choices[0].index == 0
+    assert reply.choices[0].finish_reason == "stop"
+    assert reply.usage.prompt_tokens == checks.words(PROMPT)
+    assert reply.usage.completion_tokens == checks.words(PROMPT)
+    assert reply.usage.total_tokens == 2 * checks.words(PROMPT)
+
+
+def test_completion_several_prompts_and_n(client):
+    prompts = ["first prompt", "the second one here"]
+    reply, _, _ = checks.completion(client, model="echo", prompt=prompts, n=2)
+    assert len(reply.choices) == 4
+    by_index = {c.index: c.text for c in reply.choices}
+    # OpenAI orders choices prompt by prompt: index = prompt_index * n + i.
+    assert by_index == {0: prompts[0], 1: prompts[0], 2: prompts[1], 3: prompts[1]}
+    assert reply.usage.prompt_tokens == 2 + 4
+    assert reply.usage.completion_tokens == 2 * (2 + 4)
+
+
+def test_completion_echo_prepends_prompt(client):
+    reply, _, _ = checks.completion(client, model="echo", prompt="say it", echo=True)
+    assert reply.choices[0].text == "say it" + "say it"
+
+
+def test_completion_max_tokens_and_stop(client):
+    reply, _, _ = checks.completion(client, model="echo", prompt=PROMPT, max_tokens=4)
+    assert reply.choices[0].text.split() == PROMPT.split()[:4]
+    assert PROMPT.startswith(reply.choices[0].text)
+    assert reply.choices[0].finish_reason == "length"
+    assert reply.usage.completion_tokens == 4
+    reply, _, _ = checks.completion(client, model="echo", prompt=PROMPT, stop=["was", "time"])
+    assert reply.choices[0].text == PROMPT[:PROMPT.index("time")]
+    assert reply.choices[0].finish_reason == "stop"
+
+
+def test_completion_stream(client):
+    chunks = checks.completion_stream(client, model="echo", prompt=PROMPT)
+    checks.assert_one_identity(chunks, "cmpl-", "text_completion", "echo")
+    assert checks.completion_text(chunks) == PROMPT
+    assert checks.finish_reasons(chunks) == {0: ["stop"]}
+    assert all(c.get("usage") is None for c in chunks)
+
+
+def test_completion_stream_include_usage_and_n(client):
+    chunks = checks.completion_stream(client, model="echo-chunk1", prompt="ab cd", n=2,
+                                      stream_options={"include_usage": True})
+    *body, last = chunks
+    assert last["choices"] == []
+    assert last["usage"]["prompt_tokens"] == 2
+    assert last["usage"]["completion_tokens"] == 4
+    assert last["usage"]["total_tokens"] == 6
+    assert checks.completion_text(body, 0) == "ab cd"
+    assert checks.completion_text(body, 1) == "ab cd"
+    assert checks.finish_reasons(body) == {0: ["stop"], 1: ["stop"]}
+
+
+def test_completion_stream_raw(server):
+    status, headers, body = http_raw.request(
+        server, "POST", "/v1/completions", {"model": "echo", "prompt": PROMPT, "stream": True})
+    assert status == 200
+    assert headers["content-type"].startswith("text/event-stream")
+    events, done = http_raw.sse_json(body)
+    assert done
+    for event in events:
+        openapi_schema.validate("CreateCompletionResponse", event)
+    assert checks.completion_text(events) == PROMPT
+
+
+@pytest.mark.parametrize("body,param", [
+    ({"model": "echo"}, "prompt"),
+    ({"model": "echo", "prompt": 5}, "prompt"),
+    ({"model": "echo", "prompt": "x", "suffix": "tail"}, "suffix"),
+    ({"model": "echo", "prompt": "x", "logprobs": 9}, "logprobs"),
+    ({"model": "echo", "prompt": "x", "max_tokens": "many"}, "max_tokens"),
+])
+def test_completion_bad_requests_name_their_param(server, body, param):
+    status, _, reply = http_raw.request_json(server, "POST", "/v1/completions", body)
+    assert status == 400, reply
+    openapi_schema.validate("ErrorResponse", reply)
+    assert reply["error"]["type"] == "invalid_request_error"
+    assert reply["error"]["param"] == param
