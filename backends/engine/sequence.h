@@ -1,0 +1,84 @@
+// moat/engine/sequence.h — the state of one choice (or one embedding input) inside the scheduler,
+// and the per-token bookkeeping that turns sampled ids into events: streaming detokenization,
+// stop strings, EOS, max_tokens and the context limit.
+//
+//   sequence& s = *state.seqs[i];
+//   s.slot = free_slot;                               // the scheduler assigns a KV slot
+//   ... forward, sample ...
+//   if (s.on_token(result, max_ctx, codec)) release(s);   // true: the sequence finished
+//
+// Ownership: a request_state owns its sequences and the request (prompts, sink); the scheduler
+// owns the request_states. Used only on the engine thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "engine/request.h"
+#include "engine/sampling.h"
+#include "engine/stop_matcher.h"
+
+namespace moat::engine {
+
+struct request_state;
+
+enum class sequence_phase { waiting, prefill, decode, done };
+
+class sequence {
+ public:
+  sequence(request_state& owner, uint32_t index, uint32_t prompt_index, int32_t vocab_size);
+
+  // Called once when the sequence gets its slot: sets up the decoder and emits the echo text.
+  void start(const text_codec& codec);
+
+  // Handles one sampled token; emits deltas and the finish event. Returns true when finished.
+  bool on_token(const sample_result& sampled, int32_t max_ctx, const text_codec& codec);
+
+  // Ends the sequence with `reason` (used for max_tokens == 0 and by on_token); flushes text.
+  void finish(finish_reason reason);
+
+  // Adds one hidden-state row [hidden] to the embedding sum.
+  void pool(std::span<const float> row);
+  // Emits the mean-pooled, L2-normalized embedding.
+  void emit_embedding();
+
+  const std::vector<int32_t>& prompt() const;
+  int32_t prompt_remaining() const { return static_cast<int32_t>(prompt().size()) - pos; }
+
+  request_state& owner;
+  const uint32_t index;         // choice index (prompt * n + i) or embedding input index
+  const uint32_t prompt_index;
+  int32_t slot = -1;
+  int32_t pos = 0;              // positions of this sequence already in its KV slot
+  int32_t next_token = -1;      // decode: the token fed at position `pos` in the next step
+  sequence_phase phase = sequence_phase::waiting;
+  int32_t generated = 0;
+  sampler sampling;
+
+ private:
+  void emit(std::string text, bool final_delta);
+
+  std::unique_ptr<stream_decoder> decoder_;
+  stop_matcher stops_;
+  std::vector<int32_t> pending_tokens_;       // sampled, not yet reported in a delta
+  std::vector<logprob_entry> pending_logprobs_;
+  std::vector<double> pooled_;                // embedding: sum of hidden rows
+  int32_t pooled_rows_ = 0;
+};
+
+// One submitted request and its sequences.
+struct request_state {
+  generate_request request;
+  std::vector<std::unique_ptr<sequence>> seqs;
+  size_t next_to_admit = 0;  // seqs before this have (had) a slot
+  size_t finished = 0;
+  usage_counts usage;
+  bool ended = false;        // the terminal event was sent
+  bool counted_waiting = true;
+};
+
+// Mean of `rows` summed rows, scaled to unit length (a zero vector stays zero).
+std::vector<float> mean_pool_normalize(std::span<const double> sum, int32_t rows);
+
+}  // namespace moat::engine
