@@ -1,6 +1,5 @@
 """What an operator relies on: /health, /metrics, the ready line, config errors, graceful drain."""
 
-import re
 import signal
 import socket
 import subprocess
@@ -11,36 +10,9 @@ import pytest
 
 import checks
 import http_raw
+from prometheus import scrape, total
 from conftest import echo_model, server_section
 from moat_process import moat_server, to_yaml
-
-# One Prometheus text-format sample: name{labels} value [timestamp]
-SAMPLE_RE = re.compile(
-    r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*\})?'
-    r' (-?[0-9.eE+-]+|NaN|\+Inf|-Inf)( -?[0-9]+)?$')
-
-
-def scrape(server) -> dict[str, float]:
-    """name{labels} -> value, checking every line against the text format on the way."""
-    status, headers, body = http_raw.request(server, "GET", "/metrics")
-    assert status == 200
-    assert headers["content-type"].startswith("text/plain"), headers["content-type"]
-    samples = {}
-    for line in body.decode("utf-8").splitlines():
-        if not line or line.startswith("# HELP ") or line.startswith("# TYPE "):
-            continue
-        assert not line.startswith("#") or line.startswith("# "), line
-        if line.startswith("#"):
-            continue
-        match = SAMPLE_RE.match(line)
-        assert match, f"not a Prometheus sample line: {line!r}"
-        samples[match.group(1) + (match.group(2) or "")] = float(match.group(3))
-    return samples
-
-
-def total(samples: dict[str, float], name: str) -> float:
-    """Sum of one metric over all its label sets (0 when absent)."""
-    return sum(v for k, v in samples.items() if k == name or k.startswith(name + "{"))
 
 
 def test_health(server):
