@@ -79,6 +79,13 @@ class tokenizer {
  public:
   virtual ~tokenizer() = default;
 
+  // Where a fragment of text (between special tokens) sits: the SentencePiece dummy prefix applies
+  // to the start of the input in HF/sentencepiece, and after every special token in llama.cpp.
+  struct fragment_position {
+    bool at_start;       // the fragment begins the input
+    bool after_special;  // a special token precedes it
+  };
+
   // Text -> ids. add_special: BOS (and EOS) as the model's tokenizer config says (vocab.add_bos /
   // add_eos). parse_special: special/added token strings in the text become their ids; false treats
   // them as ordinary text (use false for untrusted user content inside a chat template if wanted).
@@ -122,9 +129,8 @@ class tokenizer {
 
  protected:
   explicit tokenizer(vocabulary vocab, bool strip_leading_space);
-  // Splits text holding no special tokens. `at_start` is true for the first fragment of the input
-  // (the SentencePiece dummy prefix applies there only, as in the reference).
-  virtual void encode_plain(std::string_view text, bool at_start, std::vector<token_id>& out) const = 0;
+  // Splits a non-empty text holding no special tokens, appending ids to out.
+  virtual void encode_plain(std::string_view text, fragment_position pos, std::vector<token_id>& out) const = 0;
 
   vocabulary vocab_;
   std::vector<std::string> bytes_;  // token_bytes of each id, precomputed
