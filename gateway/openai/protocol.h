@@ -172,6 +172,9 @@ struct chunk_delta {
   std::string finish_reason;
   bool has_logprobs = false;
   std::vector<logprob_item> logprobs;
+  // Completions: where this chunk's text starts in the choice's whole text, in bytes, so that
+  // logprobs.text_offset continues across chunks. Unused by chat.
+  uint32_t text_offset = 0;
 };
 std::string chat_chunk_json(const response_meta& meta, const chunk_delta& delta, bool include_usage);
 std::string chat_usage_chunk_json(const response_meta& meta, const usage_counts& usage);

@@ -1,0 +1,80 @@
+// Internal: typed access to a simdjson DOM with OpenAI's validation messages. Parsers call these
+// helpers, which throw request_error on the first fault; the public parse_* functions catch it
+// at the edge and return it as an api_error value, so no exception leaves this module.
+//
+//   const param_path root;
+//   dom::object body = parse_body(parser, text);
+//   if (auto t = optional_field(body, "temperature"))
+//     temperature = as_number(*t, root.field("temperature"), 0.0, 2.0);
+#pragma once
+
+#include <simdjson.h>
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+
+#include "openai/protocol.h"
+
+namespace moat::openai::detail {
+
+namespace dom = simdjson::dom;
+
+// A parameter's name as OpenAI spells it ("messages[0].content[1].text"). Paths live on the
+// stack and link to their parent; the string is only built when an error is reported.
+struct param_path {
+  const param_path* parent = nullptr;
+  std::string_view key;  // field name; empty for the root or for an array element
+  size_t index = 0;
+  bool is_index = false;
+
+  param_path field(std::string_view name) const { return {this, name, 0, false}; }
+  param_path at(size_t i) const { return {this, {}, i, true}; }
+  std::string str() const;
+};
+
+struct request_error {
+  api_error error;
+};
+
+[[noreturn]] void fail(std::string message, std::optional<std::string> param = {},
+                       std::optional<std::string> code = {});
+[[noreturn]] void fail_missing(const param_path& path);
+[[noreturn]] void fail_type(const param_path& path, dom::element value, std::string_view expected);
+[[noreturn]] void fail_unsupported_value(const param_path& path, std::string_view value,
+                                         std::string_view supported);
+
+// The body's root object. The parser is the caller's (one per thread), so the DOM stays valid
+// until that parser parses again.
+dom::object parse_body(dom::parser& parser, std::string_view body);
+
+// A field's value, with JSON null treated as absent (OpenAI's SDKs send null for "unset").
+std::optional<dom::element> optional_field(const dom::object& object, std::string_view key);
+dom::element required_field(const dom::object& object, const param_path& path);
+
+std::string_view as_string(dom::element value, const param_path& path);
+bool as_bool(dom::element value, const param_path& path);
+int64_t as_integer(dom::element value, const param_path& path, int64_t min, int64_t max);
+double as_number(dom::element value, const param_path& path, double min, double max);
+dom::array as_array(dom::element value, const param_path& path);
+dom::object as_object(dom::element value, const param_path& path);
+
+// Runs a parser body, turning a thrown request_error (or an allocation failure) into a value.
+template <class Result, class Fn>
+Result run_parser(Fn&& fn) noexcept {
+  try {
+    return Result{fn()};
+  } catch (request_error& e) {
+    return Result{std::move(e.error)};
+  } catch (const std::exception&) {
+    api_error error;
+    error.status = 500;
+    error.type = "server_error";
+    error.message = "The server could not process the request body.";
+    return Result{std::move(error)};
+  }
+}
+
+}  // namespace moat::openai::detail

@@ -1,0 +1,133 @@
+// JSON text output: string escaping with UTF-8 repair, and round-trip-safe numbers.
+#include <array>
+#include <charconv>
+#include <cmath>
+
+#include "openai/json_write.h"
+#include "openai/protocol.h"
+
+namespace moat::openai {
+namespace {
+
+constexpr std::string_view replacement_char = "\xEF\xBF\xBD";  // U+FFFD
+
+// Which ASCII bytes can be copied as they are: everything printable except '"' and '\\'.
+constexpr std::array<bool, 256> make_plain_table() {
+  std::array<bool, 256> table{};
+  for (int c = 0x20; c < 0x80; ++c) table[static_cast<size_t>(c)] = c != '"' && c != '\\';
+  return table;
+}
+constexpr std::array<bool, 256> plain_byte = make_plain_table();
+
+// Length of the valid UTF-8 sequence starting at s[0] (2..4), or 0 when it is invalid: a stray
+// continuation byte, an overlong form, a surrogate, a value past U+10FFFF or a truncation.
+size_t valid_sequence_length(const unsigned char* s, size_t left) {
+  const unsigned char lead = s[0];
+  auto cont = [&](size_t i) { return i < left && (s[i] & 0xC0) == 0x80; };
+  if (lead >= 0xC2 && lead <= 0xDF) return cont(1) ? 2 : 0;
+  if (lead >= 0xE0 && lead <= 0xEF) {
+    if (!cont(1) || !cont(2)) return 0;
+    if (lead == 0xE0 && s[1] < 0xA0) return 0;  // overlong
+    if (lead == 0xED && s[1] >= 0xA0) return 0; // UTF-16 surrogate
+    return 3;
+  }
+  if (lead >= 0xF0 && lead <= 0xF4) {
+    if (!cont(1) || !cont(2) || !cont(3)) return 0;
+    if (lead == 0xF0 && s[1] < 0x90) return 0;  // overlong
+    if (lead == 0xF4 && s[1] >= 0x90) return 0; // past U+10FFFF
+    return 4;
+  }
+  return 0;
+}
+
+void append_control_escape(std::string& out, unsigned char c) {
+  switch (c) {
+    case '"': out += "\\\""; return;
+    case '\\': out += "\\\\"; return;
+    case '\n': out += "\\n"; return;
+    case '\r': out += "\\r"; return;
+    case '\t': out += "\\t"; return;
+    case '\b': out += "\\b"; return;
+    case '\f': out += "\\f"; return;
+    default: break;
+  }
+  static constexpr char hex[] = "0123456789abcdef";
+  const char buf[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 0xF]};
+  out.append(buf, sizeof buf);
+}
+
+}  // namespace
+
+void append_json_string(std::string& out, std::string_view text) {
+  out += '"';
+  const auto* s = reinterpret_cast<const unsigned char*>(text.data());
+  const size_t size = text.size();
+  size_t run_start = 0;  // bytes [run_start, i) are copied in one append
+  size_t i = 0;
+  while (i < size) {
+    const unsigned char c = s[i];
+    if (plain_byte[c]) {
+      ++i;
+      continue;
+    }
+    if (c >= 0x80) {
+      const size_t len = valid_sequence_length(s + i, size - i);
+      if (len != 0) {
+        i += len;
+        continue;
+      }
+      out.append(text.data() + run_start, i - run_start);
+      out += replacement_char;
+      run_start = ++i;
+      continue;
+    }
+    out.append(text.data() + run_start, i - run_start);
+    append_control_escape(out, c);
+    run_start = ++i;
+  }
+  out.append(text.data() + run_start, size - run_start);
+  out += '"';
+}
+
+namespace detail {
+
+void append_int(std::string& out, int64_t value) {
+  char buf[24];
+  const auto result = std::to_chars(buf, buf + sizeof buf, value);
+  out.append(buf, result.ptr);
+}
+
+void append_uint(std::string& out, uint64_t value) {
+  char buf[24];
+  const auto result = std::to_chars(buf, buf + sizeof buf, value);
+  out.append(buf, result.ptr);
+}
+
+void append_double(std::string& out, double value) {
+  if (!std::isfinite(value)) {
+    out += "null";
+    return;
+  }
+  char buf[32];
+  const auto result = std::to_chars(buf, buf + sizeof buf, value);
+  out.append(buf, result.ptr);
+}
+
+void append_float(std::string& out, float value) {
+  if (!std::isfinite(value)) {
+    out += "null";
+    return;
+  }
+  char buf[24];
+  const auto result = std::to_chars(buf, buf + sizeof buf, value);
+  out.append(buf, result.ptr);
+}
+
+void append_logprob(std::string& out, double value) {
+  if (std::isnan(value) || value < -9999.0) value = -9999.0;
+  if (value > 0.0) value = 0.0;  // a probability is at most 1; rounding can overshoot
+  append_double(out, value);
+}
+
+}  // namespace detail
+}  // namespace moat::openai

@@ -1,0 +1,49 @@
+// POST /v1/chat/completions: CreateChatCompletionRequest plus vLLM's top_k, min_p and
+// add_generation_prompt. Fields moat does not use (tools, response_format, metadata, ...) are
+// ignored as unknown fields are.
+#include "openai/request_common.h"
+
+namespace moat::openai {
+
+chat_parse_result parse_chat_request(std::string_view body) {
+  using namespace detail;
+  return run_parser<chat_parse_result>([&] {
+    const param_path root;
+    const dom::object object = parse_body(thread_parser(), body);
+    chat_request request;
+    request.model = required_model(object, root);
+    const param_path messages_path = root.field("messages");
+    request.messages = parse_messages(required_field(object, messages_path), messages_path);
+
+    sampling_params& sampling = request.sampling;
+    parse_sampling_common(object, root, sampling);
+    // max_completion_tokens replaced max_tokens; when both come, the newer one wins.
+    if (auto v = optional_field(object, "max_completion_tokens")) {
+      sampling.max_tokens = as_integer(*v, root.field("max_completion_tokens"), 1, INT32_MAX);
+    } else if (auto old = optional_field(object, "max_tokens")) {
+      sampling.max_tokens = as_integer(*old, root.field("max_tokens"), 1, INT32_MAX);
+    }
+
+    if (auto v = optional_field(object, "logprobs")) {
+      sampling.logprobs = as_bool(*v, root.field("logprobs"));
+    }
+    if (auto v = optional_field(object, "top_logprobs")) {
+      const param_path path = root.field("top_logprobs");
+      sampling.top_logprobs = static_cast<int>(as_integer(*v, path, 0, 20));
+      if (!sampling.logprobs) {
+        fail("Invalid value for 'top_logprobs': 'logprobs' must be set to true when "
+             "'top_logprobs' is used.",
+             path.str());
+      }
+    }
+
+    parse_stream(object, root, request.stream, request.stream_opts);
+    if (auto v = optional_field(object, "add_generation_prompt")) {
+      request.add_generation_prompt = as_bool(*v, root.field("add_generation_prompt"));
+    }
+    request.user = optional_string(object, root.field("user"));
+    return request;
+  });
+}
+
+}  // namespace moat::openai

@@ -1,0 +1,61 @@
+// JSON string escaping and the repair of invalid UTF-8.
+#include <gtest/gtest.h>
+#include <simdjson.h>
+
+#include "openai/protocol.h"
+
+namespace moat::openai {
+namespace {
+
+std::string escaped(std::string_view text) {
+  std::string out;
+  append_json_string(out, text);
+  return out;
+}
+
+// The escaped string must read back (with a real JSON parser) as `expected`.
+void expect_round_trip(std::string_view text, std::string_view expected) {
+  const std::string json = escaped(text);
+  simdjson::dom::parser parser;
+  std::string_view back;
+  ASSERT_EQ(parser.parse(json).get_string().get(back), simdjson::SUCCESS) << json;
+  EXPECT_EQ(back, expected) << json;
+}
+
+TEST(JsonString, EscapesQuotesBackslashesAndControls) {
+  EXPECT_EQ(escaped("plain"), "\"plain\"");
+  EXPECT_EQ(escaped("a\"b\\c"), "\"a\\\"b\\\\c\"");
+  EXPECT_EQ(escaped("\n\r\t\b\f"), "\"\\n\\r\\t\\b\\f\"");
+  EXPECT_EQ(escaped(std::string_view("\x00\x01\x1f", 3)), "\"\\u0000\\u0001\\u001f\"");
+  EXPECT_EQ(escaped("/<>'\x7f"), "\"/<>'\x7f\"");
+  EXPECT_EQ(escaped(""), "\"\"");
+}
+
+TEST(JsonString, ValidUtf8PassesThrough) {
+  const std::string text = "caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80 \xEF\xBF\xBF";
+  EXPECT_EQ(escaped(text), "\"" + text + "\"");
+  expect_round_trip(text, text);
+}
+
+TEST(JsonString, InvalidUtf8IsReplaced) {
+  const std::string fffd = "\xEF\xBF\xBD";
+  expect_round_trip("a\xFF" "b", "a" + fffd + "b");                       // never valid
+  expect_round_trip("\x80", fffd);                                         // stray continuation
+  expect_round_trip("\xC3", fffd);                                         // truncated at the end
+  expect_round_trip("\xC3" "A", fffd + "A");                               // truncated mid-text
+  expect_round_trip("\xC0\xAF", fffd + fffd);                              // overlong '/'
+  expect_round_trip("\xE0\x80\xAF", fffd + fffd + fffd);                   // overlong, 3 bytes
+  expect_round_trip("\xED\xA0\x80", fffd + fffd + fffd);                   // UTF-16 surrogate
+  expect_round_trip("\xF4\x90\x80\x80", fffd + fffd + fffd + fffd);        // past U+10FFFF
+  expect_round_trip("\xF0\x9F\x98", fffd + fffd + fffd);                   // truncated emoji
+  expect_round_trip("ok\xF0\x9F\x98\x80\xFE", "ok\xF0\x9F\x98\x80" + fffd);
+}
+
+TEST(JsonString, LongMixedTextRoundTrips) {
+  std::string text;
+  for (int i = 0; i < 1000; ++i) text += "w\xC3\xA9\"\\\n\x01 ";
+  expect_round_trip(text, text);
+}
+
+}  // namespace
+}  // namespace moat::openai
