@@ -52,6 +52,8 @@ models:
     backend: echo
     max_queue: 100000
     options: {}
+logging:
+  level: warn  # no per-request log lines, as nginx runs with access_log off
 EOF
 "$BUILD/bin/moat" serve --config "$TMP/moat.yaml" --listen 127.0.0.1:0 \
   >"$TMP/moat.stdout" 2>"$OUT/moat.stderr.log" &
