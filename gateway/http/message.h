@@ -1,0 +1,100 @@
+// What a handler sees of HTTP: a request view and a response value, no Beast types. A handler
+// answers now or later (from the connection's strand) with a full body or a pull-based stream.
+//
+//   struct hello : moat::http::handler {
+//     void handle(const moat::http::request& req, moat::http::responder respond) override {
+//       moat::http::response res;
+//       res.body = R"({"hello":"world"})";
+//       respond(std::move(res));  // exactly once, on req.strand (here: inline)
+//     }
+//   };
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "metrics/registry.h"
+
+namespace moat::http {
+
+struct header_view {
+  std::string_view name;
+  std::string_view value;
+};
+
+struct header {
+  std::string name;
+  std::string value;
+};
+
+// The "client went away" signal of one request. The session fires it (on the strand) when the
+// peer closed the connection or a write failed; a handler registers what to do, e.g. cancel
+// the backend request. Firing runs the callback at most once; registering after the fire runs
+// it at once.
+class client_signal {
+ public:
+  void on_gone(std::function<void()> fn);
+  void fire();
+  bool gone() const { return gone_; }
+
+ private:
+  bool gone_ = false;
+  std::function<void()> fn_;
+};
+
+// A parsed request. OWNERSHIP: the views point into the session's buffers and stay valid until
+// the handler calls its responder; copy what is needed longer.
+struct request {
+  std::string_view method;  // "GET", "POST", ...
+  std::string_view target;  // path and query, as sent
+  std::string_view path;    // target without the query
+  std::span<const header_view> headers;
+  std::string_view body;
+  std::string_view request_id;  // the client's x-request-id when sane, else one we made
+  boost::asio::any_io_executor strand;  // the connection's strand: post work for it here
+  std::shared_ptr<client_signal> client;
+
+  // Case-insensitive lookup; empty when absent.
+  std::string_view header(std::string_view name) const;
+};
+
+// Yields a streamed body piece by piece. The session pulls the next piece only after the
+// previous one is written, so a slow client slows the pulls instead of growing a write queue.
+class stream_source {
+ public:
+  using next_fn = std::function<void(std::string data, bool last)>;
+  virtual ~stream_source() = default;
+  // Called on the strand. The source calls `next` exactly once, on the strand, now or later,
+  // with the next bytes (may be empty) and whether the stream ends with them.
+  virtual void pull(next_fn next) = 0;
+};
+
+struct response {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  std::vector<header> headers;             // extra, e.g. Retry-After
+  std::shared_ptr<stream_source> stream;   // when set: body ignored, sent chunked as pulled
+  bool close = false;                      // close the connection after this response
+  metrics::route route = metrics::route::unknown;  // label for moat_http_requests_total
+};
+
+// Called exactly once per request, on the request's strand.
+using responder = std::function<void(response)>;
+
+class handler {
+ public:
+  virtual ~handler() = default;
+  virtual void handle(const request& req, responder respond) = 0;
+};
+
+// The server's state as /health reports it: loading (models being created), ready, draining.
+enum class lifecycle : int { loading, ready, draining };
+
+}  // namespace moat::http

@@ -1,0 +1,114 @@
+#include "http/server.h"
+
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
+#include <spdlog/spdlog.h>
+
+#include <system_error>
+
+#include "http/session.h"
+
+namespace moat::http {
+
+namespace net = boost::asio;
+using tcp = boost::asio::ip::tcp;
+
+server::server(const config::server_config& limits, handler& app, metrics::registry& metrics)
+    : acceptor_(io_), drain_timer_(io_) {
+  ctx_.limits = limits;
+  ctx_.app = &app;
+  ctx_.metrics = &metrics;
+}
+
+server::~server() {
+  io_.stop();
+  boost::system::error_code ec;
+  acceptor_.close(ec);
+}
+
+config::listen_address server::listen(const std::string& host, uint16_t port) {
+  boost::system::error_code ec;
+  auto address = net::ip::make_address(host, ec);
+  if (ec) {
+    // A host name: resolve it once at start (localhost and the like).
+    tcp::resolver resolver(io_);
+    auto results = resolver.resolve(host, std::to_string(port), ec);
+    if (ec || results.empty()) {
+      throw std::system_error(ec, "cannot resolve listen host '" + host + "'");
+    }
+    address = results.begin()->endpoint().address();
+  }
+  const tcp::endpoint endpoint(address, port);
+  const std::string where = host + ":" + std::to_string(port);
+  acceptor_.open(endpoint.protocol(), ec);
+  if (ec) throw std::system_error(ec, "cannot open a socket for " + where);
+  acceptor_.set_option(net::socket_base::reuse_address(true), ec);
+  acceptor_.bind(endpoint, ec);
+  if (ec) throw std::system_error(ec, "cannot bind " + where);
+  acceptor_.listen(net::socket_base::max_listen_connections, ec);
+  if (ec) throw std::system_error(ec, "cannot listen on " + where);
+  const auto local = acceptor_.local_endpoint();
+  do_accept();
+  return {local.address().to_string(), local.port()};
+}
+
+void server::do_accept() {
+  // Each connection gets its own strand: its handlers never run concurrently.
+  acceptor_.async_accept(net::make_strand(io_), [this](boost::system::error_code ec, tcp::socket socket) {
+    if (ec) {
+      if (ec == net::error::operation_aborted || !acceptor_.is_open()) return;
+      // EMFILE and friends: keep accepting; the next attempt may succeed once fds are freed.
+      spdlog::warn("accept failed: {}", ec.message());
+    } else if (ctx_.metrics->connections_active.value() >=
+               static_cast<int64_t>(ctx_.limits.max_connections)) {
+      boost::system::error_code ignored;
+      socket.close(ignored);
+    } else {
+      boost::system::error_code ignored;
+      socket.set_option(tcp::no_delay(true), ignored);
+      std::make_shared<session>(std::move(socket), ctx_)->run();
+    }
+    if (acceptor_.is_open()) do_accept();
+  });
+}
+
+void server::run(unsigned threads) {
+  if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
+  std::vector<std::thread> pool;
+  pool.reserve(threads - 1);
+  for (unsigned i = 1; i < threads; ++i) pool.emplace_back([this] { io_.run(); });
+  io_.run();
+  for (auto& t : pool) t.join();
+}
+
+void server::stop() { io_.stop(); }
+
+void server::drain(std::chrono::milliseconds timeout, std::function<void()> done) {
+  net::post(io_, [this, timeout, done = std::move(done)]() mutable {
+    set_state(lifecycle::draining);
+    boost::system::error_code ec;
+    acceptor_.close(ec);
+    drain_deadline_ = std::chrono::steady_clock::now() + timeout;
+    drain_done_ = std::move(done);
+    check_drained();
+  });
+}
+
+void server::check_drained() {
+  const int64_t left = requests_in_flight();
+  if (left == 0 || std::chrono::steady_clock::now() >= drain_deadline_) {
+    if (left > 0) spdlog::warn("drain timeout: {} request(s) still in flight are dropped", left);
+    if (auto done = std::move(drain_done_)) {
+      drain_done_ = nullptr;
+      done();
+    }
+    return;
+  }
+  drain_timer_.expires_after(std::chrono::milliseconds(20));
+  drain_timer_.async_wait([this](boost::system::error_code ec) {
+    if (!ec) check_drained();
+  });
+}
+
+}  // namespace moat::http

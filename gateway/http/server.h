@@ -1,0 +1,77 @@
+// The HTTP/1.1 server: one io_context run by a pool of I/O threads, a strand per connection,
+// limits and timeouts from server_config, and a graceful drain.
+//
+//   moat::http::server srv(cfg.server, my_handler, registry);
+//   auto [host, port] = srv.listen("127.0.0.1", 0);   // the real bound port
+//   srv.set_state(moat::http::lifecycle::ready);
+//   srv.run(4);                                        // blocks until stop()
+//   // from a signal: srv.drain(30s, [&] { srv.stop(); });
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "config/config.h"
+#include "http/message.h"
+#include "metrics/registry.h"
+
+namespace moat::http {
+
+// What every session of one server shares: read-only limits and the live counters.
+struct server_context {
+  config::server_config limits;
+  handler* app = nullptr;
+  metrics::registry* metrics = nullptr;
+  std::atomic<int> state{static_cast<int>(lifecycle::loading)};
+  std::atomic<int64_t> requests_in_flight{0};  // dispatched to the handler, not yet answered
+
+  bool draining() const { return state.load(std::memory_order_relaxed) == static_cast<int>(lifecycle::draining); }
+};
+
+class server {
+ public:
+  server(const config::server_config& limits, handler& app, metrics::registry& metrics);
+  ~server();
+  server(const server&) = delete;
+  server& operator=(const server&) = delete;
+
+  // Binds and starts accepting. Throws std::system_error naming the address when it cannot.
+  config::listen_address listen(const std::string& host, uint16_t port);
+
+  // Runs the I/O threads (0: one per core) and returns when the io_context stops.
+  void run(unsigned threads);
+  // Stops the io_context: open connections are dropped. Any thread.
+  void stop();
+
+  // Stops accepting, turns /health to 503, and calls `done` (on an I/O thread) when no request
+  // is in flight or `timeout` passed. Any thread.
+  void drain(std::chrono::milliseconds timeout, std::function<void()> done);
+
+  void set_state(lifecycle s) { ctx_.state.store(static_cast<int>(s)); }
+  lifecycle state() const { return static_cast<lifecycle>(ctx_.state.load()); }
+  int64_t requests_in_flight() const { return ctx_.requests_in_flight.load(); }
+  boost::asio::io_context& io() { return io_; }
+
+ private:
+  void do_accept();
+  void check_drained();
+
+  // ctx_ first: sessions destroyed with io_'s pending handlers still read it.
+  server_context ctx_;
+  boost::asio::io_context io_;
+  boost::asio::ip::tcp::acceptor acceptor_;
+  boost::asio::steady_timer drain_timer_;
+  std::chrono::steady_clock::time_point drain_deadline_;
+  std::function<void()> drain_done_;
+};
+
+}  // namespace moat::http

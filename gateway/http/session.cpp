@@ -1,0 +1,340 @@
+#include "http/session.h"
+
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/read.hpp>
+#include <spdlog/spdlog.h>
+
+#include <array>
+
+#include "http/wire.h"
+
+namespace moat::http {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using tcp = boost::asio::ip::tcp;
+
+namespace {
+
+std::chrono::milliseconds to_ms(double seconds) {
+  return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000.0));
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i]))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string error_body(std::string_view message, std::string_view type) {
+  std::string body = R"({"error":{"message":")";
+  body.append(message).append(R"(","type":")").append(type).append(R"(","param":null,"code":null}})");
+  return body;
+}
+
+constexpr std::string_view continue_100 = "HTTP/1.1 100 Continue\r\n\r\n";
+
+}  // namespace
+
+session::session(tcp::socket&& socket, server_context& ctx)
+    : stream_(std::move(socket)), ctx_(ctx) {
+  ctx_.metrics->connections_active.add(1);
+  beast::error_code ec;
+  // User-level non-blocking, so the disconnect probe's peek never blocks an I/O thread.
+  stream_.socket().non_blocking(true, ec);
+}
+
+session::~session() {
+  if (client_) client_->fire();
+  if (counted_) ctx_.requests_in_flight.fetch_sub(1);
+  ctx_.metrics->connections_active.add(-1);
+}
+
+void session::run() {
+  net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->do_read_header(); });
+}
+
+// ---- reading ------------------------------------------------------------------------------
+
+void session::do_read_header() {
+  phase_ = phase::reading;
+  parser_.emplace();
+  parser_->header_limit(ctx_.limits.max_header_bytes);
+  parser_->body_limit(ctx_.limits.max_body_bytes);
+  bytes_in_ = 0;
+  // A keep-alive connection may idle for idle_timeout_s; a first request must arrive within
+  // read_timeout_s of the connect.
+  const bool idle = !first_request_ && buffer_.size() == 0;
+  stream_.expires_after(to_ms(idle ? ctx_.limits.idle_timeout_s : ctx_.limits.read_timeout_s));
+  bhttp::async_read_header(stream_, buffer_, *parser_,
+                           [self = shared_from_this()](beast::error_code ec, size_t n) {
+                             self->on_read_header(ec, n);
+                           });
+}
+
+void session::on_read_header(beast::error_code ec, size_t bytes) {
+  bytes_in_ += bytes;
+  if (ec) return on_read_error(ec);
+  first_request_ = false;
+  const auto expect = parser_->get()[bhttp::field::expect];
+  if (!expect.empty() && iequals(expect, "100-continue") && !parser_->is_done()) {
+    stream_.expires_after(to_ms(ctx_.limits.read_timeout_s));
+    net::async_write(stream_, net::buffer(continue_100.data(), continue_100.size()),
+                     [self = shared_from_this()](beast::error_code wec, size_t) {
+                       if (wec) return self->close_gracefully();
+                       self->do_read_body();
+                     });
+    return;
+  }
+  do_read_body();
+}
+
+void session::do_read_body() {
+  if (parser_->is_done()) return on_read_body({}, 0);
+  stream_.expires_after(to_ms(ctx_.limits.read_timeout_s));
+  bhttp::async_read(stream_, buffer_, *parser_,
+                    [self = shared_from_this()](beast::error_code ec, size_t n) {
+                      self->on_read_body(ec, n);
+                    });
+}
+
+void session::on_read_body(beast::error_code ec, size_t bytes) {
+  bytes_in_ += bytes;
+  if (ec) return on_read_error(ec);
+  ctx_.metrics->bytes_received.add(bytes_in_);
+  dispatch();
+}
+
+void session::on_read_error(beast::error_code ec) {
+  if (ec == bhttp::error::header_limit) {
+    return reply_and_close(431, "request headers are larger than server.max_header_bytes");
+  }
+  if (ec == bhttp::error::body_limit) {
+    return reply_and_close(413, "request body is larger than server.max_body_bytes");
+  }
+  if (ec.category() == bhttp::make_error_code(bhttp::error::end_of_stream).category() &&
+      ec != bhttp::error::end_of_stream && ec != bhttp::error::partial_message) {
+    return reply_and_close(400, "malformed HTTP request");
+  }
+  // The peer closed, reset or timed out: nothing to answer.
+  close_gracefully();
+}
+
+void session::dispatch() {
+  auto& msg = parser_->get();
+  headers_.clear();
+  for (const auto& f : msg) headers_.push_back({f.name_string(), f.value()});
+  const auto client_id = msg["x-request-id"];
+  request_id_ = is_sane_request_id(client_id) ? std::string(client_id) : make_request_id();
+  keep_alive_ = msg.keep_alive();
+
+  request req;
+  req.method = msg.method_string();
+  req.target = msg.target();
+  req.path = req.target.substr(0, req.target.find('?'));
+  req.headers = headers_;
+  req.body = msg.body();
+  req.request_id = request_id_;
+  req.strand = stream_.get_executor();
+  client_ = std::make_shared<client_signal>();
+  req.client = client_;
+
+  stream_.expires_never();
+  phase_ = phase::handling;
+  counted_ = true;
+  ctx_.requests_in_flight.fetch_add(1);
+  try {
+    // dispatch: inline when the handler answers on the strand, else posted onto it.
+    ctx_.app->handle(req, [self = shared_from_this()](response res) {
+      net::dispatch(self->stream_.get_executor(), [self, res = std::move(res)]() mutable {
+        self->respond(std::move(res));
+      });
+    });
+  } catch (const std::exception& e) {
+    // Handlers answer errors as values; this is the last line so a bug never kills a worker.
+    spdlog::error("[{}] handler failed: {}", request_id_, e.what());
+    if (phase_ == phase::handling) {
+      response res;
+      res.status = 500;
+      res.body = error_body("internal error", "server_error");
+      respond(std::move(res));
+    }
+  }
+  if (phase_ == phase::handling) watch_client();
+}
+
+// ---- writing ------------------------------------------------------------------------------
+
+void session::respond(response res) {
+  if (phase_ != phase::handling) return;  // a second answer, or the connection is gone
+  status_ = res.status;
+  route_ = res.route;
+  if (res.close || ctx_.draining()) keep_alive_ = false;
+  out_.clear();
+  append_response_head(out_, res, request_id_, res.body.size(), keep_alive_);
+  stream_.expires_after(to_ms(ctx_.limits.read_timeout_s));
+  if (res.stream) {
+    phase_ = phase::streaming;
+    source_ = std::move(res.stream);
+    net::async_write(stream_, net::buffer(out_),
+                     [self = shared_from_this()](beast::error_code ec, size_t n) {
+                       self->ctx_.metrics->bytes_sent.add(n);
+                       if (ec) return self->fail_response();
+                       self->do_pull();
+                     });
+    return;
+  }
+  phase_ = phase::writing;
+  body_ = std::move(res.body);
+  const std::array<net::const_buffer, 2> buffers{net::buffer(out_), net::buffer(body_)};
+  net::async_write(stream_, buffers, [self = shared_from_this()](beast::error_code ec, size_t n) {
+    self->on_write(ec, n);
+  });
+}
+
+void session::on_write(beast::error_code ec, size_t bytes) {
+  ctx_.metrics->bytes_sent.add(bytes);
+  if (ec) return fail_response();
+  finish_response();
+}
+
+void session::do_pull() {
+  source_->pull([self = shared_from_this()](std::string data, bool last) {
+    net::dispatch(self->stream_.get_executor(), [self, data = std::move(data), last]() mutable {
+      self->on_chunk(std::move(data), last);
+    });
+  });
+}
+
+void session::on_chunk(std::string data, bool last) {
+  if (phase_ != phase::streaming) return;
+  out_.clear();
+  append_chunk(out_, data);
+  if (last) out_.append(last_chunk);
+  if (out_.empty()) return do_pull();
+  stream_.expires_after(to_ms(ctx_.limits.read_timeout_s));
+  net::async_write(stream_, net::buffer(out_),
+                   [self = shared_from_this(), last](beast::error_code ec, size_t n) {
+                     self->on_chunk_written(ec, n, last);
+                   });
+}
+
+void session::on_chunk_written(beast::error_code ec, size_t bytes, bool last) {
+  ctx_.metrics->bytes_sent.add(bytes);
+  if (ec) return fail_response();
+  if (last) return finish_response();
+  do_pull();
+}
+
+void session::finish_response() {
+  ctx_.metrics->http_request(route_, status_);
+  if (spdlog::should_log(spdlog::level::debug)) {
+    spdlog::debug("[{}] {} {} -> {}", request_id_, parser_->get().method_string(),
+                  parser_->get().target(), status_);
+  }
+  counted_ = false;
+  ctx_.requests_in_flight.fetch_sub(1);
+  client_.reset();
+  source_.reset();
+  body_.clear();
+  if (!keep_alive_) return close_gracefully();
+  do_read_header();
+}
+
+// The client went away or stalled during the response: the backend request is cancelled and
+// the connection closed; the session ends when the last pending handler lets go of it.
+void session::fail_response() {
+  if (client_) client_->fire();
+  client_.reset();
+  source_.reset();
+  if (counted_) {
+    counted_ = false;
+    ctx_.requests_in_flight.fetch_sub(1);
+  }
+  phase_ = phase::closed;
+  beast::error_code ec;
+  stream_.socket().close(ec);
+}
+
+// ---- noticing a client that left while the backend works -----------------------------------
+
+void session::watch_client() {
+  if (watching_) return;
+  watching_ = true;
+  stream_.socket().async_wait(tcp::socket::wait_read,
+                              [self = shared_from_this()](beast::error_code ec) { self->on_watch(ec); });
+}
+
+void session::on_watch(beast::error_code ec) {
+  watching_ = false;
+  if (ec) return;
+  if (phase_ != phase::handling && phase_ != phase::streaming) return;  // stale probe
+  char byte = 0;
+  beast::error_code peek_ec;
+  const size_t n = stream_.socket().receive(net::buffer(&byte, 1), tcp::socket::message_peek, peek_ec);
+  if (peek_ec == net::error::would_block || peek_ec == net::error::try_again) return watch_client();
+  if (n == 0 || peek_ec) {
+    spdlog::debug("[{}] client went away before the response ended", request_id_);
+    if (client_) client_->fire();
+    return;
+  }
+  // Bytes of a pipelined request: the client is still there; it is read after this response.
+}
+
+// ---- errors the HTTP layer answers itself, and closing --------------------------------------
+
+void session::reply_and_close(int status, std::string_view message) {
+  ctx_.metrics->http_request(metrics::route::unknown, status);
+  ctx_.metrics->error("invalid_request_error");
+  phase_ = phase::writing;
+  keep_alive_ = false;
+  response res;
+  res.status = status;
+  body_ = error_body(message, "invalid_request_error");
+  out_.clear();
+  append_response_head(out_, res, request_id_.empty() ? make_request_id() : request_id_,
+                       body_.size(), false);
+  stream_.expires_after(to_ms(ctx_.limits.read_timeout_s));
+  const std::array<net::const_buffer, 2> buffers{net::buffer(out_), net::buffer(body_)};
+  net::async_write(stream_, buffers, [self = shared_from_this()](beast::error_code ec, size_t n) {
+    self->ctx_.metrics->bytes_sent.add(n);
+    if (ec) return self->fail_response();
+    self->close_gracefully();
+  });
+}
+
+// Half-close, then read and discard what the client still sends for a moment: closing with
+// unread bytes would reset the connection and could destroy the response before it is read.
+void session::close_gracefully() {
+  phase_ = phase::closed;
+  beast::error_code ec;
+  stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+  if (ec) {
+    stream_.socket().close(ec);
+    return;
+  }
+  linger_buf_ = std::make_unique<char[]>(4096);
+  stream_.expires_after(std::chrono::seconds(2));
+  do_linger();
+}
+
+void session::do_linger() {
+  stream_.async_read_some(net::buffer(linger_buf_.get(), 4096),
+                          [self = shared_from_this()](beast::error_code ec, size_t) {
+                            if (ec) {
+                              beast::error_code ignored;
+                              self->stream_.socket().close(ignored);
+                              return;
+                            }
+                            self->do_linger();
+                          });
+}
+
+}  // namespace moat::http

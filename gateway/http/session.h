@@ -1,0 +1,77 @@
+// One client connection: reads requests with Beast's parser, hands a request view to the
+// handler, and writes its response (a full body, or a stream pulled chunk by chunk).
+// Everything here runs on the connection's strand; other threads reach a session only by
+// posting onto that strand (see docs/operations.md for the threading picture).
+#pragma once
+
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/string_body.hpp>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "http/message.h"
+#include "http/server.h"
+
+namespace moat::http {
+
+class session : public std::enable_shared_from_this<session> {
+ public:
+  session(boost::asio::ip::tcp::socket&& socket, server_context& ctx);
+  ~session();
+  void run();
+
+ private:
+  enum class phase { reading, handling, streaming, writing, closed };
+
+  void do_read_header();
+  void on_read_header(boost::beast::error_code ec, size_t bytes);
+  void do_read_body();
+  void on_read_body(boost::beast::error_code ec, size_t bytes);
+  void on_read_error(boost::beast::error_code ec);
+  void dispatch();
+
+  void respond(response res);
+  void on_write(boost::beast::error_code ec, size_t bytes);
+  void do_pull();
+  void on_chunk(std::string data, bool last);
+  void on_chunk_written(boost::beast::error_code ec, size_t bytes, bool last);
+  void finish_response();
+  void fail_response();
+
+  void watch_client();
+  void on_watch(boost::beast::error_code ec);
+
+  // An error the HTTP layer answers itself (400/413/431) before the handler saw the request.
+  void reply_and_close(int status, std::string_view message);
+  void close_gracefully();
+  void do_linger();
+
+  boost::beast::tcp_stream stream_;
+  boost::beast::flat_buffer buffer_;  // reused: may hold the start of a pipelined request
+  std::optional<boost::beast::http::request_parser<boost::beast::http::string_body>> parser_;
+  server_context& ctx_;
+
+  phase phase_ = phase::reading;
+  bool first_request_ = true;
+  bool keep_alive_ = true;
+  bool watching_ = false;
+  bool counted_ = false;  // this request is in ctx_.requests_in_flight
+  size_t bytes_in_ = 0;
+  int status_ = 0;
+  metrics::route route_ = metrics::route::unknown;
+
+  std::vector<header_view> headers_;  // reused per request
+  std::string request_id_;
+  std::string out_;   // response head, or one framed chunk, being written
+  std::string body_;  // full response body being written
+  std::shared_ptr<stream_source> source_;
+  std::shared_ptr<client_signal> client_;
+  std::unique_ptr<char[]> linger_buf_;
+};
+
+}  // namespace moat::http

@@ -1,0 +1,123 @@
+#include "http/wire.h"
+
+#include <charconv>
+#include <cstdint>
+#include <random>
+
+namespace moat::http {
+
+namespace {
+
+// splitmix64 per thread: ids must be unique-ish and cheap, not unpredictable.
+uint64_t next_random() {
+  thread_local uint64_t state = [] {
+    std::random_device rd;
+    return (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  }();
+  uint64_t z = (state += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+void append_uint(std::string& out, uint64_t v) {
+  char buf[24];
+  auto [p, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  (void)ec;
+  out.append(buf, p);
+}
+
+}  // namespace
+
+std::string_view reason_phrase(int status) {
+  switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 413: return "Payload Too Large";
+    case 415: return "Unsupported Media Type";
+    case 422: return "Unprocessable Entity";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Unknown";
+  }
+}
+
+void append_response_head(std::string& out, const response& res, std::string_view request_id,
+                          size_t content_length, bool keep_alive) {
+  out.append("HTTP/1.1 ");
+  append_uint(out, static_cast<uint64_t>(res.status));
+  out.push_back(' ');
+  out.append(reason_phrase(res.status));
+  out.append("\r\nServer: moat\r\nContent-Type: ");
+  out.append(res.content_type);
+  if (res.stream) {
+    out.append("\r\nTransfer-Encoding: chunked\r\nCache-Control: no-cache");
+  } else {
+    out.append("\r\nContent-Length: ");
+    append_uint(out, content_length);
+  }
+  if (!request_id.empty()) out.append("\r\nx-request-id: ").append(request_id);
+  for (const auto& h : res.headers) {
+    out.append("\r\n").append(h.name).append(": ").append(h.value);
+  }
+  out.append(keep_alive ? "\r\nConnection: keep-alive\r\n\r\n" : "\r\nConnection: close\r\n\r\n");
+}
+
+void append_chunk(std::string& out, std::string_view data) {
+  if (data.empty()) return;
+  char buf[20];
+  auto [p, ec] = std::to_chars(buf, buf + sizeof buf, data.size(), 16);
+  (void)ec;
+  out.append(buf, p).append("\r\n").append(data).append("\r\n");
+}
+
+bool is_sane_request_id(std::string_view id) {
+  if (id.empty() || id.size() > 128) return false;
+  for (char c : id) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '.' || c == '_' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+std::string make_request_id() {
+  static constexpr char hex[] = "0123456789abcdef";
+  uint64_t v = next_random();
+  std::string id(16, '0');
+  for (int i = 15; i >= 0; --i, v >>= 4) id[static_cast<size_t>(i)] = hex[v & 15];
+  return id;
+}
+
+std::string random_alnum(size_t length) {
+  static constexpr char alphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+  std::string out(length, 'a');
+  uint64_t v = 0;
+  int left = 0;
+  for (size_t i = 0; i < length; ++i) {
+    if (left == 0) {
+      v = next_random();
+      left = 10;  // 10 draws of 6 bits from 64
+    }
+    out[i] = alphabet[(v & 63) % 62];
+    v >>= 6;
+    --left;
+  }
+  return out;
+}
+
+}  // namespace moat::http

@@ -1,0 +1,35 @@
+// HTTP/1.1 response bytes written by hand into a reused buffer: a status line and a few headers
+// are cheaper to append than to build through a generic serializer, and this is the hot path.
+//
+//   std::string out;
+//   moat::http::append_response_head(out, res, "req-1", res.body.size(), /*keep_alive=*/true);
+//   moat::http::append_chunk(out, "data: {...}\n\n");
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+#include "http/message.h"
+
+namespace moat::http {
+
+std::string_view reason_phrase(int status);
+
+// Status line and headers, ending with the blank line. `content_length` is ignored for a
+// streamed response (then Transfer-Encoding: chunked).
+void append_response_head(std::string& out, const response& res, std::string_view request_id,
+                          size_t content_length, bool keep_alive);
+
+// One chunk of a chunked body; an empty `data` writes nothing (an empty chunk would end it).
+void append_chunk(std::string& out, std::string_view data);
+inline constexpr std::string_view last_chunk = "0\r\n\r\n";
+
+// x-request-id rules: a client id is kept when it is 1..128 characters of [A-Za-z0-9._-];
+// otherwise the gateway makes one (16 hex digits from a per-thread generator).
+bool is_sane_request_id(std::string_view id);
+std::string make_request_id();
+// Random [a-zA-Z0-9] text of `length`, for response ids (chatcmpl-…). Not for secrets.
+std::string random_alnum(size_t length);
+
+}  // namespace moat::http

@@ -1,0 +1,313 @@
+// The HTTP layer alone, in process: a server on port 0 with a scripted handler, driven by a
+// Beast client over loopback. Covers keep-alive, request ids, limits (400/413/431), streams,
+// 100-continue, a client that leaves mid-request, and the drain.
+#include <gtest/gtest.h>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
+
+#include <atomic>
+#include <future>
+#include <thread>
+
+#include "http/server.h"
+#include "http/wire.h"
+
+namespace {
+
+namespace net = boost::asio;
+namespace bhttp = boost::beast::http;
+using tcp = net::ip::tcp;
+using namespace moat;
+
+// Yields "a", "b", "c" one pull at a time, each posted later onto the strand (as the host does).
+class abc_stream : public http::stream_source {
+ public:
+  explicit abc_stream(net::any_io_executor strand) : strand_(std::move(strand)) {}
+  void pull(next_fn next) override {
+    const int i = i_++;
+    net::post(strand_, [i, next = std::move(next)] {
+      static const char* parts[] = {"a", "b", "c"};
+      next(parts[i], i == 2);
+    });
+  }
+
+ private:
+  net::any_io_executor strand_;
+  int i_ = 0;
+};
+
+class scripted_handler : public http::handler {
+ public:
+  void handle(const http::request& req, http::responder respond) override {
+    last_request_id = std::string(req.request_id);
+    if (req.path == "/echo") {
+      http::response res;
+      res.content_type = "text/plain";
+      res.body = std::string(req.method) + " " + std::string(req.target) + " " +
+                 std::string(req.body) + " " + std::string(req.header("X-Thing"));
+      respond(std::move(res));
+    } else if (req.path == "/stream") {
+      http::response res;
+      res.content_type = "text/event-stream";
+      res.stream = std::make_shared<abc_stream>(req.strand);
+      respond(std::move(res));
+    } else if (req.path == "/hang") {
+      // Never answers until the client leaves; then answers (as the host does after cancel).
+      req.client->on_gone([this, respond] {
+        gone.set_value();
+        respond(http::response{});
+      });
+    } else if (req.path == "/slow") {
+      auto timer = std::make_shared<net::steady_timer>(req.strand, std::chrono::milliseconds(300));
+      timer->async_wait([timer, respond](boost::system::error_code) {
+        http::response res;
+        res.body = "slow";
+        respond(std::move(res));
+      });
+    } else if (req.path == "/throw") {
+      throw std::runtime_error("handler bug");
+    } else {
+      http::response res;
+      res.status = 404;
+      respond(std::move(res));
+    }
+  }
+  std::string last_request_id;
+  std::promise<void> gone;
+};
+
+class http_server : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    config::server_config limits;
+    limits.max_body_bytes = 1024;
+    limits.max_header_bytes = 1024;
+    limits.read_timeout_s = 2;
+    limits.idle_timeout_s = 2;
+    server_ = std::make_unique<http::server>(limits, handler_, registry_);
+    port_ = server_->listen("127.0.0.1", 0).port;
+    ASSERT_NE(port_, 0);
+    server_->set_state(http::lifecycle::ready);
+    thread_ = std::thread([this] { server_->run(2); });
+  }
+  void TearDown() override {
+    server_->stop();
+    thread_.join();
+  }
+
+  tcp::socket connect() {
+    tcp::socket s(client_io_);
+    s.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port_));
+    return s;
+  }
+  static bhttp::response<bhttp::string_body> read_response(tcp::socket& s, boost::beast::flat_buffer& buf) {
+    bhttp::response<bhttp::string_body> res;
+    bhttp::read(s, buf, res);
+    return res;
+  }
+  static void send(tcp::socket& s, const std::string& raw) { net::write(s, net::buffer(raw)); }
+
+  metrics::registry registry_{{}, "test", "none"};
+  scripted_handler handler_;
+  std::unique_ptr<http::server> server_;
+  uint16_t port_ = 0;
+  std::thread thread_;
+  net::io_context client_io_;
+};
+
+TEST_F(http_server, keep_alive_and_request_ids) {
+  auto s = connect();
+  boost::beast::flat_buffer buf;
+  send(s, "POST /echo?q=1 HTTP/1.1\r\nHost: x\r\nX-Thing: yes\r\nx-request-id: abc-123.X_y\r\n"
+          "Content-Length: 5\r\n\r\nhello");
+  auto r1 = read_response(s, buf);
+  EXPECT_EQ(r1.result_int(), 200);
+  EXPECT_EQ(r1.body(), "POST /echo?q=1 hello yes");
+  EXPECT_EQ(r1["x-request-id"], "abc-123.X_y");
+  EXPECT_EQ(r1["Content-Type"], "text/plain");
+  EXPECT_TRUE(r1.keep_alive());
+
+  // Same connection; an unsafe id is replaced by one the server makes.
+  send(s, "GET /echo HTTP/1.1\r\nHost: x\r\nx-request-id: bad id<script>\r\n\r\n");
+  auto r2 = read_response(s, buf);
+  EXPECT_EQ(r2.result_int(), 200);
+  const std::string made(r2["x-request-id"]);
+  EXPECT_EQ(made.size(), 16u);
+  EXPECT_TRUE(http::is_sane_request_id(made));
+  EXPECT_EQ(handler_.last_request_id, made);
+
+  send(s, "GET /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  auto r3 = read_response(s, buf);
+  EXPECT_FALSE(r3.keep_alive());
+}
+
+TEST_F(http_server, pipelined_requests_are_answered_in_order) {
+  auto s = connect();
+  boost::beast::flat_buffer buf;
+  send(s, "GET /echo?1 HTTP/1.1\r\nHost: x\r\n\r\nGET /echo?2 HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_EQ(read_response(s, buf).body(), "GET /echo?1  ");
+  EXPECT_EQ(read_response(s, buf).body(), "GET /echo?2  ");
+}
+
+TEST_F(http_server, body_over_limit_is_413) {
+  auto s = connect();
+  boost::beast::flat_buffer buf;
+  send(s, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n");
+  auto r = read_response(s, buf);
+  EXPECT_EQ(r.result_int(), 413);
+  EXPECT_NE(r.body().find("\"type\":\"invalid_request_error\""), std::string::npos);
+  EXPECT_FALSE(r.keep_alive());
+}
+
+TEST_F(http_server, chunked_body_over_limit_is_413) {
+  auto s = connect();
+  boost::beast::flat_buffer buf;
+  std::string raw = "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+  for (int i = 0; i < 3; ++i) raw += "200\r\n" + std::string(512, 'x') + "\r\n";
+  raw += "0\r\n\r\n";
+  send(s, raw);
+  EXPECT_EQ(read_response(s, buf).result_int(), 413);
+}
+
+TEST_F(http_server, headers_over_limit_are_431) {
+  auto s = connect();
+  boost::beast::flat_buffer buf;
+  send(s, "GET /echo HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(2000, 'b') + "\r\n\r\n");
+  EXPECT_EQ(read_response(s, buf).result_int(), 431);
+}
+
+TEST_F(http_server, garbage_is_400_and_server_lives_on) {
+  {
+    auto s = connect();
+    boost::beast::flat_buffer buf;
+    send(s, "\x01\x02garbage\r\n\r\n");
+    EXPECT_EQ(read_response(s, buf).result_int(), 400);
+  }
+  auto s = connect();
+  boost::beast::flat_buffer buf;
+  send(s, "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_EQ(read_response(s, buf).result_int(), 200);
+}
+
+TEST_F(http_server, handler_exception_is_500) {
+  auto s = connect();
+  boost::beast::flat_buffer buf;
+  send(s, "GET /throw HTTP/1.1\r\nHost: x\r\n\r\n");
+  auto r = read_response(s, buf);
+  EXPECT_EQ(r.result_int(), 500);
+  EXPECT_NE(r.body().find("server_error"), std::string::npos);
+}
+
+TEST_F(http_server, stream_is_chunked_and_connection_survives) {
+  auto s = connect();
+  boost::beast::flat_buffer buf;
+  send(s, "GET /stream HTTP/1.1\r\nHost: x\r\n\r\n");
+  auto r = read_response(s, buf);
+  EXPECT_EQ(r.result_int(), 200);
+  EXPECT_EQ(r["Transfer-Encoding"], "chunked");
+  EXPECT_EQ(r["Content-Type"], "text/event-stream");
+  EXPECT_EQ(r.body(), "abc");
+  send(s, "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_EQ(read_response(s, buf).result_int(), 200);
+}
+
+TEST_F(http_server, expect_continue_gets_100_then_the_answer) {
+  auto s = connect();
+  send(s, "POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n");
+  std::string got(25, '\0');
+  net::read(s, net::buffer(got));
+  EXPECT_EQ(got, "HTTP/1.1 100 Continue\r\n\r\n");
+  send(s, "abc");
+  boost::beast::flat_buffer buf;
+  auto r = read_response(s, buf);
+  EXPECT_EQ(r.body(), "POST /echo abc ");
+}
+
+TEST_F(http_server, client_that_leaves_fires_the_gone_signal) {
+  auto gone = handler_.gone.get_future();
+  {
+    auto s = connect();
+    send(s, "GET /hang HTTP/1.1\r\nHost: x\r\n\r\n");
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }  // closed here
+  EXPECT_EQ(gone.wait_for(std::chrono::seconds(5)), std::future_status::ready);
+  // The server still serves.
+  auto s = connect();
+  boost::beast::flat_buffer buf;
+  send(s, "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_EQ(read_response(s, buf).result_int(), 200);
+}
+
+TEST_F(http_server, drain_lets_in_flight_requests_finish) {
+  auto s = connect();
+  send(s, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n");
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_EQ(server_->requests_in_flight(), 1);
+  std::promise<int64_t> drained;
+  server_->drain(std::chrono::seconds(5), [&] { drained.set_value(server_->requests_in_flight()); });
+  auto f = drained.get_future();
+  boost::beast::flat_buffer buf;
+  auto r = read_response(s, buf);
+  EXPECT_EQ(r.body(), "slow");
+  EXPECT_FALSE(r.keep_alive());  // draining: the connection closes after the answer
+  ASSERT_EQ(f.wait_for(std::chrono::seconds(5)), std::future_status::ready);
+  EXPECT_EQ(f.get(), 0);
+  EXPECT_EQ(server_->state(), http::lifecycle::draining);
+  // New connections are refused once draining.
+  tcp::socket late(client_io_);
+  boost::system::error_code ec;
+  late.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port_), ec);
+  EXPECT_TRUE(ec);
+}
+
+TEST_F(http_server, counts_requests_and_bytes) {
+  auto s = connect();
+  boost::beast::flat_buffer buf;
+  send(s, "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n");
+  read_response(s, buf);
+  EXPECT_GT(registry_.bytes_received.value(), 20u);
+  EXPECT_GT(registry_.bytes_sent.value(), 40u);
+  EXPECT_EQ(registry_.connections_active.value(), 1);
+}
+
+TEST(wire, request_id_rules) {
+  EXPECT_TRUE(http::is_sane_request_id("a"));
+  EXPECT_TRUE(http::is_sane_request_id("A-z_0.9"));
+  EXPECT_TRUE(http::is_sane_request_id(std::string(128, 'x')));
+  EXPECT_FALSE(http::is_sane_request_id(std::string(129, 'x')));
+  EXPECT_FALSE(http::is_sane_request_id(""));
+  EXPECT_FALSE(http::is_sane_request_id("a b"));
+  EXPECT_FALSE(http::is_sane_request_id("a\r\nx: y"));
+  EXPECT_FALSE(http::is_sane_request_id("ä"));
+  EXPECT_NE(http::make_request_id(), http::make_request_id());
+  const auto r = http::random_alnum(24);
+  EXPECT_EQ(r.size(), 24u);
+  for (char c : r) EXPECT_TRUE(std::isalnum(static_cast<unsigned char>(c)));
+}
+
+TEST(wire, response_head_and_chunks) {
+  http::response res;
+  res.status = 429;
+  res.headers.push_back({"Retry-After", "1"});
+  std::string out;
+  http::append_response_head(out, res, "rid", 12, true);
+  EXPECT_EQ(out,
+            "HTTP/1.1 429 Too Many Requests\r\nServer: moat\r\nContent-Type: application/json\r\n"
+            "Content-Length: 12\r\nx-request-id: rid\r\nRetry-After: 1\r\n"
+            "Connection: keep-alive\r\n\r\n");
+  out.clear();
+  http::append_chunk(out, std::string(26, 'z'));
+  EXPECT_EQ(out, "1a\r\n" + std::string(26, 'z') + "\r\n");
+  out.clear();
+  http::append_chunk(out, "");
+  EXPECT_EQ(out, "");
+}
+
+}  // namespace
