@@ -1,0 +1,85 @@
+// Memory arithmetic: weight bytes by part, KV bytes per token, activations, and what one device
+// holds for a given split of the model (tensor parallel within a server, pipeline stages across).
+//
+//   memory_model mm(model, weight_format::int4, /*group=*/32, kv_format::fp16);
+//   layout l{.tp = 8, .pp = 1};
+//   per_device d = mm.per_device(l, dev, /*context=*/8192, /*concurrency=*/16);
+//   d.fits();  // d.total() <= device memory
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "formats.h"
+#include "hardware.h"
+#include "model_spec.h"
+
+namespace moat::planner {
+
+// How the model is split: `tp` devices share every layer (heads and FFN columns split), `pp`
+// stages each hold a contiguous run of layers. The deployment uses tp * pp devices.
+struct layout {
+  int tp = 1;
+  int pp = 1;
+  int devices() const { return tp * pp; }
+};
+
+// What one device holds, in bytes, for the fullest stage of a layout.
+struct per_device {
+  double weights = 0;
+  double kv = 0;            // the KV cache this device would hold, all of it on the device
+  double activations = 0;
+  double overhead = 0;
+  double capacity = 0;
+  double total() const { return weights + kv + activations + overhead; }
+  double headroom() const { return capacity - total(); }
+  bool fits() const { return headroom() >= 0; }
+  // Room left for KV once weights, activations and overhead are in (may be negative).
+  double kv_room() const { return capacity - weights - activations - overhead; }
+};
+
+class memory_model {
+ public:
+  memory_model(model_spec model, weight_format weights, int group, kv_format kv);
+
+  const model_spec& model() const { return model_; }
+
+  // Stored bytes of each part at the chosen format. Norm vectors stay 16-bit; the token
+  // embedding stays 16-bit (a table lookup, which bitsandbytes, GPTQ and AWQ checkpoints leave
+  // unquantized); the LM head is quantized with the blocks.
+  double layer_bytes() const;       // one transformer block (all experts)
+  double embedding_bytes() const;   // [V, H] at 16 bits; with tied embeddings, also the LM head
+  double lm_head_bytes() const;     // 0 when tied
+  double weights_bytes() const;     // everything stored
+
+  // Bytes streamed from memory per decode step for weights, with `batch` sequences: every
+  // block (only the experts the batch touches) and the LM head; of the embedding only B rows.
+  double weights_read_per_step(std::int64_t batch) const;
+
+  // K and V for one token across all layers: 2 * L * kv_heads * head_dim * element bytes.
+  double kv_bytes_per_token() const;
+
+  // Working buffers on one device while a step runs (see docs/planning.md for the formula).
+  double activation_bytes(const layout& l, std::int64_t context, std::int64_t concurrency) const;
+
+  per_device on_device(const layout& l, const device& d, std::int64_t context,
+                       std::int64_t concurrency) const;
+
+  // The tensor-parallel degrees this model allows: divisors of both head counts, up to `limit`.
+  std::vector<int> valid_tp(int limit) const;
+
+ private:
+  double matrix_bytes(std::int64_t rows, std::int64_t cols) const;  // [rows, cols] at weights_
+  double experts_touched(std::int64_t batch) const;
+
+  model_spec model_;
+  weight_format weights_;
+  int group_;
+  kv_format kv_;
+};
+
+// Checks that `tp` divides the attention and KV heads; throws plan_error saying what does.
+void check_tensor_parallel(const model_spec& m, int tp, const std::string& flag);
+
+}  // namespace moat::planner
