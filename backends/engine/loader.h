@@ -23,6 +23,7 @@
 
 #include "engine/gguf.h"
 #include "engine/model_config.h"
+#include "engine/model_error.h"
 #include "engine/tensor.h"
 
 namespace moat::engine {

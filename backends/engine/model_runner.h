@@ -30,6 +30,7 @@
 #include <span>
 
 #include "engine/model_config.h"
+#include "engine/model_error.h"
 
 namespace moat::engine {
 

@@ -1,0 +1,125 @@
+#include "cpu/batched_forward.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "cpu/kernels.h"
+
+namespace moat::cpu {
+
+void batched_forward::matmul(const engine::tensor& w, const float* x, int64_t n_rows, float* y) {
+  const int64_t out = w.rows();
+  // Chunks of output rows; each worker converts one weight row at a time into its scratch.
+  pool_.parallel_for(out, [&](int64_t b, int64_t e, int worker) {
+    matmul_rows(w, x, n_rows, y, out, b, e, worker_scratch_[worker].data());
+  });
+}
+
+void batched_forward::attention(int32_t layer, int64_t n_tokens) {
+  const auto& c = mv_.cfg;
+  const int32_t hd = c.head_dim, q_dim = c.q_dim();
+  const int32_t group = c.n_heads / c.n_kv_heads;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  pool_.parallel_for(n_tokens * c.n_heads, [&](int64_t b, int64_t e, int worker) {
+    float* att = worker_scratch_[worker].data();
+    for (int64_t th = b; th < e; ++th) {
+      const int64_t t = th / c.n_heads;
+      const int32_t h = static_cast<int32_t>(th % c.n_heads);
+      const int32_t slot = tok_slot_[t], pos = tok_pos_[t], kvh = h / group;
+      const float* qh = q_.data() + t * q_dim + h * hd;
+      for (int32_t p = 0; p <= pos; ++p) att[p] = dot(qh, kv_.k(slot, layer, p) + kvh * hd, hd) * scale;
+      softmax(att, pos + 1);
+      float* out = att_out_.data() + t * q_dim + h * hd;
+      std::memset(out, 0, sizeof(float) * hd);
+      for (int32_t p = 0; p <= pos; ++p) {
+        const float a = att[p];
+        const float* vp = kv_.v(slot, layer, p) + kvh * hd;
+        for (int32_t i = 0; i < hd; ++i) out[i] += a * vp[i];
+      }
+    }
+  });
+}
+
+void batched_forward::run(std::span<const engine::forward_item> items, float* logits, float* hidden) {
+  const auto& c = mv_.cfg;
+  const int64_t dim = c.hidden_size, q_dim = c.q_dim(), kv_dim = c.kv_dim(), ff = c.intermediate_size;
+
+  tok_slot_.clear();
+  tok_pos_.clear();
+  tok_id_.clear();
+  std::vector<int64_t> logit_rows;  // token indices whose logits are wanted, in output order
+  for (const auto& it : items) {
+    const int64_t first = static_cast<int64_t>(tok_id_.size());
+    for (size_t i = 0; i < it.tokens.size(); ++i) {
+      tok_slot_.push_back(it.slot);
+      tok_pos_.push_back(it.start_pos + static_cast<int32_t>(i));
+      tok_id_.push_back(it.tokens[i]);
+      if (it.all_logits) logit_rows.push_back(first + static_cast<int64_t>(i));
+    }
+    if (!it.all_logits) logit_rows.push_back(static_cast<int64_t>(tok_id_.size()) - 1);
+  }
+  const int64_t T = static_cast<int64_t>(tok_id_.size());
+  auto grow = [](std::vector<float>& v, int64_t n) {
+    if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
+  };
+  grow(x_, T * dim);
+  grow(xb_, T * dim);
+  grow(q_, T * q_dim);
+  grow(k_, T * kv_dim);
+  grow(v_, T * kv_dim);
+  grow(att_out_, T * q_dim);
+  grow(h1_, T * ff);
+  grow(h3_, T * ff);
+  grow(proj_, T * dim);
+  const int64_t scratch = std::max<int64_t>({dim, q_dim, ff, kv_.max_ctx()});
+  worker_scratch_.resize(static_cast<size_t>(pool_.size()));
+  for (auto& s : worker_scratch_) grow(s, scratch);
+
+  for (int64_t t = 0; t < T; ++t) mv_.w.embed.row_to_f32(tok_id_[t], x_.data() + t * dim);
+
+  for (int32_t l = 0; l < c.n_layers; ++l) {
+    const auto& lw = mv_.w.layers[l];
+    for (int64_t t = 0; t < T; ++t) {
+      rmsnorm(x_.data() + t * dim, mv_.attn_norm[l].data(), c.rms_norm_eps, dim, xb_.data() + t * dim);
+    }
+    matmul(lw.wq, xb_.data(), T, q_.data());
+    matmul(lw.wk, xb_.data(), T, k_.data());
+    matmul(lw.wv, xb_.data(), T, v_.data());
+    // RoPE, then K/V into the slots: every token's K/V of this layer is in the cache before any
+    // attention reads it, so a prefill chunk attends causally within itself.
+    for (int64_t t = 0; t < T; ++t) {
+      for (int32_t h = 0; h < c.n_heads; ++h) rope(q_.data() + t * q_dim + h * c.head_dim, c.head_dim, tok_pos_[t], mv_.inv_freq.data(), c.rope);
+      float* kt = k_.data() + t * kv_dim;
+      for (int32_t h = 0; h < c.n_kv_heads; ++h) rope(kt + h * c.head_dim, c.head_dim, tok_pos_[t], mv_.inv_freq.data(), c.rope);
+      std::memcpy(kv_.k(tok_slot_[t], l, tok_pos_[t]), kt, sizeof(float) * kv_dim);
+      std::memcpy(kv_.v(tok_slot_[t], l, tok_pos_[t]), v_.data() + t * kv_dim, sizeof(float) * kv_dim);
+    }
+    attention(l, T);
+    matmul(lw.wo, att_out_.data(), T, proj_.data());
+    for (int64_t i = 0; i < T * dim; ++i) x_[i] += proj_[i];
+
+    for (int64_t t = 0; t < T; ++t) {
+      rmsnorm(x_.data() + t * dim, mv_.ffn_norm[l].data(), c.rms_norm_eps, dim, xb_.data() + t * dim);
+    }
+    matmul(lw.w_gate, xb_.data(), T, h1_.data());
+    matmul(lw.w_up, xb_.data(), T, h3_.data());
+    swiglu(h1_.data(), h3_.data(), T * ff);
+    matmul(lw.w_down, h1_.data(), T, proj_.data());
+    for (int64_t i = 0; i < T * dim; ++i) x_[i] += proj_[i];
+  }
+
+  if (hidden != nullptr) {
+    for (int64_t t = 0; t < T; ++t) rmsnorm(x_.data() + t * dim, mv_.final_norm.data(), c.rms_norm_eps, dim, hidden + t * dim);
+  }
+  if (logits != nullptr) {
+    const int64_t R = static_cast<int64_t>(logit_rows.size());
+    grow(final_rows_, R * dim);
+    for (int64_t r = 0; r < R; ++r) {
+      rmsnorm(x_.data() + logit_rows[r] * dim, mv_.final_norm.data(), c.rms_norm_eps, dim, final_rows_.data() + r * dim);
+    }
+    matmul(mv_.w.lm_head, final_rows_.data(), R, logits);
+  }
+}
+
+}  // namespace moat::cpu

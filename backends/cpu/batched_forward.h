@@ -1,0 +1,49 @@
+// The batched forward pass: every token of every running sequence goes through each weight
+// matrix together (one read of the weights per step, not per sequence), with the rows of each
+// matmul, and the (token, head) pairs of attention, split over a thread pool.
+//
+//   batched_forward fwd(mv, kv, pool);
+//   fwd.run(items, logits_or_null, hidden_or_null);
+//
+// Each output element is computed the same way whatever else is in the batch (see kernels.h),
+// so batching never changes a sequence's logits.
+#pragma once
+
+#include <span>
+#include <vector>
+
+#include "cpu/model_view.h"
+#include "cpu/thread_pool.h"
+#include "engine/model_runner.h"
+
+namespace moat::cpu {
+
+class batched_forward {
+ public:
+  batched_forward(const model_view& mv, kv_pool& kv, thread_pool& pool) : mv_(mv), kv_(kv), pool_(pool) {}
+
+  // logits: [model_runner::logits_rows(items)][vocab] or null.
+  // hidden: [total tokens][hidden] after the final norm, or null.
+  // Items are already validated by the runner.
+  void run(std::span<const engine::forward_item> items, float* logits, float* hidden);
+
+ private:
+  // Y[T][w.rows()] = X[T][w.cols()] W^T, rows of W split over the pool.
+  void matmul(const engine::tensor& w, const float* x, int64_t n_rows, float* y);
+  void attention(int32_t layer, int64_t n_tokens);
+
+  const model_view& mv_;
+  kv_pool& kv_;
+  thread_pool& pool_;
+
+  // Per-step scratch, grown as needed and reused across steps. T = tokens in the step.
+  std::vector<int32_t> tok_slot_, tok_pos_, tok_id_;  // [T]
+  std::vector<float> x_, xb_;                        // [T][hidden]
+  std::vector<float> q_, k_, v_, att_out_;           // [T][q_dim], [T][kv_dim] x2, [T][q_dim]
+  std::vector<float> h1_, h3_;                       // [T][intermediate]
+  std::vector<float> proj_;                          // [T][hidden]
+  std::vector<float> final_rows_;                    // [rows needing logits][hidden]
+  std::vector<std::vector<float>> worker_scratch_;   // per worker: max(in_features, max_ctx)
+};
+
+}  // namespace moat::cpu

@@ -1,0 +1,148 @@
+#include "engine/tensor.h"
+
+#include <bit>
+#include <cmath>
+#include <cstring>
+
+#include "engine/model_error.h"
+
+namespace moat::engine {
+
+namespace {
+
+constexpr int64_t block_elems = 32;  // Q8_0 and Q4_0 block size
+constexpr size_t q8_0_block_bytes = 2 + 32;
+constexpr size_t q4_0_block_bytes = 2 + 16;
+
+uint16_t load_u16(const uint8_t* p) {
+  uint16_t v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+}  // namespace
+
+std::string_view dtype_name(dtype t) {
+  switch (t) {
+    case dtype::f32: return "F32";
+    case dtype::f16: return "F16";
+    case dtype::bf16: return "BF16";
+    case dtype::q8_0: return "Q8_0";
+    case dtype::q4_0: return "Q4_0";
+  }
+  return "?";
+}
+
+size_t dtype_row_bytes(dtype t, int64_t n) {
+  switch (t) {
+    case dtype::f32: return static_cast<size_t>(n) * 4;
+    case dtype::f16:
+    case dtype::bf16: return static_cast<size_t>(n) * 2;
+    case dtype::q8_0: return static_cast<size_t>(n / block_elems) * q8_0_block_bytes;
+    case dtype::q4_0: return static_cast<size_t>(n / block_elems) * q4_0_block_bytes;
+  }
+  return 0;
+}
+
+float f16_to_f32(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+  uint32_t exp = (h >> 10) & 0x1fu;
+  uint32_t mant = h & 0x3ffu;
+  uint32_t bits;
+  if (exp == 0) {
+    if (mant == 0) {
+      bits = sign;
+    } else {  // subnormal: renormalize
+      exp = 127 - 15 + 1;
+      while ((mant & 0x400u) == 0) {
+        mant <<= 1;
+        --exp;
+      }
+      mant &= 0x3ffu;
+      bits = sign | (exp << 23) | (mant << 13);
+    }
+  } else if (exp == 0x1f) {
+    bits = sign | 0x7f800000u | (mant << 13);
+  } else {
+    bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
+  }
+  return std::bit_cast<float>(bits);
+}
+
+uint16_t f32_to_f16(float f) {
+  // Round to nearest even; used only by tests and tools-like paths, so clarity over speed.
+  const uint32_t x = std::bit_cast<uint32_t>(f);
+  const uint32_t sign = (x >> 16) & 0x8000u;
+  const int32_t exp = static_cast<int32_t>((x >> 23) & 0xffu) - 127 + 15;
+  uint32_t mant = x & 0x7fffffu;
+  if (((x >> 23) & 0xffu) == 0xffu) return static_cast<uint16_t>(sign | 0x7c00u | (mant ? 0x200u : 0));
+  if (exp >= 0x1f) return static_cast<uint16_t>(sign | 0x7c00u);
+  if (exp <= 0) {
+    if (exp < -10) return static_cast<uint16_t>(sign);
+    mant |= 0x800000u;
+    const uint32_t shift = static_cast<uint32_t>(14 - exp);
+    uint32_t half = mant >> shift;
+    const uint32_t rem = mant & ((1u << shift) - 1);
+    const uint32_t mid = 1u << (shift - 1);
+    if (rem > mid || (rem == mid && (half & 1u))) ++half;
+    return static_cast<uint16_t>(sign | half);
+  }
+  uint32_t half = sign | (static_cast<uint32_t>(exp) << 10) | (mant >> 13);
+  const uint32_t rem = mant & 0x1fffu;
+  if (rem > 0x1000u || (rem == 0x1000u && (half & 1u))) ++half;
+  return static_cast<uint16_t>(half);
+}
+
+float bf16_to_f32(uint16_t b) { return std::bit_cast<float>(static_cast<uint32_t>(b) << 16); }
+
+int64_t tensor::numel() const {
+  if (shape.empty()) return 0;
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+size_t tensor::bytes() const { return static_cast<size_t>(rows()) * dtype_row_bytes(type, cols()); }
+
+const uint8_t* tensor::row_ptr(int64_t r) const {
+  return static_cast<const uint8_t*>(data) + static_cast<size_t>(r) * dtype_row_bytes(type, cols());
+}
+
+void tensor::row_to_f32(int64_t r, float* out) const {
+  const uint8_t* p = row_ptr(r);
+  const int64_t n = cols();
+  switch (type) {
+    case dtype::f32:
+      std::memcpy(out, p, static_cast<size_t>(n) * 4);
+      return;
+    case dtype::f16:
+      for (int64_t i = 0; i < n; ++i) out[i] = f16_to_f32(load_u16(p + 2 * i));
+      return;
+    case dtype::bf16:
+      for (int64_t i = 0; i < n; ++i) out[i] = bf16_to_f32(load_u16(p + 2 * i));
+      return;
+    case dtype::q8_0:
+      for (int64_t b = 0; b < n / block_elems; ++b) {
+        const uint8_t* blk = p + b * q8_0_block_bytes;
+        const float d = f16_to_f32(load_u16(blk));
+        const auto* q = reinterpret_cast<const int8_t*>(blk + 2);
+        for (int64_t i = 0; i < block_elems; ++i) out[b * block_elems + i] = d * static_cast<float>(q[i]);
+      }
+      return;
+    case dtype::q4_0:
+      // ggml layout: byte j holds element j in its low nibble and element j+16 in its high one.
+      for (int64_t b = 0; b < n / block_elems; ++b) {
+        const uint8_t* blk = p + b * q4_0_block_bytes;
+        const float d = f16_to_f32(load_u16(blk));
+        for (int64_t j = 0; j < 16; ++j) {
+          const uint8_t q = blk[2 + j];
+          out[b * block_elems + j] = d * static_cast<float>(static_cast<int>(q & 0x0f) - 8);
+          out[b * block_elems + j + 16] = d * static_cast<float>(static_cast<int>(q >> 4) - 8);
+        }
+      }
+      return;
+  }
+  throw model_error("tensor " + name + ": unsupported dtype");
+}
+
+}  // namespace moat::engine
