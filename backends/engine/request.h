@@ -84,7 +84,9 @@ struct generate_request {
   bool embedding = false;              // pool hidden states instead of generating
   std::vector<std::vector<int32_t>> prompts;  // token ids per prompt, BOS included if wanted
   std::vector<std::string> echo_text;  // per prompt, emitted first when non-empty (completions echo)
-  bool continuation = false;           // completions: the answer continues the prompt text
+  // Per prompt: the answer continues visible prompt text (completions whose prompt holds more than
+  // special tokens), so its first token keeps its leading space. Missing entries mean false.
+  std::vector<bool> continuation;
   sampling_params sampling;            // n choices per prompt: index = prompt * n + i
   std::shared_ptr<request_sink> sink;
 };

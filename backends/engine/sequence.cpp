@@ -19,7 +19,7 @@ const std::vector<int32_t>& sequence::prompt() const {
 void sequence::start(const text_codec& codec) {
   const auto& req = owner.request;
   if (req.embedding) return;
-  decoder_ = codec.make_decoder(req.continuation);
+  decoder_ = codec.make_decoder(prompt_index < req.continuation.size() && req.continuation[prompt_index]);
   if (prompt_index < req.echo_text.size() && !req.echo_text[prompt_index].empty())
     req.sink->on_delta(index, req.echo_text[prompt_index], {}, {});
 }
