@@ -163,7 +163,7 @@ void advise(plan_result& r, const memory_model& mm) {
       const per_device& pd = r.on_device;
       const double per_seq = pd.kv / static_cast<double>(in.concurrency);
       if (per_seq > 0)
-        a.push_back(fmt::format("headroom {:.1f} GB per device: room for {} more sequences at this context",
+        a.push_back(fmt::format("headroom {:.1f} GB per device: room for {} more sequence(s) at this context",
                                 gb(pd.headroom()), static_cast<long long>(pd.headroom() / per_seq)));
     }
     return;

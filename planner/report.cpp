@@ -189,7 +189,8 @@ std::string render_table(const plan_result& r) {
   if (r.cost) {
     const cost_result& c = *r.cost;
     t += "\ncost (USD)\n";
-    row("hardware", fmt::format("{:.0f} ({} servers), {:.0f}/month over {:g} years", c.capex_usd, c.servers,
+    row("hardware", fmt::format("{:.0f} ({} server{}), {:.0f}/month over {:g} years", c.capex_usd, c.servers,
+                                c.servers == 1 ? "" : "s",
                                 c.capex_per_month, in.costs.amortization_years));
     row("energy", fmt::format("{:.1f} kW with PUE {:g}: {:.0f}/month", c.power_kw, in.costs.pue, c.energy_per_month));
     row("rack, network, software, staff", fmt::format("{:.0f}/month", c.rack_per_month + in.costs.software_usd_per_month +

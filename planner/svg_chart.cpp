@@ -21,7 +21,7 @@ std::string short_number(double v, const char* unit) {
     v /= 1000;
     ++i;
   }
-  return fmt::format("{}{:g}{}", unit, v, suffixes[i]);
+  return fmt::format("{}{:.3g}{}", unit, v, suffixes[i]);
 }
 
 struct axis {
@@ -94,14 +94,20 @@ std::string render_svg(const chart& c) {
                      xml_escape(c.x_label));
   svg += fmt::format("<text x=\"20\" y=\"{0}\" text-anchor=\"middle\" transform=\"rotate(-90 20 {0})\">{1}</text>\n",
                      (y0 + y1) / 2, xml_escape(c.y_label));
+  // Marker notes sit at the foot of the plot, one line each so that close markers do not collide;
+  // a note near the right edge runs leftwards from its line.
+  double note_y = y0 - 8 - 14.0 * static_cast<double>(c.x_markers.size() - 1);
   for (const auto& [x, note] : c.x_markers) {
     if (x <= 0) continue;
     const double mx = px(x);
+    const bool leftwards = mx > (x0 + x1) / 2;
     svg += fmt::format("<line x1=\"{0:.1f}\" y1=\"{1}\" x2=\"{0:.1f}\" y2=\"{2}\" stroke=\"#555\" "
-                       "stroke-dasharray=\"5,4\"/>\n<text x=\"{3:.1f}\" y=\"{4}\" font-size=\"11\">{5}</text>\n",
-                       mx, y0, y1, mx + 4, y1 + 14, xml_escape(note));
+                       "stroke-dasharray=\"5,4\"/>\n<text x=\"{3:.1f}\" y=\"{4}\" font-size=\"11\" "
+                       "text-anchor=\"{5}\">{6}</text>\n",
+                       mx, y0, y1, leftwards ? mx - 4 : mx + 4, note_y, leftwards ? "end" : "start", xml_escape(note));
+    note_y += 14;
   }
-  double legend_y = y1 + 20;
+  double legend_y = y1 + 12;
   for (const auto& s : c.series) {
     std::string points;
     for (auto [x, y] : s.xy)
