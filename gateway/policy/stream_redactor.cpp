@@ -1,0 +1,82 @@
+#include "policy/stream_redactor.h"
+
+#include <algorithm>
+
+namespace moat::policy {
+
+namespace {
+// Bytes of released text kept before the first unreleased byte, so that \b and (?m)^ see the
+// character before it exactly as they would in the whole text.
+constexpr size_t context_bytes = 8;
+}  // namespace
+
+std::string default_render(const rule& r, std::string_view matched) {
+  return r.action == rule_action::audit ? std::string(matched) : r.replace;
+}
+
+std::string redact_text(const rule_scanner& scanner, std::string_view text, const hit_renderer& render) {
+  const auto hits = scanner.find_all(text);
+  if (hits.empty()) return std::string(text);
+  const auto& rules = scanner.rules();
+  return apply_hits(text, hits, [&](const rule_hit& h) {
+    return render(rules[h.rule], text.substr(h.begin, h.end - h.begin));
+  });
+}
+
+stream_redactor::stream_redactor(std::shared_ptr<const rule_scanner> scanner, hit_renderer render)
+    : scanner_(std::move(scanner)), render_(std::move(render)), run_(&scanner_->automaton()) {}
+
+std::string stream_redactor::release(size_t limit) {
+  // Commit the hits that start before `limit`, then release through max(limit, last hit end).
+  hits_.clear();
+  size_t after = pend_;
+  const auto active = scanner_->active_rules(std::string_view(text_).substr(pend_ > context_bytes ? pend_ - context_bytes : 0));
+  if (!active.empty()) after = scanner_->scan(text_, pend_, limit, active, hits_);
+  const size_t r = std::max(after, std::min(limit, text_.size()));
+  const auto& rules = scanner_->rules();
+  std::string out;
+  size_t at = pend_;
+  for (const auto& h : hits_) {
+    out.append(text_, at, h.begin - at);
+    out.append(render_(rules[h.rule], std::string_view(text_).substr(h.begin, h.end - h.begin)));
+    at = h.end;
+  }
+  out.append(text_, at, r - at);
+  const size_t hold = local_hold();
+  pend_ = r;
+  if (r > hold) {
+    // A committed hit ran past the first open start: the threads that started inside it belong
+    // to text the whole-text scan skips too. Re-run the NFA over what is left.
+    run_.restart(base_ + r, std::string_view(text_).substr(0, r));
+    run_.feed(std::string_view(text_).substr(r));
+  }
+  if (pend_ > context_bytes * 8) {
+    const size_t drop = pend_ - context_bytes;
+    text_.erase(0, drop);
+    base_ += drop;
+    pend_ -= drop;
+  }
+  return out;
+}
+
+size_t stream_redactor::local_hold() const {
+  const size_t g = run_.hold_from();
+  return g > base_ ? g - base_ : 0;
+}
+
+std::string stream_redactor::push(std::string_view delta) {
+  text_.append(delta);
+  run_.feed(delta);
+  const size_t hold = local_hold();
+  if (hold <= pend_) return {};
+  return release(hold);
+}
+
+std::string stream_redactor::finish() {
+  std::string out = release(text_.size() + 1);
+  text_.clear();
+  pend_ = 0;
+  return out;
+}
+
+}  // namespace moat::policy

@@ -1,0 +1,144 @@
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "policy/stream_redactor.h"
+
+namespace moat::policy {
+namespace {
+
+std::shared_ptr<const rule_scanner> make(std::vector<rule> rules) {
+  for (auto& r : rules) finalize_rule(r);
+  return std::make_shared<rule_scanner>(std::move(rules));
+}
+
+std::shared_ptr<const rule_scanner> sample_rules() {
+  return make({
+      {.name = "email", .pattern = R"([A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)"},
+      {.name = "card", .pattern = R"(\b\d(?:[ -]?\d){12,18}\b)", .validate = "luhn"},
+      {.name = "ssn", .pattern = R"(\b\d{3}-\d{2}-\d{4}\b)", .validate = "us_ssn"},
+      {.name = "secret", .pattern = R"((?i)password\s*[:=]\s*\S+)", .action = rule_action::block},
+      {.name = "word", .pattern = R"(\bfoo(?:bar)?\b)", .action = rule_action::audit},
+      {.name = "greek", .pattern = "αβγ+"},
+  });
+}
+
+std::string stream(const std::shared_ptr<const rule_scanner>& s, std::string_view text, const std::vector<size_t>& cuts) {
+  stream_redactor r(s);
+  std::string out;
+  size_t at = 0;
+  for (size_t c : cuts) {
+    out += r.push(text.substr(at, c - at));
+    at = c;
+  }
+  out += r.push(text.substr(at));
+  out += r.finish();
+  return out;
+}
+
+std::string fixed_chunks(const std::shared_ptr<const rule_scanner>& s, std::string_view text, size_t n) {
+  std::vector<size_t> cuts;
+  for (size_t i = n; i < text.size(); i += n) cuts.push_back(i);
+  return stream(s, text, cuts);
+}
+
+const char* samples[] = {
+    "mail bob.smith@example.co.uk or alice@x.org now",
+    "card 4111 1111 1111 1111, not 4111 1111 1111 1112, ssn 536-22-1234 and 000-22-1234.",
+    "PASSWORD: hunter2 and foo foobar foob",
+    "αβγγγ ends with email a@b.cd",
+    "trailing email at the end: z@y.com",
+    "4111111111111111",
+    "",
+};
+
+TEST(scanner, whole_text_redaction) {
+  auto s = sample_rules();
+  EXPECT_EQ(redact_text(*s, samples[0]), "mail [EMAIL] or [EMAIL] now");
+  EXPECT_EQ(redact_text(*s, samples[1]), "card [CARD], not 4111 1111 1111 1112, ssn [SSN] and 000-22-1234.");
+  EXPECT_EQ(redact_text(*s, samples[2]), "[SECRET] and foo foobar foob");
+  EXPECT_EQ(redact_text(*s, samples[3]), "[GREEK] ends with email [EMAIL]");
+}
+
+TEST(scanner, one_set_pass_picks_active_rules) {
+  auto s = sample_rules();
+  EXPECT_TRUE(s->active_rules("nothing to see here").empty());
+  const auto a = s->active_rules("x a@b.cd");
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0], 0);
+}
+
+TEST(stream, chunks_of_1_2_3_equal_whole_text) {
+  auto s = sample_rules();
+  for (const char* t : samples) {
+    const std::string whole = redact_text(*s, t);
+    for (size_t n : {1, 2, 3, 5, 7}) EXPECT_EQ(fixed_chunks(s, t, n), whole) << "chunk " << n << ": " << t;
+  }
+}
+
+TEST(stream, releases_what_cannot_match_at_once) {
+  auto s = sample_rules();
+  stream_redactor r(s);
+  // "hello " cannot begin a match (the trailing space ends every pattern); "bob" might be an email.
+  EXPECT_EQ(r.push("hello "), "hello ");
+  EXPECT_EQ(r.push("bob"), "");
+  EXPECT_EQ(r.push("@example.com"), "");  // could still grow (.com.au)
+  EXPECT_EQ(r.push(" ok"), "[EMAIL] ");   // "ok" could still start an email
+  EXPECT_EQ(r.push("!"), "ok!");
+  EXPECT_EQ(r.finish(), "");
+}
+
+TEST(stream, ssn_split_across_chunks) {
+  auto s = sample_rules();
+  stream_redactor r(s);
+  std::string out = r.push("my ssn is 53");
+  EXPECT_EQ(out, "my ssn is ");
+  out += r.push("6-22-12");
+  out += r.push("34.");
+  out += r.finish();
+  EXPECT_EQ(out, "my ssn is [SSN].");
+}
+
+TEST(stream, random_chunkings_property) {
+  auto s = sample_rules();
+  std::mt19937 rng(42);
+  const std::string alphabet = "ab@.-_ 0123456789xyzαβγ\nPASWORD:=foobr";
+  for (int iter = 0; iter < 400; ++iter) {
+    std::string text;
+    const int len = static_cast<int>(rng() % 80);
+    for (int i = 0; i < len; ++i) {
+      if (rng() % 7 == 0) text += samples[rng() % 6];
+      else text.push_back(alphabet[rng() % alphabet.size()]);
+    }
+    std::vector<size_t> cuts;
+    for (size_t i = 1; i < text.size(); ++i)
+      if (rng() % 3 == 0) cuts.push_back(i);  // cuts may split UTF-8 sequences
+    EXPECT_EQ(stream(s, text, cuts), redact_text(*s, text)) << text;
+  }
+}
+
+TEST(stream, long_unbroken_runs_stay_exact) {
+  auto s = sample_rules();
+  std::string text(5000, 'a');
+  text += "@example.com tail";
+  EXPECT_EQ(fixed_chunks(s, text, 3), "[EMAIL] tail");
+}
+
+TEST(automaton, hold_from_tracks_open_starts) {
+  auto a = pattern_automaton::build({R"(\b\d{3}-\d{2}-\d{4}\b)"});
+  automaton_run run(a.get());
+  run.feed("my ssn is 123-4");
+  EXPECT_EQ(run.hold_from(), 10u);
+  run.feed("5-6789 ");
+  EXPECT_EQ(run.hold_from(), run.offset());
+}
+
+TEST(automaton, unsupported_syntax_holds_everything) {
+  std::vector<std::string> warnings;
+  auto a = pattern_automaton::build({"a(?=b)"}, &warnings);
+  EXPECT_TRUE(a->opaque());
+  EXPECT_EQ(warnings.size(), 1u);
+}
+
+}  // namespace
+}  // namespace moat::policy
