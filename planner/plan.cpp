@@ -128,17 +128,21 @@ std::optional<layout> requested_layout(const plan_inputs& in) {
   const int tp = std::min(in.gpus, d.per_node);
   const bool heads_ok = m.heads % tp == 0 && m.kv_heads % tp == 0;
   if (!heads_ok || in.gpus % tp != 0) {
-    std::vector<int> tps = memory_model(m, in.weights, in.group, in.kv).valid_tp(d.per_node);
+    const std::vector<int> tps = memory_model(m, in.weights, in.group, in.kv).valid_tp(d.per_node);
     std::vector<std::string> options;
     for (int t : tps)
       if (in.gpus % t == 0 && in.gpus / t <= m.layers)
         options.push_back(fmt::format("--tp {} ({} stages)", t, in.gpus / t));
-    throw plan_error(fmt::format(
-        "--gpus {}: tensor parallelism {} does not divide the {} attention heads and {} KV heads of {}"
-        "{}; choose a device count of (a divisor of {}) x (stages), or split explicitly with {}",
-        in.gpus, tp, m.heads, m.kv_heads, m.name,
-        in.gpus > d.per_node ? fmt::format(" or {} is not whole servers of {}", in.gpus, d.per_node) : "",
-        std::gcd(m.heads, m.kv_heads), options.empty() ? "--tp N" : fmt::format("{}", fmt::join(options, " or "))));
+    const std::string why =
+        in.gpus > d.per_node
+            ? fmt::format("without --tp the plan runs TP {} inside each {}-device server and one pipeline "
+                          "stage per server, so --gpus must be a multiple of {}{}",
+                          tp, d.per_node, tp, heads_ok ? "" : " (and TP must divide the heads)")
+            : fmt::format("tensor parallelism {} does not divide the {} attention heads and {} KV heads of {} "
+                          "(valid degrees: {})", tp, m.heads, m.kv_heads, m.name, fmt::join(tps, ", "));
+    throw plan_error(fmt::format("--gpus {}: {}; {}", in.gpus, why,
+                                 options.empty() ? std::string("choose another count")
+                                                 : "use a valid count, or split explicitly with " + fmt::format("{}", fmt::join(options, " or "))));
   }
   if (in.gpus / tp > m.layers)
     throw plan_error(fmt::format("--gpus {}: {} pipeline stages exceed the {} layers", in.gpus, in.gpus / tp, m.layers));
