@@ -1,0 +1,120 @@
+// Worker pool with a timer queue; see echo_scheduler.h for the job states.
+#include "echo_scheduler.h"
+
+namespace moat::echo {
+
+scheduler::scheduler(unsigned workers, std::chrono::milliseconds delay) : delay_(delay) {
+  workers_.reserve(workers);
+  for (unsigned i = 0; i < workers; ++i) workers_.emplace_back([this] { worker_loop(); });
+}
+
+scheduler::~scheduler() { shutdown(); }
+
+bool scheduler::start(std::unique_ptr<echo_job> job) {
+  const uint64_t id = job->id();
+  const bool park = job->waits_for_cancel();
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_ || jobs_.count(id) != 0) return false;
+    entry& e = jobs_[id];
+    e.job = std::move(job);
+    if (park) {
+      e.st = state::parked;
+      return true;
+    }
+    enqueue(id, e, clock::now());
+  }
+  wake_.notify_one();
+  return true;
+}
+
+void scheduler::enqueue(uint64_t id, entry& e, clock::time_point due) {
+  e.st = state::queued;
+  e.timer = timers_.emplace(due, id);
+}
+
+void scheduler::request_stop(entry& e, uint64_t id, moat_status code) {
+  if (e.cancel) return;  // the first reason wins
+  e.cancel = true;
+  e.cancel_code = code;
+  // Honour it now, not after the remaining delay: move the job to the front.
+  if (e.st == state::queued) {
+    timers_.erase(e.timer);
+    enqueue(id, e, clock::now());
+  } else if (e.st == state::parked) {
+    enqueue(id, e, clock::now());
+  }
+  // running: the worker sees the flag when the step ends and requeues at once.
+}
+
+void scheduler::cancel(uint64_t id) {
+  {
+    std::lock_guard lock(mutex_);
+    auto it = jobs_.find(id);
+    if (it == jobs_.end()) return;
+    request_stop(it->second, id, MOAT_ERR_CANCELLED);
+  }
+  wake_.notify_one();
+}
+
+void scheduler::shutdown() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+    for (auto& [id, e] : jobs_) request_stop(e, id, MOAT_ERR_UNAVAILABLE);
+  }
+  wake_.notify_all();
+  for (std::thread& t : workers_) {
+    if (t.joinable()) t.join();
+  }
+  workers_.clear();
+}
+
+size_t scheduler::in_flight() const {
+  std::lock_guard lock(mutex_);
+  return jobs_.size();
+}
+
+void scheduler::worker_loop() {
+  std::unique_lock lock(mutex_);
+  for (;;) {
+    if (timers_.empty()) {
+      if (stopping_ && jobs_.empty()) return;
+      wake_.wait(lock);
+      continue;
+    }
+    const auto first = timers_.begin();
+    if (first->first > clock::now()) {
+      wake_.wait_until(lock, first->first);
+      continue;
+    }
+    const uint64_t id = first->second;
+    timers_.erase(first);
+    entry& e = jobs_.at(id);
+    e.st = state::running;
+    const bool cancelled = e.cancel;
+    const moat_status code = e.cancel_code;
+    echo_job* job = e.job.get();
+
+    lock.unlock();
+    bool done = false;
+    try {
+      done = job->step(cancelled, code);
+    } catch (...) {
+      // A step only throws on allocation failure; end the request rather than the process.
+      done = job->step(true, MOAT_ERR_INTERNAL);
+    }
+    lock.lock();
+
+    if (done) {
+      jobs_.erase(id);
+      if (stopping_ && jobs_.empty()) wake_.notify_all();
+      continue;
+    }
+    // A cancel that arrived during the step is sent at once; otherwise the next delta waits.
+    enqueue(id, e, e.cancel ? clock::now() : clock::now() + delay_);
+    if (e.cancel || delay_.count() == 0) wake_.notify_one();
+  }
+}
+
+}  // namespace moat::echo

@@ -1,0 +1,62 @@
+// The echo backend's text helpers: words, pieces, limits, chunks, embeddings.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "echo_text.h"
+
+namespace moat::echo {
+namespace {
+
+TEST(EchoText, WordsAndPieces) {
+  EXPECT_EQ(count_words(""), 0u);
+  EXPECT_EQ(count_words("   "), 0u);
+  EXPECT_EQ(count_words(" a\tb\n\nc "), 3u);
+  EXPECT_EQ(split_pieces("a b  c"), (std::vector<std::string_view>{"a ", "b  ", "c"}));
+  EXPECT_EQ(split_pieces("  a b "), (std::vector<std::string_view>{"  a ", "b "}));
+  EXPECT_EQ(split_pieces("   "), (std::vector<std::string_view>{"   "}));
+  EXPECT_TRUE(split_pieces("").empty());
+  EXPECT_EQ(piece_word("  word \n"), "word");
+}
+
+TEST(EchoText, Limits) {
+  const std::vector<std::string> none;
+  auto cut = apply_limits("a b c", -1, none);
+  EXPECT_EQ(cut.length, 5u);
+  EXPECT_EQ(cut.finish, MOAT_FINISH_STOP);
+  cut = apply_limits("a b c", 2, none);
+  EXPECT_EQ(cut.length, 4u);
+  EXPECT_EQ(cut.finish, MOAT_FINISH_LENGTH);
+  cut = apply_limits("a b c", 0, none);
+  EXPECT_EQ(cut.length, 0u);
+  EXPECT_EQ(cut.finish, MOAT_FINISH_LENGTH);
+  cut = apply_limits("a b c", 3, none);
+  EXPECT_EQ(cut.finish, MOAT_FINISH_STOP);
+  // The stop that completes first wins, even if another starts earlier.
+  cut = apply_limits("xx abcdef yy", -1, {"bcdef", "abc"});
+  EXPECT_EQ(cut.length, 3u);
+  EXPECT_EQ(cut.finish, MOAT_FINISH_STOP);
+  cut = apply_limits("abc", -1, {"zzz"});
+  EXPECT_EQ(cut.length, 3u);
+}
+
+TEST(EchoText, ChunksRespectUtf8) {
+  EXPECT_EQ(chunk_lengths("abcde", 2), (std::vector<size_t>{2, 2, 1}));
+  EXPECT_EQ(chunk_lengths("\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80", 1),
+            (std::vector<size_t>{2, 3, 4}));
+  EXPECT_TRUE(chunk_lengths("", 3).empty());
+}
+
+TEST(EchoText, EmbeddingsAreUnitAndStable) {
+  const auto a = embed_text("hello", 32);
+  const auto b = embed_text("hello", 32);
+  const auto c = embed_text("hellp", 32);
+  EXPECT_EQ(a, b);
+  EXPECT_NE(a, c);
+  double norm = 0;
+  for (float x : a) norm += double(x) * x;
+  EXPECT_NEAR(norm, 1.0, 1e-5);
+}
+
+}  // namespace
+}  // namespace moat::echo
