@@ -1,0 +1,166 @@
+#include "host/call.h"
+
+#include <boost/asio/post.hpp>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "host/backend.h"
+
+namespace moat::host {
+
+namespace {
+
+std::string to_string(moat_str s) { return s.data && s.size ? std::string(s.data, s.size) : std::string(); }
+
+openai::token_logprob copy_logprob(const moat_token_logprob& t) {
+  openai::token_logprob out;
+  out.token = to_string(t.text);
+  out.bytes.assign(out.token.begin(), out.token.end());
+  out.logprob = t.logprob;
+  return out;
+}
+
+metrics::finish finish_label(moat_finish_reason reason) {
+  switch (reason) {
+    case MOAT_FINISH_LENGTH: return metrics::finish::length;
+    case MOAT_FINISH_CONTENT_FILTER: return metrics::finish::content_filter;
+    default: return metrics::finish::stop;
+  }
+}
+
+}  // namespace
+
+owned_event copy_event(const moat_event& ev) {
+  owned_event out;
+  out.kind = ev.kind;
+  out.index = ev.index;
+  out.text = to_string(ev.text);
+  if (ev.tokens && ev.token_count) out.tokens.assign(ev.tokens, ev.tokens + ev.token_count);
+  if (ev.logprobs) {
+    out.logprobs.reserve(ev.logprob_count);
+    for (size_t i = 0; i < ev.logprob_count; ++i) {
+      openai::logprob_item item;
+      item.chosen = copy_logprob(ev.logprobs[i].chosen);
+      if (ev.logprobs[i].top) {
+        for (size_t k = 0; k < ev.logprobs[i].top_count; ++k) item.top.push_back(copy_logprob(ev.logprobs[i].top[k]));
+      }
+      out.logprobs.push_back(std::move(item));
+    }
+  }
+  out.finish_reason = ev.finish_reason;
+  if (ev.embedding && ev.embedding_dim) out.embedding.assign(ev.embedding, ev.embedding + ev.embedding_dim);
+  out.usage = ev.usage;
+  out.error_code = ev.error_code;
+  out.error_message = to_string(ev.error_message);
+  return out;
+}
+
+call::call(backend& owner, uint64_t id, std::shared_ptr<event_sink> sink,
+           boost::asio::any_io_executor strand)
+    : owner_(owner),
+      id_(id),
+      sink_(std::move(sink)),
+      strand_(strand),
+      deadline_(strand),
+      started_(std::chrono::steady_clock::now()) {}
+
+call::~call() = default;
+
+void call::on_event(void* user_data, const moat_event* event) noexcept {
+  auto* self = static_cast<call*>(user_data);
+  if (self == nullptr || event == nullptr) return;
+  try {
+    owned_event copy = copy_event(*event);
+    const bool terminal = copy.terminal();
+    // The terminal event takes over the backend's reference: after it the backend never
+    // touches user_data again, and the call lives until the strand has delivered it.
+    std::shared_ptr<call> keep = terminal ? std::move(self->self_) : self->shared_from_this();
+    if (!keep) return;  // an event after the terminal one: a plugin bug, ignored
+    if (terminal) keep->owner_.release_slot();
+    boost::asio::post(keep->strand_, [keep, copy = std::move(copy)]() mutable {
+      keep->deliver(std::move(copy));
+    });
+  } catch (const std::exception& e) {
+    // Out of memory while copying: nothing may cross the ABI. The deadline still ends it.
+    spdlog::error("dropping a backend event for request {}: {}", self->id_, e.what());
+  }
+}
+
+void call::start_deadline(std::chrono::milliseconds timeout) {
+  deadline_.expires_after(timeout);
+  deadline_.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
+    if (ec) return;
+    if (auto self = weak.lock()) self->on_deadline();
+  });
+}
+
+void call::deliver(owned_event&& event) {
+  if (finished_) return;  // already ended by the deadline
+  record_metrics(event);
+  const bool terminal = event.terminal();
+  if (terminal) {
+    finished_ = true;
+    deadline_.cancel();
+  }
+  if (sink_) sink_->on_event(std::move(event));
+  if (terminal) sink_.reset();
+}
+
+void call::record_metrics(const owned_event& event) {
+  auto* m = owner_.metrics();
+  if (m == nullptr) return;
+  const auto now = std::chrono::steady_clock::now();
+  const auto seconds = [](auto d) { return std::chrono::duration<double>(d).count(); };
+  switch (event.kind) {
+    case MOAT_EVENT_DELTA:
+      if (!saw_token_) {
+        saw_token_ = true;
+        first_token_ = now;
+        m->ttft.observe(seconds(now - started_));
+      }
+      last_token_ = now;
+      break;
+    case MOAT_EVENT_FINISH:
+      last_finish_ = event.finish_reason;
+      break;
+    case MOAT_EVENT_DONE:
+      m->e2e_latency.observe(seconds(now - started_));
+      m->prompt_tokens.add(event.usage.prompt_tokens);
+      m->generation_tokens.add(event.usage.completion_tokens);
+      if (saw_token_ && event.usage.completion_tokens > 1) {
+        m->tpot.observe(seconds(last_token_ - first_token_) /
+                        static_cast<double>(event.usage.completion_tokens - 1));
+      }
+      m->success[static_cast<size_t>(cancelled_ ? metrics::finish::abort : finish_label(last_finish_))].add();
+      break;
+    case MOAT_EVENT_ERROR:
+      m->e2e_latency.observe(seconds(now - started_));
+      if (cancelled_) m->success[static_cast<size_t>(metrics::finish::abort)].add();
+      break;
+    default:
+      break;
+  }
+}
+
+void call::cancel() {
+  if (finished_ || cancelled_) return;
+  cancelled_ = true;
+  owner_.cancel(id_);
+}
+
+void call::on_deadline() {
+  if (finished_) return;
+  spdlog::warn("request {} to model '{}' got no terminal event within request_timeout_s; cancelled",
+               id_, owner_.name());
+  owner_.cancel(id_);
+  finished_ = true;
+  owned_event timeout;
+  timeout.kind = MOAT_EVENT_ERROR;
+  timeout.error_code = MOAT_ERR_TIMEOUT;
+  timeout.error_message = fmt::format("the backend for model '{}' did not finish within the request timeout",
+                                      owner_.name());
+  if (sink_) sink_->on_event(std::move(timeout));
+  sink_.reset();
+}
+
+}  // namespace moat::host

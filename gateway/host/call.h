@@ -1,0 +1,92 @@
+// One accepted request on its way through a backend. The backend's threads call on_event();
+// each event is copied and posted onto the connection's strand, where the call updates the
+// model's metrics and hands the copy to the request's event_sink. A call outlives its sink's
+// interest: it is freed only when the backend has sent its terminal event (the ABI rule), so
+// the user_data pointer the backend holds never dangles.
+//
+//   auto outcome = backend.submit(request, sink, req.strand);
+//   if (outcome.status == MOAT_OK) req.client->on_gone([c = outcome.handle] { c->cancel(); });
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "metrics/registry.h"
+#include "moat/backend.h"
+#include "openai/protocol.h"
+
+namespace moat::host {
+
+class backend;
+
+// A moat_event copied out of the backend's storage.
+struct owned_event {
+  moat_event_kind kind = MOAT_EVENT_ERROR;
+  uint32_t index = 0;
+  std::string text;
+  std::vector<int32_t> tokens;
+  std::vector<openai::logprob_item> logprobs;
+  moat_finish_reason finish_reason = MOAT_FINISH_NONE;
+  std::vector<float> embedding;
+  moat_usage usage{};
+  moat_status error_code = MOAT_OK;
+  std::string error_message;
+
+  bool terminal() const { return kind == MOAT_EVENT_DONE || kind == MOAT_EVENT_ERROR; }
+};
+
+owned_event copy_event(const moat_event& event);
+
+// What the API layer implements to receive a request's events, always on the request's
+// strand, ending with exactly one terminal event (DONE or ERROR, possibly one the host made
+// up: a timeout, or a backend that misbehaved).
+class event_sink {
+ public:
+  virtual ~event_sink() = default;
+  virtual void on_event(owned_event&& event) = 0;
+};
+
+class call : public std::enable_shared_from_this<call> {
+ public:
+  call(backend& owner, uint64_t id, std::shared_ptr<event_sink> sink,
+       boost::asio::any_io_executor strand);
+  ~call();
+
+  uint64_t id() const { return id_; }
+  // On the strand: ask the backend to stop (the client left). The terminal event still comes.
+  void cancel();
+
+  // The C callback given to submit(); user_data is the call. Backend threads only.
+  static void on_event(void* user_data, const moat_event* event) noexcept;
+
+ private:
+  friend class backend;
+  void start_deadline(std::chrono::milliseconds timeout);
+  void deliver(owned_event&& event);  // on the strand
+  void record_metrics(const owned_event& event);
+  void on_deadline();
+
+  backend& owner_;
+  const uint64_t id_;
+  std::shared_ptr<event_sink> sink_;  // strand only; released at the terminal event
+  boost::asio::any_io_executor strand_;
+  boost::asio::steady_timer deadline_;
+  std::shared_ptr<call> self_;  // the backend's reference: dropped with its terminal event
+
+  // Strand-only bookkeeping.
+  bool finished_ = false;    // the sink saw its terminal event
+  bool cancelled_ = false;
+  moat_finish_reason last_finish_ = MOAT_FINISH_NONE;
+  std::chrono::steady_clock::time_point started_;
+  std::chrono::steady_clock::time_point first_token_;
+  std::chrono::steady_clock::time_point last_token_;
+  bool saw_token_ = false;
+};
+
+}  // namespace moat::host

@@ -1,0 +1,132 @@
+#include "host/request_builder.h"
+
+#include <cstring>
+
+namespace moat::host {
+
+namespace {
+
+moat_str as_str(std::string_view s) { return moat_str{s.data(), s.size()}; }
+
+void reset(moat_request& r) {
+  std::memset(&r, 0, sizeof r);
+  r.struct_size = sizeof r;
+  r.sampling.struct_size = sizeof r.sampling;
+  r.sampling.max_tokens = -1;
+  r.sampling.n = 1;
+  r.sampling.logprobs = -1;
+  r.sampling.top_p = 1;
+  r.sampling.temperature = 1;
+}
+
+}  // namespace
+
+void request_builder::fill_messages(const std::vector<openai::chat_message>& messages) {
+  messages_.clear();
+  messages_.reserve(messages.size());
+  for (const auto& m : messages) {
+    moat_message mm;
+    std::memset(&mm, 0, sizeof mm);
+    mm.struct_size = sizeof mm;
+    mm.role = as_str(m.role);
+    mm.content = as_str(m.content);
+    mm.name = as_str(m.name);
+    messages_.push_back(mm);
+  }
+}
+
+void request_builder::fill_prompts(const std::vector<openai::prompt>& prompts) {
+  prompts_.clear();
+  prompts_.reserve(prompts.size());
+  for (const auto& p : prompts) {
+    moat_prompt mp;
+    std::memset(&mp, 0, sizeof mp);
+    mp.struct_size = sizeof mp;
+    if (p.is_tokens) {
+      mp.tokens = p.tokens.data();
+      mp.token_count = p.tokens.size();
+    } else {
+      mp.text = as_str(p.text);
+    }
+    prompts_.push_back(mp);
+  }
+}
+
+void request_builder::fill_sampling(const openai::sampling_params& s) {
+  auto& out = request_.sampling;
+  out.temperature = static_cast<float>(s.temperature);
+  out.top_p = static_cast<float>(s.top_p);
+  out.top_k = s.top_k;
+  out.min_p = static_cast<float>(s.min_p);
+  out.presence_penalty = static_cast<float>(s.presence_penalty);
+  out.frequency_penalty = static_cast<float>(s.frequency_penalty);
+  out.has_seed = s.seed.has_value() ? 1u : 0u;
+  out.seed = s.seed.value_or(0);
+  out.max_tokens = s.max_tokens ? static_cast<int32_t>(std::min<int64_t>(*s.max_tokens, INT32_MAX)) : -1;
+  out.n = static_cast<uint32_t>(s.n < 1 ? 1 : s.n);
+  out.logprobs = s.logprobs ? s.top_logprobs : -1;
+  stop_.clear();
+  for (const auto& st : s.stop) stop_.push_back(as_str(st));
+  out.stop = stop_.empty() ? nullptr : stop_.data();
+  out.stop_count = stop_.size();
+  logit_bias_.clear();
+  for (const auto& [token, bias] : s.logit_bias) logit_bias_.push_back(moat_logit_bias{token, bias});
+  out.logit_bias = logit_bias_.empty() ? nullptr : logit_bias_.data();
+  out.logit_bias_count = logit_bias_.size();
+}
+
+moat_request& request_builder::chat(const openai::chat_request& req, std::string_view body_json) {
+  reset(request_);
+  request_.kind = MOAT_REQUEST_CHAT;
+  request_.model = as_str(req.model);
+  fill_messages(req.messages);
+  request_.messages = messages_.data();
+  request_.message_count = messages_.size();
+  fill_sampling(req.sampling);
+  request_.stream = req.stream ? 1u : 0u;
+  request_.add_generation_prompt = req.add_generation_prompt ? 1u : 0u;
+  request_.body_json = as_str(body_json);
+  return request_;
+}
+
+moat_request& request_builder::completion(const openai::completion_request& req, std::string_view body_json) {
+  reset(request_);
+  request_.kind = MOAT_REQUEST_COMPLETION;
+  request_.model = as_str(req.model);
+  fill_prompts(req.prompts);
+  request_.prompts = prompts_.data();
+  request_.prompt_count = prompts_.size();
+  fill_sampling(req.sampling);
+  request_.stream = req.stream ? 1u : 0u;
+  request_.echo = req.echo ? 1u : 0u;
+  request_.body_json = as_str(body_json);
+  return request_;
+}
+
+moat_request& request_builder::embedding(const openai::embedding_request& req, std::string_view body_json) {
+  reset(request_);
+  request_.kind = MOAT_REQUEST_EMBEDDING;
+  request_.model = as_str(req.model);
+  fill_prompts(req.inputs);
+  request_.prompts = prompts_.data();
+  request_.prompt_count = prompts_.size();
+  request_.body_json = as_str(body_json);
+  return request_;
+}
+
+moat_tokenize_request& request_builder::tokenize(const openai::tokenize_request& req) {
+  std::memset(&tokenize_, 0, sizeof tokenize_);
+  tokenize_.struct_size = sizeof tokenize_;
+  if (req.prompt) {
+    tokenize_.text = as_str(*req.prompt);
+  } else {
+    fill_messages(req.messages);
+    tokenize_.messages = messages_.data();
+    tokenize_.message_count = messages_.size();
+  }
+  tokenize_.add_special_tokens = req.add_special_tokens ? 1u : 0u;
+  tokenize_.add_generation_prompt = req.add_generation_prompt ? 1u : 0u;
+  return tokenize_;
+}
+
+}  // namespace moat::host

@@ -1,0 +1,40 @@
+// Builds the C ABI's moat_request from a parsed OpenAI request. The moat_request only points:
+// strings and arrays stay owned by the parsed request and by this builder, both of which must
+// outlive the submit() call (a local in the handler does).
+//
+//   moat::host::request_builder b;
+//   moat_request& r = b.chat(parsed_chat, raw_body);
+//   auto outcome = backend.submit(r, sink, strand);
+#pragma once
+
+#include <string_view>
+#include <vector>
+
+#include "moat/backend.h"
+#include "openai/protocol.h"
+
+namespace moat::host {
+
+class request_builder {
+ public:
+  moat_request& chat(const openai::chat_request& req, std::string_view body_json);
+  moat_request& completion(const openai::completion_request& req, std::string_view body_json);
+  moat_request& embedding(const openai::embedding_request& req, std::string_view body_json);
+
+  // For /tokenize: the text or the messages.
+  moat_tokenize_request& tokenize(const openai::tokenize_request& req);
+
+ private:
+  void fill_messages(const std::vector<openai::chat_message>& messages);
+  void fill_prompts(const std::vector<openai::prompt>& prompts);
+  void fill_sampling(const openai::sampling_params& s);
+
+  moat_request request_{};
+  moat_tokenize_request tokenize_{};
+  std::vector<moat_message> messages_;
+  std::vector<moat_prompt> prompts_;
+  std::vector<moat_str> stop_;
+  std::vector<moat_logit_bias> logit_bias_;
+};
+
+}  // namespace moat::host

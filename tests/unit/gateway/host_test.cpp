@@ -1,0 +1,281 @@
+// The plugin host against a fake plugin built as a real shared library: ABI refusal, create
+// errors surfaced, events delivered on the strand with metrics, submit errors, cancel, the
+// max_queue bound, and the request timeout.
+#include <dlfcn.h>
+#include <gtest/gtest.h>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
+
+#include <future>
+#include <thread>
+
+#include "host/host.h"
+#include "host/request_builder.h"
+
+namespace {
+
+namespace net = boost::asio;
+using namespace moat;
+
+const std::filesystem::path plugin_dir = FAKE_PLUGIN_DIR;
+const std::filesystem::path fake_path = plugin_dir / "libmoat_fake.so";
+
+int plugin_cancels() {
+  void* h = dlopen(fake_path.c_str(), RTLD_NOW | RTLD_NOLOAD);
+  if (!h) return -1;
+  auto fn = reinterpret_cast<int (*)()>(dlsym(h, "fake_plugin_cancels"));
+  const int n = fn ? fn() : -1;
+  dlclose(h);
+  return n;
+}
+
+// Collects events; checks each arrives on the strand; resolves when the terminal one comes.
+class recording_sink : public host::event_sink {
+ public:
+  explicit recording_sink(net::strand<net::io_context::executor_type> strand) : strand_(strand) {}
+  void on_event(host::owned_event&& ev) override {
+    on_strand = on_strand && strand_.running_in_this_thread();
+    const bool terminal = ev.terminal();
+    events.push_back(std::move(ev));
+    if (terminal) done.set_value();
+  }
+  std::vector<host::owned_event> events;
+  bool on_strand = true;
+  std::promise<void> done;
+
+ private:
+  net::strand<net::io_context::executor_type> strand_;
+};
+
+class host_fixture : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!std::filesystem::exists(fake_path)) GTEST_SKIP() << "fake plugin not built: " << fake_path;
+    thread_ = std::thread([this] { io_.run(); });
+  }
+  void TearDown() override {
+    backend_.reset();
+    work_.reset();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  host::backend& make_backend(const std::string& options, uint32_t max_queue = 1024,
+                              std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
+    config::model_config m;
+    m.name = "fake-model";
+    m.backend = "fake";
+    m.options_json = options;
+    m.max_queue = max_queue;
+    m.where = "test.yaml:3: models[0]";
+    backend_ = std::make_unique<host::backend>(m, host::load_plugin(fake_path), "/tmp", registry_, timeout);
+    backend_->create();
+    return *backend_;
+  }
+
+  // Submits a chat request on the strand, as a handler would.
+  host::submit_outcome submit(host::backend& b, std::shared_ptr<recording_sink> sink) {
+    std::promise<host::submit_outcome> out;
+    net::post(strand_, [&] {
+      openai::chat_request req;
+      req.model = "fake-model";
+      req.messages.push_back({"user", "hi", ""});
+      host::request_builder builder;
+      out.set_value(b.submit(builder.chat(req, "{}"), sink, strand_));
+    });
+    return out.get_future().get();
+  }
+
+  metrics::registry registry_{{"fake-model"}, "t", "t"};
+  net::io_context io_;
+  net::executor_work_guard<net::io_context::executor_type> work_ = net::make_work_guard(io_);
+  net::strand<net::io_context::executor_type> strand_ = net::make_strand(io_);
+  std::thread thread_;
+  std::unique_ptr<host::backend> backend_;
+};
+
+TEST(plugin, wrong_abi_version_is_refused_with_both_versions) {
+  const auto bad = plugin_dir / "libmoat_fake_badabi.so";
+  if (!std::filesystem::exists(bad)) GTEST_SKIP() << "fake plugin not built";
+  try {
+    host::load_plugin(bad);
+    FAIL() << "expected a host_error";
+  } catch (const host::host_error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find(bad.string()), std::string::npos) << msg;
+    EXPECT_NE(msg.find("plugin ABI version 99 does not match this moat's ABI version 1"), std::string::npos)
+        << msg;
+  }
+}
+
+TEST(plugin, missing_file_and_non_plugin_are_clear_errors) {
+  try {
+    host::load_plugin("/nonexistent/libmoat_x.so");
+    FAIL();
+  } catch (const host::host_error& e) {
+    EXPECT_STREQ(e.what(), "/nonexistent/libmoat_x.so: no such plugin file");
+  }
+  // A shared library that is not a plugin: the moat_test_fake's symbol is missing from libm.
+  for (const char* lib : {"/lib/x86_64-linux-gnu/libm.so.6", "/lib/aarch64-linux-gnu/libm.so.6"}) {
+    if (!std::filesystem::exists(lib)) continue;
+    try {
+      host::load_plugin(lib);
+      FAIL();
+    } catch (const host::host_error& e) {
+      EXPECT_NE(std::string(e.what()).find("no moat_backend_entry symbol"), std::string::npos) << e.what();
+    }
+  }
+}
+
+TEST(plugin, default_path_is_beside_the_executable) {
+  EXPECT_EQ(host::default_plugin_path("/opt/moat/bin", "cpu"), "/opt/moat/lib/moat/libmoat_cpu.so");
+  EXPECT_STREQ(host::status_name(MOAT_ERR_BUSY), "MOAT_ERR_BUSY");
+}
+
+TEST_F(host_fixture, create_error_is_surfaced_with_model_and_status) {
+  try {
+    make_backend(R"({"fail_create":true})");
+    FAIL() << "expected a host_error";
+  } catch (const host::host_error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("test.yaml:3: models[0]: model 'fake-model'"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("MOAT_ERR_IO: cannot read weights"), std::string::npos) << msg;
+  }
+}
+
+TEST_F(host_fixture, events_arrive_on_the_strand_and_feed_metrics) {
+  auto& b = make_backend("{}");
+  EXPECT_EQ(b.caps().owned_by, "fake");
+  EXPECT_TRUE(b.caps().has(MOAT_CAP_TOKENIZE));
+  auto sink = std::make_shared<recording_sink>(strand_);
+  auto out = submit(b, sink);
+  ASSERT_EQ(out.status, MOAT_OK) << out.message;
+  ASSERT_EQ(sink->done.get_future().wait_for(std::chrono::seconds(5)), std::future_status::ready);
+  ASSERT_EQ(sink->events.size(), 4u);
+  EXPECT_TRUE(sink->on_strand);
+  EXPECT_EQ(sink->events[0].kind, MOAT_EVENT_DELTA);
+  EXPECT_EQ(sink->events[0].text, "hello");
+  EXPECT_EQ(sink->events[0].tokens, std::vector<int32_t>{1});
+  EXPECT_EQ(sink->events[1].text, " world");
+  EXPECT_EQ(sink->events[2].kind, MOAT_EVENT_FINISH);
+  EXPECT_EQ(sink->events[2].finish_reason, MOAT_FINISH_STOP);
+  EXPECT_EQ(sink->events[3].kind, MOAT_EVENT_DONE);
+  EXPECT_EQ(sink->events[3].usage.prompt_tokens, 3u);
+  auto* m = registry_.model("fake-model");
+  EXPECT_EQ(m->ttft.count(), 1u);
+  EXPECT_EQ(m->e2e_latency.count(), 1u);
+  EXPECT_EQ(m->tpot.count(), 1u);
+  EXPECT_EQ(m->prompt_tokens.value(), 3u);
+  EXPECT_EQ(m->generation_tokens.value(), 2u);
+  EXPECT_EQ(m->success[static_cast<size_t>(metrics::finish::stop)].value(), 1u);
+  // The slot is free again once the terminal event went through.
+  for (int i = 0; i < 100 && b.in_flight() != 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_EQ(b.in_flight(), 0);
+}
+
+TEST_F(host_fixture, submit_error_comes_back_with_status_and_message) {
+  auto& b = make_backend(R"({"fail_submit":true})");
+  auto out = submit(b, std::make_shared<recording_sink>(strand_));
+  EXPECT_EQ(out.status, MOAT_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(out.message, "fake refuses this request");
+  EXPECT_EQ(out.handle, nullptr);
+  EXPECT_EQ(b.in_flight(), 0);
+}
+
+TEST_F(host_fixture, cancel_reaches_the_plugin_and_the_terminal_event_still_comes) {
+  auto& b = make_backend(R"({"hang":true})");
+  auto sink = std::make_shared<recording_sink>(strand_);
+  auto out = submit(b, sink);
+  ASSERT_EQ(out.status, MOAT_OK);
+  const int before = plugin_cancels();
+  net::post(strand_, [c = out.handle] { c->cancel(); });
+  ASSERT_EQ(sink->done.get_future().wait_for(std::chrono::seconds(5)), std::future_status::ready);
+  EXPECT_EQ(plugin_cancels(), before + 1);
+  ASSERT_EQ(sink->events.size(), 1u);
+  EXPECT_EQ(sink->events[0].error_code, MOAT_ERR_CANCELLED);
+  EXPECT_EQ(registry_.model("fake-model")->success[static_cast<size_t>(metrics::finish::abort)].value(), 1u);
+}
+
+TEST_F(host_fixture, max_queue_bounds_requests_in_flight) {
+  auto& b = make_backend(R"({"hang":true})", 2);
+  auto s1 = std::make_shared<recording_sink>(strand_);
+  auto s2 = std::make_shared<recording_sink>(strand_);
+  auto s3 = std::make_shared<recording_sink>(strand_);
+  auto o1 = submit(b, s1);
+  auto o2 = submit(b, s2);
+  auto o3 = submit(b, s3);
+  EXPECT_EQ(o1.status, MOAT_OK);
+  EXPECT_EQ(o2.status, MOAT_OK);
+  EXPECT_EQ(o3.status, MOAT_ERR_BUSY);
+  EXPECT_NE(o3.message.find("max_queue"), std::string::npos);
+  EXPECT_EQ(b.in_flight(), 2);
+  EXPECT_EQ(b.live().queue_depth, 2);
+  net::post(strand_, [c = o1.handle] { c->cancel(); });
+  ASSERT_EQ(s1->done.get_future().wait_for(std::chrono::seconds(5)), std::future_status::ready);
+  // One slot freed: the next submit is accepted.
+  auto o4 = submit(b, std::make_shared<recording_sink>(strand_));
+  EXPECT_EQ(o4.status, MOAT_OK);
+}
+
+TEST_F(host_fixture, a_backend_that_never_finishes_is_cut_off_with_a_timeout) {
+  auto& b = make_backend(R"({"hang":true})", 16, std::chrono::milliseconds(100));
+  auto sink = std::make_shared<recording_sink>(strand_);
+  const int before = plugin_cancels();
+  auto out = submit(b, sink);
+  ASSERT_EQ(out.status, MOAT_OK);
+  ASSERT_EQ(sink->done.get_future().wait_for(std::chrono::seconds(5)), std::future_status::ready);
+  ASSERT_EQ(sink->events.size(), 1u);
+  EXPECT_EQ(sink->events[0].error_code, MOAT_ERR_TIMEOUT);
+  EXPECT_EQ(plugin_cancels(), before + 1);
+}
+
+TEST_F(host_fixture, tokenize_and_detokenize) {
+  auto& b = make_backend("{}");
+  openai::tokenize_request req;
+  req.prompt = "AB";
+  host::request_builder builder;
+  std::vector<int32_t> tokens;
+  std::string msg;
+  ASSERT_EQ(b.tokenize(builder.tokenize(req), tokens, msg), MOAT_OK);
+  EXPECT_EQ(tokens, (std::vector<int32_t>{65, 66}));
+  std::string text;
+  ASSERT_EQ(b.detokenize({72, 105}, text, msg), MOAT_OK);
+  EXPECT_EQ(text, "Hi");
+  EXPECT_EQ(b.detokenize({9999}, text, msg), MOAT_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(msg, "token id out of range");
+}
+
+TEST(plugin_host, loads_models_and_names_the_model_on_failure) {
+  if (!std::filesystem::exists(fake_path)) GTEST_SKIP() << "fake plugin not built";
+  auto cfg = config::parse_config("models:\n  - name: a\n    backend: fake\n    plugin: " + fake_path.string() +
+                                      "\n  - name: b\n    backend: nosuch\n",
+                                  "/tmp/x.yaml");
+  metrics::registry reg({"a", "b"}, "t", "t");
+  host::plugin_host h(cfg, "/nonexistent/bin", reg);
+  EXPECT_EQ(h.find("a"), nullptr);  // not loaded yet
+  try {
+    h.load_all();
+    FAIL() << "expected a host_error";
+  } catch (const host::host_error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("/tmp/x.yaml:5: models[1]: model 'b' (backend nosuch): "
+                       "/nonexistent/lib/moat/libmoat_nosuch.so: no such plugin file"),
+              std::string::npos)
+        << msg;
+  }
+  EXPECT_FALSE(h.loaded());
+
+  auto good = config::parse_config("models:\n  - name: a\n    backend: fake\n    plugin: " + fake_path.string() + "\n",
+                                   "/tmp/x.yaml");
+  host::plugin_host h2(good, "/nonexistent/bin", reg);
+  h2.load_all();
+  ASSERT_TRUE(h2.loaded());
+  ASSERT_NE(h2.find("a"), nullptr);
+  EXPECT_EQ(h2.find("zzz"), nullptr);
+  EXPECT_EQ(h2.backends().size(), 1u);
+  EXPECT_EQ(h2.live().size(), 1u);
+}
+
+}  // namespace
