@@ -108,5 +108,21 @@ cloud: { input_usd_per_million: 1.5, output_usd_per_million: 6, input_output_rat
   EXPECT_THROW(load_costs_file("/nonexistent/costs.yaml"), plan_error);
 }
 
+TEST(cost, the_example_file_states_the_defaults) {
+  // planner/costs.example.yaml documents the defaults; it must not drift from the code.
+  const cost_inputs file = load_costs_file(std::string(MOAT_SOURCE_DIR) + "/planner/costs.example.yaml");
+  const cost_inputs defaults;
+  EXPECT_EQ(file.amortization_years, defaults.amortization_years);
+  EXPECT_EQ(file.electricity_usd_per_kwh, defaults.electricity_usd_per_kwh);
+  EXPECT_EQ(file.pue, defaults.pue);
+  EXPECT_EQ(file.rack_network_usd_per_month, defaults.rack_network_usd_per_month);
+  EXPECT_EQ(file.software_usd_per_month, defaults.software_usd_per_month);
+  EXPECT_EQ(file.staff_usd_per_month, defaults.staff_usd_per_month);
+  EXPECT_EQ(file.utilization, defaults.utilization);
+  EXPECT_EQ(file.cloud_input_usd_per_million, defaults.cloud_input_usd_per_million);
+  EXPECT_EQ(file.cloud_output_usd_per_million, defaults.cloud_output_usd_per_million);
+  EXPECT_EQ(file.input_output_ratio, defaults.input_output_ratio);
+}
+
 }  // namespace
 }  // namespace moat::planner

@@ -45,6 +45,18 @@ TEST(plan, smallest_fit_of_405b_fp16_needs_two_servers) {
   EXPECT_TRUE(suggests_int8);
 }
 
+TEST(plan, smallest_fit_skips_tp_degrees_that_do_not_divide_the_heads) {
+  // Llama 3.1 70B int8 with 16 x 8k of fp16 KV: 71.6 GB + 43 GB, which three L40S would hold
+  // (about 40 GB a card), but TP 3 does not divide 8 KV heads: the answer is TP 4.
+  const auto r = make_plan(inputs("llama-3.1-70b", "l40s", weight_format::int8, 8192, 16));
+  const memory_model mm(r.in.model, r.in.weights, r.in.group, r.in.kv);
+  EXPECT_TRUE(mm.on_device({3, 1}, r.in.dev, 8192, 16).fits());   // memory alone would allow 3
+  EXPECT_FALSE(mm.on_device({2, 1}, r.in.dev, 8192, 16).fits());
+  ASSERT_TRUE(r.needed);
+  EXPECT_EQ(r.needed->tp, 4);
+  EXPECT_EQ(r.needed->pp, 1);
+}
+
 TEST(plan, gpus_that_do_not_divide_the_heads_are_refused) {
   EXPECT_THROW(make_plan(inputs("llama-3.1-8b", "h100-80g", weight_format::fp16, 4096, 1, 3)), plan_error);
   try {
