@@ -97,6 +97,25 @@ TEST(model_spec, refuses_what_is_not_a_decoder) {
     "num_hidden_layers": 2, "num_attention_heads": 8, "num_key_value_heads": 3, "intermediate_size": 128,
     "vocab_size": 100})";
   EXPECT_THROW(parse_hf_config(bad_gqa, "x"), plan_error);
+  // Shapes whose products would overflow are refused, not wrapped.
+  const std::string huge = R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 16000000,
+    "num_hidden_layers": 16000000, "num_attention_heads": 1, "intermediate_size": 16000000, "vocab_size": 16000000})";
+  EXPECT_THROW(parse_hf_config(huge, "x"), plan_error);
+  const std::string negative = R"({"architectures": ["LlamaForCausalLM"], "hidden_size": -64,
+    "num_hidden_layers": 2, "num_attention_heads": 8, "intermediate_size": 128, "vocab_size": 100})";
+  EXPECT_THROW(parse_hf_config(negative, "x"), plan_error);
+}
+
+TEST(model_spec, a_directory_or_garbage_is_not_a_model) {
+  EXPECT_THROW(load_model(std::filesystem::temp_directory_path().string()), plan_error);
+  const auto junk = std::filesystem::temp_directory_path() / "moat_planner_junk.bin";
+  {
+    std::ofstream out(junk, std::ios::binary);
+    const std::int32_t header[7] = {64, 172, 5, 8, 3, 512, 512};  // 8 heads over 3 KV heads
+    out.write(reinterpret_cast<const char*>(header), sizeof(header));
+  }
+  EXPECT_THROW(load_model(junk.string()), plan_error);
+  std::filesystem::remove(junk);
 }
 
 TEST(model_spec, unknown_names_list_the_presets) {
