@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <string>
 
 #include "cli/commands.h"
 #include "factors.h"
@@ -31,10 +32,19 @@ constexpr const char* usage =
     "that fits, estimates decode and prefill speed, and prices the deployment against a cloud API.\n"
     "See docs/planning.md.\n";
 
+std::string grouped(long long v) {
+  std::string digits = std::to_string(v), out;
+  for (std::size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return out;
+}
+
 void list_catalogue(const pl::catalogue& cat) {
   std::printf("presets:\n");
   for (const auto& m : pl::presets())
-    std::printf("  %-16s %6.2f B parameters\n", m.name.c_str(), static_cast<double>(m.total_params()) / 1e9);
+    std::printf("  %-16s %17s parameters\n", m.name.c_str(), grouped(m.total_params()).c_str());
   std::printf("devices:\n");
   for (const auto& [name, d] : cat.devices())
     std::printf("  %-12s %7.1f GiB %7.0f GB/s  %s\n", name.c_str(), d.memory_gib, d.bandwidth_gbps,
