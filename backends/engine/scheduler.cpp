@@ -127,9 +127,17 @@ void scheduler::run() {
       std::lock_guard lock(mutex_);
       if (stopping_) break;
     }
-    apply_cancels(cancels);
-    admit();
-    step();
+    try {
+      apply_cancels(cancels);
+      admit();
+      step();
+    } catch (const std::exception& e) {
+      // Nothing may take the engine thread down: the requests in flight fail, serving goes on.
+      spdlog::error("engine: step failed: {}", e.what());
+      for (auto& r : requests_)
+        if (!r->ended && r->next_to_admit > 0)
+          end_request(*r, engine_status::internal, "the engine failed while running this request");
+    }
     sweep();
   }
   // Shutting down: queued requests (including ones that arrived with the stop) end now.
@@ -160,6 +168,16 @@ void scheduler::admit() {
       free_slots_.pop_back();
       seq.pos = 0;
       seq.phase = sequence_phase::prefill;
+      // Another choice of the same prompt, admitted while the first still prefills: copy its
+      // KV prefix when it is done instead of computing the prompt again.
+      if (r->next_to_admit >= 2 && !r->request.embedding && r->request.sampling.max_tokens != 0) {
+        sequence& prev = *r->seqs[r->next_to_admit - 2];
+        sequence* lead = prev.leader ? prev.leader : &prev;
+        if (lead->prompt_index == seq.prompt_index && lead->phase == sequence_phase::prefill) {
+          seq.leader = lead;
+          seq.phase = sequence_phase::follow;
+        }
+      }
       running_.push_back(&seq);
       ++running_count_;
       seq.start(codec_);
@@ -219,6 +237,7 @@ void scheduler::step() {
       if (!was_decode && seq.prompt_remaining() > 0) continue;  // more prompt chunks to come
       seq.phase = sequence_phase::decode;
       std::span<float> row(logits_.data() + i * vocab, vocab);
+      if (!was_decode) start_followers(seq, row);
       if (seq.on_token(seq.sampling.sample(row), max_ctx_, codec_)) release(seq);
     }
   }
@@ -252,6 +271,27 @@ void scheduler::step() {
         release(seq);
       }
     }
+  }
+}
+
+// The leader finished its prompt: each follower takes a copy of the prompt's KV and samples its
+// first token from the same logits (before the leader's sampler modifies them in place).
+void scheduler::start_followers(sequence& lead, std::span<const float> logits) {
+  for (sequence* f : running_) {
+    if (f->phase != sequence_phase::follow || f->leader != &lead) continue;
+    const int32_t n = static_cast<int32_t>(lead.prompt().size());
+    try {
+      runner_.copy_slot(lead.slot, f->slot, n);
+    } catch (const std::exception& e) {
+      spdlog::error("engine: copying a prompt's KV failed: {}", e.what());
+      end_request(f->owner, engine_status::internal, "the model failed to run this batch");
+      return;
+    }
+    f->pos = n;
+    f->phase = sequence_phase::decode;
+    f->leader = nullptr;
+    follower_row_.assign(logits.begin(), logits.end());
+    if (f->on_token(f->sampling.sample(follower_row_), max_ctx_, codec_)) release(*f);
   }
 }
 

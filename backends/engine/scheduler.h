@@ -26,6 +26,7 @@
 #include <list>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -76,6 +77,7 @@ class scheduler {
   void apply_cancels(const std::vector<uint64_t>& cancels);
   void admit();
   void step();
+  void start_followers(sequence& lead, std::span<const float> logits);
   void release(sequence& seq);
   void end_request(request_state& state, engine_status code, const std::string& message);
   void sweep();
@@ -103,6 +105,7 @@ class scheduler {
   std::vector<int32_t> free_slots_;
   std::vector<float> logits_;
   std::vector<float> hidden_;
+  std::vector<float> follower_row_;
 
   std::thread thread_;
 };

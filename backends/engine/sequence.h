@@ -23,7 +23,9 @@ namespace moat::engine {
 
 struct request_state;
 
-enum class sequence_phase { waiting, prefill, decode, done };
+// follow: a choice n > 1 waiting for the first choice of its prompt (its leader) to finish the
+// prompt; the leader's KV prefix is then copied into its slot, so a prompt is computed once.
+enum class sequence_phase { waiting, prefill, follow, decode, done };
 
 class sequence {
  public:
@@ -54,6 +56,7 @@ class sequence {
   int32_t next_token = -1;      // decode: the token fed at position `pos` in the next step
   sequence_phase phase = sequence_phase::waiting;
   int32_t generated = 0;
+  sequence* leader = nullptr;   // follow: whose prompt KV this sequence copies
   sampler sampling;
 
  private:

@@ -110,6 +110,7 @@ class fake_runner : public model_runner {
   int max_items() const { std::lock_guard l(mutex_); return max_items_; }
   int max_step_tokens_prefill() const { std::lock_guard l(mutex_); return max_prefill_tokens_; }
   bool saw_mixed_step() const { std::lock_guard l(mutex_); return mixed_; }
+  int total_prefill_tokens() const { std::lock_guard l(mutex_); return total_prefill_tokens_; }
   int64_t steps() const { std::lock_guard l(mutex_); return steps_; }
   std::string misuse() const { std::lock_guard l(mutex_); return misuse_; }
 
@@ -134,9 +135,13 @@ class fake_runner : public model_runner {
         if (s == it.slot) misuse_ = "two items share a slot";
       slots.push_back(it.slot);
       if (it.tokens.size() == 1 && it.start_pos > 0) decode = true;
-      else { pre = true; prefill += static_cast<int>(it.tokens.size()); }
+      else {
+        pre = true;
+        prefill += static_cast<int>(it.tokens.size());
+      }
     }
     max_prefill_tokens_ = std::max(max_prefill_tokens_, prefill);
+    total_prefill_tokens_ += prefill;
     if (decode && pre) mixed_ = true;
   }
 
@@ -145,7 +150,7 @@ class fake_runner : public model_runner {
   mutable std::mutex mutex_;
   std::condition_variable gate_, changed_;
   bool paused_ = false, fail_next_ = false, mixed_ = false;
-  int max_items_ = 0, max_prefill_tokens_ = 0;
+  int max_items_ = 0, max_prefill_tokens_ = 0, total_prefill_tokens_ = 0;
   int64_t steps_ = 0;
   std::string misuse_;
   std::vector<std::vector<int32_t>> history_;

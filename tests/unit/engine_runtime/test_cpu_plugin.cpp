@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -19,7 +20,10 @@ namespace {
 
 using namespace std::chrono_literals;
 
-const std::string fixture_dir = MOAT_FIXTURES_DIR "/tinystories-656K-hf";
+// MOAT_FIXTURES_DIR in the environment overrides the build-time location.
+const std::string fixture_dir =
+    std::string(std::getenv("MOAT_FIXTURES_DIR") ? std::getenv("MOAT_FIXTURES_DIR") : MOAT_FIXTURES_DIR) +
+    "/tinystories-656K-hf";
 const std::string plugin_path = MOAT_BINARY_DIR "/lib/moat/libmoat_cpu.so";
 
 class cpu_plugin : public ::testing::Test {

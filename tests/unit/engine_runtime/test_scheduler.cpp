@@ -239,7 +239,7 @@ TEST(scheduler, eos_and_stop_strings_finish_with_stop) {
 }
 
 TEST(scheduler, n_choices_are_indexed_per_prompt_and_reproducible_with_a_seed) {
-  fake_runner runner(4, 128);
+  fake_runner runner(8, 128);  // room for all six choices at once
   fake_codec codec;
   scheduler sched(runner, codec, {});
   auto run = [&](uint64_t id) {
@@ -268,6 +268,22 @@ TEST(scheduler, n_choices_are_indexed_per_prompt_and_reproducible_with_a_seed) {
   EXPECT_NE(a->choices[0].tokens, a->choices[1].tokens);  // different streams per choice
   EXPECT_EQ(a->usage.prompt_tokens, 15u);                 // each prompt counted once
   EXPECT_EQ(a->usage.completion_tokens, 48u);
+  // Each prompt was computed once per request; the other choices copied its KV.
+  EXPECT_EQ(runner.total_prefill_tokens(), 2 * 15);
+  EXPECT_EQ(runner.misuse(), "");
+}
+
+TEST(scheduler, choices_admitted_after_the_prompt_ran_prefill_themselves) {
+  fake_runner runner(1, 128);  // one slot: the choices run one after another
+  fake_codec codec;
+  scheduler sched(runner, codec, {.max_batch = 1, .max_queue = 8, .prefill_chunk = 256});
+  auto sink = std::make_shared<recording_sink>();
+  auto r = greedy(1, prompt_of(7), 5, sink);
+  r.sampling.n = 3;
+  ASSERT_EQ(sched.submit(std::move(r)).code, engine_status::ok);
+  ASSERT_TRUE(sink->wait());
+  for (uint32_t i = 0; i < 3; ++i) EXPECT_EQ(sink->choices[i].tokens, expected_greedy(prompt_of(7), 5));
+  EXPECT_EQ(runner.total_prefill_tokens(), 3 * 7);
 }
 
 TEST(scheduler, echo_and_zero_max_tokens) {
