@@ -48,7 +48,10 @@ device parse_device(const std::string& name, const YAML::Node& n, const std::str
   d.host_link_gbps = number(n, where, "host_link_gbps", false);
   d.power_w = number(n, where, "power_w", true);
   d.price_usd = number(n, where, "price_usd", true);
-  d.per_node = static_cast<int>(number(n, where, "per_node", false, 1));
+  const double per_node = number(n, where, "per_node", false, 1);
+  if (per_node < 1 || per_node > 1024 || per_node != static_cast<int>(per_node))
+    throw plan_error(fmt::format("{}.per_node: a whole number of devices from 1 to 1024, got {}", where, per_node));
+  d.per_node = static_cast<int>(per_node);
   d.node_price_usd = number(n, where, "node_price_usd", false);
   d.node_power_w = number(n, where, "node_power_w", false);
   d.host_memory_gib = number(n, where, "host_memory_gib", false);

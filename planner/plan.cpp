@@ -213,7 +213,8 @@ plan_result make_plan(const plan_inputs& in) {
   if (in.context < 1) throw plan_error("--context must be at least 1");
   if (in.concurrency < 1) throw plan_error("--concurrency must be at least 1");
   if (in.gpus < 0) throw plan_error("--gpus must be at least 1");
-  if (in.target_tokens_per_s < 0) throw plan_error("--target must not be negative");
+  if (!(in.target_tokens_per_s >= 0 && in.target_tokens_per_s <= 1e12))
+    throw plan_error("--target must lie between 0 and 1e12 tokens/s");
 
   plan_result r;
   r.in = in;
@@ -253,8 +254,8 @@ plan_result make_plan(const plan_inputs& in) {
       r.perf = estimate_speed(in, mm, l, offload_per_device);
       r.cost = compute_cost(in.costs, in.dev, l.devices(),
                             capacity{r.perf->decode_tokens_per_s, r.perf->prefill_tokens_per_s});
-      if (in.target_tokens_per_s > 0)
-        r.replicas_for_target = static_cast<int>(std::ceil(in.target_tokens_per_s / r.perf->decode_tokens_per_s));
+      const double copies = std::ceil(in.target_tokens_per_s / r.perf->decode_tokens_per_s);
+      if (in.target_tokens_per_s > 0 && copies <= 1e15) r.replicas_for_target = std::llround(copies);
     }
   }
   advise(r, mm);

@@ -68,7 +68,7 @@ struct plan_result {
   bool runs = false;                  // fits, or fits with the KV offloaded
   std::optional<speed> perf;
   std::optional<cost_result> cost;
-  std::optional<int> replicas_for_target;
+  std::optional<long long> replicas_for_target;  // copies of the deployment the target needs
   std::vector<std::string> advice;    // what to do when it does not fit, or is slow
 };
 

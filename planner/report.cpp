@@ -184,7 +184,9 @@ std::string render_table(const plan_result& r) {
     row("bandwidth efficiency", fmt::format("{:.2f}, {}", in.factors.decode, in.factors.decode_source));
     row("compute efficiency", fmt::format("{:.2f}, {}", in.factors.prefill, in.factors.prefill_source));
     if (r.replicas_for_target)
-      row(fmt::format("copies for {:.0f} tokens/s", in.target_tokens_per_s), fmt::format("{}", *r.replicas_for_target));
+      row(fmt::format("copies for {:.0f} tokens/s", in.target_tokens_per_s),
+          fmt::format("{} ({} x {} in all)", *r.replicas_for_target,
+                      *r.replicas_for_target * r.planned->devices(), in.dev.name));
   }
   if (r.cost) {
     const cost_result& c = *r.cost;

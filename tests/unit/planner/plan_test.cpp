@@ -121,7 +121,12 @@ TEST(plan, target_gives_copies_and_bad_workloads_are_errors) {
   in.target_tokens_per_s = 5000;
   const auto r = make_plan(in);
   ASSERT_TRUE(r.replicas_for_target && r.perf);
-  EXPECT_EQ(*r.replicas_for_target, static_cast<int>(std::ceil(5000 / r.perf->decode_tokens_per_s)));
+  EXPECT_EQ(*r.replicas_for_target, std::llround(std::ceil(5000 / r.perf->decode_tokens_per_s)));
+  in.target_tokens_per_s = 1e12;  // reachable only on paper: still a number, no overflow
+  EXPECT_TRUE(make_plan(in).replicas_for_target);
+  in.target_tokens_per_s = 1e13;
+  EXPECT_THROW(make_plan(in), plan_error);
+  in.target_tokens_per_s = 0;
   in.context = 0;
   EXPECT_THROW(make_plan(in), plan_error);
   in.context = 4096;
