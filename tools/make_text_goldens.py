@@ -57,6 +57,180 @@ def unicode_tables():
     print("wrote text_unicode_tables.cpp: %d letter ranges, %d number ranges" % (len(letters), len(numbers)))
 
 
+# ---- tokenizers ------------------------------------------------------------------------------
+
+LLAMA3_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+                  r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+LLAMA3_SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
+
+
+def corpus():
+    with open(os.path.join(GOLD, "corpus.json"), encoding="utf-8") as f:
+        c = json.load(f)
+    return c["plain"], c["special"]
+
+
+def write_golden(name, meta, cases):
+    path = os.path.join(GOLD, name)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(dict(meta, cases=cases), f, ensure_ascii=False, indent=0)
+        f.write("\n")
+    print("wrote", os.path.relpath(path, ROOT), len(cases), "cases")
+
+
+def hf_cases(tok, texts):
+    """ids with and without special tokens and the decoded text, from a `tokenizers.Tokenizer`."""
+    cases = []
+    for t in texts:
+        with_special = tok.encode(t, add_special_tokens=True).ids
+        plain = tok.encode(t, add_special_tokens=False).ids
+        cases.append({"text": t, "ids": with_special, "ids_no_special": plain,
+                      "decoded": tok.decode(with_special, skip_special_tokens=True)})
+    return cases
+
+
+def gguf_vocab(path):
+    import gguf
+    r = gguf.GGUFReader(path)
+
+    def strings(key):
+        f = r.fields[key]
+        return [bytes(f.parts[i]).decode("utf-8") for i in f.data]
+
+    return strings("tokenizer.ggml.tokens"), strings("tokenizer.ggml.merges")
+
+
+def train_llama3_style(out_dir, texts):
+    """A small byte-level BPE with Llama 3's pre-tokenizer and special tokens, trained here so the
+    tokenizer.json path (added tokens, post-processor, ignore_merges) has a committed fixture."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    tok = Tokenizer(models.BPE(ignore_merges=True))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(LLAMA3_PATTERN), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=700, special_tokens=LLAMA3_SPECIALS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(texts, trainer)
+    bos = tok.token_to_id("<|begin_of_text|>")
+    tok.post_processor = processors.TemplateProcessing(single="<|begin_of_text|> $A", pair="<|begin_of_text|> $A $B",
+                                                       special_tokens=[("<|begin_of_text|>", bos)])
+    os.makedirs(out_dir, exist_ok=True)
+    tok.save(os.path.join(out_dir, "tokenizer.json"))
+    with open(os.path.join(GOLD, "templates", "llama3.jinja"), encoding="utf-8") as f:
+        template = f.read()
+    cfg = {"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>", "add_bos_token": True,
+           "tokenizer_class": "PreTrainedTokenizerFast", "chat_template": template}
+    with open(os.path.join(out_dir, "tokenizer_config.json"), "w", encoding="utf-8") as f:
+        json.dump(cfg, f, ensure_ascii=False, indent=1)
+    with open(os.path.join(out_dir, "generation_config.json"), "w") as f:
+        json.dump({"bos_token_id": bos, "eos_token_id": [tok.token_to_id("<|end_of_text|>"),
+                                                           tok.token_to_id("<|eot_id|>")]}, f)
+    return tok
+
+
+def tokenizer_goldens():
+    import sentencepiece as spm
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    plain, special = corpus()
+    texts = plain + special
+
+    # tinystories-656K-hf: SentencePiece-style BPE in tokenizer.json (tokenizers and transformers).
+    folder = os.path.join(FIX, "tinystories-656K-hf")
+    tok = Tokenizer.from_file(os.path.join(folder, "tokenizer.json"))
+    cases = hf_cases(tok, texts)
+    from transformers import AutoTokenizer
+    auto = AutoTokenizer.from_pretrained(folder)
+    for c in cases:
+        c["transformers_ids"] = auto(c["text"])["input_ids"]
+    write_golden("tinystories_tokenizer.json", {"reference": "tokenizers %s + transformers" % tokenizers_version(),
+                                                "fixture": "tinystories-656K-hf"}, cases)
+
+    # Llama 2 tokenizer.model through sentencepiece (no special-token parsing: plain corpus only).
+    sp = spm.SentencePieceProcessor(model_file=os.path.join(FIX, "llama2-tokenizer", "tokenizer.model"))
+    cases = [{"text": t, "ids_no_special": sp.encode(t), "decoded": sp.decode(sp.encode(t))} for t in texts]
+    write_golden("llama2_sentencepiece.json", {"reference": "sentencepiece %s" % spm.__version__,
+                                               "fixture": "llama2-tokenizer/tokenizer.model"}, cases)
+
+    # GPT-2 byte-level vocabulary (from the llama.cpp vocab GGUF) under three pre-tokenizers.
+    vocab, merges = gguf_vocab(os.path.join(FIX, "llamacpp-vocab", "ggml-vocab-gpt-2.gguf"))
+    merges = [tuple(m.split(" ", 1)) for m in merges]
+    from tokenizers import Regex
+    variants = {
+        "gpt2": pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+        "llama3": pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(LLAMA3_PATTERN), behavior="isolated"),
+                                           pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]),
+        "smollm": pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
+                                           pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)]),
+    }
+    for name, pre in variants.items():
+        t = Tokenizer(models.BPE(vocab={p: i for i, p in enumerate(vocab)}, merges=merges))
+        t.pre_tokenizer = pre
+        t.decoder = decoders.ByteLevel()
+        cases = [{"text": x, "ids_no_special": t.encode(x, add_special_tokens=False).ids} for x in texts]
+        write_golden("gpt2_vocab_%s.json" % name, {"reference": "tokenizers %s" % tokenizers_version(),
+                                                   "fixture": "llamacpp-vocab/ggml-vocab-gpt-2.gguf",
+                                                   "pretokenizer": name}, cases)
+
+    # A small Llama-3-style tokenizer.json trained here (committed) and its goldens.
+    train_text = plain + [open(os.path.join(FIX, "README.md"), encoding="utf-8").read()]
+    out_dir = os.path.join(GOLD, "bpe-llama3-style")
+    train_llama3_style(out_dir, train_text)
+    t = Tokenizer.from_file(os.path.join(out_dir, "tokenizer.json"))
+    write_golden("llama3_style_tokenizer.json", {"reference": "tokenizers %s" % tokenizers_version(),
+                                                 "fixture": "tests/golden/text/bpe-llama3-style"}, hf_cases(t, texts))
+
+
+def tokenizers_version():
+    import tokenizers
+    return tokenizers.__version__
+
+
+# ---- chat templates --------------------------------------------------------------------------
+
+CONVERSATIONS = {
+    "user_only": [{"role": "user", "content": "Hello, who are you?"}],
+    "system_user": [{"role": "system", "content": "You are a helpful assistant."},
+                    {"role": "user", "content": "What is 2+2?"}],
+    "multi_turn": [{"role": "system", "content": "  Be brief.  "},
+                   {"role": "user", "content": "Hi there"},
+                   {"role": "assistant", "content": " Hello! How can I help? "},
+                   {"role": "user", "content": "Tell me a story\nabout a cat."}],
+    "no_system_turns": [{"role": "user", "content": "One"}, {"role": "assistant", "content": "Two"},
+                        {"role": "user", "content": "Three"}],
+    "unicode_quotes": [{"role": "user", "content": "Ünïcödé 😀 \"quotes\" 'single' {braces} {{ not jinja }}"}],
+    "bad_alternation": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}],
+    "assistant_last": [{"role": "user", "content": "Say hi"}, {"role": "assistant", "content": "hi"}],
+}
+TOKENS = {"bos_token": "<s>", "eos_token": "</s>"}
+
+
+def template_goldens():
+    from transformers.utils.chat_template_utils import render_jinja_template
+    tdir = os.path.join(GOLD, "templates")
+    names = sorted(f[:-len(".jinja")] for f in os.listdir(tdir) if f.endswith(".jinja"))
+    cases = []
+    for name in names:
+        with open(os.path.join(tdir, name + ".jinja"), encoding="utf-8") as f:
+            src = f.read()
+        for conv_name, conv in CONVERSATIONS.items():
+            for agp in (True, False):
+                case = {"template": name, "conversation": conv_name, "add_generation_prompt": agp}
+                try:
+                    rendered, _ = render_jinja_template([conv], chat_template=src, add_generation_prompt=agp, **TOKENS)
+                    case["rendered"] = rendered[0]
+                except Exception as e:  # raise_exception in the template
+                    case["error"] = str(e)
+                cases.append(case)
+    out = {"reference": "transformers render_jinja_template (apply_chat_template) with jinja2",
+           "tokens": TOKENS, "conversations": CONVERSATIONS, "cases": cases}
+    path = os.path.join(GOLD, "chat_templates.json")
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(out, f, ensure_ascii=False, indent=0)
+        f.write("\n")
+    print("wrote", os.path.relpath(path, ROOT), len(cases), "cases")
+
+
 def main():
     cmd = sys.argv[1] if len(sys.argv) > 1 else "all"
     if cmd == "unicode-tables":

@@ -5,10 +5,10 @@
 //   moat::engine::chat_render_options opt;
 //   opt.bos_token = tok->bos_text();  opt.eos_token = tok->eos_text();
 //   std::string prompt = tmpl.render(msgs, opt);       // add_generation_prompt defaults to true
-//   auto ids = tok->encode(prompt, /*add_special=*/false);   // the template wrote BOS itself
+//   auto ids = moat::engine::encode_chat_prompt(*tok, prompt);   // BOS once, specials parsed
 //
 // The model's own template (tokenizer_config.json "chat_template", a Jinja string) is rendered by
-// moat's Jinja-subset engine (engine/jinja/*). Models that ship none get a built-in template chosen
+// moat's Jinja-subset engine (engine/jinja_*.h). Models that ship none get a built-in template chosen
 // by name; see docs/models.md for which. Parsing happens once at load; render() is const and may be
 // called from any thread.
 //
@@ -24,6 +24,8 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "engine/tokenizer.h"
 
 namespace moat::engine {
 
@@ -49,7 +51,7 @@ struct chat_render_options {
 };
 
 namespace jinja {
-class template_program;  // engine/jinja/program.h
+class template_program;  // engine/jinja_program.h
 }
 
 class chat_template {
@@ -72,6 +74,10 @@ class chat_template {
   std::string source_;
   std::shared_ptr<const jinja::template_program> program_;  // shared: copies are cheap
 };
+
+// Encodes a rendered prompt: specials in it become their ids, and BOS is put first when the
+// tokenizer adds one and the template did not write it (the built-in "plain" template writes none).
+std::vector<token_id> encode_chat_prompt(const tokenizer& tok, std::string_view prompt);
 
 // The model's template: tokenizer_config.json "chat_template" (a string, or a list of named
 // templates of which "default" is taken) in a model folder; for a .gguf, the metadata key

@@ -68,9 +68,7 @@ void vocabulary::finish() {
 tokenizer::tokenizer(vocabulary vocab, bool strip_leading_space)
     : vocab_(std::move(vocab)), strip_leading_space_(strip_leading_space) {
   // Longest specials first so "<|eot_id|>" wins over a shorter added token that prefixes it.
-  std::sort(vocab_.specials.begin(), vocab_.specials.end(), [this](token_id a, token_id b) {
-    return vocab_.pieces[a].size() > vocab_.pieces[b].size();
-  });
+  build_special_tables();
   bytes_.resize(vocab_.pieces.size());
   for (size_t i = 0; i < vocab_.pieces.size(); ++i) {
     const std::string& p = vocab_.pieces[i];
@@ -94,33 +92,70 @@ tokenizer::tokenizer(vocabulary vocab, bool strip_leading_space)
   }
 }
 
+void tokenizer::build_special_tables() {
+  raw_specials_.clear();
+  normalized_specials_.clear();
+  for (token_id id : vocab_.specials) {
+    const bool normalized = std::find(vocab_.normalized_specials.begin(), vocab_.normalized_specials.end(), id) !=
+                            vocab_.normalized_specials.end();
+    if (normalized) normalized_specials_.emplace_back(normalize(vocab_.pieces[id]), id);
+    else raw_specials_.emplace_back(vocab_.pieces[id], id);
+  }
+  auto longest_first = [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); };
+  std::stable_sort(raw_specials_.begin(), raw_specials_.end(), longest_first);
+  std::stable_sort(normalized_specials_.begin(), normalized_specials_.end(), longest_first);
+  std::erase_if(normalized_specials_, [](const auto& s) { return s.first.empty(); });
+}
+
+namespace {
+
+// Splits text at occurrences of any special (longest first at each position); calls on_text for
+// the non-empty gaps and on_special for each match.
+template <typename OnText, typename OnSpecial>
+void split_specials(std::string_view text, const std::vector<std::pair<std::string, token_id>>& specials,
+                    OnText on_text, OnSpecial on_special) {
+  size_t start = 0;
+  for (size_t i = 0; i < text.size() && !specials.empty();) {
+    const std::pair<std::string, token_id>* hit = nullptr;
+    for (const auto& s : specials)
+      if (s.first[0] == text[i] && text.compare(i, s.first.size(), s.first) == 0) {
+        hit = &s;
+        break;
+      }
+    if (!hit) {
+      ++i;
+      continue;
+    }
+    if (i > start) on_text(text.substr(start, i - start));
+    on_special(hit->second);
+    i += hit->first.size();
+    start = i;
+  }
+  if (start < text.size()) on_text(text.substr(start));
+}
+
+const std::vector<std::pair<std::string, token_id>> no_specials;
+
+}  // namespace
+
 std::vector<token_id> tokenizer::encode(std::string_view text, bool add_special, bool parse_special) const {
   std::vector<token_id> out;
   if (add_special && vocab_.add_bos && vocab_.bos >= 0) out.push_back(vocab_.bos);
+  // at_start stays true until the first text fragment: "<s>Hello" gets its dummy prefix as "Hello" does.
   fragment_position pos{true, false};
-  size_t start = 0;
-  if (parse_special && !vocab_.specials.empty()) {
-    for (size_t i = 0; i < text.size();) {
-      token_id hit = -1;
-      for (token_id id : vocab_.specials) {
-        const std::string& p = vocab_.pieces[id];
-        if (p[0] == text[i] && text.compare(i, p.size(), p) == 0) {
-          hit = id;
-          break;
-        }
-      }
-      if (hit < 0) {
-        ++i;
-        continue;
-      }
-      if (i > start) encode_plain(text.substr(start, i - start), pos, out);
-      out.push_back(hit);
-      pos = {false, true};
-      i += vocab_.pieces[hit].size();
-      start = i;
-    }
-  }
-  if (start < text.size()) encode_plain(text.substr(start), pos, out);
+  auto on_special = [&](token_id id) {
+    out.push_back(id);
+    pos.after_special = true;
+  };
+  auto on_normalized_text = [&](std::string_view t) {
+    encode_plain(t, pos, out);
+    pos = {false, false};
+  };
+  auto on_raw_text = [&](std::string_view t) {
+    const std::string norm = normalize(t);
+    split_specials(norm, parse_special ? normalized_specials_ : no_specials, on_normalized_text, on_special);
+  };
+  split_specials(text, parse_special ? raw_specials_ : no_specials, on_raw_text, on_special);
   if (add_special && vocab_.add_eos && vocab_.eos >= 0) out.push_back(vocab_.eos);
   return out;
 }

@@ -67,6 +67,9 @@ struct vocabulary {
   // Ids matched verbatim in text when parse_special is set (control and user_defined tokens,
   // and HF added_tokens). Filled by finish(); loaders may add more before calling it.
   std::vector<token_id> specials;
+  // Of those, the ones HF marks normalized=true: matched after the text is normalized, against
+  // their normalized content (tinystories: "<|end_story|>" is found as "▁<|end_story|>").
+  std::vector<token_id> normalized_specials;
   std::unordered_map<std::string, token_id> piece_to_id;
 
   // Fills piece_to_id and specials (control + user_defined pieces that are non-empty), puts eos in
@@ -129,11 +132,19 @@ class tokenizer {
 
  protected:
   explicit tokenizer(vocabulary vocab, bool strip_leading_space);
-  // Splits a non-empty text holding no special tokens, appending ids to out.
+  // Splits a non-empty, already normalized text holding no special tokens, appending ids to out.
   virtual void encode_plain(std::string_view text, fragment_position pos, std::vector<token_id>& out) const = 0;
+  // The HF normalizer, applied to each text segment between raw (non-normalized) specials before
+  // normalized specials are searched in it. Identity unless a subclass has one.
+  virtual std::string normalize(std::string_view segment) const { return std::string(segment); }
+  // Builds the special-token match tables; subclasses with a normalizer call it again at the end of
+  // their constructor (normalize() is virtual, so the base constructor cannot see theirs).
+  void build_special_tables();
 
   vocabulary vocab_;
   std::vector<std::string> bytes_;  // token_bytes of each id, precomputed
+  // (text to find, id), longest first: raw ones on the input, normalized ones on normalized segments.
+  std::vector<std::pair<std::string, token_id>> raw_specials_, normalized_specials_;
   bool strip_leading_space_;
 };
 

@@ -121,12 +121,19 @@ bpe_tokenizer::bpe_tokenizer(vocabulary vocab, const std::vector<std::pair<std::
     const uint64_t key = (static_cast<uint64_t>(a->second) << 32) | static_cast<uint32_t>(b->second);
     merges_.emplace(key, std::make_pair(static_cast<int32_t>(rank), m->second));  // first rank wins
   }
+  build_special_tables();  // now with this class's normalize()
+}
+
+std::string bpe_tokenizer::normalize(std::string_view segment) const {
+  if (!options_.normalizer_prepend && !options_.normalizer_replace_space) return std::string(segment);
+  return normalize_spm(segment, options_.normalizer_replace_space, options_.normalizer_prepend && !segment.empty(),
+                       space_marker);
 }
 
 void bpe_tokenizer::encode_plain(std::string_view text, fragment_position pos, std::vector<token_id>& out) const {
   std::string normalized;
-  if (options_.replace_space || options_.prefix != prefix_rule::never) {
-    normalized = normalize_spm(text, options_.replace_space, wants_prefix(options_.prefix, pos), space_marker);
+  if (options_.metaspace) {
+    normalized = normalize_spm(text, true, wants_prefix(options_.prefix, pos), space_marker);
     text = normalized;
   }
   std::vector<std::string_view> parts, words;

@@ -26,8 +26,11 @@ struct bpe_options {
   bool byte_level = false;            // map bytes through GPT-2's byte-to-unicode table first
   pretokenizer_kind pretokenizer = pretokenizer_kind::none;
   bool digits_individual = false;     // HF Digits(individual_digits=true) before the regex
-  // SentencePiece-style normalization ("▁" for spaces): where to put the "▁" prefix.
-  bool replace_space = false;         // " " -> "▁"
+  // HF normalizers Prepend("▁") and Replace(" ", "▁"), run on each segment between raw specials.
+  bool normalizer_prepend = false;
+  bool normalizer_replace_space = false;
+  // HF Metaspace pre-tokenizer: spaces as "▁", a "▁" prefix where `prefix` says, optional split.
+  bool metaspace = false;
   prefix_rule prefix = prefix_rule::never;
   bool metaspace_split = false;       // Metaspace(split=true): a new word at every "▁"
   bool byte_fallback = false;         // unknown characters -> <0xNN> pieces
@@ -48,6 +51,7 @@ class bpe_tokenizer final : public tokenizer {
 
  protected:
   void encode_plain(std::string_view text, fragment_position pos, std::vector<token_id>& out) const override;
+  std::string normalize(std::string_view segment) const override;
 
  private:
   void encode_word(std::string_view word, std::vector<token_id>& out) const;

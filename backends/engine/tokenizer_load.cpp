@@ -30,7 +30,8 @@ void read_token_fields(const fs::path& file, hf_token_config& cfg, bool overwrit
   if (!fs::exists(file)) return;
   simdjson::dom::parser parser;
   simdjson::dom::element root;
-  if (auto err = parser.load(file.string()).get(root))
+  const simdjson::padded_string json(read_json_text(file));
+  if (auto err = parser.parse(json).get(root))
     throw tokenizer_error(file.string() + ": " + simdjson::error_message(err));
   bool b;
   if (root["add_bos_token"].get(b) == simdjson::SUCCESS) cfg.add_bos = b;
@@ -56,6 +57,40 @@ int32_t read_i32(std::istream& in, const std::string& where) {
 
 }  // namespace
 
+std::string read_json_text(const fs::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw tokenizer_error(file.string() + ": cannot open");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::string out;
+  out.reserve(text.size() + 16);
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      out += c;
+      if (c == '\\' && i + 1 < text.size()) out += text[++i];
+      else if (c == '"') in_string = false;
+      continue;
+    }
+    if (c == '"') in_string = true;
+    const bool starts_number = (c >= '0' && c <= '9') && (i == 0 || !((text[i - 1] >= '0' && text[i - 1] <= '9') ||
+                                                                       text[i - 1] == '.' || text[i - 1] == 'e' ||
+                                                                       text[i - 1] == 'E' || text[i - 1] == '-' ||
+                                                                       text[i - 1] == '+'));
+    if (starts_number || (c == '-' && i + 1 < text.size() && text[i + 1] >= '0' && text[i + 1] <= '9')) {
+      size_t j = c == '-' ? i + 1 : i;
+      while (j < text.size() && text[j] >= '0' && text[j] <= '9') ++j;
+      out.append(text, i, j - i);
+      const bool plain_int = j >= text.size() || (text[j] != '.' && text[j] != 'e' && text[j] != 'E');
+      if (plain_int && j - i > 18) out += ".0";
+      i = j - 1;
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
+
 hf_token_config read_hf_token_config(const fs::path& folder) {
   hf_token_config cfg;
   read_token_fields(folder / "special_tokens_map.json", cfg, true);
@@ -69,7 +104,8 @@ std::vector<token_id> read_generation_eos_ids(const fs::path& folder) {
   if (!fs::exists(file)) return ids;
   simdjson::dom::parser parser;
   simdjson::dom::element root, e;
-  if (parser.load(file.string()).get(root) || root["eos_token_id"].get(e)) return ids;
+  const simdjson::padded_string json(read_json_text(file));
+  if (parser.parse(json).get(root) || root["eos_token_id"].get(e)) return ids;
   int64_t one;
   simdjson::dom::array many;
   if (e.get(one) == simdjson::SUCCESS) ids.push_back(static_cast<token_id>(one));

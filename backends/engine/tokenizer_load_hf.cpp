@@ -65,7 +65,8 @@ std::unique_ptr<tokenizer> load_hf_tokenizer_json(const std::filesystem::path& f
   const std::string where = file.string();
   simdjson::dom::parser parser;
   element root;
-  if (auto err = parser.load(where).get(root)) throw tokenizer_error(where + ": " + simdjson::error_message(err));
+  const simdjson::padded_string json(read_json_text(file));
+  if (auto err = parser.parse(json).get(root)) throw tokenizer_error(where + ": " + simdjson::error_message(err));
   element model;
   std::string_view model_type;
   if (root["model"].get(model) != simdjson::SUCCESS) throw tokenizer_error(where + ": no \"model\"");
@@ -97,6 +98,7 @@ std::unique_ptr<tokenizer> load_hf_tokenizer_json(const std::filesystem::path& f
       if (t["id"].get(id) || t["content"].get(content)) throw tokenizer_error(where + ": bad added_tokens entry");
       put(id, content, get_bool(t, "special", false) ? token_kind::control : token_kind::user_defined);
       v.specials.push_back(static_cast<token_id>(id));
+      if (get_bool(t, "normalized", false)) v.normalized_specials.push_back(static_cast<token_id>(id));
     }
   }
 
@@ -117,8 +119,8 @@ std::unique_ptr<tokenizer> load_hf_tokenizer_json(const std::filesystem::path& f
   bool byte_level = false;
   for_each_step(field(root, "normalizer"), "normalizers", [&](element n) {
     const auto t = type_of(n);
-    if (t == "Prepend") o.prefix = prefix_rule::at_start;
-    else if (t == "Replace") o.replace_space = true;  // the only Replace in use: " " -> "▁"
+    if (t == "Prepend") o.normalizer_prepend = true;  // the only Prepend in use: "▁"
+    else if (t == "Replace") o.normalizer_replace_space = true;  // the only Replace in use: " " -> "▁"
     else if (!t.empty() && t != "NFC" && t != "NFKC")
       spdlog::warn("tokenizer {}: normalizer {} is ignored", where, t);
   });
@@ -140,7 +142,7 @@ std::unique_ptr<tokenizer> load_hf_tokenizer_json(const std::filesystem::path& f
       std::string_view scheme;
       if (p["prepend_scheme"].get(scheme) != simdjson::SUCCESS) scheme = "";
       o.prefix = rule_from_scheme(scheme, get_bool(p, "add_prefix_space", true));
-      o.replace_space = true;
+      o.metaspace = true;
       o.metaspace_split = get_bool(p, "split", true);
     } else if (!t.empty()) {
       throw tokenizer_error(where + ": pre-tokenizer " + std::string(t) + " is not supported");

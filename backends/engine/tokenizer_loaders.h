@@ -34,6 +34,11 @@ std::unique_ptr<tokenizer> load_gguf_tokenizer(const gguf_file& gguf);
 // llama2.c's tokenizer export; vocab_size 0 reads entries until the end of the file.
 std::unique_ptr<tokenizer> load_llama2c_tokenizer(const std::filesystem::path& file, int32_t vocab_size = 0);
 
+// Reads a JSON file for simdjson, turning integers too large for 64 bits into floats (simdjson
+// refuses them; tokenizer_config.json files carry "model_max_length": 1000000000000000019884624838656).
+// Throws tokenizer_error when the file cannot be read.
+std::string read_json_text(const std::filesystem::path& file);
+
 // Applies the token texts of cfg to v (ids looked up by text) before v.finish().
 void apply_hf_token_config(vocabulary& v, const hf_token_config& cfg);
 // Adds well-known end-of-turn pieces present in the vocabulary (<|eot_id|>, <|im_end|>, ...).
