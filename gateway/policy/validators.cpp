@@ -169,6 +169,11 @@ bool nanp_phone_valid(std::string_view text) {
   return true;
 }
 
+bool intl_phone_valid(std::string_view text) {
+  const std::string d = digits_of(text);
+  return d.size() >= 8 && d.size() <= 15;
+}
+
 bool high_entropy(std::string_view text) {
   // The value is what follows the last '=' or ':' (the rule matches "key = VALUE").
   const size_t cut = text.find_last_of("=:");
@@ -210,13 +215,14 @@ validator_fn find_validator(std::string_view name) {
   if (name == "ipv4") return ipv4_valid;
   if (name == "ipv6") return ipv6_valid;
   if (name == "nanp_phone") return nanp_phone_valid;
+  if (name == "intl_phone") return intl_phone_valid;
   if (name == "entropy") return high_entropy;
   if (name == "date") return date_valid;
   return nullptr;
 }
 
 std::vector<std::string> validator_names() {
-  return {"luhn", "iban", "us_ssn", "ipv4", "ipv6", "nanp_phone", "entropy", "date"};
+  return {"luhn", "iban", "us_ssn", "ipv4", "ipv6", "nanp_phone", "intl_phone", "entropy", "date"};
 }
 
 }  // namespace moat::policy

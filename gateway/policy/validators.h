@@ -19,10 +19,12 @@ bool us_ssn_valid(std::string_view text);   // area not 000/666/9xx, group not 0
 bool ipv4_valid(std::string_view text);     // four octets 0..255, no leading zeros beyond "0"
 bool ipv6_valid(std::string_view text);     // RFC 4291 text forms incl. "::" and embedded IPv4
 bool nanp_phone_valid(std::string_view text);  // area/exchange codes start 2-9, not N11 area
+bool intl_phone_valid(std::string_view text);  // E.164: 8..15 digits in all
 bool high_entropy(std::string_view text);   // the value after key=/token: looks random (>= 3.5 bits/char)
 bool date_valid(std::string_view text);     // a real calendar date in Y-M-D, M/D/Y or D.M.Y form
 
-// nullptr when `name` is unknown. Names: luhn, iban, us_ssn, ipv4, ipv6, nanp_phone, entropy, date.
+// nullptr when `name` is unknown. Names: luhn, iban, us_ssn, ipv4, ipv6, nanp_phone, intl_phone, entropy,
+// date.
 validator_fn find_validator(std::string_view name);
 std::vector<std::string> validator_names();
 
