@@ -1,13 +1,152 @@
-// Placeholder until this subcommand is built; its owner replaces this file.
-#include <cstdio>
+// `moat serve --config FILE [--listen HOST:PORT]`: loads the config, starts the HTTP server
+// (health 503), creates every model's backend off the I/O threads, then prints
+// `moat: listening on HOST:PORT` on stdout and serves until SIGTERM/SIGINT, which drains:
+// stop accepting, /health 503, in-flight requests finish within drain_timeout_s, exit 0.
+#include <boost/asio/signal_set.hpp>
+#include <boost/program_options.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
 
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <thread>
+
+#include "api/api.h"
+#include "api/common.h"
 #include "cli/commands.h"
+#include "cli/version.h"
+#include "config/config.h"
+#include "host/host.h"
+#include "http/server.h"
+#include "metrics/registry.h"
 
 namespace moat::cli {
 
-int serve_command(int, char** argv) {
-  std::fprintf(stderr, "moat %s: not built yet\n", argv[0]);
-  return 2;
+namespace {
+
+namespace po = boost::program_options;
+
+void setup_logging(const std::string& level) {
+  auto logger = spdlog::stderr_color_mt("moat");
+  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(spdlog::level::from_str(level));
+  spdlog::flush_on(spdlog::level::warn);
+}
+
+std::string host_port(const config::listen_address& a) {
+  if (a.host.find(':') != std::string::npos) return "[" + a.host + "]:" + std::to_string(a.port);
+  return a.host + ":" + std::to_string(a.port);
+}
+
+}  // namespace
+
+int serve_command(int argc, char** argv) {
+  po::options_description options("usage: moat serve --config FILE [--listen HOST:PORT]");
+  options.add_options()("help,h", "show this help")(
+      "config,c", po::value<std::string>(), "the YAML config file (see docs/configuration.md)")(
+      "listen,l", po::value<std::string>(), "HOST:PORT to listen on, overriding server.listen (port 0: any)");
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(argc, argv).options(options).run(), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    std::fprintf(stderr, "moat serve: %s\n\n", e.what());
+    std::cerr << options << "\n";
+    return 2;
+  }
+  if (vm.count("help")) {
+    std::cout << options << "\n";
+    return 0;
+  }
+  if (!vm.count("config")) {
+    std::fprintf(stderr, "moat serve: --config FILE is required\n\n");
+    std::cerr << options << "\n";
+    return 2;
+  }
+
+  config::config cfg;
+  try {
+    cfg = config::load_config(vm["config"].as<std::string>());
+  } catch (const config::config_error& e) {
+    std::fprintf(stderr, "moat serve: %s\n", e.what());
+    return 2;
+  }
+  if (vm.count("listen")) {
+    auto addr = config::parse_listen(vm["listen"].as<std::string>());
+    if (!addr) {
+      std::fprintf(stderr, "moat serve: --listen: expected HOST:PORT, got '%s'\n",
+                   vm["listen"].as<std::string>().c_str());
+      return 2;
+    }
+    cfg.server.host = addr->host;
+    cfg.server.port = addr->port;
+  }
+  setup_logging(cfg.logging.level);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  std::vector<std::string> names;
+  for (const auto& m : cfg.models) names.push_back(m.name);
+  metrics::registry registry(names, version, commit);
+  // Declared before the server: backends are destroyed after the I/O threads stop and before
+  // the io_context goes (see plugin_host::shutdown).
+  host::plugin_host plugins(cfg, host::executable_dir(), registry);
+  http::server* server_ptr = nullptr;
+  api::api_context ctx{plugins, registry, [&server_ptr] { return server_ptr->state(); }};
+  ctx.system_fingerprint = std::string("fp_moat_") + version;
+  api::route_table routes(ctx);
+  http::server server(cfg.server, routes, registry);
+  server_ptr = &server;
+
+  config::listen_address bound;
+  try {
+    bound = server.listen(cfg.server.host, cfg.server.port);
+  } catch (const std::exception& e) {
+    spdlog::error("{}", e.what());
+    return 1;
+  }
+
+  boost::asio::signal_set signals(server.io(), SIGINT, SIGTERM);
+  std::function<void(const boost::system::error_code&, int)> on_signal;
+  on_signal = [&](const boost::system::error_code& ec, int sig) {
+    if (ec) return;
+    if (server.state() == http::lifecycle::draining) {
+      spdlog::warn("second signal {}: stopping now", sig);
+      server.stop();
+      return;
+    }
+    spdlog::info("signal {}: draining (up to {} s for {} request(s) in flight)", sig, cfg.server.drain_timeout_s,
+                 server.requests_in_flight());
+    server.drain(std::chrono::milliseconds(static_cast<int64_t>(cfg.server.drain_timeout_s * 1000)),
+                 [&server] { server.stop(); });
+    signals.async_wait(on_signal);
+  };
+  signals.async_wait(on_signal);
+
+  const unsigned threads = cfg.server.threads ? cfg.server.threads : std::max(1u, std::thread::hardware_concurrency());
+  std::thread io([&] { server.run(threads); });
+  spdlog::info("moat {} ({}) on {} with {} I/O thread(s); loading {} model(s)", version, commit, host_port(bound),
+               threads, cfg.models.size());
+
+  int status = 0;
+  try {
+    plugins.load_all();
+    ctx.created = api::unix_now();
+    if (server.state() != http::lifecycle::draining) {
+      server.set_state(http::lifecycle::ready);
+      std::printf("moat: listening on %s\n", host_port(bound).c_str());
+      std::fflush(stdout);
+    }
+  } catch (const std::exception& e) {
+    spdlog::error("{}", e.what());
+    status = 1;
+    server.stop();
+  }
+  io.join();
+  plugins.shutdown();
+  spdlog::info("stopped");
+  return status;
 }
 
 }  // namespace moat::cli

@@ -1,0 +1,48 @@
+// POST /v1/chat/completions
+#include "api/common.h"
+#include "api/generation.h"
+#include "host/request_builder.h"
+#include "http/wire.h"
+
+namespace moat::api {
+
+void chat_completions(api_context& ctx, const http::request& req, http::responder respond) {
+  constexpr auto route = metrics::route::chat_completions;
+  auto parsed = openai::parse_chat_request(req.body);
+  if (auto* err = std::get_if<openai::api_error>(&parsed)) {
+    return respond(error_response(ctx.metrics, *err, route));
+  }
+  const auto& chat = std::get<openai::chat_request>(parsed);
+  host::backend* b = find_backend(ctx, chat.model, route, respond);
+  if (b == nullptr) return;
+  const auto& caps = b->caps();
+  if (!caps.has(MOAT_CAP_CHAT)) {
+    return respond(error_response(ctx.metrics, unsupported(chat.model, "chat completions", "model"), route));
+  }
+  if (chat.sampling.logprobs && !caps.has(MOAT_CAP_LOGPROBS)) {
+    return respond(error_response(ctx.metrics, unsupported(chat.model, "logprobs", "logprobs"), route));
+  }
+  if (chat.sampling.logprobs && static_cast<uint32_t>(chat.sampling.top_logprobs) > caps.max_top_logprobs) {
+    return respond(error_response(
+        ctx.metrics, unsupported(chat.model, "top_logprobs above " + std::to_string(caps.max_top_logprobs), "top_logprobs"),
+        route));
+  }
+
+  generation_options opts;
+  opts.chat = true;
+  opts.stream = chat.stream;
+  opts.include_usage = chat.stream && chat.stream_opts.include_usage;
+  opts.logprobs = chat.sampling.logprobs;
+  opts.choices = static_cast<uint32_t>(chat.sampling.n);
+  opts.meta = {"chatcmpl-" + http::random_alnum(24), unix_now(), chat.model, ctx.system_fingerprint};
+  opts.route = route;
+  auto job = std::make_shared<generation_job>(std::move(opts), std::move(respond), ctx.metrics);
+
+  host::request_builder builder;
+  auto outcome = b->submit(builder.chat(chat, req.body), job, req.strand);
+  if (outcome.status != MOAT_OK) return job->reject(backend_error(outcome.status, std::move(outcome.message)));
+  job->attach(outcome.handle);
+  cancel_when_client_leaves(req, outcome.handle);
+}
+
+}  // namespace moat::api

@@ -1,0 +1,26 @@
+// Small pieces every endpoint handler shares: finding the model's backend (answering 404/503
+// itself when it cannot), capability checks, and response identity.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "api/api.h"
+#include "api/errors.h"
+
+namespace moat::api {
+
+// The backend serving `model`, or nullptr after answering 404 model_not_found (or 503 while
+// loading) through `respond`.
+host::backend* find_backend(api_context& ctx, std::string_view model, metrics::route route,
+                            http::responder& respond);
+
+// 400 for a feature the model's backend does not offer.
+openai::api_error unsupported(std::string_view model, std::string_view what, std::string param);
+
+int64_t unix_now();
+
+// Registers cancel-on-disconnect for an accepted call.
+void cancel_when_client_leaves(const http::request& req, const std::shared_ptr<host::call>& call);
+
+}  // namespace moat::api

@@ -1,0 +1,51 @@
+// POST /v1/completions
+#include "api/common.h"
+#include "api/generation.h"
+#include "host/request_builder.h"
+#include "http/wire.h"
+
+namespace moat::api {
+
+void completions(api_context& ctx, const http::request& req, http::responder respond) {
+  constexpr auto route = metrics::route::completions;
+  auto parsed = openai::parse_completion_request(req.body);
+  if (auto* err = std::get_if<openai::api_error>(&parsed)) {
+    return respond(error_response(ctx.metrics, *err, route));
+  }
+  const auto& comp = std::get<openai::completion_request>(parsed);
+  host::backend* b = find_backend(ctx, comp.model, route, respond);
+  if (b == nullptr) return;
+  const auto& caps = b->caps();
+  if (!caps.has(MOAT_CAP_COMPLETIONS)) {
+    return respond(error_response(ctx.metrics, unsupported(comp.model, "completions", "model"), route));
+  }
+  if (!caps.has(MOAT_CAP_TOKEN_PROMPTS)) {
+    for (const auto& p : comp.prompts) {
+      if (p.is_tokens) {
+        return respond(error_response(ctx.metrics, unsupported(comp.model, "prompts given as token ids", "prompt"),
+                                      route));
+      }
+    }
+  }
+  if (comp.sampling.logprobs && !caps.has(MOAT_CAP_LOGPROBS)) {
+    return respond(error_response(ctx.metrics, unsupported(comp.model, "logprobs", "logprobs"), route));
+  }
+
+  generation_options opts;
+  opts.chat = false;
+  opts.stream = comp.stream;
+  opts.include_usage = comp.stream && comp.stream_opts.include_usage;
+  opts.logprobs = comp.sampling.logprobs;
+  opts.choices = static_cast<uint32_t>(comp.sampling.n * std::max<size_t>(1, comp.prompts.size()));
+  opts.meta = {"cmpl-" + http::random_alnum(24), unix_now(), comp.model, ctx.system_fingerprint};
+  opts.route = route;
+  auto job = std::make_shared<generation_job>(std::move(opts), std::move(respond), ctx.metrics);
+
+  host::request_builder builder;
+  auto outcome = b->submit(builder.completion(comp, req.body), job, req.strand);
+  if (outcome.status != MOAT_OK) return job->reject(backend_error(outcome.status, std::move(outcome.message)));
+  job->attach(outcome.handle);
+  cancel_when_client_leaves(req, outcome.handle);
+}
+
+}  // namespace moat::api

@@ -1,0 +1,76 @@
+// The answer to a chat or completion request, built from the backend's events on the strand:
+// either collected into one JSON body, or turned into server-sent events that the session
+// pulls. The HTTP status is chosen at the first event, so a backend that fails before any text
+// gives the client a real error status; one that fails later ends the stream with an error
+// event and `data: [DONE]`.
+//
+//   auto job = std::make_shared<generation_job>(opts, respond, ctx.metrics);
+//   auto outcome = backend->submit(request, job, req.strand);
+//   job->attach(outcome.handle);
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "host/call.h"
+#include "http/message.h"
+#include "metrics/registry.h"
+#include "openai/protocol.h"
+
+namespace moat::api {
+
+struct generation_options {
+  bool chat = true;             // chat.completion(.chunk) or text_completion
+  bool stream = false;
+  bool include_usage = false;   // stream_options.include_usage
+  bool logprobs = false;
+  uint32_t choices = 1;         // n * prompts: the largest valid event index + 1
+  openai::response_meta meta;
+  metrics::route route = metrics::route::chat_completions;
+};
+
+class generation_job : public host::event_sink,
+                       public http::stream_source,
+                       public std::enable_shared_from_this<generation_job> {
+ public:
+  generation_job(generation_options options, http::responder respond, metrics::registry& metrics);
+
+  // The accepted call, to cancel it when a slow client lets too much text pile up.
+  void attach(std::weak_ptr<host::call> call) { call_ = std::move(call); }
+
+  // Answers with `error` when submit() refused the request (no event will come).
+  void reject(const openai::api_error& error);
+
+  void on_event(host::owned_event&& event) override;  // strand
+  void pull(next_fn next) override;                  // strand
+
+  // Unsent stream bytes above which the request is cancelled (a client not reading).
+  static constexpr size_t max_pending_bytes = 8u << 20;
+
+ private:
+  void on_delta(host::owned_event& event);
+  void on_finish(const host::owned_event& event);
+  void on_done(const host::owned_event& event);
+  void on_error(const host::owned_event& event);
+  void start_stream();
+  void flush();
+  void append_chunk(const openai::chunk_delta& delta);
+
+  generation_options options_;
+  http::responder respond_;  // cleared once used
+  metrics::registry& metrics_;
+  std::weak_ptr<host::call> call_;
+
+  std::vector<openai::choice_result> results_;  // non-streamed: text per choice
+  std::vector<bool> started_;                    // streamed: the choice's first chunk went out
+  std::string pending_;                          // streamed: SSE bytes not yet pulled
+  next_fn next_;                                 // streamed: a pull waiting for bytes
+  bool ended_ = false;                           // streamed: [DONE] is in pending_
+  bool responded_ = false;
+  bool overflowed_ = false;
+};
+
+const char* finish_reason_text(moat_finish_reason reason);
+
+}  // namespace moat::api
