@@ -84,8 +84,10 @@ void scheduler::worker_loop() {
       continue;
     }
     const auto first = timers_.begin();
-    if (first->first > clock::now()) {
-      wake_.wait_until(lock, first->first);
+    // A copy: another thread may erase the entry while this one waits.
+    const clock::time_point due = first->first;
+    if (due > clock::now()) {
+      wake_.wait_until(lock, due);
       continue;
     }
     const uint64_t id = first->second;
