@@ -11,9 +11,11 @@ namespace moat::cpu {
 void batched_forward::matmul(const engine::tensor& w, const float* x, int64_t n_rows, float* y) {
   const int64_t out = w.rows();
   // Chunks of output rows; each worker converts one weight row at a time into its scratch.
+  // A chunk gets at least ~32k multiply-adds, below that a wake-up costs more than it saves.
+  const int64_t min_rows = std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(1, w.cols() * n_rows));
   pool_.parallel_for(out, [&](int64_t b, int64_t e, int worker) {
     matmul_rows(w, x, n_rows, y, out, b, e, worker_scratch_[worker].data());
-  });
+  }, min_rows);
 }
 
 void batched_forward::attention(int32_t layer, int64_t n_tokens) {
@@ -21,6 +23,9 @@ void batched_forward::attention(int32_t layer, int64_t n_tokens) {
   const int32_t hd = c.head_dim, q_dim = c.q_dim();
   const int32_t group = c.n_heads / c.n_kv_heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  // Work per (token, head) grows with its position; small steps run inline.
+  const int32_t max_pos = *std::max_element(tok_pos_.begin(), tok_pos_.begin() + n_tokens);
+  const int64_t min_pairs = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, static_cast<int64_t>(hd) * (max_pos + 1)));
   pool_.parallel_for(n_tokens * c.n_heads, [&](int64_t b, int64_t e, int worker) {
     float* att = worker_scratch_[worker].data();
     for (int64_t th = b; th < e; ++th) {
@@ -38,7 +43,7 @@ void batched_forward::attention(int32_t layer, int64_t n_tokens) {
         for (int32_t i = 0; i < hd; ++i) out[i] += a * vp[i];
       }
     }
-  });
+  }, min_pairs);
 }
 
 void batched_forward::run(std::span<const engine::forward_item> items, float* logits, float* hidden) {

@@ -57,9 +57,10 @@ void thread_pool::worker_loop(int index) {
   }
 }
 
-void thread_pool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn) {
+void thread_pool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn, int64_t min_chunk) {
   if (n <= 0) return;
-  const int chunks = static_cast<int>(std::min<int64_t>(n, size()));
+  const int64_t by_grain = (n + std::max<int64_t>(min_chunk, 1) - 1) / std::max<int64_t>(min_chunk, 1);
+  const int chunks = static_cast<int>(std::min<int64_t>(by_grain, size()));
   if (chunks == 1 || workers_.empty()) {
     fn(0, n, 0);
     return;

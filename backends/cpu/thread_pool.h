@@ -26,9 +26,10 @@ class thread_pool {
 
   int size() const { return static_cast<int>(workers_.size()) + 1; }
 
-  // Splits [0, n) into size() contiguous chunks (fewer when n is small) and runs fn on each.
-  // An exception from fn is rethrown here after all chunks finish.
-  void parallel_for(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn);
+  // Splits [0, n) into at most size() contiguous chunks of at least `min_chunk` indices (so
+  // tiny loops run inline instead of paying for a wake-up) and runs fn on each. An exception
+  // from fn is rethrown here after all chunks finish.
+  void parallel_for(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn, int64_t min_chunk = 1);
 
  private:
   void worker_loop(int index);

@@ -102,6 +102,13 @@ TEST(thread_pool, covers_every_index_once_and_propagates_errors) {
   }
   EXPECT_THROW(pool.parallel_for(100, [](int64_t b, int64_t, int) { if (b > 0) throw std::runtime_error("x"); }),
                std::runtime_error);
+  std::atomic<int> calls = 0;
+  pool.parallel_for(10, [&](int64_t b, int64_t e, int worker) {
+    EXPECT_EQ(worker, 0);  // below min_chunk: one inline chunk
+    EXPECT_EQ(e - b, 10);
+    ++calls;
+  }, 100);
+  EXPECT_EQ(calls.load(), 1);
   int sum = 0;
   pool.parallel_for(1, [&](int64_t, int64_t, int) { sum = 1; });  // still usable after an error
   EXPECT_EQ(sum, 1);
