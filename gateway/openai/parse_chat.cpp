@@ -9,7 +9,8 @@ chat_parse_result parse_chat_request(std::string_view body) {
   using namespace detail;
   return run_parser<chat_parse_result>([&] {
     const param_path root;
-    const dom::object object = parse_body(thread_parser(), body);
+    parser_lease parser(body.size());
+    const dom::object object = parse_body(parser.get(), body);
     chat_request request;
     request.model = required_model(object, root);
     const param_path messages_path = root.field("messages");

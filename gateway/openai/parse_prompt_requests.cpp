@@ -14,7 +14,8 @@ completion_parse_result parse_completion_request(std::string_view body) {
   using namespace detail;
   return run_parser<completion_parse_result>([&] {
     const param_path root;
-    const dom::object object = parse_body(thread_parser(), body);
+    parser_lease parser(body.size());
+    const dom::object object = parse_body(parser.get(), body);
     completion_request request;
     request.model = required_model(object, root);
     const param_path prompt_path = root.field("prompt");
@@ -61,7 +62,8 @@ embedding_parse_result parse_embedding_request(std::string_view body) {
   using namespace detail;
   return run_parser<embedding_parse_result>([&] {
     const param_path root;
-    const dom::object object = parse_body(thread_parser(), body);
+    parser_lease parser(body.size());
+    const dom::object object = parse_body(parser.get(), body);
     embedding_request request;
     request.model = required_model(object, root);
     const param_path input_path = root.field("input");
@@ -87,7 +89,8 @@ tokenize_parse_result parse_tokenize_request(std::string_view body) {
   using namespace detail;
   return run_parser<tokenize_parse_result>([&] {
     const param_path root;
-    const dom::object object = parse_body(thread_parser(), body);
+    parser_lease parser(body.size());
+    const dom::object object = parse_body(parser.get(), body);
     tokenize_request request;
     // As in vLLM, model may be left out when the server has one model; the router decides.
     if (auto model = optional_string(object, root.field("model"))) request.model = *model;
@@ -117,7 +120,8 @@ detokenize_parse_result parse_detokenize_request(std::string_view body) {
   using namespace detail;
   return run_parser<detokenize_parse_result>([&] {
     const param_path root;
-    const dom::object object = parse_body(thread_parser(), body);
+    parser_lease parser(body.size());
+    const dom::object object = parse_body(parser.get(), body);
     detokenize_request request;
     if (auto model = optional_string(object, root.field("model"))) request.model = *model;
     const param_path tokens_path = root.field("tokens");

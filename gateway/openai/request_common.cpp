@@ -155,9 +155,13 @@ void parse_logit_bias(dom::element value, const param_path& path,
 
 }  // namespace
 
-dom::parser& thread_parser() {
-  thread_local dom::parser parser;
-  return parser;
+parser_lease::parser_lease(size_t body_size) {
+  if (body_size > max_shared_body) {
+    own_ = std::make_unique<dom::parser>();
+  } else {
+    thread_local dom::parser parser;
+    shared_ = &parser;
+  }
 }
 
 std::string required_model(const dom::object& body, const param_path& root) {

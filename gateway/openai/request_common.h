@@ -2,6 +2,7 @@
 // streaming flags, prompts given as text or token ids). Each throws request_error.
 #pragma once
 
+#include <memory>
 #include <vector>
 
 #include "openai/json_read.h"
@@ -9,9 +10,20 @@
 
 namespace moat::openai::detail {
 
-// One thread-local DOM parser per thread: its buffers are reused, so a request parses with no
-// allocation once the thread has seen a body of that size.
-dom::parser& thread_parser();
+// The DOM parser for one body. Bodies up to a size share one parser per thread, whose buffers
+// are reused (no allocation once the thread has seen a body that big); a larger body gets a
+// parser of its own, freed with the lease, because simdjson's buffers are several times the
+// input and a thread that once parsed 8 MiB should not hold on to them.
+class parser_lease {
+ public:
+  static constexpr size_t max_shared_body = size_t{1} << 20;
+  explicit parser_lease(size_t body_size);
+  dom::parser& get() { return own_ ? *own_ : *shared_; }
+
+ private:
+  dom::parser* shared_ = nullptr;
+  std::unique_ptr<dom::parser> own_;
+};
 
 std::string required_model(const dom::object& body, const param_path& root);
 

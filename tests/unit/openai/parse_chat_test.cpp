@@ -119,6 +119,17 @@ TEST(ParseChat, UnicodeAndEscapesInContentArrive) {
   EXPECT_EQ(ok(result).messages[0].content, "caf\xC3\xA9 \"q\"\n\xF0\x9F\x98\x80");
 }
 
+TEST(ParseChat, LargeBodiesParseWithTheirOwnParser) {
+  const std::string big(3u << 20, 'x');  // past the size that shares the per-thread parser
+  const auto result =
+      parse_chat_request(R"({"model":"m","messages":[{"role":"user","content":")" + big + "\"}]}");
+  EXPECT_EQ(ok(result).messages.at(0).content.size(), big.size());
+  const auto small = parse_chat_request(chat_body(R"("n":2)"));
+  EXPECT_EQ(ok(small).sampling.n, 2);
+  const auto broken = parse_chat_request(R"({"model":"m","messages":")" + big);
+  ASSERT_TRUE(std::holds_alternative<api_error>(broken));
+}
+
 TEST(ParseChat, InvalidJsonIs400WithoutParam) {
   for (const char* body : {"", "{", "{\"model\":", "not json", "{\"model\":\"m\",}"}) {
     const auto result = parse_chat_request(body);
