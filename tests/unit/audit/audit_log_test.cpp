@@ -8,6 +8,7 @@
 
 #include "audit/audit_log.h"
 #include "audit/audit_verify.h"
+#include "cli/commands.h"
 
 namespace moat::audit {
 namespace {
@@ -200,6 +201,35 @@ TEST(audit, config_parsing) {
   }
   EXPECT_THROW(parse_audit_config(YAML::Load("{ max_bytes: 5 }"), "."), std::runtime_error);
   EXPECT_THROW(parse_audit_config(YAML::Load("{ path: x, colour: red }"), "."), std::runtime_error);
+}
+
+int verify_cmd(std::vector<std::string> args) {
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  ::testing::internal::CaptureStdout();
+  ::testing::internal::CaptureStderr();
+  const int rc = cli::audit_command(static_cast<int>(argv.size()), argv.data());
+  ::testing::internal::GetCapturedStdout();
+  ::testing::internal::GetCapturedStderr();
+  return rc;
+}
+
+TEST(audit_command, exit_status) {
+  const auto path = write_log(30, 1500);
+  EXPECT_EQ(verify_cmd({"audit", "verify", path.string()}), 0);  // finds the rotated siblings
+  const auto files = chain_files(path.string());
+  std::vector<std::string> args = {"audit", "verify"};
+  args.insert(args.end(), files.begin(), files.end());
+  EXPECT_EQ(verify_cmd(args), 0);
+  EXPECT_EQ(verify_cmd({"audit", "verify", files[1]}), 1);            // starts mid-chain
+  EXPECT_EQ(verify_cmd({"audit", "verify", "--partial", files[1]}), 0);
+  auto lines = read_lines(files[0]);
+  lines.erase(lines.begin() + 1);
+  write_lines(files[0], lines);
+  EXPECT_EQ(verify_cmd({"audit", "verify", path.string()}), 1);
+  EXPECT_EQ(verify_cmd({"audit"}), 2);
+  EXPECT_EQ(verify_cmd({"audit", "verify"}), 2);
+  EXPECT_EQ(verify_cmd({"audit", "verify", "--bogus", "x"}), 2);
 }
 
 }  // namespace
