@@ -177,3 +177,20 @@ def test_table_names_the_efficiency_source():
     proc = plan("--model", "llama-3.1-8b", "--gpu", "h100-80g", "--bench-results", "/nonexistent")
     assert "default factor" in proc.stdout
     assert "decode, aggregate" in proc.stdout
+
+
+def test_docs_show_the_planners_real_output():
+    """Every `$ moat plan ...` block in docs/planning.md is what the binary prints today."""
+    import re
+    import shlex
+
+    results = REPO / "bench" / "results"
+    if results.is_dir() and any(p.suffix in (".json", ".md") for p in results.iterdir()):
+        pytest.skip("bench/results holds measured factors; docs/planning.md shows the default-factor output")
+    doc = (REPO / "docs" / "planning.md").read_text()
+    blocks = re.findall(r"```\n\$ moat plan ([^\n]*)\n(.*?)\n\(exit status (\d+)\)\n```", doc, re.S)
+    assert len(blocks) >= 10
+    for args, expected, rc in blocks:
+        proc = subprocess.run([str(BINARY), "plan", *shlex.split(args)], capture_output=True, text=True, timeout=60)
+        assert str(proc.returncode) == rc, args
+        assert (proc.stdout + proc.stderr).rstrip() == expected.rstrip(), f"docs/planning.md is stale for: {args}"
