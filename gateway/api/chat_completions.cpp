@@ -36,6 +36,7 @@ void chat_completions(api_context& ctx, const http::request& req, http::responde
   opts.choices = static_cast<uint32_t>(chat.sampling.n);
   opts.meta = {"chatcmpl-" + http::random_alnum(24), unix_now(), chat.model, ctx.system_fingerprint};
   opts.route = route;
+  opts.request_id = std::string(req.request_id);
   auto job = std::make_shared<generation_job>(std::move(opts), std::move(respond), ctx.metrics);
 
   host::request_builder builder;

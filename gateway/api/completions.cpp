@@ -39,6 +39,7 @@ void completions(api_context& ctx, const http::request& req, http::responder res
   opts.choices = static_cast<uint32_t>(comp.sampling.n * std::max<size_t>(1, comp.prompts.size()));
   opts.meta = {"cmpl-" + http::random_alnum(24), unix_now(), comp.model, ctx.system_fingerprint};
   opts.route = route;
+  opts.request_id = std::string(req.request_id);
   auto job = std::make_shared<generation_job>(std::move(opts), std::move(respond), ctx.metrics);
 
   host::request_builder builder;

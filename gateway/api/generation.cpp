@@ -37,7 +37,7 @@ void generation_job::on_event(host::owned_event&& event) {
   if (ended_) return;
   // An index the request cannot have is a plugin bug; it must not grow our memory.
   if ((event.kind == MOAT_EVENT_DELTA || event.kind == MOAT_EVENT_FINISH) && event.index >= options_.choices) {
-    spdlog::warn("{}: backend sent choice index {} of {}; ignored", options_.meta.id, event.index,
+    spdlog::warn("[{}] backend sent choice index {} of {}; ignored", options_.request_id, event.index,
                  options_.choices);
     return;
   }
@@ -121,10 +121,10 @@ void generation_job::on_done(const host::owned_event& event) {
 
 void generation_job::on_error(const host::owned_event& event) {
   const auto error = backend_error(event.error_code, event.error_message);
-  if (overflowed_ || event.error_code != MOAT_ERR_CANCELLED || !responded_) {
-    spdlog::warn("{}: backend error {} ({}): {}", options_.meta.id, error.status, host::status_name(event.error_code),
-                 event.error_message);
-  }
+  // A cancel is what we asked for (the client left); anything else is worth a warning.
+  spdlog::log(event.error_code == MOAT_ERR_CANCELLED && !overflowed_ ? spdlog::level::debug : spdlog::level::warn,
+              "[{}] model '{}': backend error {} ({}): {}", options_.request_id, options_.meta.model, error.status,
+              host::status_name(event.error_code), event.error_message);
   if (!responded_) {
     // Nothing sent yet: a real HTTP error status, streaming or not.
     responded_ = true;

@@ -28,6 +28,7 @@ struct generation_options {
   uint32_t choices = 1;         // n * prompts: the largest valid event index + 1
   openai::response_meta meta;
   metrics::route route = metrics::route::chat_completions;
+  std::string request_id;       // x-request-id, for log lines
 };
 
 class generation_job : public host::event_sink,

@@ -1,0 +1,261 @@
+// The OpenAI routes end to end in one process: the real server on port 0, the route table, the
+// plugin host and the fake plugin, driven by a Beast client. Asserts exact statuses and error
+// types, streams (including one that fails mid-way), and the route table's 404/405.
+#include <gtest/gtest.h>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
+
+#include <thread>
+
+#include "api/api.h"
+#include "api/errors.h"
+#include "http/server.h"
+
+namespace {
+
+namespace net = boost::asio;
+namespace bhttp = boost::beast::http;
+using tcp = net::ip::tcp;
+using namespace moat;
+
+const std::filesystem::path fake_path = std::filesystem::path(FAKE_PLUGIN_DIR) / "libmoat_fake.so";
+
+class api_fixture : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!std::filesystem::exists(fake_path)) GTEST_SKIP() << "fake plugin not built: " << fake_path;
+    const std::string p = fake_path.string();
+    cfg_ = config::parse_config("server: { request_timeout_s: 5 }\nmodels:\n"
+                                "  - { name: ok, backend: fake, plugin: " + p + " }\n"
+                                "  - { name: failsub, backend: fake, plugin: " + p + ", options: { fail_submit: 1 } }\n"
+                                "  - { name: busy, backend: fake, plugin: " + p + ", options: { busy: 1 } }\n"
+                                "  - { name: mid, backend: fake, plugin: " + p + ", options: { fail_mid: 1 } }\n",
+                                "/tmp/api_test.yaml");
+    registry_ = std::make_unique<metrics::registry>(std::vector<std::string>{"ok", "failsub", "busy", "mid"}, "9.9.9",
+                                                    "c0ffee");
+    host_ = std::make_unique<host::plugin_host>(cfg_, "/nonexistent", *registry_);
+    ctx_ = std::make_unique<api::api_context>(api::api_context{*host_, *registry_, [this] { return server_->state(); }});
+    ctx_->system_fingerprint = "fp_moat_9.9.9";
+    routes_ = std::make_unique<api::route_table>(*ctx_);
+    server_ = std::make_unique<http::server>(cfg_.server, *routes_, *registry_);
+    port_ = server_->listen("127.0.0.1", 0).port;
+    thread_ = std::thread([this] { server_->run(2); });
+  }
+  void load() {
+    host_->load_all();
+    server_->set_state(http::lifecycle::ready);
+  }
+  void TearDown() override {
+    if (!server_) return;
+    server_->stop();
+    thread_.join();
+    host_->shutdown();
+  }
+
+  bhttp::response<bhttp::string_body> call(const std::string& method, const std::string& target,
+                                           const std::string& body = "") {
+    if (!socket_.is_open()) socket_.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port_));
+    bhttp::request<bhttp::string_body> req(method == "GET" ? bhttp::verb::get : bhttp::verb::post, target, 11);
+    req.set(bhttp::field::host, "x");
+    if (method != "GET") {
+      req.set(bhttp::field::content_type, "application/json");
+      req.body() = body;
+      req.prepare_payload();
+    }
+    bhttp::write(socket_, req);
+    bhttp::response<bhttp::string_body> res;
+    bhttp::read(socket_, buffer_, res);
+    return res;
+  }
+
+  config::config cfg_;
+  std::unique_ptr<metrics::registry> registry_;
+  std::unique_ptr<host::plugin_host> host_;
+  std::unique_ptr<api::api_context> ctx_;
+  std::unique_ptr<api::route_table> routes_;
+  std::unique_ptr<http::server> server_;
+  uint16_t port_ = 0;
+  std::thread thread_;
+  net::io_context client_io_;
+  tcp::socket socket_{client_io_};
+  boost::beast::flat_buffer buffer_;
+};
+
+bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+TEST_F(api_fixture, health_is_503_until_loaded_then_200) {
+  auto r = call("GET", "/health");
+  EXPECT_EQ(r.result_int(), 503);
+  EXPECT_EQ(r.body(), R"({"status":"loading"})");
+  EXPECT_EQ(call("POST", "/v1/chat/completions", R"({"model":"ok","messages":[{"role":"user","content":"x"}]})")
+                .result_int(),
+            503);
+  load();
+  r = call("GET", "/health");
+  EXPECT_EQ(r.result_int(), 200);
+  EXPECT_EQ(r.body(), R"({"status":"ok"})");
+}
+
+TEST_F(api_fixture, models_list_and_lookup) {
+  load();
+  auto r = call("GET", "/v1/models");
+  EXPECT_EQ(r.result_int(), 200);
+  EXPECT_TRUE(contains(r.body(), R"("id":"ok")")) << r.body();
+  EXPECT_TRUE(contains(r.body(), R"("owned_by":"fake")")) << r.body();
+  EXPECT_EQ(call("GET", "/v1/models/ok").result_int(), 200);
+  r = call("GET", "/v1/models/nope");
+  EXPECT_EQ(r.result_int(), 404);
+  EXPECT_TRUE(contains(r.body(), R"("code":"model_not_found")")) << r.body();
+}
+
+TEST_F(api_fixture, chat_completion_whole_and_streamed) {
+  load();
+  auto r = call("POST", "/v1/chat/completions", R"({"model":"ok","messages":[{"role":"user","content":"hi"}]})");
+  ASSERT_EQ(r.result_int(), 200) << r.body();
+  EXPECT_TRUE(contains(r.body(), R"("id":"chatcmpl-)"));
+  EXPECT_TRUE(contains(r.body(), R"("content":"hello world")")) << r.body();
+  EXPECT_TRUE(contains(r.body(), R"("system_fingerprint":"fp_moat_9.9.9")"));
+  EXPECT_TRUE(contains(r.body(), R"("finish_reason":"stop")"));
+
+  r = call("POST", "/v1/chat/completions",
+           R"({"model":"ok","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]})");
+  ASSERT_EQ(r.result_int(), 200);
+  EXPECT_EQ(r[bhttp::field::content_type], "text/event-stream");
+  const std::string& s = r.body();
+  EXPECT_TRUE(contains(s, R"("delta":{"role":"assistant","content":"hello"})")) << s;
+  EXPECT_TRUE(contains(s, R"("delta":{"content":" world"})")) << s;
+  EXPECT_TRUE(contains(s, R"("choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2)")) << s;
+  EXPECT_EQ(s.substr(s.size() - 14), "data: [DONE]\n\n");
+}
+
+TEST_F(api_fixture, completion_and_unsupported_token_prompts) {
+  load();
+  auto r = call("POST", "/v1/completions", R"({"model":"ok","prompt":"hi"})");
+  ASSERT_EQ(r.result_int(), 200) << r.body();
+  EXPECT_TRUE(contains(r.body(), R"("object":"text_completion")"));
+  EXPECT_TRUE(contains(r.body(), R"("id":"cmpl-)"));
+  r = call("POST", "/v1/completions", R"({"model":"ok","prompt":[1,2,3]})");
+  EXPECT_EQ(r.result_int(), 400);
+  EXPECT_TRUE(contains(r.body(), R"("param":"prompt")")) << r.body();
+}
+
+TEST_F(api_fixture, backend_errors_map_to_statuses) {
+  load();
+  auto r = call("POST", "/v1/chat/completions", R"({"model":"failsub","messages":[{"role":"user","content":"x"}]})");
+  EXPECT_EQ(r.result_int(), 400);
+  EXPECT_TRUE(contains(r.body(), R"("message":"fake refuses this request","type":"invalid_request_error")"))
+      << r.body();
+  r = call("POST", "/v1/chat/completions", R"({"model":"busy","messages":[{"role":"user","content":"x"}]})");
+  EXPECT_EQ(r.result_int(), 429);
+  EXPECT_EQ(r["Retry-After"], "1");
+  r = call("POST", "/v1/chat/completions", R"({"model":"mid","messages":[{"role":"user","content":"x"}]})");
+  EXPECT_EQ(r.result_int(), 500);
+  EXPECT_TRUE(contains(r.body(), R"("type":"server_error")"));
+  r = call("POST", "/v1/chat/completions", R"({"model":"ok","messages":"nope"})");
+  EXPECT_EQ(r.result_int(), 400);
+  EXPECT_TRUE(contains(r.body(), R"("param":"messages")")) << r.body();
+  r = call("POST", "/v1/chat/completions", "{not json");
+  EXPECT_EQ(r.result_int(), 400);
+}
+
+TEST_F(api_fixture, stream_failing_midway_ends_with_error_event_and_connection_survives) {
+  load();
+  auto r = call("POST", "/v1/chat/completions",
+                R"({"model":"mid","stream":true,"messages":[{"role":"user","content":"x"}]})");
+  ASSERT_EQ(r.result_int(), 200);
+  const std::string& s = r.body();
+  EXPECT_TRUE(contains(s, R"("content":"hello")")) << s;
+  EXPECT_TRUE(contains(s, "data: {\"error\":{\"message\":\"fake broke mid-stream\",\"type\":\"server_error\"")) << s;
+  EXPECT_EQ(s.substr(s.size() - 14), "data: [DONE]\n\n");
+  // Same connection, next request.
+  EXPECT_EQ(call("GET", "/health").result_int(), 200);
+}
+
+TEST_F(api_fixture, embeddings_and_dimensions) {
+  load();
+  auto r = call("POST", "/v1/embeddings", R"({"model":"ok","input":["a","b"]})");
+  ASSERT_EQ(r.result_int(), 200) << r.body();
+  EXPECT_TRUE(contains(r.body(), R"("index":1)")) << r.body();
+  r = call("POST", "/v1/embeddings", R"({"model":"ok","input":"a","dimensions":7})");
+  EXPECT_EQ(r.result_int(), 400);
+  EXPECT_TRUE(contains(r.body(), R"("param":"dimensions")")) << r.body();
+}
+
+TEST_F(api_fixture, tokenize_and_detokenize) {
+  load();
+  auto r = call("POST", "/tokenize", R"({"model":"ok","prompt":"AB"})");
+  ASSERT_EQ(r.result_int(), 200) << r.body();
+  EXPECT_TRUE(contains(r.body(), "[65,66]")) << r.body();
+  r = call("POST", "/detokenize", R"({"model":"ok","tokens":[72,105]})");
+  ASSERT_EQ(r.result_int(), 200) << r.body();
+  EXPECT_TRUE(contains(r.body(), R"("Hi")")) << r.body();
+  r = call("POST", "/detokenize", R"({"model":"ok","tokens":[9999]})");
+  EXPECT_EQ(r.result_int(), 400);
+}
+
+TEST_F(api_fixture, route_table_404_and_405) {
+  load();
+  auto r = call("GET", "/v1/nothing");
+  EXPECT_EQ(r.result_int(), 404);
+  EXPECT_TRUE(contains(r.body(), R"("type":"invalid_request_error")"));
+  r = call("GET", "/v1/chat/completions");
+  EXPECT_EQ(r.result_int(), 405);
+  EXPECT_EQ(r["Allow"], "POST");
+  r = call("POST", "/health");
+  EXPECT_EQ(r.result_int(), 405);
+  EXPECT_EQ(call("GET", "/v1/models/").result_int(), 200);  // trailing slash tolerated
+}
+
+TEST_F(api_fixture, metrics_count_what_happened) {
+  load();
+  call("POST", "/v1/chat/completions", R"({"model":"ok","messages":[{"role":"user","content":"hi"}]})");
+  call("GET", "/v1/nothing");
+  auto r = call("GET", "/metrics");
+  ASSERT_EQ(r.result_int(), 200);
+  EXPECT_EQ(r[bhttp::field::content_type], "text/plain; version=0.0.4; charset=utf-8");
+  EXPECT_TRUE(contains(r.body(), "moat_http_requests_total{route=\"/v1/chat/completions\",status=\"200\"} 1"));
+  EXPECT_TRUE(contains(r.body(), "moat_http_requests_total{route=\"unknown\",status=\"404\"} 1"));
+  EXPECT_TRUE(contains(r.body(), "moat:generation_tokens_total{model_name=\"ok\"} 2"));
+  EXPECT_TRUE(contains(r.body(), "moat_build_info{version=\"9.9.9\",commit=\"c0ffee\"} 1"));
+}
+
+TEST(errors, every_status_maps_to_the_documented_http_status) {
+  struct row {
+    moat_status status;
+    int http;
+    const char* type;
+  };
+  const row rows[] = {
+      {MOAT_ERR_INVALID_ARGUMENT, 400, "invalid_request_error"},
+      {MOAT_ERR_UNSUPPORTED, 400, "invalid_request_error"},
+      {MOAT_ERR_CONTEXT_LENGTH, 400, "invalid_request_error"},
+      {MOAT_ERR_NOT_FOUND, 404, "not_found_error"},
+      {MOAT_ERR_BUSY, 429, "rate_limit_error"},
+      {MOAT_ERR_INTERNAL, 500, "server_error"},
+      {MOAT_ERR_UPSTREAM, 502, "server_error"},
+      {MOAT_ERR_UNAVAILABLE, 503, "server_error"},
+      {MOAT_ERR_TIMEOUT, 504, "timeout_error"},
+      {MOAT_ERR_CANCELLED, 500, "server_error"},
+      {MOAT_ERR_IO, 500, "server_error"},
+  };
+  for (const auto& r : rows) {
+    const auto e = api::backend_error(r.status, "m");
+    EXPECT_EQ(e.status, r.http) << r.status;
+    EXPECT_EQ(e.type, r.type) << r.status;
+  }
+  EXPECT_EQ(api::backend_error(MOAT_ERR_CONTEXT_LENGTH, "m").code, "context_length_exceeded");
+  const auto nf = api::model_not_found("x");
+  EXPECT_EQ(nf.status, 404);
+  EXPECT_EQ(nf.code, "model_not_found");
+  metrics::registry reg({}, "v", "c");
+  const auto res = api::error_response(reg, api::backend_error(MOAT_ERR_BUSY, "full"), metrics::route::completions);
+  EXPECT_EQ(res.status, 429);
+  ASSERT_EQ(res.headers.size(), 1u);
+  EXPECT_EQ(res.headers[0].name, "Retry-After");
+}
+
+}  // namespace
