@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import time
+from pathlib import Path
 
 import openai
 import pytest
@@ -21,7 +23,7 @@ import checks
 import http_raw
 from conftest import BUILD, REPO, async_client, server_section
 
-FIXTURE = REPO.parent / "shared" / "fixtures" / "tinystories-656K-hf"
+FIXTURE = Path(os.environ.get("MOAT_FIXTURES_DIR", REPO.parent / "shared" / "fixtures")) / "tinystories-656K-hf"
 CPU_PLUGIN = BUILD / "lib" / "moat" / "libmoat_cpu.so"
 CTX = 512
 EOS = 2  # <|end_story|>
