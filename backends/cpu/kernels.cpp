@@ -6,19 +6,43 @@
 
 namespace moat::cpu {
 
-float dot(const float* a, const float* b, int64_t n) {
-  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+namespace {
+
+// R dot products of one weight row w with R rows of x, sharing each load of w. Every output is
+// computed exactly as dot() computes it (8 lanes, lane k sums elements k, k+8, ...; the same
+// final tree), so tiling never changes a result: a sequence gets the same logits whether it
+// shares a tile with others or not.
+template <int R>
+inline void dot_rows(const float* x, int64_t x_stride, const float* w, int64_t n, float* out, int64_t out_stride) {
+  float acc[R][8] = {};
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    for (int k = 0; k < 8; ++k) acc[k] += a[i + k] * b[i + k];
+    for (int r = 0; r < R; ++r) {
+      for (int k = 0; k < 8; ++k) acc[r][k] += x[r * x_stride + i + k] * w[i + k];
+    }
   }
-  for (int k = 0; i < n; ++i, ++k) acc[k] += a[i] * b[i];
-  return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+  for (int r = 0; r < R; ++r) {
+    for (int64_t j = i, k = 0; j < n; ++j, ++k) acc[r][k] += x[r * x_stride + j] * w[j];
+    const float* a = acc[r];
+    out[r * out_stride] = ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
+  }
 }
 
+}  // namespace
+
+float dot(const float* a, const float* b, int64_t n) {
+  float out;
+  dot_rows<1>(a, 0, b, n, &out, 0);
+  return out;
+}
+
+// Compiled twice (AVX2 and baseline), chosen at load time. No FMA: -std=c++20 keeps
+// floating-point contraction off, so both clones round identically.
+__attribute__((target_clones("avx2", "default")))
 void matmul_rows(const engine::tensor& w, const float* x, int64_t n_rows, float* y, int64_t y_stride,
                  int64_t o_begin, int64_t o_end, float* scratch) {
   const int64_t in = w.cols();
+  constexpr int tile = 4;
   for (int64_t o = o_begin; o < o_end; ++o) {
     const float* wr;
     if (w.type == engine::dtype::f32) {
@@ -27,7 +51,9 @@ void matmul_rows(const engine::tensor& w, const float* x, int64_t n_rows, float*
       w.row_to_f32(o, scratch);
       wr = scratch;
     }
-    for (int64_t t = 0; t < n_rows; ++t) y[t * y_stride + o] = dot(x + t * in, wr, in);
+    int64_t t = 0;
+    for (; t + tile <= n_rows; t += tile) dot_rows<tile>(x + t * in, in, wr, in, y + t * y_stride + o, y_stride);
+    for (; t < n_rows; ++t) dot_rows<1>(x + t * in, in, wr, in, y + t * y_stride + o, y_stride);
   }
 }
 
