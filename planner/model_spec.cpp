@@ -207,8 +207,15 @@ model_spec parse_hf_config(std::string_view json, const std::string& source) {
 model_spec load_model(std::string_view name_or_path) {
   for (const auto& m : presets())
     if (m.name == name_or_path) return m;
-  const std::string path(name_or_path);
+  std::string path(name_or_path);
   std::error_code ec;
+  // A Hugging Face model folder stands for its config.json.
+  if (std::filesystem::is_directory(path, ec)) {
+    const auto cfg = std::filesystem::path(path) / "config.json";
+    if (!std::filesystem::is_regular_file(cfg, ec))
+      throw plan_error(fmt::format("--model '{}': a folder without a config.json", path));
+    path = cfg.string();
+  }
   std::ifstream in(path, std::ios::binary);
   if (!std::filesystem::is_regular_file(path, ec) || !in) {
     throw plan_error(fmt::format("--model '{}': neither a preset ({}) nor a readable file", path,

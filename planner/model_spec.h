@@ -56,7 +56,8 @@ struct model_spec {
 const std::vector<model_spec>& presets();
 std::vector<std::string> preset_names();
 
-// A preset name, a Hugging Face config.json, or a llama2.c `.bin` checkpoint (its 7-int header).
+// A preset name, a Hugging Face config.json (or the model folder holding it), or a llama2.c
+// `.bin` checkpoint (its 7-int header).
 // Throws plan_error (see formats.h) for an unknown name, an unreadable file, or a config that is
 // not a decoder-only causal LM.
 model_spec load_model(std::string_view name_or_path);

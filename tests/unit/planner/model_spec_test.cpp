@@ -61,6 +61,7 @@ TEST(model_spec, reads_the_fixture_config_and_checkpoint_header) {
   EXPECT_TRUE(hf.tied_embeddings);
   EXPECT_EQ(hf.kv_heads, 4);
   EXPECT_EQ(hf.total_params(), 656'000);  // the README's "656,000 parameters"
+  EXPECT_EQ(load_model(dir + "/tinystories-656K-hf").total_params(), 656'000);  // the folder
   const auto c = load_model(bin);
   const auto p = load_model("stories260k");
   EXPECT_EQ(c.total_params(), p.total_params());
@@ -107,7 +108,10 @@ TEST(model_spec, refuses_what_is_not_a_decoder) {
 }
 
 TEST(model_spec, a_directory_or_garbage_is_not_a_model) {
-  EXPECT_THROW(load_model(std::filesystem::temp_directory_path().string()), plan_error);
+  const auto empty = std::filesystem::temp_directory_path() / "moat_planner_empty_model";
+  std::filesystem::create_directories(empty);
+  EXPECT_THROW(load_model(empty.string()), plan_error);  // a folder without config.json
+  std::filesystem::remove(empty);
   const auto junk = std::filesystem::temp_directory_path() / "moat_planner_junk.bin";
   {
     std::ofstream out(junk, std::ios::binary);
