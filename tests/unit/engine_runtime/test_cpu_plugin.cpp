@@ -326,6 +326,46 @@ TEST_F(cpu_plugin, bad_options_fail_create_with_a_clear_message) {
   EXPECT_NE(std::string(err.message).find("max_batch"), std::string::npos) << err.message;
 }
 
+TEST_F(cpu_plugin, concurrent_submits_and_cancels_each_get_one_terminal_event) {
+  auto* b = create("{\"path\": \"" + fixture_dir + "\", \"ctx\": 128, \"max_batch\": 4, \"max_queue\": 1000}");
+  ASSERT_NE(b, nullptr);
+  constexpr int threads = 4, per_thread = 25;
+  std::vector<std::unique_ptr<collector>> cs(threads * per_thread);
+  std::vector<moat_status> statuses(cs.size(), MOAT_OK);
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&, t] {
+      for (int i = 0; i < per_thread; ++i) {
+        const int k = t * per_thread + i;
+        cs[k] = std::make_unique<collector>();
+        request_builder rb(1000 + k, k % 3 == 0 ? MOAT_REQUEST_EMBEDDING : MOAT_REQUEST_COMPLETION);
+        rb.text_prompt("Once upon a time " + std::to_string(k));
+        rb.req.sampling.temperature = 0.8f;
+        rb.req.sampling.max_tokens = 10 + k % 20;
+        rb.req.sampling.n = 1 + k % 2;
+        moat_error err{};
+        err.struct_size = sizeof err;
+        statuses[k] = lib_->api->submit(b, &rb.build(), &collector::on_event, cs[k].get(), &err);
+        if (k % 4 == 1) lib_->api->cancel(b, 1000 + k);
+      }
+    });
+  }
+  for (auto& th : pool) th.join();
+  for (size_t k = 0; k < cs.size(); ++k) {
+    ASSERT_EQ(statuses[k], MOAT_OK) << k;
+    ASSERT_TRUE(cs[k]->wait()) << k;
+    EXPECT_EQ(cs[k]->terminals, 1) << k;
+    EXPECT_TRUE(cs[k]->error == MOAT_OK || (k % 4 == 1 && cs[k]->error == MOAT_ERR_CANCELLED)) << k;
+  }
+  std::this_thread::sleep_for(20ms);
+  for (auto& c : cs) EXPECT_FALSE(c->event_after_terminal);
+  moat_stats st{};
+  st.struct_size = sizeof st;
+  ASSERT_EQ(lib_->api->stats(b, &st), MOAT_OK);
+  EXPECT_EQ(st.requests_running, 0u);
+  EXPECT_EQ(st.requests_waiting, 0u);
+}
+
 TEST_F(cpu_plugin, destroy_sends_open_requests_their_terminal_event) {
   auto* b = create("{\"path\": \"" + fixture_dir + "\", \"ctx\": 512, \"max_batch\": 1}");
   ASSERT_NE(b, nullptr);
