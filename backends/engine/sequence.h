@@ -7,6 +7,15 @@
 //   ... forward, sample ...
 //   if (s.on_token(result, max_ctx, codec)) release(s);   // true: the sequence finished
 //
+// Output conventions (as vLLM's OpenAI server behaves):
+//  - an end-of-generation token ends the choice with finish_reason stop; it counts in
+//    usage.completion_tokens but adds no text, token or logprob to the deltas;
+//  - a stop string ends the choice with stop; neither it nor what follows is emitted, and the
+//    tokens whose text vanished into it are not reported either;
+//  - max_tokens, or prompt + answer reaching the context, ends the choice with length;
+//  - text held back (an unfinished UTF-8 character, a possible stop-string prefix) travels with
+//    the tokens that produced it, in the delta that finally releases it.
+//
 // Ownership: a request_state owns its sequences and the request (prompts, sink); the scheduler
 // owns the request_states. Used only on the engine thread.
 #pragma once
