@@ -54,7 +54,7 @@ def chat_stream(client, **kwargs) -> list[dict]:
 
 def completion_stream(client, **kwargs) -> list[dict]:
     with client.completions.create(stream=True, **kwargs) as stream:
-        return _validated(stream, "CreateCompletionResponse")
+        return _validated(stream, "CreateCompletionStreamResponse")
 
 
 def chat_text(chunks: list[dict], index: int = 0) -> str:

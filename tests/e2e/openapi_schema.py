@@ -9,7 +9,9 @@ registered as a resource under its JSON pointer, so `#/components/schemas/X` ref
 `referencing` and Draft 2020-12. Two quirks of the published file are patched (its README lists
 them), and one that its README does not:
   1. `nullable: true` (an OpenAPI 3.0 leftover) means null is allowed as well;
-  2. a stream chunk's `choices[].finish_reason` is null on every chunk but the last;
+  2. a stream chunk's `choices[].finish_reason` is null on every chunk but the last (for
+     completions, whose chunks reuse CreateCompletionResponse, validate chunks against the
+     added `CreateCompletionStreamResponse`);
   3. `Embedding.embedding` is a base64 string when the request asked for encoding_format base64
      (the published file only types the float array); `validate_embeddings` handles that case by
      decoding and validating the float form, so the schema itself stays strict.
@@ -58,8 +60,18 @@ def _allow_null(node: Any) -> Any:
 
 
 def _patch_stream_finish_reason(schemas: dict) -> None:
-    """Quirk 2: make sure a chunk's finish_reason accepts null (whatever the file says)."""
-    for name in ("CreateChatCompletionStreamResponse",):
+    """Quirk 2: a chunk's finish_reason accepts null (whatever the file says).
+
+    Completions stream chunks share CreateCompletionResponse's shape, so a copy of it with a
+    nullable finish_reason (and usage) is added as `CreateCompletionStreamResponse` (a name the
+    published file does not use) and the original stays strict for whole responses.
+    """
+    chunk = copy.deepcopy(schemas["CreateCompletionResponse"])
+    # With stream_options.include_usage every chunk but the last carries "usage": null, as the
+    # chat chunk schema already allows.
+    chunk["properties"]["usage"] = {"anyOf": [chunk["properties"]["usage"], {"type": "null"}]}
+    schemas["CreateCompletionStreamResponse"] = chunk
+    for name in ("CreateChatCompletionStreamResponse", "CreateCompletionStreamResponse"):
         props = schemas[name]["properties"]["choices"]["items"]["properties"]
         props["finish_reason"] = {"anyOf": [props["finish_reason"], {"type": "null"}]}
 

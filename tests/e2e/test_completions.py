@@ -79,7 +79,7 @@ def test_completion_stream_raw(server):
     events, done = http_raw.sse_json(body)
     assert done
     for event in events:
-        openapi_schema.validate("CreateCompletionResponse", event)
+        openapi_schema.validate("CreateCompletionStreamResponse", event)
     assert checks.completion_text(events) == PROMPT
 
 

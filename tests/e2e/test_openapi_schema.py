@@ -111,6 +111,17 @@ def test_stream_finish_reason_null_and_enum():
     assert schema.schema_errors("CreateChatCompletionStreamResponse", wrong)
 
 
+def test_completion_chunks_allow_null_finish_reason_whole_responses_do_not():
+    chunk = _broken(COMPLETION, lambda b: b["choices"][0].update(finish_reason=None))
+    assert schema.schema_errors("CreateCompletionStreamResponse", chunk) == []
+    assert schema.schema_errors("CreateCompletionResponse", chunk)
+    chunk["usage"] = None
+    assert schema.schema_errors("CreateCompletionStreamResponse", chunk) == []
+    assert schema.schema_errors("CreateCompletionResponse", chunk)
+    wrong = _broken(COMPLETION, lambda b: b["choices"][0].update(finish_reason="eos"))
+    assert schema.schema_errors("CreateCompletionStreamResponse", wrong)
+
+
 def test_usage_only_chunk_with_empty_choices():
     final = dict(CHUNK, choices=[],
                  usage={"prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5})
