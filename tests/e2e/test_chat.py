@@ -259,3 +259,42 @@ def test_non_ascii_body_is_utf8(server):
     assert status == 200
     parsed = json.loads(body.decode("utf-8"))
     assert parsed["choices"][0]["message"]["content"] == "naïve ☃"
+
+
+def test_chat_logprobs(client):
+    reply, body, _ = checks.chat(client, model="echo", messages=user(TEXT), logprobs=True,
+                                 top_logprobs=2)
+    content = reply.choices[0].logprobs.content
+    assert len(content) == checks.words(TEXT)
+    assert "".join(entry.token for entry in content) == TEXT
+    for entry in content:
+        assert entry.logprob <= 0
+        assert bytes(entry.bytes) == entry.token.encode("utf-8")
+        assert 1 <= len(entry.top_logprobs) <= 2
+        assert entry.top_logprobs[0].token == entry.token
+    # Without logprobs the field is there and null.
+    _, body, _ = checks.chat(client, model="echo", messages=user(TEXT))
+    assert body["choices"][0]["logprobs"] is None
+
+
+def test_chat_stream_logprobs(client):
+    chunks = checks.chat_stream(client, model="echo", messages=user(TEXT), logprobs=True)
+    tokens = [entry["token"] for c in chunks for ch in c["choices"]
+              if ch.get("logprobs") for entry in ch["logprobs"]["content"]]
+    assert "".join(tokens) == checks.chat_text(chunks) == TEXT
+
+
+def test_chat_body_close_to_the_limit_is_served(client):
+    # 60 KiB of content under max_body_bytes 64KiB, in fewer words than echo's 8192 context.
+    text = "abcdefghijklmnopqrs " * (60 * 1024 // 20)
+    reply, _, _ = checks.chat(client, model="echo", messages=user(text.strip()))
+    assert reply.choices[0].message.content == text.strip()
+    assert reply.usage.completion_tokens == checks.words(text)
+
+
+def test_request_id_header_name_is_case_insensitive(server):
+    status, headers, _ = http_raw.request(server, "POST", "/v1/chat/completions",
+                                          {"model": "echo", "messages": user("x")},
+                                          {"X-Request-ID": "MiXeD-Case-7"})
+    assert status == 200
+    assert headers.get("x-request-id") == "MiXeD-Case-7"

@@ -96,3 +96,28 @@ def test_completion_bad_requests_name_their_param(server, body, param):
     openapi_schema.validate("ErrorResponse", reply)
     assert reply["error"]["type"] == "invalid_request_error"
     assert reply["error"]["param"] == param
+
+
+def test_completion_logprobs(client):
+    reply, body, _ = checks.completion(client, model="echo", prompt=PROMPT, logprobs=1)
+    logprobs = body["choices"][0]["logprobs"]
+    tokens = logprobs["tokens"]
+    assert len(tokens) == checks.words(PROMPT)
+    assert "".join(tokens) == reply.choices[0].text == PROMPT
+    assert len(logprobs["token_logprobs"]) == len(tokens)
+    assert all(lp <= 0 for lp in logprobs["token_logprobs"])
+    offsets = logprobs["text_offset"]
+    assert offsets[0] == 0 and offsets == sorted(offsets)
+    assert [PROMPT[o:o + len(t)] for o, t in zip(offsets, tokens)] == tokens
+    assert len(logprobs["top_logprobs"]) == len(tokens)
+
+
+def test_completion_token_prompt(client, server):
+    status, _, tokenized = http_raw.request_json(server, "POST", "/tokenize",
+                                                 {"model": "echo", "prompt": "alpha beta gamma",
+                                                  "add_special_tokens": False})
+    assert status == 200
+    reply, _, _ = checks.completion(client, model="echo", prompt=tokenized["tokens"])
+    # Echo answers a token prompt with the ids as decimal words.
+    assert reply.choices[0].text == " ".join(str(t) for t in tokenized["tokens"])
+    assert reply.usage.prompt_tokens == 3
