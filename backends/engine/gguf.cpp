@@ -285,6 +285,17 @@ std::span<const int64_t> gguf_file::get_ints(std::string_view key) const {
   return v->ints;
 }
 
+std::optional<dtype> dtype_from_ggml(uint32_t id) {
+  switch (static_cast<ggml_type>(id)) {
+    case ggml_type::f32: return dtype::f32;
+    case ggml_type::f16: return dtype::f16;
+    case ggml_type::bf16: return dtype::bf16;
+    case ggml_type::q8_0: return dtype::q8_0;
+    case ggml_type::q4_0: return dtype::q4_0;
+    default: return std::nullopt;
+  }
+}
+
 model_config config_from_gguf(const gguf_file& g) {
   const std::string arch = g.get_string("general.architecture");
   if (arch != "llama") {
@@ -315,12 +326,13 @@ model_config config_from_gguf(const gguf_file& g) {
       throw model_error(g.path().string() + ": rope scaling '" + *st + "' is not supported");
     }
   }
-  if (auto v = g.get_int_or(p + "vocab_size")) {
+  // The embedding's row count is what the weights hold; the metadata only says it.
+  if (const gguf_tensor_info* e = g.find_tensor("token_embd.weight"); e && e->ne.size() == 2) {
+    c.vocab_size = static_cast<int32_t>(e->ne[1]);
+  } else if (auto v = g.get_int_or(p + "vocab_size")) {
     c.vocab_size = static_cast<int32_t>(*v);
   } else if (const gguf_value* toks = g.find("tokenizer.ggml.tokens")) {
     c.vocab_size = static_cast<int32_t>(toks->array_size);
-  } else if (const gguf_tensor_info* e = g.find_tensor("token_embd.weight"); e && e->ne.size() == 2) {
-    c.vocab_size = static_cast<int32_t>(e->ne[1]);
   }
   c.bos_token_id = static_cast<int32_t>(g.get_int_or("tokenizer.ggml.bos_token_id").value_or(1));
   c.eos_token_ids = {static_cast<int32_t>(g.get_int_or("tokenizer.ggml.eos_token_id").value_or(2))};

@@ -95,6 +95,9 @@ class gguf_file {
   std::vector<gguf_tensor_info> tensors_;
 };
 
+// The engine dtype of a GGML type id; nullopt for types the engine cannot read (Q4_1, K-quants...).
+std::optional<dtype> dtype_from_ggml(uint32_t ggml_type_id);
+
 // The Llama config from `<arch>.*` metadata. Only "llama" is accepted (model_error otherwise).
 // GGUF from llama.cpp's converter stores q/k for adjacent-pair RoPE.
 model_config config_from_gguf(const gguf_file& g);

@@ -27,6 +27,9 @@ tensor take(const tensor_map& ts, const std::string& name, std::vector<int64_t> 
   auto it = ts.find(name);
   if (it == ts.end()) throw model_error(source + ": missing tensor '" + name + "'");
   const tensor& t = it->second;
+  if (t.data == nullptr) {
+    throw model_error(source + ": tensor '" + name + "' has a GGML type moat cannot read (supported: F32, F16, BF16, Q8_0, Q4_0)");
+  }
   if (t.shape != shape) {
     throw model_error(source + ": tensor '" + name + "' has shape " + shape_str(t.shape) + ", expected " + shape_str(shape));
   }
@@ -77,6 +80,31 @@ model_weights assemble(const tensor_map& ts, const model_config& c, const name_s
   return w;
 }
 
+// Quantized weights are dequantized to f32 for now; the quantization issue adds kernels that
+// read the blocks directly (a tensor keeps its dtype, so only this function goes away).
+// Tied embed/lm_head share one buffer.
+void dequantize_used(model_weights& w, weight_storage& storage) {
+  std::map<const void*, const float*> done;
+  auto convert = [&](tensor& t) {
+    if (t.type != dtype::q8_0 && t.type != dtype::q4_0) return;
+    auto it = done.find(t.data);
+    if (it == done.end()) {
+      auto buf = std::make_unique<float[]>(static_cast<size_t>(t.numel()));
+      for (int64_t r = 0; r < t.rows(); ++r) t.row_to_f32(r, buf.get() + r * t.cols());
+      it = done.emplace(t.data, buf.get()).first;
+      storage.buffers.push_back(std::move(buf));
+    }
+    t.type = dtype::f32;
+    t.data = it->second;
+  };
+  convert(w.embed);
+  convert(w.lm_head);
+  convert(w.final_norm);
+  for (auto& l : w.layers) {
+    for (tensor* t : {&l.attn_norm, &l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_norm, &l.w_gate, &l.w_up, &l.w_down}) convert(*t);
+  }
+}
+
 std::filesystem::path if_exists(const std::filesystem::path& p) {
   std::error_code ec;
   return std::filesystem::is_regular_file(p, ec) ? p : std::filesystem::path{};
@@ -119,41 +147,22 @@ loaded_model load_gguf(const std::filesystem::path& file) {
     tensor t;
     t.name = info.name;
     t.shape.assign(info.ne.rbegin(), info.ne.rend());  // GGML ne[0] is innermost: reverse
-    switch (static_cast<ggml_type>(info.type)) {
-      case ggml_type::f32: t.type = dtype::f32; break;
-      case ggml_type::f16: t.type = dtype::f16; break;
-      case ggml_type::bf16: t.type = dtype::bf16; break;
-      case ggml_type::q8_0: t.type = dtype::q8_0; break;
-      case ggml_type::q4_0: t.type = dtype::q4_0; break;
-      default:
-        // Record it as missing data; used tensors of this type are reported below.
-        t.data = nullptr;
-        ts.emplace(info.name, std::move(t));
-        continue;
+    const auto type = dtype_from_ggml(info.type);
+    if (!type || info.data == nullptr) {
+      // Kept without data: take() reports it only if the model uses this tensor.
+      ts.emplace(info.name, std::move(t));
+      continue;
     }
+    t.type = *type;
     t.data = info.data;
     if ((t.type == dtype::q8_0 || t.type == dtype::q4_0) && t.cols() % 32 != 0) {
       throw model_error(file.string() + ": tensor '" + t.name + "' row length is not a multiple of 32");
     }
     ts.emplace(info.name, std::move(t));
   }
-  for (auto& [name, t] : ts) {
-    if (t.data == nullptr) {
-      const auto* info = g->find_tensor(name);
-      throw model_error(file.string() + ": tensor '" + name + "' has GGML type " + std::to_string(info ? info->type : 0) +
-                        ", not supported (F32, F16, BF16, Q8_0, Q4_0)");
-    }
-    // Quantized weights are dequantized to f32 for now; the quantization issue adds kernels.
-    if (t.type == dtype::q8_0 || t.type == dtype::q4_0) {
-      auto buf = std::make_unique<float[]>(static_cast<size_t>(t.numel()));
-      for (int64_t r = 0; r < t.rows(); ++r) t.row_to_f32(r, buf.get() + r * t.cols());
-      t.type = dtype::f32;
-      t.data = buf.get();
-      storage->buffers.push_back(std::move(buf));
-    }
-  }
   name_scheme n{"token_embd.weight", "output_norm.weight", "output.weight", gguf_layer};
   m.weights = assemble(ts, m.config, n, /*hf=*/false, file.string());
+  dequantize_used(m.weights, *storage);
   m.storage = std::move(storage);
   m.tokenizer.gguf = g;
   return m;

@@ -148,6 +148,56 @@ TEST(gguf, q8_0_and_f16_models_track_f32) {
   EXPECT_NE(out[0], out[2]);
 }
 
+// Block decoding against llama.cpp's own Python library (tools/make_quant_golden.py): each
+// tensor beside what gguf-py dequantizes it to, compared exactly.
+TEST(gguf, quantized_blocks_decode_like_llama_cpp) {
+  const fs::path golden = fs::path(MOAT_SOURCE_DIR) / "tests/golden/engine_model/quant_blocks.gguf";
+  ASSERT_TRUE(fs::exists(golden)) << golden;
+  auto g = engine::gguf_file::open(golden);
+  for (const char* name : {"q8_0", "q4_0", "f16", "bf16"}) {
+    SCOPED_TRACE(name);
+    const auto* q = g->find_tensor(name);
+    const auto* want = g->find_tensor(std::string(name) + ".expected");
+    ASSERT_TRUE(q && want);
+    const auto type = engine::dtype_from_ggml(q->type);
+    ASSERT_TRUE(type.has_value());
+    engine::tensor t{name, *type, {q->ne[1], q->ne[0]}, q->data};
+    ASSERT_EQ(t.bytes(), q->bytes);
+    const auto* expected = reinterpret_cast<const float*>(want->data);
+    std::vector<float> row(static_cast<size_t>(t.cols()));
+    int differing = 0;
+    for (int64_t r = 0; r < t.rows(); ++r) {
+      t.row_to_f32(r, row.data());
+      for (int64_t i = 0; i < t.cols(); ++i) differing += row[i] != expected[r * t.cols() + i];
+    }
+    EXPECT_EQ(differing, 0);
+  }
+  EXPECT_FALSE(engine::dtype_from_ggml(3).has_value());  // Q4_1 is not read (yet)
+}
+
+TEST(gguf, unreadable_types_fail_only_when_used) {
+  synthetic_model m;
+  m.hidden = 32;
+  m.inter = 64;
+  m.build();
+  const auto p = temp_file("q41.gguf");
+  const std::string q4_1_block(20, '\0');  // one Q4_1 block: 32 values in 20 bytes
+  write_synthetic_gguf(m, p, 0, [&](gguf_writer& w) { w.tensor_raw("unused.weight", {1, 32}, 3, q4_1_block); });
+  EXPECT_NO_THROW(engine::load_model(p));
+  std::string rows;
+  for (int i = 0; i < 32; ++i) rows += q4_1_block;
+  write_synthetic_gguf(m, p, 0, [&](gguf_writer& w) { w.tensor_raw("blk.0.attn_q.weight", {32, 32}, 3, rows); },
+                       "blk.0.attn_q.weight");
+  try {
+    engine::load_model(p);
+    ADD_FAILURE();
+  } catch (const engine::model_error& e) {
+    EXPECT_NE(std::string(e.what()).find("blk.0.attn_q.weight"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("cannot read"), std::string::npos) << e.what();
+  }
+  fs::remove(p);
+}
+
 TEST(gguf, random_llama_fixture_loads_with_tokenizer_metadata) {
   const std::string rel = "llama2-tiny-random-gguf/llama-2-tiny-random.gguf";
   if (!fixture_exists(rel)) GTEST_SKIP() << "fixture " << rel << " is absent";

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <random>
 #include <string>
@@ -180,6 +181,11 @@ class gguf_writer {
     tensors_.push_back({name, t.shape, type, std::move(bytes)});
   }
 
+  // A tensor of any GGML type with raw bytes (e.g. Q4_1, which moat does not read).
+  void tensor_raw(const std::string& name, std::vector<int64_t> shape, uint32_t type, std::string data) {
+    tensors_.push_back({name, std::move(shape), type, std::move(data)});
+  }
+
   std::string bytes() const {
     std::string out;
     auto app = [&](const auto& v) { out.append(reinterpret_cast<const char*>(&v), sizeof v); };
@@ -236,7 +242,10 @@ class gguf_writer {
 // The synthetic model as a llama GGUF, HF names mapped to GGUF names. The q/k rows are stored
 // as they are (no permutation), so the GGUF copy runs adjacent-pair RoPE on the same weights:
 // the tests compare it with itself in other dtypes, not with the HF copy.
-inline void write_synthetic_gguf(const synthetic_model& m, const std::filesystem::path& p, uint32_t type) {
+// `extra` runs on the writer before it is saved (add or replace tensors). A tensor whose name is
+// in `skip` is left out.
+inline void write_synthetic_gguf(const synthetic_model& m, const std::filesystem::path& p, uint32_t type,
+                                 const std::function<void(gguf_writer&)>& extra = {}, const std::string& skip = "") {
   gguf_writer w;
   w.str("general.architecture", "llama");
   w.u32("llama.embedding_length", static_cast<uint32_t>(m.hidden));
@@ -259,7 +268,10 @@ inline void write_synthetic_gguf(const synthetic_model& m, const std::filesystem
       names["model.layers." + std::to_string(l) + "." + p2[0] + ".weight"] = "blk." + std::to_string(l) + "." + p2[1] + ".weight";
     }
   }
-  for (const auto& [hf, t] : m.tensors) w.tensor(names.at(hf), t, t.shape.size() == 1 ? 0 : type);
+  for (const auto& [hf, t] : m.tensors) {
+    if (names.at(hf) != skip) w.tensor(names.at(hf), t, t.shape.size() == 1 ? 0 : type);
+  }
+  if (extra) extra(w);
   w.write(p);
 }
 
