@@ -105,7 +105,9 @@ def main() -> int:
     if ratios:
         lines.append(f"- moat/nginx requests/s: {min(ratios):.2f} at worst, {max(ratios):.2f} "
                      "at best (target: ≥ 0.7).")
-    lines += ["", "Commands (`$TMP` is the script's temporary directory):", "", "```"]
+    lines += ["", "Commands (`$TMP` is the script's temporary directory; `$MOAT_URL` is the "
+              "address `moat serve --listen 127.0.0.1:0` printed, `$NGINX_URL` nginx's):", "",
+              "```"]
     commands = args.outdir / "commands.txt"
     if commands.is_file():
         lines += commands.read_text().splitlines()

@@ -98,8 +98,9 @@ COMMANDS="$OUT/commands.txt"
 run_wrk() {  # target mode concurrency url path body
   local target=$1 mode=$2 c=$3 url=$4 path=$5 body=$6
   local t=$(( c < WRK_THREADS ? c : WRK_THREADS ))
-  local cmd="BENCH_PATH=$path BENCH_BODY_FILE=$body wrk -t$t -c$c -d${DURATION}s --latency -s bench/gateway/post.lua $url"
-  echo "$cmd" | sed "s#$TMP#\$TMP#g" >>"$COMMANDS"
+  local shown="\$${target^^}_URL"  # the address, not this run's port
+  echo "BENCH_PATH=$path BENCH_BODY_FILE=$body wrk -t$t -c$c -d${DURATION}s --latency -s bench/gateway/post.lua $shown" \
+    | sed "s#$TMP#\$TMP#g" >>"$COMMANDS"
   BENCH_PATH=$path BENCH_BODY_FILE=$body wrk -t"$t" -c"$c" -d"${DURATION}s" --latency \
     -s "$HERE/post.lua" "$url" >"$OUT/$target-$mode-c$c.txt"
 }
