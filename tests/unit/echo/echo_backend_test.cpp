@@ -254,6 +254,26 @@ TEST_F(EchoChat, ContextLimitRejectsAtSubmit) {
   EXPECT_TRUE(rec.events().empty());  // no event after a refused submit
 }
 
+TEST_F(EchoChat, MalformedRequestsAreRefusedWithoutEvents) {
+  moat_backend* b = create("{}");
+  ASSERT_NE(b, nullptr);
+  request_builder truncated(MOAT_REQUEST_CHAT, 11);
+  truncated.message("user", "x");
+  truncated.request.struct_size = 8;  // a host far older than the fields echo reads
+  recorder rec;
+  moat_error err{};
+  EXPECT_EQ(submit(b, truncated, rec, &err), MOAT_ERR_INVALID_ARGUMENT);
+  request_builder empty(MOAT_REQUEST_CHAT, 12);  // a chat without messages
+  EXPECT_EQ(submit(b, empty, rec, &err), MOAT_ERR_INVALID_ARGUMENT);
+  request_builder no_prompt(MOAT_REQUEST_COMPLETION, 13);
+  EXPECT_EQ(submit(b, no_prompt, rec, &err), MOAT_ERR_INVALID_ARGUMENT);
+  request_builder odd_kind(static_cast<moat_request_kind>(0), 14);
+  odd_kind.prompt("x");
+  EXPECT_EQ(submit(b, odd_kind, rec, &err), MOAT_ERR_UNSUPPORTED);
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_TRUE(rec.events().empty());
+}
+
 using EchoCompletion = echo_fixture;
 
 TEST_F(EchoCompletion, PromptsTimesNChoicesWithIndices) {
