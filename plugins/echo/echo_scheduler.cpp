@@ -115,7 +115,7 @@ void scheduler::worker_loop() {
     }
     // A cancel that arrived during the step is sent at once; otherwise the next delta waits.
     enqueue(id, e, e.cancel ? clock::now() : clock::now() + delay_);
-    if (e.cancel || delay_.count() == 0) wake_.notify_one();
+    if (e.cancel) wake_.notify_one();
   }
 }
 
