@@ -34,6 +34,7 @@ struct expr {
   };
   kind type;
   int line = 0;
+  int depth = 1;  // height of this subtree, bounded by the parser (the evaluator recurses on it)
   value lit;
   std::string name;  // name, attribute, filter/test name, or operator
   bool negated = false;  // test: "is not"

@@ -11,6 +11,12 @@ namespace moat::engine::jinja {
 
 namespace {
 
+// Bounds that keep a hostile or buggy template from hanging or exhausting the process: the
+// number of statements and loop iterations, macro recursion, and the size of the output.
+constexpr int64_t max_steps = 250'000;
+constexpr int max_macro_depth = 64;
+constexpr size_t max_output_bytes = 64u << 20;
+
 class evaluator {
  public:
   explicit evaluator(const value_dict& globals) { scopes_.push_back(value::dict(globals)); }
@@ -38,6 +44,8 @@ class evaluator {
   }
 
   flow exec_one(const stmt& s, std::string& out) {
+    if (++steps_ > max_steps) fail(s.line, "the template ran for too long (over 250000 steps)");
+    if (out.size() > max_output_bytes) fail(s.line, "the template's output is too large");
     switch (s.type) {
       case stmt::kind::text: out += s.text; return flow::normal;
       case stmt::kind::output: out += eval(*s.value).to_string(); return flow::normal;
@@ -91,12 +99,14 @@ class evaluator {
     if (items.empty()) return exec(s.else_body, out);
     const int64_t n = static_cast<int64_t>(items.size());
     for (int64_t i = 0; i < n; ++i) {
-      value loop = value::dict({{"index", value(i + 1)}, {"index0", value(i)}, {"revindex", value(n - i)},
-                                {"revindex0", value(n - i - 1)}, {"first", value(i == 0)}, {"last", value(i == n - 1)},
-                                {"length", value(n)},
-                                {"previtem", i > 0 ? items[i - 1] : value()},
-                                {"nextitem", i + 1 < n ? items[i + 1] : value()}});
-      scopes_.push_back(value::dict({{"loop", loop}}));
+      if (++steps_ > max_steps) fail(s.line, "the template ran for too long (over 250000 steps)");
+      // a fresh loop object per iteration: a template may keep a reference to it
+      value_dict loop = {{"index", value(i + 1)}, {"index0", value(i)}, {"revindex", value(n - i)},
+                         {"revindex0", value(n - i - 1)}, {"first", value(i == 0)}, {"last", value(i == n - 1)},
+                         {"length", value(n)},
+                         {"previtem", i > 0 ? items[i - 1] : value()},
+                         {"nextitem", i + 1 < n ? items[i + 1] : value()}};
+      scopes_.push_back(value::dict({{"loop", value::dict(std::move(loop))}}));
       bind_targets(s, items[i]);
       const flow f = exec(s.body, out);
       scopes_.pop_back();
@@ -118,14 +128,23 @@ class evaluator {
   void define_macro(const stmt& s) {
     const stmt* m = &s;
     scopes_.back().set(s.text, value::callable([this, m](const call_args& args) {
+      if (macro_depth_ >= max_macro_depth) throw error("macro recursion too deep");
+      ++macro_depth_;
       scopes_.push_back(value::dict());
       for (size_t k = 0; k < m->targets.size(); ++k) {
         const value* given = args.get(k, m->targets[k]);
         scopes_.back().set(m->targets[k], given ? *given : m->defaults[k] ? eval(*m->defaults[k]) : value());
       }
       std::string body;
-      exec(m->body, body);
+      try {
+        exec(m->body, body);
+      } catch (...) {
+        scopes_.pop_back();
+        --macro_depth_;
+        throw;
+      }
       scopes_.pop_back();
+      --macro_depth_;
       return value(std::move(body));
     }));
   }
@@ -354,6 +373,8 @@ class evaluator {
   }
 
   std::vector<value> scopes_;
+  int64_t steps_ = 0;
+  int macro_depth_ = 0;
 };
 
 value strftime_now(const call_args& args) {

@@ -1,6 +1,7 @@
 // Recursive-descent parser for the Jinja subset. Operator precedence follows Jinja2's parser:
 // ternary < or < and < not < comparisons/in < ~ < + - < * / // % < ** < unary < postfix
 // (attribute, subscript, call, |filter, is test).
+#include <algorithm>
 #include <set>
 
 #include "engine/jinja_ast.h"
@@ -95,6 +96,7 @@ class parser {
   void end_tag() { expect(tk::block_end, "'%}'"); }
 
   void parse_block(stmt_list& body) {
+    depth_guard guard(depth_, *this);
     const std::string kw = take_name();
     std::string end;
     if (kw == "if") {
@@ -197,15 +199,36 @@ class parser {
     e->line = line;
     return e;
   }
+  expr_ptr deepen(expr_ptr e) const {
+    int d = 0;
+    for (const expr* c : {e->a.get(), e->b.get()})
+      if (c) d = std::max(d, c->depth);
+    for (const auto& c : e->args)
+      if (c) d = std::max(d, c->depth);
+    e->depth = d + 1;
+    if (e->depth > 300) throw err("expression nested too deeply");
+    return e;
+  }
+
   expr_ptr binary(std::string op, expr_ptr a, expr_ptr b) const {
     auto e = node(expr::kind::binary, a->line);
     e->name = std::move(op);
     e->a = std::move(a);
     e->b = std::move(b);
-    return e;
+    return deepen(std::move(e));
   }
 
+  // Nesting is bounded so a pathological template fails with an error, not a stack overflow.
+  struct depth_guard {
+    int& d;
+    depth_guard(int& depth, const parser& p) : d(depth) {
+      if (++d > 200) throw p.err("expressions or blocks nested too deeply");
+    }
+    ~depth_guard() { --d; }
+  };
+
   expr_ptr parse_expr() {
+    depth_guard guard(depth_, *this);
     expr_ptr e = parse_or();
     if (at_name("if")) {
       ++pos_;
@@ -218,7 +241,7 @@ class parser {
       } else {
         t->args.push_back(nullptr);
       }
-      return t;
+      return deepen(std::move(t));
     }
     return e;
   }
@@ -242,12 +265,13 @@ class parser {
   }
 
   expr_ptr parse_not() {
+    depth_guard guard(depth_, *this);
     if (at_name("not")) {
       auto e = node(expr::kind::unary, peek().line);
       ++pos_;
       e->name = "not";
       e->a = parse_not();
-      return e;
+      return deepen(std::move(e));
     }
     return parse_compare();
   }
@@ -309,11 +333,12 @@ class parser {
   }
 
   expr_ptr parse_unary() {
+    depth_guard guard(depth_, *this);
     if (at_op("-") || at_op("+")) {
       auto e = node(expr::kind::unary, peek().line);
       e->name = next().text;
       e->a = parse_unary();
-      return e;
+      return deepen(std::move(e));
     }
     return parse_postfix(parse_primary());
   }
@@ -341,7 +366,7 @@ class parser {
         auto a = node(expr::kind::attr, line);
         a->name = peek().type == tk::integer ? next().text : take_name();
         a->a = std::move(e);
-        e = std::move(a);
+        e = deepen(std::move(a));
       } else if (at_op("[")) {
         ++pos_;
         e = parse_subscript(std::move(e), line);
@@ -349,14 +374,14 @@ class parser {
         auto c = node(expr::kind::call, line);
         c->a = std::move(e);
         parse_call_args(*c);
-        e = std::move(c);
+        e = deepen(std::move(c));
       } else if (at_op("|")) {
         ++pos_;
         auto f = node(expr::kind::filter, line);
         f->name = take_name();
         f->a = std::move(e);
         if (at_op("(")) parse_call_args(*f);
-        e = std::move(f);
+        e = deepen(std::move(f));
       } else if (at_name("is")) {
         ++pos_;
         auto t = node(expr::kind::test, line);
@@ -373,7 +398,7 @@ class parser {
           t->args.push_back(parse_primary());
           t->arg_names.emplace_back();
         }
-        e = std::move(t);
+        e = deepen(std::move(t));
       } else {
         return e;
       }
@@ -392,7 +417,7 @@ class parser {
       auto i = node(expr::kind::index, line);
       i->a = std::move(target);
       i->b = std::move(first);
-      return i;
+      return deepen(std::move(i));
     }
     auto s = node(expr::kind::slice, line);
     s->a = std::move(target);
@@ -406,7 +431,7 @@ class parser {
       s->args.push_back(at_op(":") || at_op("]") ? nullptr : parse_expr());
     }
     expect_op("]");
-    return s;
+    return deepen(std::move(s));
   }
 
   expr_ptr parse_primary() {
@@ -449,7 +474,7 @@ class parser {
           if (at_op(")")) break;
           l->args.push_back(parse_expr());
         }
-        e = std::move(l);
+        e = deepen(std::move(l));
       }
       expect_op(")");
       return e;
@@ -462,7 +487,7 @@ class parser {
         if (!at_op("]")) expect_op(",");
       }
       ++pos_;
-      return l;
+      return deepen(std::move(l));
     }
     if (at_op("{")) {
       ++pos_;
@@ -474,13 +499,14 @@ class parser {
         if (!at_op("}")) expect_op(",");
       }
       ++pos_;
-      return d;
+      return deepen(std::move(d));
     }
     throw err("expected an expression" + got());
   }
 
   const std::vector<token>& t_;
   size_t pos_ = 0;
+  int depth_ = 0;
 };
 
 }  // namespace

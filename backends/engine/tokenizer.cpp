@@ -189,7 +189,7 @@ bool tokenizer::is_special(token_id id) const {
 }
 
 std::optional<token_id> tokenizer::find(std::string_view piece) const {
-  auto it = vocab_.piece_to_id.find(std::string(piece));
+  auto it = vocab_.piece_to_id.find(piece);
   if (it == vocab_.piece_to_id.end()) return std::nullopt;
   return it->second;
 }

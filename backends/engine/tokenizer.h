@@ -54,6 +54,12 @@ enum class piece_encoding {
   raw,            // the piece is its own bytes (llama2.c tok512.bin)
 };
 
+// Hash for unordered maps keyed by std::string that are searched with string_view (no allocation).
+struct string_hash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+};
+
 // The shared vocabulary: index = token id. Built by the loaders, read by the algorithms.
 struct vocabulary {
   std::vector<std::string> pieces;   // stored text of each token
@@ -70,7 +76,7 @@ struct vocabulary {
   // Of those, the ones HF marks normalized=true: matched after the text is normalized, against
   // their normalized content (tinystories: "<|end_story|>" is found as "▁<|end_story|>").
   std::vector<token_id> normalized_specials;
-  std::unordered_map<std::string, token_id> piece_to_id;
+  std::unordered_map<std::string, token_id, string_hash, std::equal_to<>> piece_to_id;
 
   // Fills piece_to_id and specials (control + user_defined pieces that are non-empty), puts eos in
   // end_of_generation. Throws tokenizer_error on an inconsistent table (sizes differ, ids out of range).

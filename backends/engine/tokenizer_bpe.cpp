@@ -68,7 +68,7 @@ std::vector<symbol> char_symbols(std::string_view text, const vocabulary& v) {
   std::vector<symbol> syms;
   for (size_t i = 0; i < text.size();) {
     const size_t n = utf8_char_length(text, i);
-    auto it = v.piece_to_id.find(std::string(text.substr(i, n)));
+    auto it = v.piece_to_id.find(text.substr(i, n));
     const int idx = static_cast<int>(syms.size());
     syms.push_back({static_cast<uint32_t>(i), static_cast<uint32_t>(n),
                     it == v.piece_to_id.end() ? -1 : it->second, idx - 1, -1});
@@ -161,7 +161,7 @@ void bpe_tokenizer::encode_plain(std::string_view text, fragment_position pos, s
 void bpe_tokenizer::encode_word(std::string_view word, std::vector<token_id>& out) const {
   if (word.empty()) return;
   if (options_.ignore_merges) {
-    auto it = vocab_.piece_to_id.find(std::string(word));
+    auto it = vocab_.piece_to_id.find(word);
     if (it != vocab_.piece_to_id.end()) {
       out.push_back(it->second);
       return;
@@ -209,7 +209,7 @@ void spm_tokenizer::encode_plain(std::string_view text, fragment_position pos, s
                                       options_.replace_space ? std::string_view(space_marker) : std::string_view(" "));
   auto syms = merge_symbols(s, char_symbols(s, vocab_),
                             [this](std::string_view t, const symbol& a, const symbol& b) {
-                              auto it = vocab_.piece_to_id.find(std::string(t.substr(a.start, a.len + b.len)));
+                              auto it = vocab_.piece_to_id.find(t.substr(a.start, a.len + b.len));
                               if (it == vocab_.piece_to_id.end()) return std::make_pair(0.0, token_id{-1});
                               return std::make_pair(-static_cast<double>(vocab_.scores[it->second]), it->second);
                             });

@@ -114,5 +114,28 @@ TEST(chat_template, errors_are_exceptions_not_crashes) {
   }
 }
 
+TEST(chat_template, hostile_templates_fail_with_an_error) {
+  chat_render_options o;
+  // nesting deep enough to overflow a naive recursive parser or evaluator
+  EXPECT_THROW(chat_template::from_source("{{ " + std::string(5000, '(') + "1" + std::string(5000, ')') + " }}"),
+               chat_template_error);
+  std::string chain = "{{ 1";
+  for (int i = 0; i < 5000; ++i) chain += " + 1";
+  EXPECT_THROW(chat_template::from_source(chain + " }}"), chat_template_error);
+  std::string ifs;
+  for (int i = 0; i < 1000; ++i) ifs += "{% if true %}";
+  EXPECT_THROW(chat_template::from_source(ifs), chat_template_error);
+  // unbounded work and recursion
+  EXPECT_THROW(chat_template::from_source("{% for i in range(2000) %}{% for j in range(2000) %}{% endfor %}{% endfor %}")
+                   .render({}, o),
+               chat_template_error);
+  EXPECT_THROW(chat_template::from_source("{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}").render({}, o),
+               chat_template_error);
+  // still fine: a long but flat conversation
+  std::vector<chat_message> many(2000, chat_message{"user", "hi", ""});
+  EXPECT_EQ(chat_template::builtin("chatml").render(many, o).size(), 2000 * std::string("<|im_start|>user\nhi<|im_end|>\n").size() +
+                                                                       std::string("<|im_start|>assistant\n").size());
+}
+
 }  // namespace
 }  // namespace moat::engine
