@@ -129,6 +129,42 @@ def train_llama3_style(out_dir, texts):
     return tok
 
 
+def train_llama2_style(out_dir, texts):
+    """A small SentencePiece-style BPE as recent Llama 2 / TinyLlama / Mistral conversions ship it:
+    Metaspace pre-tokenizer (prepend_scheme "first"), byte fallback with <0xNN> pieces in the
+    vocabulary, fuse_unk, <s>/</s> added tokens that are not normalized, and the
+    Replace/ByteFallback/Fuse/Strip decoder. Trained here so that path has a committed fixture."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    tok = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True, fuse_unk=True))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="first", split=False)
+    tok.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse(),
+                                     decoders.Strip(" ", 1, 0)])
+    trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=["<unk>", "<s>", "</s>"], limit_alphabet=90,
+                                  show_progress=False)
+    tok.train_from_iterator(texts, trainer)
+    data = json.loads(tok.to_str())
+    vocab = data["model"]["vocab"]
+    for b in range(256):  # byte pieces live in the model vocabulary, as in Llama's
+        piece = "<0x%02X>" % b
+        if piece not in vocab:
+            vocab[piece] = len(vocab)
+    bos = vocab["<s>"]
+    data["post_processor"] = json.loads(processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", bos)]).__getstate__())
+    for t in data["added_tokens"]:
+        t["normalized"] = False
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "tokenizer.json"), "w", encoding="utf-8") as f:
+        json.dump(data, f, ensure_ascii=False)
+    with open(os.path.join(GOLD, "templates", "llama2-chat.jinja"), encoding="utf-8") as f:
+        template = f.read()
+    cfg = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "add_bos_token": True,
+           "add_eos_token": False, "tokenizer_class": "LlamaTokenizer", "legacy": False, "chat_template": template}
+    with open(os.path.join(out_dir, "tokenizer_config.json"), "w", encoding="utf-8") as f:
+        json.dump(cfg, f, ensure_ascii=False, indent=1)
+    return Tokenizer.from_file(os.path.join(out_dir, "tokenizer.json"))
+
+
 def tokenizer_goldens():
     import sentencepiece as spm
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
@@ -179,6 +215,12 @@ def tokenizer_goldens():
     t = Tokenizer.from_file(os.path.join(out_dir, "tokenizer.json"))
     write_golden("llama3_style_tokenizer.json", {"reference": "tokenizers %s" % tokenizers_version(),
                                                  "fixture": "tests/golden/text/bpe-llama3-style"}, hf_cases(t, texts))
+
+    # A small Llama-2-style tokenizer.json (Metaspace, byte fallback) trained here, and its golden.
+    out_dir = os.path.join(GOLD, "spm-llama2-style")
+    t = train_llama2_style(out_dir, train_text)
+    write_golden("llama2_style_tokenizer.json", {"reference": "tokenizers %s" % tokenizers_version(),
+                                                 "fixture": "tests/golden/text/spm-llama2-style"}, hf_cases(t, texts))
 
 
 def tokenizers_version():

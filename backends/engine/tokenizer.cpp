@@ -141,11 +141,12 @@ const std::vector<std::pair<std::string, token_id>> no_specials;
 std::vector<token_id> tokenizer::encode(std::string_view text, bool add_special, bool parse_special) const {
   std::vector<token_id> out;
   if (add_special && vocab_.add_bos && vocab_.bos >= 0) out.push_back(vocab_.bos);
-  // at_start stays true until the first text fragment: "<s>Hello" gets its dummy prefix as "Hello" does.
+  // at_start: the fragment begins the input (no special token before it), as HF's
+  // prepend_scheme "first" decides; after_special: llama.cpp's rule.
   fragment_position pos{true, false};
   auto on_special = [&](token_id id) {
     out.push_back(id);
-    pos.after_special = true;
+    pos = {false, true};
   };
   auto on_normalized_text = [&](std::string_view t) {
     encode_plain(t, pos, out);

@@ -133,7 +133,9 @@ std::string bpe_tokenizer::normalize(std::string_view segment) const {
 void bpe_tokenizer::encode_plain(std::string_view text, fragment_position pos, std::vector<token_id>& out) const {
   std::string normalized;
   if (options_.metaspace) {
-    normalized = normalize_spm(text, true, wants_prefix(options_.prefix, pos), space_marker);
+    // Metaspace adds its "▁" only when the text does not already start with one (or a space).
+    const bool prefix = wants_prefix(options_.prefix, pos) && !text.starts_with(' ') && !text.starts_with(space_marker);
+    normalized = normalize_spm(text, true, prefix, space_marker);
     text = normalized;
   }
   std::vector<std::string_view> parts, words;

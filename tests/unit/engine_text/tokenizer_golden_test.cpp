@@ -174,5 +174,21 @@ TEST(tokenizer_golden, llama3_style_tokenizer_json_matches_hf_tokenizers) {
   EXPECT_EQ(failures, 0);
 }
 
+TEST(tokenizer_golden, llama2_style_tokenizer_json_matches_hf_tokenizers) {
+  // Metaspace (prepend_scheme "first"), <0xNN> byte fallback, non-normalized <s>/</s>.
+  auto tok = load_tokenizer(golden / "spm-llama2-style");
+  EXPECT_EQ(tok->name(), "spm-bpe");
+  EXPECT_TRUE(tok->strips_leading_space());
+  const auto cases = read_golden("llama2_style_tokenizer.json");
+  int failures = 0;
+  for (const auto& c : cases) {
+    const auto ids = tok->encode(c.text, true);
+    EXPECT_EQ(ids, c.ids) << "text: \"" << c.text << "\"";
+    failures += ids != c.ids;
+    EXPECT_EQ(tok->decode(ids), *c.decoded) << "decode: \"" << c.text << "\"";
+  }
+  EXPECT_EQ(failures, 0);
+}
+
 }  // namespace
 }  // namespace moat::engine
