@@ -2,6 +2,7 @@
 // 2 on usage errors. One FILE that has rotated siblings (FILE.000001, ...) checks them all.
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -54,6 +55,12 @@ int audit_command(int argc, char** argv) {
   if (files.size() == 1) {
     auto all = audit::chain_files(files[0]);
     if (all.size() > 1) files = std::move(all);
+  }
+  for (const auto& f : files) {
+    if (!std::filesystem::is_regular_file(f)) {
+      std::fprintf(stderr, "moat audit verify: %s: no such file\n", f.c_str());
+      return 2;
+    }
   }
   const auto r = audit::verify_files(files, partial);
   std::fprintf(r.ok ? stdout : stderr, "%s%s\n", r.ok ? "ok: " : "FAILED: ", r.message.c_str());

@@ -3,6 +3,7 @@
 #include "policy/pattern_automaton.h"
 
 #include <algorithm>
+#include <map>
 #include <stdexcept>
 
 namespace moat::policy {
@@ -41,7 +42,13 @@ size_t decode_utf8(std::string_view s, size_t i, char32_t* cp) {
   return len;
 }
 
-bool char_set::matches(char32_t c) const {
+void char_set::finish() {
+  ascii[0] = ascii[1] = 0;
+  for (char32_t c = 0; c < 128; ++c)
+    if (matches_slow(c)) ascii[c >> 6] |= uint64_t{1} << (c & 63);
+}
+
+bool char_set::matches_slow(char32_t c) const {
   if (wild || c == invalid_cp) return true;
   bool in = false;
   for (const auto& [lo, hi] : ranges) {
@@ -84,7 +91,7 @@ void add_case_folds(char_set& s) {
   std::vector<std::pair<char32_t, char32_t>> extra;
   for (char32_t c = 'A'; c <= 'Z'; ++c) {
     const char32_t l = c + 32;
-    const bool up = s.matches(c) && !s.negate, lo = s.matches(l) && !s.negate;
+    const bool up = s.matches_slow(c) && !s.negate, lo = s.matches_slow(l) && !s.negate;
     if (up || lo) letters = true;
     if (up) extra.push_back({l, l});
     if (lo) extra.push_back({c, c});
@@ -548,8 +555,15 @@ std::shared_ptr<const pattern_automaton> pattern_automaton::build(
     }
   }
   a->start_ = start < 0 ? match : start;
+  for (auto& set : a->sets_) set.finish();
   return a;
 }
+
+namespace {
+// Representative previous characters for the four kinds (see prev_kind()).
+constexpr char32_t kind_char[4] = {0, '\n', 'a', ' '};
+constexpr size_t max_dfa_states = 4096;
+}  // namespace
 
 bool automaton_run::assertion_holds(assertion what, char32_t next, bool next_known) const {
   // At the end of what was fed the next code point is unknown: an assertion that depends on it
@@ -567,10 +581,13 @@ bool automaton_run::assertion_holds(assertion what, char32_t next, bool next_kno
   return true;
 }
 
-void automaton_run::add_closure(std::vector<thread>& out, int node, size_t start, char32_t next, bool next_known) {
+void automaton_run::add_closure(std::vector<thread>& out, int node, size_t start, char32_t next, bool next_known,
+                                std::vector<size_t>& matched) {
   // Iterative DFS over epsilon edges; first visit wins, and callers visit in start order, so the
   // thread kept for a node is the one with the earliest start.
-  std::vector<int> stack{node};
+  auto& stack = stack_;
+  stack.clear();
+  stack.push_back(node);
   while (!stack.empty()) {
     const int id = stack.back();
     stack.pop_back();
@@ -579,7 +596,9 @@ void automaton_run::add_closure(std::vector<thread>& out, int node, size_t start
     const nfa_node& n = a_->nodes_[id];
     switch (n.op) {
       case nfa_op::chars: out.push_back({id, start}); break;
-      case nfa_op::match: break;
+      case nfa_op::match:
+        if (matched.empty() || matched.back() != start) matched.push_back(start);
+        break;
       case nfa_op::jump: stack.push_back(n.out); break;
       case nfa_op::split:
         stack.push_back(n.out1);
@@ -592,25 +611,123 @@ void automaton_run::add_closure(std::vector<thread>& out, int node, size_t start
   }
 }
 
-void automaton_run::step(char32_t c, size_t len) {
-  if (seen_.size() != a_->nodes_.size()) seen_.assign(a_->nodes_.size(), 0);
-  // Closure of the pending threads plus a new thread starting here, then consume c.
+int automaton_run::prev_kind() const {
+  if (!has_prev_) return 0;
+  if (prev_ == '\n') return 1;
+  return is_word(prev_) ? 2 : 3;
+}
+
+void automaton_run::nfa_step(const std::vector<thread>& in, char32_t c, size_t new_start, std::vector<thread>& out,
+                             std::vector<size_t>& matched) {
+  // Closure of the pending threads (earliest start first) plus a thread starting here, then
+  // consume c. Matches reached on the way are recorded with their start.
+  if (seen_.size() != a_->nodes_.size()) {
+    seen_.assign(a_->nodes_.size(), 0);
+    seen_out_.assign(a_->nodes_.size(), 0);
+  }
   ++generation_;
   scratch_.clear();
-  for (const auto& t : threads_) add_closure(scratch_, t.node, t.start, c, true);
-  add_closure(scratch_, a_->start_, pos_, c, true);
-  ++generation_;
-  threads_.clear();
+  for (const auto& t : in) add_closure(scratch_, t.node, t.start, c, true, matched);
+  add_closure(scratch_, a_->start_, new_start, c, true, matched);
+  out.clear();
   for (const auto& t : scratch_) {
     const nfa_node& n = a_->nodes_[t.node];
-    if (!a_->sets_[n.set].matches(c)) continue;
-    if (seen_[n.out] == generation_) continue;
-    seen_[n.out] = generation_;
-    threads_.push_back({n.out, t.start});
+    if (!a_->sets_[n.set].matches(c) || seen_out_[n.out] == generation_) continue;
+    seen_out_[n.out] = generation_;
+    if (a_->nodes_[n.out].op == nfa_op::match) {
+      if (matched.empty() || matched.back() != t.start) matched.push_back(t.start);
+      continue;
+    }
+    out.push_back({n.out, t.start});
+  }
+}
+
+int automaton_run::intern(int kind, const std::vector<int>& nodes) {
+  auto key = std::make_pair(kind, nodes);
+  auto it = index_.find(key);
+  if (it != index_.end()) return it->second;
+  auto st = std::make_unique<dfa_state>();
+  st->nodes = nodes;
+  st->prev_kind = kind;
+  states_.push_back(std::move(st));
+  const int id = static_cast<int>(states_.size() - 1);
+  index_.emplace(std::move(key), id);
+  return id;
+}
+
+void automaton_run::step(char32_t c, size_t len) {
+  // The DFA state is the ordered list of live NFA nodes (earliest start first) and the kind of
+  // the previous character; starts_ holds each node's start. A cached edge maps old positions in
+  // the list to new ones, so a step costs one lookup and a copy of the starts.
+  if (cur_ < 0 || states_.size() > max_dfa_states) {
+    std::vector<int> nodes = cur_ < 0 ? std::vector<int>{} : states_[cur_]->nodes;
+    if (states_.size() > max_dfa_states) {
+      states_.clear();
+      index_.clear();
+    }
+    cur_ = intern(prev_kind(), nodes);
+  }
+  dfa_state* s = states_[cur_].get();
+  const size_t n_old = s->nodes.size();
+  if (c < 128) {
+    auto& e = s->edges[c];
+    if (!e) {
+      // Compute with surrogate starts: position i in the list, n_old for the new thread.
+      threads_.clear();
+      for (size_t i = 0; i < n_old; ++i) threads_.push_back({s->nodes[i], i});
+      prev_ = kind_char[s->prev_kind];
+      has_prev_ = s->prev_kind != 0;
+      std::vector<thread> out;
+      std::vector<size_t> matched;
+      nfa_step(threads_, c, n_old, out, matched);
+      auto edge = std::make_unique<dfa_edge>();
+      std::vector<int> nodes;
+      for (const auto& t : out) {
+        nodes.push_back(t.node);
+        edge->src.push_back(static_cast<uint32_t>(t.start));
+      }
+      for (size_t m : matched) edge->matched.push_back(static_cast<uint32_t>(m));
+      const int kind = c == '\n' ? 1 : is_word(c) ? 2 : 3;
+      edge->next = intern(kind, nodes);
+      s = states_[cur_].get();  // intern() may have grown states_
+      s->edges[c] = std::move(edge);
+    }
+    const dfa_edge& edge = *s->edges[c];
+    next_starts_.clear();
+    for (uint32_t src : edge.src) next_starts_.push_back(src == n_old ? pos_ : starts_[src]);
+    for (uint32_t m : edge.matched) {
+      const size_t start = m == n_old ? pos_ : starts_[m];
+      if (match_starts_.empty() || match_starts_.back() != start) match_starts_.push_back(start);
+    }
+    starts_.swap(next_starts_);
+    cur_ = edge.next;
+  } else {
+    threads_.clear();
+    for (size_t i = 0; i < n_old; ++i) threads_.push_back({s->nodes[i], starts_[i]});
+    std::vector<thread> out;
+    nfa_step(threads_, c, pos_, out, match_starts_);
+    std::vector<int> nodes;
+    starts_.clear();
+    for (const auto& t : out) {
+      nodes.push_back(t.node);
+      starts_.push_back(t.start);
+    }
+    cur_ = intern(3, nodes);  // non-ASCII code points are not word characters
   }
   pos_ += len;
   prev_ = c;
   has_prev_ = true;
+}
+
+bool automaton_run::matched_in(size_t from, size_t to) const {
+  if (a_->opaque_) return true;
+  for (size_t s : match_starts_)
+    if (s >= from && s < to) return true;
+  return false;
+}
+
+void automaton_run::forget_before(size_t offset) {
+  std::erase_if(match_starts_, [&](size_t s) { return s < offset; });
 }
 
 void automaton_run::feed(std::string_view bytes) {
@@ -641,15 +758,15 @@ void automaton_run::feed(std::string_view bytes) {
 
 size_t automaton_run::hold_from() const {
   if (a_->opaque_) return 0;
-  for (const auto& t : threads_) {
-    if (a_->nodes_[t.node].op != nfa_op::match) return t.start;
-  }
-  return pos_;  // an incomplete UTF-8 sequence (partial_) starts at pos_ and is held too
+  // The list never holds the match node: the first entry is the earliest open start.
+  return starts_.empty() ? pos_ : starts_.front();
 }
 
 void automaton_run::restart(size_t global_offset, std::string_view tail) {
-  threads_.clear();
+  starts_.clear();
+  match_starts_.clear();
   partial_.clear();
+  cur_ = -1;
   pos_ = global_offset;
   has_prev_ = global_offset > 0;
   prev_ = 0;

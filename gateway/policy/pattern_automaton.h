@@ -14,7 +14,9 @@
 // is held until finish) and build() reports it in `warnings`.
 #pragma once
 
+#include <array>
 #include <cstddef>
+#include <map>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -29,7 +31,13 @@ struct char_set {
   std::vector<std::pair<char32_t, char32_t>> ranges;
   bool negate = false;
   bool wild = false;
-  bool matches(char32_t c) const;
+  uint64_t ascii[2] = {0, 0};  // matches() for c < 128, filled by finish()
+  bool matches(char32_t c) const {
+    if (c < 128) return (ascii[c >> 6] >> (c & 63)) & 1;
+    return matches_slow(c);
+  }
+  bool matches_slow(char32_t c) const;
+  void finish();
 };
 
 enum class nfa_op : uint8_t { chars, split, jump, assert_, match };
@@ -78,21 +86,54 @@ class automaton_run {
   // scanner released text past the held position.
   void restart(size_t global_offset, std::string_view tail);
   size_t offset() const { return pos_ + partial_.size(); }
+  // True when some thread that started in [from, to) reached a match: RE2 can only find a match
+  // starting there if this says so (the NFA's language contains RE2's).
+  bool matched_in(size_t from, size_t to) const;
+  // Drops the match records that start before `offset` (text released).
+  void forget_before(size_t offset);
 
  private:
   struct thread {
     int node;
     size_t start;
   };
+  // A cached transition: the next state, where each of its nodes came from (an index into the
+  // old list, or the old size for the thread that starts at this character), and which old
+  // entries reached a match.
+  struct dfa_edge {
+    int next = -1;
+    std::vector<uint32_t> src;
+    std::vector<uint32_t> matched;
+  };
+  struct dfa_state {
+    std::vector<int> nodes;  // live NFA nodes, earliest start first
+    int prev_kind = 0;       // 0 none, 1 '\n', 2 word char, 3 other
+    std::array<std::unique_ptr<dfa_edge>, 128> edges;
+  };
+
   void step(char32_t c, size_t len);
-  void add_closure(std::vector<thread>& out, int node, size_t start, char32_t next, bool next_known);
+  void nfa_step(const std::vector<thread>& in, char32_t c, size_t new_start, std::vector<thread>& out,
+                std::vector<size_t>& matched);
+  void add_closure(std::vector<thread>& out, int node, size_t start, char32_t next, bool next_known,
+                   std::vector<size_t>& matched);
   bool assertion_holds(assertion what, char32_t next, bool next_known) const;
+  int prev_kind() const;
+  int intern(int kind, const std::vector<int>& nodes);
 
   const pattern_automaton* a_;
-  std::vector<thread> threads_;  // pre-closure states, ordered by start
+  // The lazily built DFA (per stream; cleared when it grows past a bound).
+  std::vector<std::unique_ptr<dfa_state>> states_;
+  std::map<std::pair<int, std::vector<int>>, int> index_;
+  int cur_ = -1;
+  std::vector<size_t> starts_;       // start of each node of states_[cur_]
+  std::vector<size_t> next_starts_;
+  std::vector<thread> threads_;
   std::vector<thread> scratch_;
-  std::vector<uint32_t> seen_;   // per node: generation stamp
+  std::vector<int> stack_;
+  std::vector<uint32_t> seen_;      // per node: closure generation stamp
+  std::vector<uint32_t> seen_out_;  // per node: step generation stamp
   uint32_t generation_ = 0;
+  std::vector<size_t> match_starts_;
   size_t pos_ = 0;               // global offset of the next complete code point
   char32_t prev_ = 0;
   bool has_prev_ = false;        // false only at the very start of the text

@@ -30,8 +30,13 @@ std::string stream_redactor::release(size_t limit) {
   // Commit the hits that start before `limit`, then release through max(limit, last hit end).
   hits_.clear();
   size_t after = pend_;
-  const auto active = scanner_->active_rules(std::string_view(text_).substr(pend_ > context_bytes ? pend_ - context_bytes : 0));
-  if (!active.empty()) after = scanner_->scan(text_, pend_, limit, active, hits_);
+  // The NFA records every start that reached a match; without one below `limit` there is
+  // nothing for RE2 to find, and the text goes out as it is.
+  const bool final_scan = limit > text_.size();
+  if (final_scan || run_.matched_in(base_ + pend_, base_ + limit)) {
+    const auto active = scanner_->active_rules(std::string_view(text_).substr(pend_ > context_bytes ? pend_ - context_bytes : 0));
+    if (!active.empty()) after = scanner_->scan(text_, pend_, limit, active, hits_);
+  }
   const size_t r = std::max(after, std::min(limit, text_.size()));
   const auto& rules = scanner_->rules();
   std::string out;
@@ -44,6 +49,7 @@ std::string stream_redactor::release(size_t limit) {
   out.append(text_, at, r - at);
   const size_t hold = local_hold();
   pend_ = r;
+  run_.forget_before(base_ + r);
   if (r > hold) {
     // A committed hit ran past the first open start: the threads that started inside it belong
     // to text the whole-text scan skips too. Re-run the NFA over what is left.
