@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "formats.h"
+#include "gguf_header.h"
 
 namespace moat::planner {
 
@@ -29,6 +30,32 @@ std::int64_t model_spec::active_params() const {
                                  experts_per_token * expert_params() +
                                  router_params_per_layer() + norm_params_per_layer();
   return layers * per_layer + embedding_params() + lm_head_params() + hidden;
+}
+
+// Keeps every later product of shape numbers inside int64: each field at most 2^24 and the
+// whole model at most 10^15 parameters (a thousand times the largest model published), checked
+// in floating point before any integer arithmetic.
+void validate_shape(const model_spec& m, const std::string& source) {
+  const std::pair<const char*, std::int64_t> fields[] = {
+      {"hidden_size", m.hidden}, {"num_hidden_layers", m.layers}, {"num_attention_heads", m.heads},
+      {"num_key_value_heads", m.kv_heads}, {"head_dim", m.head_dim}, {"intermediate_size", m.intermediate},
+      {"vocab_size", m.vocab}, {"num_local_experts", m.experts}, {"num_experts_per_tok", m.experts_per_token}};
+  for (const auto& [key, v] : fields)
+    if (v < 1 || v > (std::int64_t{1} << 24))
+      throw plan_error(fmt::format("{}: {} = {} is outside 1..16777216", source, key, v));
+  if (m.heads % m.kv_heads != 0)
+    throw plan_error(fmt::format("{}: {} attention heads are not a multiple of {} KV heads", source, m.heads,
+                                 m.kv_heads));
+  if (m.experts_per_token > m.experts)
+    throw plan_error(fmt::format("{}: num_experts_per_tok {} > num_local_experts {}", source,
+                                 m.experts_per_token, m.experts));
+  const double h = static_cast<double>(m.hidden), qd = static_cast<double>(m.heads * m.head_dim);
+  const double kvd = static_cast<double>(m.kv_heads * m.head_dim);
+  const double layer = 2 * h * qd + 2 * h * kvd + static_cast<double>(m.experts) * 3 * h * static_cast<double>(m.intermediate);
+  const double total = static_cast<double>(m.layers) * layer + 2 * static_cast<double>(m.vocab) * h;
+  if (total > 1e15)
+    throw plan_error(fmt::format("{}: the shape describes {:.3g} parameters, beyond what the planner sizes (1e15)",
+                                 source, total));
 }
 
 namespace {
@@ -97,8 +124,6 @@ std::int64_t get_int(simdjson::dom::element doc, const char* key, const std::str
   return out;
 }
 
-void validate_shape(const model_spec& m, const std::string& source);
-
 model_spec parse_llama2c_header(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::array<std::int32_t, 7> h{};
@@ -129,32 +154,6 @@ std::string file_name_stem(const std::string& path) {
     return prev == std::string::npos ? p : p.substr(prev + 1);
   }
   return slash == std::string::npos ? p : p.substr(slash + 1);
-}
-
-// Keeps every later product of shape numbers inside int64: each field at most 2^24 and the
-// whole model at most 10^15 parameters (a thousand times the largest model published), checked
-// in floating point before any integer arithmetic.
-void validate_shape(const model_spec& m, const std::string& source) {
-  const std::pair<const char*, std::int64_t> fields[] = {
-      {"hidden_size", m.hidden}, {"num_hidden_layers", m.layers}, {"num_attention_heads", m.heads},
-      {"num_key_value_heads", m.kv_heads}, {"head_dim", m.head_dim}, {"intermediate_size", m.intermediate},
-      {"vocab_size", m.vocab}, {"num_local_experts", m.experts}, {"num_experts_per_tok", m.experts_per_token}};
-  for (const auto& [key, v] : fields)
-    if (v < 1 || v > (std::int64_t{1} << 24))
-      throw plan_error(fmt::format("{}: {} = {} is outside 1..16777216", source, key, v));
-  if (m.heads % m.kv_heads != 0)
-    throw plan_error(fmt::format("{}: {} attention heads are not a multiple of {} KV heads", source, m.heads,
-                                 m.kv_heads));
-  if (m.experts_per_token > m.experts)
-    throw plan_error(fmt::format("{}: num_experts_per_tok {} > num_local_experts {}", source,
-                                 m.experts_per_token, m.experts));
-  const double h = static_cast<double>(m.hidden), qd = static_cast<double>(m.heads * m.head_dim);
-  const double kvd = static_cast<double>(m.kv_heads * m.head_dim);
-  const double layer = 2 * h * qd + 2 * h * kvd + static_cast<double>(m.experts) * 3 * h * static_cast<double>(m.intermediate);
-  const double total = static_cast<double>(m.layers) * layer + 2 * static_cast<double>(m.vocab) * h;
-  if (total > 1e15)
-    throw plan_error(fmt::format("{}: the shape describes {:.3g} parameters, beyond what the planner sizes (1e15)",
-                                 source, total));
 }
 
 }  // namespace
@@ -222,6 +221,7 @@ model_spec load_model(std::string_view name_or_path) {
                                  fmt::join(preset_names(), ", ")));
   }
   if (path.ends_with(".bin")) return parse_llama2c_header(path);
+  if (path.ends_with(".gguf")) return read_gguf_shape(path);
   const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   return parse_hf_config(text, path);
 }

@@ -56,11 +56,15 @@ struct model_spec {
 const std::vector<model_spec>& presets();
 std::vector<std::string> preset_names();
 
-// A preset name, a Hugging Face config.json (or the model folder holding it), or a llama2.c
-// `.bin` checkpoint (its 7-int header).
+// A preset name, a Hugging Face config.json (or the model folder holding it), a llama2.c
+// `.bin` checkpoint (its 7-int header) or a `.gguf` file (its metadata, see gguf_header.h).
 // Throws plan_error (see formats.h) for an unknown name, an unreadable file, or a config that is
 // not a decoder-only causal LM.
 model_spec load_model(std::string_view name_or_path);
+
+// Checks a shape read from a file: every field in 1..2^24, heads a multiple of KV heads, at most
+// 1e15 parameters (so no later product overflows). Throws plan_error naming `source`.
+void validate_shape(const model_spec& m, const std::string& source);
 
 // Parses the text of a config.json; `source` names it in messages.
 model_spec parse_hf_config(std::string_view json, const std::string& source);

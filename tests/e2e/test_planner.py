@@ -160,6 +160,12 @@ def test_fixture_config_and_checkpoint():
     out = plan_json("--model", str(ckpt), "--weights", "fp16", "--kv", "fp16", "--context", "512",
                     "--concurrency", "1", "--gpu", "cpu-2s")
     assert out["model"]["params_total"] == 260_032
+    gguf = FIXTURES / "llama2-tiny-random-gguf" / "llama-2-tiny-random.gguf"
+    if gguf.exists():
+        out = plan_json("--model", str(gguf), "--weights", "fp16", "--kv", "fp16", "--context", "512",
+                        "--concurrency", "1", "--gpu", "cpu-2s")
+        assert out["model"]["params_total"] == 513_048
+        assert out["model"]["tie_word_embeddings"] is False
 
 
 def test_chart_is_valid_svg(tmp_path):
