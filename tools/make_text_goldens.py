@@ -41,7 +41,8 @@ def unicode_tables():
         return out
 
     def emit(name, rs):
-        body = ",\n".join("    {0x%X, 0x%X}" % r for r in rs)
+        cells = ["{0x%X, 0x%X}" % r for r in rs]
+        body = ",\n".join("    " + ", ".join(cells[i:i + 5]) for i in range(0, len(cells), 5))
         return "extern const unicode_range %s[] = {\n%s};\nextern const size_t %s_size = %d;\n" % (
             name, body, name, len(rs))
 

@@ -94,6 +94,10 @@ TEST(chat_template, loads_from_tokenizer_config_or_falls_back) {
   if (!fs::exists(tiny)) GTEST_SKIP() << "fixture missing: " << tiny;
   EXPECT_EQ(load_chat_template(tiny).name(), "builtin:plain");  // tinystories ships no template
   EXPECT_EQ(load_chat_template(tiny, "chatml").name(), "builtin:chatml");
+  const fs::path gguf = fs::path(MOAT_FIXTURES_DIR) / "llama2-tiny-random-gguf" / "llama-2-tiny-random.gguf";
+  if (fs::exists(gguf)) {
+    EXPECT_EQ(load_chat_template(gguf).name(), "builtin:plain");  // no tokenizer.chat_template
+  }
 }
 
 TEST(chat_template, errors_are_exceptions_not_crashes) {
