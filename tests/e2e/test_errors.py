@@ -38,6 +38,10 @@ def assert_error_body(exc: openai.APIStatusError, status: int) -> dict:
     ({"messages": MSG, "top_p": 1.5}, "top_p"),
     ({"messages": MSG, "n": 0}, "n"),
     ({"messages": MSG, "n": "two"}, "n"),
+    ({"messages": MSG, "n": 129}, "n"),
+    ({"messages": MSG, "max_tokens": 0}, "max_tokens"),
+    ({"messages": MSG, "stream_options": {"include_usage": True}}, "stream_options"),
+    ({"messages": MSG, "logit_bias": {"5": 200}}, "logit_bias"),
     ({"messages": MSG, "max_tokens": -1}, "max_tokens"),
     ({"messages": MSG, "stop": ["a", "b", "c", "d", "e"]}, "stop"),
     ({"messages": MSG, "stop": 7}, "stop"),
@@ -53,6 +57,12 @@ def test_chat_bad_request_names_param(client, kwargs, param):
     assert error["type"] == "invalid_request_error"
     assert error["param"] == param, error
     assert info.value.param == param
+
+
+def test_null_optional_params_mean_defaults(client):
+    reply, _, _ = checks.chat(client, model="echo", messages=MSG, temperature=None, top_p=None,
+                              n=None, stop=None, max_tokens=None, seed=None)
+    assert reply.choices[0].message.content == "hello there"
 
 
 @pytest.mark.parametrize("message", [

@@ -111,11 +111,18 @@ def test_sigterm_drains_in_flight_stream_and_exits_0(moat_binary, tmp_path):
         sock.sendall(http_raw.http_post("/v1/chat/completions", (
             '{"model":"echo-slow","stream":true,"messages":[{"role":"user","content":"%s"}]}'
             % text).encode()))
+        kept_alive = http_raw.connect(srv)  # opened before the signal
+        kept_alive.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert http_raw.read_response(kept_alive, 5).status == 200
         first = sock.recv(65536)
         assert first.startswith(b"HTTP/1.1 200"), first[:100]
         srv.proc.send_signal(signal.SIGTERM)
         time.sleep(0.3)
-        # New work is refused while draining: no listener, or /health answers 503.
+        # While draining /health says 503 (to a connection that was already open) ...
+        kept_alive.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert http_raw.read_response(kept_alive, 5).status == 503
+        kept_alive.close()
+        # ... and new connections are refused or told 503.
         try:
             status, _, _ = http_raw.request(srv, "GET", "/health", timeout=3)
             assert status == 503, f"/health -> {status} while draining"
