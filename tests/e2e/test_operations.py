@@ -179,3 +179,20 @@ def test_sigint_also_exits_0(moat_binary, tmp_path):
         assert srv.stop(signal.SIGINT, timeout_s=15) == 0
     finally:
         srv.kill()
+
+
+def test_port_in_use_is_a_clear_error(moat_binary, tmp_path, server):
+    path = tmp_path / "second.yaml"
+    path.write_text(to_yaml({"server": server_section(), "models": [echo_model("echo")]}) + "\n")
+    proc = subprocess.run([str(moat_binary), "serve", "--config", str(path), "--listen",
+                           f"{server.host}:{server.port}"], capture_output=True, timeout=30)
+    assert proc.returncode > 0, f"exit {proc.returncode}"
+    assert str(server.port).encode() in proc.stderr, proc.stderr[-500:]
+    assert server.alive()
+
+
+def test_serve_help(moat_binary):
+    proc = subprocess.run([str(moat_binary), "serve", "--help"], capture_output=True, timeout=30)
+    assert proc.returncode == 0
+    assert b"--config" in proc.stdout + proc.stderr
+    assert b"--listen" in proc.stdout + proc.stderr
