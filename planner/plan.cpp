@@ -192,7 +192,7 @@ void advise(plan_result& r, const memory_model& mm) {
   if (pd.kv_room() > 0 && per_seq > 0) {
     const auto seqs = static_cast<long long>(pd.kv_room() / per_seq);
     if (seqs >= 1)
-      a.push_back(fmt::format("at context {} the devices hold the KV of {} sequences (not {})", in.context, seqs,
+      a.push_back(fmt::format("at context {} the devices hold the KV of {} sequence(s) (not {})", in.context, seqs,
                               in.concurrency));
   }
   if (r.runs && r.kv_offload_bytes > 0 && r.perf) {
@@ -201,9 +201,14 @@ void advise(plan_result& r, const memory_model& mm) {
                             "every step: +{:.1f} ms a step, decode {:.1f} tok/s instead of {:.1f} if it fitted",
                             gb(r.kv_offload_bytes), d.host_link_gbps, r.perf->offload_seconds * 1e3,
                             r.perf->decode_tokens_per_s, on_device.decode_tokens_per_s));
-  } else if (!r.runs) {
+  } else if (!r.runs && pd.kv_room() <= 0) {
     a.push_back(fmt::format("the weights alone ({:.1f} GB per device) do not leave room on {} x {}",
                             gb(pd.weights), l.devices(), d.name));
+  } else if (!r.runs) {
+    a.push_back(d.is_cpu ? std::string("the KV cache does not fit, and a CPU server has no host memory beyond its own")
+                         : fmt::format("the KV cache does not fit, and {:.0f} GiB of host memory per server cannot "
+                                       "hold the {:.1f} GB per server that would overflow", d.host_memory_gib,
+                                       gb((pd.kv - pd.kv_room()) * std::min(l.devices(), d.per_node))));
   }
 }
 
