@@ -2,6 +2,7 @@
 #include "engine/tokenizer.h"
 
 #include <algorithm>
+#include <array>
 #include <cstdio>
 
 #include "engine/detokenizer.h"
@@ -114,8 +115,15 @@ namespace {
 template <typename OnText, typename OnSpecial>
 void split_specials(std::string_view text, const std::vector<std::pair<std::string, token_id>>& specials,
                     OnText on_text, OnSpecial on_special) {
+  // Most bytes cannot start any special (Llama 3 has 256 of them, all starting with '<').
+  std::array<bool, 256> can_start{};
+  for (const auto& s : specials) can_start[static_cast<unsigned char>(s.first[0])] = true;
   size_t start = 0;
   for (size_t i = 0; i < text.size() && !specials.empty();) {
+    if (!can_start[static_cast<unsigned char>(text[i])]) {
+      ++i;
+      continue;
+    }
     const std::pair<std::string, token_id>* hit = nullptr;
     for (const auto& s : specials)
       if (s.first[0] == text[i] && text.compare(i, s.first.size(), s.first) == 0) {

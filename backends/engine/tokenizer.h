@@ -97,8 +97,8 @@ class tokenizer {
 
   // Text -> ids. add_special: BOS (and EOS) as the model's tokenizer config says (vocab.add_bos /
   // add_eos). parse_special: special/added token strings in the text become their ids; false treats
-  // them as ordinary text (use false for untrusted user content inside a chat template if wanted).
-  // A rendered chat template already holds its BOS text: encode it with add_special=false.
+  // them as ordinary text. Encode a rendered chat template with encode_chat_prompt()
+  // (chat_template.h): it already holds its BOS text.
   std::vector<token_id> encode(std::string_view text, bool add_special = true,
                                bool parse_special = true) const;
 
