@@ -12,6 +12,7 @@ namespace {
 
 constexpr uint32_t gguf_magic = 0x46554747;  // "GGUF" little-endian
 constexpr uint64_t max_count = uint64_t{1} << 32;  // far above any real file, below overflow
+constexpr uint64_t max_elements = uint64_t{1} << 48;
 
 // Bounds-checked little-endian reader over the mapping; every read names the file on failure.
 class cursor {
@@ -130,7 +131,13 @@ void read_value(cursor& c, gguf_type t, gguf_value& v, const std::filesystem::pa
 // Bytes of a tensor with ne[0] innermost; 0 for unsupported types (the loader reports those).
 size_t ggml_bytes(uint32_t type, const std::vector<int64_t>& ne, bool& supported) {
   uint64_t n = 1;
-  for (int64_t d : ne) n *= static_cast<uint64_t>(d);
+  for (int64_t d : ne) {
+    if (static_cast<uint64_t>(d) > max_elements / n) {  // no file holds this much; keeps bytes from wrapping
+      supported = false;
+      return 0;
+    }
+    n *= static_cast<uint64_t>(d);
+  }
   supported = true;
   switch (static_cast<ggml_type>(type)) {
     case ggml_type::f32: return n * 4;

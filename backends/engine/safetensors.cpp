@@ -80,7 +80,10 @@ void read_safetensors(const std::filesystem::path& file, weight_storage& storage
                         std::to_string(8 + header_len + end) + " of " + std::to_string(bytes.size()));
     }
     uint64_t numel = 1;
-    for (int64_t d : t.shape) numel *= static_cast<uint64_t>(d);
+    for (int64_t d : t.shape) {
+      if (d != 0 && numel > (uint64_t{1} << 48) / static_cast<uint64_t>(d)) throw bad("shape is absurdly large");
+      numel *= static_cast<uint64_t>(d);
+    }
     const uint64_t want = numel * (t.type == dtype::f32 ? 4 : 2);
     if (want != end - begin) {
       throw bad("holds " + std::to_string(end - begin) + " bytes but its shape needs " + std::to_string(want));
