@@ -246,6 +246,9 @@ CONVERSATIONS = {
     "assistant_last": [{"role": "user", "content": "Say hi"}, {"role": "assistant", "content": "hi"}],
 }
 TOKENS = {"bos_token": "<s>", "eos_token": "</s>"}
+# Extra variables per template: Llama 3.2 reads today's date through strftime_now unless
+# date_string is given, so the golden fixes it.
+EXTRA = {"llama3.2": {"date_string": "01 Jan 2025"}}
 
 
 def template_goldens():
@@ -258,9 +261,11 @@ def template_goldens():
             src = f.read()
         for conv_name, conv in CONVERSATIONS.items():
             for agp in (True, False):
-                case = {"template": name, "conversation": conv_name, "add_generation_prompt": agp}
+                extra = EXTRA.get(name, {})
+                case = {"template": name, "conversation": conv_name, "add_generation_prompt": agp, "extra": extra}
                 try:
-                    rendered, _ = render_jinja_template([conv], chat_template=src, add_generation_prompt=agp, **TOKENS)
+                    rendered, _ = render_jinja_template([conv], chat_template=src, add_generation_prompt=agp,
+                                                        **TOKENS, **extra)
                     case["rendered"] = rendered[0]
                 except Exception as e:  # raise_exception in the template
                     case["error"] = str(e)

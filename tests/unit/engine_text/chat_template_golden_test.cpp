@@ -40,6 +40,9 @@ TEST(chat_template_golden, every_template_and_conversation_matches_transformers)
       msgs.push_back({std::string(std::string_view(m["role"])), std::string(std::string_view(m["content"])), ""});
     chat_render_options o = base;
     o.add_generation_prompt = bool(c["add_generation_prompt"]);
+    simdjson::dom::object extra;
+    if (c["extra"].get(extra) == simdjson::SUCCESS)
+      for (auto [k, v] : extra) o.extra[std::string(k)] = std::string(std::string_view(v));
     const std::string label = name + " / " + conv_name + (o.add_generation_prompt ? " / gen" : "");
     std::string_view expected;
     if (c["rendered"].get(expected) == simdjson::SUCCESS) {
