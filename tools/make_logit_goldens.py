@@ -18,6 +18,9 @@ Models (from ../shared/fixtures, beside the repo):
   stories260K               tools/llama2c_to_hf.py output (a temp dir); moat checks it against
                             the .bin, the HF copy and the GGUF copy
   llama2-tiny-random-gguf   transformers' GGUF loader (dequantizes F16, un-permutes q/k)
+  synthetic-llama3          a random 2-layer Llama written here (tests/golden/engine_model/
+                            synthetic-llama3/, BF16, ~100 KB): Llama-3 rope_scaling, rope_theta
+                            500000, GQA, untied head, explicit head_dim; run in fp32
 """
 import json
 import os
@@ -126,8 +129,38 @@ def random_gguf():
           "un-permuted back to rotate-half); prompt ids from the GGUF's tokenizer", prompts)
 
 
+def synthetic_llama3():
+    out = os.path.join(GOLD, "synthetic-llama3")
+    cfg = transformers.LlamaConfig(
+        vocab_size=96, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=16, max_position_embeddings=256, rms_norm_eps=1e-5,
+        rope_theta=500000.0, tie_word_embeddings=False, bos_token_id=1, eos_token_id=[2, 3],
+        rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                      "original_max_position_embeddings": 64})
+    torch.manual_seed(3)
+    model = LlamaForCausalLM(cfg)
+    with torch.no_grad():  # larger weights than the default init, so logits are far from uniform
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.normal_(0.0, 0.15)
+    model = model.to(torch.bfloat16)
+    model.save_pretrained(out, safe_serialization=True)
+    for extra in ("generation_config.json",):
+        if os.path.exists(os.path.join(out, extra)):
+            os.remove(os.path.join(out, extra))
+    model = load(out)  # BF16 on disk, fp32 compute, as moat runs it
+    rng = np.random.default_rng(11)
+    prompts = []
+    for n in (1, 9, 40):
+        ids = [1] + [int(i) for i in rng.integers(4, 96, n - 1)]
+        prompts.append(record("", ids, *run(model, ids)))
+    write("synthetic-llama3", "tests/golden/engine_model/synthetic-llama3",
+          "random LlamaForCausalLM made by this script (seed 3, llama3 rope_scaling), saved in BF16, run in fp32; "
+          "random prompt ids", prompts)
+
+
 if __name__ == "__main__":
     torch.manual_seed(0)
     torch.set_num_threads(1)
-    for fn in (tinystories, stories260k, random_gguf):
+    for fn in (tinystories, stories260k, random_gguf, synthetic_llama3):
         fn()

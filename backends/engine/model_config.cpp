@@ -157,21 +157,32 @@ model_config parse_hf_config(std::string_view json_text, std::string_view source
     throw model_error(where(source, "sliding_window") + " attention is not supported");
   }
 
+  // transformers < 5 writes rope_theta + rope_scaling; 5.x writes one rope_parameters object
+  // holding rope_theta, rope_type and the scaling fields. Read whichever is there.
   simdjson::dom::object rs;
-  if (o["rope_scaling"].get_object().get(rs) == simdjson::SUCCESS) {
+  std::string_view rs_key = "rope_scaling";
+  if (o["rope_parameters"].get_object().get(rs) == simdjson::SUCCESS) {
+    rs_key = "rope_parameters";
+    get_float(rs, "rope_theta", c.rope_theta, source);
+  } else if (o["rope_scaling"].get_object().get(rs) != simdjson::SUCCESS) {
+    rs = {};
+    rs_key = {};
+  }
+  if (!rs_key.empty()) {
+    const std::string k(rs_key);
     std::string type = get_string(rs, "rope_type");
     if (type.empty()) type = get_string(rs, "type");
     if (type == "llama3") {
       c.scaling.type = rope_scaling::kind::llama3;
-      require(get_float(rs, "factor", c.scaling.factor, source), source, "rope_scaling.factor");
+      require(get_float(rs, "factor", c.scaling.factor, source), source, k + ".factor");
       get_float(rs, "low_freq_factor", c.scaling.low_freq_factor, source);
       get_float(rs, "high_freq_factor", c.scaling.high_freq_factor, source);
       get_int(rs, "original_max_position_embeddings", c.scaling.original_max_position_embeddings, source);
     } else if (type == "linear") {
       c.scaling.type = rope_scaling::kind::linear;
-      require(get_float(rs, "factor", c.scaling.factor, source), source, "rope_scaling.factor");
+      require(get_float(rs, "factor", c.scaling.factor, source), source, k + ".factor");
     } else if (type != "default" && !type.empty()) {
-      throw model_error(where(source, "rope_scaling") + " type '" + type + "' is not supported (llama3, linear)");
+      throw model_error(where(source, k) + " type '" + type + "' is not supported (default, llama3, linear)");
     }
   }
   c.rope = rope_style::rotate_half;  // HF checkpoints always store q/k permuted for rotate-half

@@ -20,7 +20,8 @@ struct golden_prompt {
 
 struct golden_case {
   std::string golden;  // file name under tests/golden/engine_model
-  std::string model;   // path under the fixtures folder
+  std::string model;   // path under the fixtures folder, or under the repo when in_repo
+  bool in_repo = false;
 };
 
 std::vector<golden_prompt> read_golden(const fs::path& p) {
@@ -61,10 +62,11 @@ class goldens : public ::testing::TestWithParam<golden_case> {
   void SetUp() override {
     const fs::path golden = fs::path(MOAT_SOURCE_DIR) / "tests/golden/engine_model" / (GetParam().golden + ".json");
     ASSERT_TRUE(fs::exists(golden)) << golden << " is missing: run tools/make_logit_goldens.py";
-    if (!fixture_exists(GetParam().model)) GTEST_SKIP() << "fixture " << GetParam().model << " is absent";
+    const fs::path model = GetParam().in_repo ? fs::path(MOAT_SOURCE_DIR) / GetParam().model : fixture(GetParam().model);
+    if (!fs::exists(model)) GTEST_SKIP() << "fixture " << GetParam().model << " is absent";
     prompts_ = read_golden(golden);
     ASSERT_FALSE(prompts_.empty());
-    model_ = load_shared(fixture(GetParam().model));
+    model_ = load_shared(model);
   }
 
   std::vector<golden_prompt> prompts_;
@@ -114,7 +116,8 @@ INSTANTIATE_TEST_SUITE_P(models, goldens,
                          ::testing::Values(golden_case{"tinystories-656K-hf", "tinystories-656K-hf"},
                                            golden_case{"stories260K", "llama2c-stories260K/stories260K.bin"},
                                            golden_case{"llama-2-tiny-random-gguf",
-                                                       "llama2-tiny-random-gguf/llama-2-tiny-random.gguf"}),
+                                                       "llama2-tiny-random-gguf/llama-2-tiny-random.gguf"},
+                                           golden_case{"synthetic-llama3", "tests/golden/engine_model/synthetic-llama3", true}),
                          [](const auto& info) {
                            std::string n = info.param.golden;
                            for (char& c : n) if (!isalnum(static_cast<unsigned char>(c))) c = '_';

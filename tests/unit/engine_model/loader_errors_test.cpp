@@ -161,6 +161,24 @@ TEST_F(loader_test, llama3_rope_scaling_is_parsed_and_applied) {
   EXPECT_NEAR(inv[63], unscaled_last / 8.0, unscaled_last * 1e-6);
 }
 
+TEST_F(loader_test, transformers5_rope_parameters_are_read) {
+  const std::string cfg = R"({"model_type": "llama", "vocab_size": 8, "hidden_size": 128, "intermediate_size": 8,
+    "num_hidden_layers": 1, "num_attention_heads": 1,
+    "rope_parameters": {"rope_theta": 500000.0, "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                        "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}})";
+  const auto c = engine::parse_hf_config(cfg, "c.json");
+  EXPECT_EQ(c.rope_theta, 500000.0f);
+  EXPECT_EQ(c.scaling.type, engine::rope_scaling::kind::llama3);
+  EXPECT_EQ(c.scaling.factor, 8.0f);
+  const std::string plain = R"({"model_type": "llama", "vocab_size": 8, "hidden_size": 8, "intermediate_size": 8,
+    "num_hidden_layers": 1, "num_attention_heads": 1, "rope_parameters": {"rope_theta": 1000.0, "rope_type": "default"}})";
+  EXPECT_EQ(engine::parse_hf_config(plain, "c.json").rope_theta, 1000.0f);
+  EXPECT_EQ(engine::parse_hf_config(plain, "c.json").scaling.type, engine::rope_scaling::kind::none);
+  const std::string yarn = R"({"model_type": "llama", "vocab_size": 8, "hidden_size": 8, "intermediate_size": 8,
+    "num_hidden_layers": 1, "num_attention_heads": 1, "rope_scaling": {"rope_type": "yarn", "factor": 4.0}})";
+  EXPECT_THROW(engine::parse_hf_config(yarn, "c.json"), engine::model_error);
+}
+
 TEST_F(loader_test, missing_path_and_unknown_format) {
   expect_error(dir_ / "nope", {"no such file"});
   std::ofstream(dir_ / "weights.xyz") << "hello world";
