@@ -136,14 +136,35 @@ void value::set(std::string_view key, value v) const {
 
 namespace {
 
+// Python's repr(float): the shortest digits that round-trip, in fixed notation when the decimal
+// exponent is in [-4, 16), otherwise as d.ddde+XX.
 std::string float_repr(double d) {
   if (std::isnan(d)) return "nan";
   if (std::isinf(d)) return d > 0 ? "inf" : "-inf";
   char buf[64];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, d);
-  std::string s(buf, end);
-  if (s.find_first_of(".en") == std::string::npos) s += ".0";
-  return s;
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, d, std::chars_format::scientific);
+  std::string_view sci(buf, static_cast<size_t>(end - buf));  // "-1.2345e+05"
+  const std::string sign = sci[0] == '-' ? "-" : "";
+  if (!sign.empty()) sci.remove_prefix(1);
+  const size_t e = sci.find('e');
+  const int exp = std::stoi(std::string(sci.substr(e + 1)));
+  std::string digits;
+  for (char c : sci.substr(0, e))
+    if (c != '.') digits.push_back(c);
+  // Built with append only: GCC 12 warns falsely (-Wrestrict) on "literal" + std::string&&.
+  std::string out = sign;
+  if (exp < -4 || exp >= 16) {
+    out += digits[0];
+    if (digits.size() > 1) out.append(".").append(digits, 1, std::string::npos);
+    char ex[16];
+    std::snprintf(ex, sizeof ex, "e%c%02d", exp < 0 ? '-' : '+', exp < 0 ? -exp : exp);
+    return out.append(ex);
+  }
+  if (exp < 0) return out.append("0.").append(static_cast<size_t>(-exp - 1), '0').append(digits);
+  if (static_cast<int>(digits.size()) <= exp + 1)
+    return out.append(digits).append(static_cast<size_t>(exp + 1) - digits.size(), '0').append(".0");
+  return out.append(digits, 0, static_cast<size_t>(exp + 1)).append(".").append(digits, static_cast<size_t>(exp + 1),
+                                                                                 std::string::npos);
 }
 
 std::string py_quote(const std::string& s) {
@@ -214,7 +235,7 @@ std::string json_quote(std::string_view s) {
       case '\b': out += "\\b"; break;
       case '\f': out += "\\f"; break;
       default:
-        if (u < 0x20 || u == 0x7F) {
+        if (u < 0x20) {
           char buf[8];
           std::snprintf(buf, sizeof buf, "\\u%04x", u);
           out += buf;
