@@ -40,6 +40,7 @@ backend::backend(const config::model_config& model, std::shared_ptr<plugin_libra
 
 backend::~backend() {
   if (handle_ != nullptr) plugin_->api().destroy(handle_);
+  alive_->store(false);
 }
 
 void backend::log_sink(void* user_data, moat_log_level level, moat_str message) noexcept {

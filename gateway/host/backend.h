@@ -66,6 +66,9 @@ class backend {
   const capabilities& caps() const { return caps_; }
   const plugin_library& plugin() const { return *plugin_; }
   metrics::model_metrics* metrics() const { return metrics_; }
+  // False once destroyed: calls that outlive their backend (their terminal events were posted
+  // into a stopped io_context at shutdown) check it before touching the backend.
+  const std::shared_ptr<std::atomic<bool>>& alive() const { return alive_; }
   int64_t in_flight() const { return in_flight_.load(std::memory_order_relaxed); }
 
  private:
@@ -81,6 +84,7 @@ class backend {
   moat_backend* handle_ = nullptr;
   capabilities caps_;
   std::atomic<int64_t> in_flight_{0};
+  std::shared_ptr<std::atomic<bool>> alive_ = std::make_shared<std::atomic<bool>>(true);
 };
 
 // Request ids unique in this process, shared by all backends (cancel() takes them).

@@ -58,6 +58,7 @@ owned_event copy_event(const moat_event& ev) {
 call::call(backend& owner, uint64_t id, std::shared_ptr<event_sink> sink,
            boost::asio::any_io_executor strand)
     : owner_(owner),
+      owner_alive_(owner.alive()),
       id_(id),
       sink_(std::move(sink)),
       strand_(strand),
@@ -95,7 +96,7 @@ void call::start_deadline(std::chrono::milliseconds timeout) {
 }
 
 void call::deliver(owned_event&& event) {
-  if (finished_) return;  // already ended by the deadline
+  if (finished_ || !owner_alive_->load()) return;  // ended by the deadline, or shut down
   record_metrics(event);
   const bool terminal = event.terminal();
   if (terminal) {
@@ -143,13 +144,13 @@ void call::record_metrics(const owned_event& event) {
 }
 
 void call::cancel() {
-  if (finished_ || cancelled_) return;
+  if (finished_ || cancelled_ || !owner_alive_->load()) return;
   cancelled_ = true;
   owner_.cancel(id_);
 }
 
 void call::on_deadline() {
-  if (finished_) return;
+  if (finished_ || !owner_alive_->load()) return;
   spdlog::warn("request {} to model '{}' got no terminal event within request_timeout_s; cancelled",
                id_, owner_.name());
   owner_.cancel(id_);

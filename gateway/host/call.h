@@ -11,6 +11,7 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -73,6 +74,7 @@ class call : public std::enable_shared_from_this<call> {
   void on_deadline();
 
   backend& owner_;
+  std::shared_ptr<std::atomic<bool>> owner_alive_;
   const uint64_t id_;
   std::shared_ptr<event_sink> sink_;  // strand only; released at the terminal event
   boost::asio::any_io_executor strand_;

@@ -83,6 +83,7 @@ void fake_destroy(moat_backend* b) noexcept {
   }
   b->cv.notify_all();
   for (auto& t : b->threads) t.join();
+  for (auto* p : b->hanging) delete p;
   delete b;
 }
 
@@ -121,7 +122,7 @@ moat_status fake_submit(moat_backend* b, const moat_request* req, moat_event_fn 
       ev.error_code = MOAT_ERR_CANCELLED;
       ev.error_message = moat_str{"cancelled", 9};
       p->fn(p->user, &ev);
-      return;  // p stays in `hanging` until destroy; freed with the process (test only)
+      return;  // p stays in `hanging`; destroy frees it
     }
     if (kind == MOAT_REQUEST_EMBEDDING) {
       for (size_t i = 0; i < inputs; ++i) {
