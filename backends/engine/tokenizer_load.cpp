@@ -1,6 +1,7 @@
 // load_tokenizer(): picks the format from the path, plus the small adapters (HF token configs,
 // GGUF metadata, llama2.c's tokenizer export).
 #include <simdjson.h>
+#include <spdlog/spdlog.h>
 
 #include <cstring>
 #include <fstream>
@@ -177,6 +178,8 @@ std::unique_ptr<tokenizer> load_gguf_tokenizer(const gguf_file& g) {
       bpe_options o;
       o.byte_level = true;
       const std::string pre = g.get_string_or("tokenizer.ggml.pre").value_or("gpt-2");
+      if (pre != "gpt-2" && pre != "default" && pre != "llama-bpe" && pre != "llama3" && pre != "smollm")
+        spdlog::warn("tokenizer {}: tokenizer.ggml.pre \"{}\" is not known here; using the GPT-2 pattern", where, pre);
       o.pretokenizer = pre == "llama-bpe" || pre == "llama3" ? pretokenizer_kind::llama3 : pretokenizer_kind::gpt2;
       o.digits_individual = pre == "smollm";
       o.name = "gguf-gpt2";
