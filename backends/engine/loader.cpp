@@ -1,6 +1,9 @@
 #include "engine/loader.h"
 
+#include <simdjson.h>
 #include <spdlog/spdlog.h>
+
+#include <algorithm>
 
 #include <cstring>
 #include <map>
@@ -105,6 +108,34 @@ void dequantize_used(model_weights& w, weight_storage& storage) {
   }
 }
 
+// generation_config.json may name more end tokens than config.json (Llama 3 instruct stops on
+// <|eot_id|> as well as <|end_of_text|>); generation stops on any of them, so merge the lists.
+void merge_generation_eos(const std::filesystem::path& file, model_config& c) {
+  simdjson::dom::parser parser;
+  simdjson::padded_string text;
+  simdjson::dom::element doc;
+  if (simdjson::padded_string::load(file.string()).get(text) != simdjson::SUCCESS) return;
+  if (parser.parse(text).get(doc) != simdjson::SUCCESS) {
+    spdlog::warn("{}: not valid JSON, ignored", file.string());
+    return;
+  }
+  auto add = [&](simdjson::dom::element e) {
+    int64_t id = 0;
+    if (e.get_int64().get(id) == simdjson::SUCCESS && id >= 0 && id < c.vocab_size &&
+        std::find(c.eos_token_ids.begin(), c.eos_token_ids.end(), id) == c.eos_token_ids.end()) {
+      c.eos_token_ids.push_back(static_cast<int32_t>(id));
+    }
+  };
+  simdjson::dom::element eos;
+  if (doc["eos_token_id"].get(eos) != simdjson::SUCCESS) return;
+  simdjson::dom::array list;
+  if (eos.get_array().get(list) == simdjson::SUCCESS) {
+    for (auto e : list) add(e);
+  } else {
+    add(eos);
+  }
+}
+
 std::filesystem::path if_exists(const std::filesystem::path& p) {
   std::error_code ec;
   return std::filesystem::is_regular_file(p, ec) ? p : std::filesystem::path{};
@@ -131,6 +162,7 @@ loaded_model load_hf_folder(const std::filesystem::path& dir) {
   m.tokenizer.tokenizer_model = if_exists(dir / "tokenizer.model");
   m.tokenizer.tokenizer_config_json = if_exists(dir / "tokenizer_config.json");
   m.tokenizer.generation_config_json = if_exists(dir / "generation_config.json");
+  if (!m.tokenizer.generation_config_json.empty()) merge_generation_eos(m.tokenizer.generation_config_json, m.config);
   return m;
 }
 

@@ -61,6 +61,17 @@ TEST_F(loader_test, hf_folder_loads_config_and_weights) {
   EXPECT_EQ(row[5], m.tensors["lm_head.weight"].values[3 * 8 + 5]);
 }
 
+TEST_F(loader_test, generation_config_adds_end_tokens) {
+  synthetic_model m;
+  m.write_hf(dir_);
+  std::ofstream(dir_ / "generation_config.json") << R"({"bos_token_id": 1, "eos_token_id": [3, 7, 999]})";
+  auto lm = engine::load_model(dir_);
+  EXPECT_EQ(lm.config.eos_token_ids, (std::vector<int32_t>{2, 3, 7}));  // 999 is outside the vocabulary
+  EXPECT_FALSE(lm.tokenizer.generation_config_json.empty());
+  std::ofstream(dir_ / "generation_config.json", std::ios::trunc) << "{not json";
+  EXPECT_EQ(engine::load_model(dir_).config.eos_token_ids, (std::vector<int32_t>{2, 3}));
+}
+
 TEST_F(loader_test, sharded_equals_single_file) {
   synthetic_model m;
   m.write_hf(dir_ / "single");
