@@ -222,7 +222,9 @@ loaded_model load_model(const std::filesystem::path& folder_or_file, const load_
       m = load_gguf(folder_or_file);
     } else if (folder_or_file.extension() == ".bin") {
       m = load_llama2c(folder_or_file, opts.llama2c_tokenizer);
-    } else if (folder_or_file.filename() == "config.json") {
+    } else if (folder_or_file.filename() == "config.json" || folder_or_file.extension() == ".safetensors" ||
+               folder_or_file.filename() == "model.safetensors.index.json") {
+      // A file inside a Hugging Face folder: the folder is the model.
       m = load_hf_folder(folder_or_file.parent_path());
     } else {
       throw model_error(folder_or_file.string() + ": unrecognized model format (expected a Hugging Face folder, .gguf or llama2.c .bin)");

@@ -7,7 +7,8 @@
 //
 // Accepted inputs:
 //  - a Hugging Face folder: config.json + model.safetensors, or sharded safetensors with
-//    model.safetensors.index.json (weights are mmapped, not copied, when F32/F16/BF16);
+//    model.safetensors.index.json (weights are mmapped, not copied, when F32/F16/BF16); a path
+//    to its config.json or a .safetensors file inside it means the folder;
 //  - a .gguf file (F32/F16/BF16 mapped; Q8_0/Q4_0 dequantized to f32 at load for now);
 //  - a llama2.c .bin checkpoint (f32, legacy "version 0" layout), with tokenizer.bin or
 //    tok512.bin beside it recorded in tokenizer.llama2c_bin.

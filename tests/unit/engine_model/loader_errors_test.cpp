@@ -59,6 +59,8 @@ TEST_F(loader_test, hf_folder_loads_config_and_weights) {
   float row[8];
   lm.weights.lm_head.row_to_f32(3, row);
   EXPECT_EQ(row[5], m.tensors["lm_head.weight"].values[3 * 8 + 5]);
+  EXPECT_EQ(engine::load_model(dir_ / "model.safetensors").config.vocab_size, 32);  // a file names its folder
+  EXPECT_EQ(engine::load_model(dir_ / "config.json").format, "safetensors");
 }
 
 TEST_F(loader_test, generation_config_adds_end_tokens) {
