@@ -82,6 +82,30 @@ TEST(batching, batched_step_equals_each_sequence_alone) {
   EXPECT_TRUE(std::equal(alone_b.begin(), alone_b.end(), both.begin() + vocab));
 }
 
+// How the scheduler splits a prompt never changes a result: one prefill with all_logits, chunks
+// of 3, and one token at a time give bit-identical logits at every position.
+TEST(batching, chunked_prefill_equals_whole_prefill) {
+  const std::string dir = "tinystories-656K-hf";
+  if (!fixture_exists(dir + "/model.safetensors")) GTEST_SKIP() << "fixture " << dir << " is absent";
+  auto r = cpu::make_cpu_runner(load_shared(fixture(dir)), {.threads = 2, .kv_cache_mb = 16, .max_slots = 3});
+  const std::vector<int32_t> prompt = {1, 147, 201, 282, 215, 286, 598, 1662, 356, 499};
+  const size_t vocab = 2048, n = prompt.size();
+  std::vector<float> whole(n * vocab), chunked(n * vocab), single(n * vocab);
+  engine::forward_item all{0, prompt, 0, true};
+  r->forward({&all, 1}, whole);
+  for (size_t b = 0; b < n; b += 3) {
+    const size_t len = std::min<size_t>(3, n - b);
+    engine::forward_item c{1, std::span(prompt).subspan(b, len), static_cast<int32_t>(b), true};
+    r->forward({&c, 1}, std::span(chunked).subspan(b * vocab));
+  }
+  for (size_t i = 0; i < n; ++i) {
+    engine::forward_item c{2, std::span(prompt).subspan(i, 1), static_cast<int32_t>(i), false};
+    r->forward({&c, 1}, std::span(single).subspan(i * vocab));
+  }
+  EXPECT_EQ(whole, chunked);
+  EXPECT_EQ(whole, single);
+}
+
 // The reference and the batched path agree to float rounding, with all_logits and GQA.
 TEST(batching, reference_and_batched_agree_on_all_logits) {
   const std::string dir = "tinystories-656K-hf";
