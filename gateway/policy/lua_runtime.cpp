@@ -350,10 +350,10 @@ void push_setting(lua_State* L, const setting& s) {
     case setting::list:
     case setting::map:
       lua_createtable(L, 0, 0);
-      for (size_t i = 0; i < s.items.size(); ++i) {
-        push_setting(L, s.items[i].second);
+      for (size_t i = 0; i < s.values.size(); ++i) {
+        push_setting(L, s.values[i]);
         if (s.kind == setting::list) lua_rawseti(L, -2, static_cast<lua_Integer>(i + 1));
-        else lua_setfield(L, -2, s.items[i].first.c_str());
+        else lua_setfield(L, -2, s.keys[i].c_str());
       }
       break;
   }

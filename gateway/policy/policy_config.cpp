@@ -58,11 +58,17 @@ setting to_setting(const YAML::Node& n) {
   }
   if (n.IsSequence()) {
     s.kind = setting::list;
-    for (const auto& item : n) s.items.emplace_back(std::string(), to_setting(item));
+    for (const auto& item : n) {
+      s.keys.emplace_back();
+      s.values.push_back(to_setting(item));
+    }
     return s;
   }
   s.kind = setting::map;
-  for (const auto& kv : n) s.items.emplace_back(kv.first.as<std::string>(), to_setting(kv.second));
+  for (const auto& kv : n) {
+    s.keys.push_back(kv.first.as<std::string>());
+    s.values.push_back(to_setting(kv.second));
+  }
   return s;
 }
 

@@ -24,7 +24,8 @@ struct setting {
   bool b = false;
   double n = 0;
   std::string s;
-  std::vector<std::pair<std::string, setting>> items;  // list: keys empty
+  std::vector<std::string> keys;  // map: one per value; list: empty strings
+  std::vector<setting> values;    // (a vector of an incomplete type is fine, a pair is not)
 };
 
 struct script_source {
