@@ -3,6 +3,7 @@
 #include <cctype>
 
 #include "engine/jinja_value.h"
+#include "engine/text_unicode.h"
 
 namespace moat::engine::jinja {
 
@@ -149,6 +150,19 @@ class lexer {
           case '\'': s += '\''; break;
           case '"': s += '"'; break;
           case '\n': break;  // line continuation
+          case 'x':
+          case 'u':
+          case 'U': {  // \xNN, \uNNNN, \UNNNNNNNN as Python's unicode-escape reads them
+            const size_t digits = e == 'x' ? 2 : e == 'u' ? 4 : 8;
+            char32_t cp = 0;
+            size_t k = 0;
+            for (; k < digits && p + k < src_.size() && std::isxdigit(static_cast<unsigned char>(src_[p + k])); ++k)
+              cp = cp * 16 + static_cast<char32_t>(std::stoi(std::string(1, src_[p + k]), nullptr, 16));
+            if (k != digits || cp > 0x10FFFF) throw error(where() + "bad \\" + std::string(1, e) + " escape in a string");
+            utf8_append(s, cp);
+            p += digits;
+            break;
+          }
           default: s += '\\', s += e;  // Python keeps unknown escapes as written
         }
         continue;

@@ -35,6 +35,12 @@ TEST(jinja, python_arithmetic_and_equality) {
   EXPECT_EQ(render("{{ 'b' > 'a' }} {{ [1, 2] < [1, 3] }} {{ 10 / 4 }}"), "True True 2.5");
 }
 
+TEST(jinja, string_escapes_as_python_reads_them) {
+  EXPECT_EQ(render("{{ 'a\\u2581b\\x41\\n\\t\\'' }}"), "a\u2581bA\n\t'");
+  EXPECT_EQ(render("{{ '\\U0001F600' }}"), "\U0001F600");
+  EXPECT_THROW(render("{{ '\\u12' }}"), chat_template_error);
+}
+
 TEST(jinja, whitespace_control_as_transformers_configures_it) {
   // trim_blocks: the newline after a block tag goes; lstrip_blocks: indentation before it goes.
   EXPECT_EQ(render("a\n  {% if true %}\n  b\n  {% endif %}\nc"), "a\n  b\nc");
