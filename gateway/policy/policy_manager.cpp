@@ -55,6 +55,9 @@ std::map<std::string, policy_manager::stamp> policy_manager::snapshot() const {
 
 bool policy_manager::reload(std::string* why) {
   std::lock_guard lock(mu_);
+  // Stamps taken before loading: an edit made while the loader runs still counts as new. (A set
+  // that adds files differs in its keys next time and is reloaded once more, harmlessly.)
+  auto before = snapshot();
   try {
     auto next = loader_();
     current_.store(std::move(next));
@@ -66,10 +69,10 @@ bool policy_manager::reload(std::string* why) {
     last_error_ = e.what();
     spdlog::error("policies: reload failed, the previous set stays in force: {}", last_error_);
     if (why) *why = last_error_;
-    seen_ = snapshot();
+    seen_ = std::move(before);
     return false;
   }
-  seen_ = snapshot();
+  seen_ = std::move(before);
   return true;
 }
 

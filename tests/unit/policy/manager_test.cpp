@@ -17,7 +17,7 @@ struct fixture {
 };
 
 bool eventually(const std::function<bool()>& f) {
-  for (int i = 0; i < 300; ++i) {
+  for (int i = 0; i < 1000; ++i) {  // up to 10 s: CI machines can be slow
     if (f()) return true;
     std::this_thread::sleep_for(10ms);
   }
