@@ -90,9 +90,10 @@ def test_completion_stream_equals_non_stream(cpu):
 
 
 def test_completion_continues_the_prompt_with_its_leading_space(cpu):
-    reply, _, _ = checks.completion(cpu, model="tinystories", prompt="Once upon a", max_tokens=1,
-                                    temperature=0)
-    assert reply.choices[0].text == " time"
+    # This tokenizer merges across words ("▁a▁little▁"), so the prompt ends where a word ends.
+    reply, _, _ = checks.completion(cpu, model="tinystories", prompt="Once upon a time, there was",
+                                    max_tokens=1, temperature=0)
+    assert reply.choices[0].text.startswith(" an"), reply.choices[0].text
 
 
 def test_completion_list_of_prompts_with_n(cpu):
@@ -220,6 +221,7 @@ def test_cancelled_stream_frees_its_slot(cpu):
                                     max_tokens=4, temperature=0)
     waited = time.monotonic() - start
     assert reply.usage.completion_tokens == 4
+    print(f"cancel test: full run {full_time:.3f}s, next request after cancel {waited:.3f}s")
     assert waited < max(0.5 * full_time, 0.05), (waited, full_time)
 
 
