@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""Goldens for moat's NF4 format: what bitsandbytes' own CPU path makes of random tensors.
+
+For each case it quantizes a float32 tensor with `bitsandbytes.functional.quantize_4bit`
+(nf4, blocks of 64), once plain and once with double quantization (compress_statistics=True:
+absmax minus its mean, 8-bit dynamic map in blocks of 256), and dequantizes both with
+`dequantize_4bit`. tests/unit/quant/nf4_golden_test.cpp checks moat's quantize and dequantize
+against every array to the bit. Also the 256-entry dynamic map. Small files (~500 KB in all);
+run outside CI, in a throwaway venv that has torch and bitsandbytes:
+
+    python3 -m venv /tmp/quantvenv && /tmp/quantvenv/bin/pip install torch bitsandbytes
+    /tmp/quantvenv/bin/python tools/make_bnb_goldens.py   # writes tests/golden/quant/*.bin
+
+File format (little-endian), read by tests/unit/quant/golden_file.h:
+    "MQG1", u32 array count, then per array: u32 name length, name bytes, u8 dtype (0 = f32,
+    1 = u8), u64 element count, the elements.
+"""
+import os
+import struct
+
+import bitsandbytes.functional as F
+import numpy as np
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT = os.path.join(ROOT, "tests", "golden", "quant")
+
+
+def write(path, arrays):
+    with open(path, "wb") as f:
+        f.write(b"MQG1")
+        f.write(struct.pack("<I", len(arrays)))
+        for name, a in arrays:
+            a = a.detach().cpu().contiguous().reshape(-1)
+            if a.dtype == torch.float32:
+                dtype, raw = 0, a.numpy().astype("<f4").tobytes()
+            elif a.dtype == torch.uint8:
+                dtype, raw = 1, a.numpy().tobytes()
+            else:
+                raise TypeError(f"{name}: {a.dtype}")
+            nb = name.encode()
+            f.write(struct.pack("<I", len(nb)) + nb + struct.pack("<BQ", dtype, a.numel()) + raw)
+
+
+def case(name, x):
+    q, s = F.quantize_4bit(x, blocksize=64, quant_type="nf4", compress_statistics=False)
+    y = F.dequantize_4bit(q, s)
+    qd, sd = F.quantize_4bit(x, blocksize=64, quant_type="nf4", compress_statistics=True)
+    yd = F.dequantize_4bit(qd, sd)
+    assert torch.equal(q, qd)
+    arrays = [
+        ("shape", torch.tensor(list(x.shape), dtype=torch.float32)),
+        ("input", x),
+        ("packed", q),
+        ("absmax", s.absmax),
+        ("dequant", y),
+        ("dq_absmax", sd.absmax),            # u8 codes of (absmax - offset)
+        ("dq_absmax2", sd.state2.absmax),    # fp32 second-level scales, one per 256
+        ("dq_offset", sd.offset.reshape(1)),
+        ("dq_code", sd.state2.code),         # the dynamic map as saved in a checkpoint
+        ("dq_dequant", yd),
+    ]
+    write(os.path.join(OUT, f"nf4_{name}.bin"), arrays)
+    print(name, tuple(x.shape), "blocks", s.absmax.numel(), "nested blocks", sd.state2.absmax.numel())
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    torch.manual_seed(8)
+    case("64x64", torch.randn(64, 64))
+    case("7x100", torch.randn(7, 100) * 3.0)          # 700 values: a partial last block
+    case("3x33", torch.randn(3, 33) * 0.02)           # odd last dim: bitsandbytes' fallback path
+    x = torch.randn(40, 520)                          # 325 blocks: two nested blocks, the last partial
+    x[:, :64] *= 10.0                                 # a spread of absmax values
+    x[5, 128:192] = 0.0                               # an all-zero block
+    case("40x520", x)
+    case("1x17000", torch.randn(1, 17000) * torch.linspace(0.01, 4.0, 17000))  # 266 blocks: 10 in the last nested
+    write(os.path.join(OUT, "dynamic_map.bin"), [("code", F.create_dynamic_map())])
+
+
+if __name__ == "__main__":
+    main()
