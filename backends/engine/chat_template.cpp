@@ -106,7 +106,9 @@ chat_template chat_template::builtin(std::string_view name) {
 std::string chat_template::render(const std::vector<chat_message>& messages, const chat_render_options& o) const {
   jinja::value_list msgs;
   for (const auto& m : messages) {
-    jinja::value msg = jinja::value::dict({{"role", jinja::value(m.role)}, {"content", jinja::value(m.content)}});
+    // OpenAI's "developer" role is its newer name for "system"; model templates know only the latter.
+    const std::string& role = m.role == "developer" ? std::string("system") : m.role;
+    jinja::value msg = jinja::value::dict({{"role", jinja::value(role)}, {"content", jinja::value(m.content)}});
     if (!m.name.empty()) msg.set("name", jinja::value(m.name));
     msgs.push_back(msg);
   }

@@ -35,7 +35,7 @@ class chat_template_error : public std::runtime_error {
 };
 
 struct chat_message {
-  std::string role;     // "system", "user", "assistant", "tool", ...
+  std::string role;     // "system", "user", "assistant", "tool", ...; "developer" renders as "system"
   std::string content;  // text; multi-part OpenAI content is joined by the protocol layer
   std::string name;     // optional, "" when absent (exposed to the template only when set)
 };

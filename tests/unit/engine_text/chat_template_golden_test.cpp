@@ -80,6 +80,12 @@ TEST(chat_template, builtins_equal_the_published_templates) {
   EXPECT_THROW(chat_template::builtin("nope"), chat_template_error);
 }
 
+TEST(chat_template, developer_role_renders_as_system) {
+  chat_render_options o;
+  EXPECT_EQ(chat_template::builtin("chatml").render({{"developer", "Be terse.", ""}}, o),
+            "<|im_start|>system\nBe terse.<|im_end|>\n<|im_start|>assistant\n");
+}
+
 TEST(chat_template, plain_fallback_joins_contents) {
   const auto t = chat_template::builtin("plain");
   chat_render_options o;
