@@ -16,6 +16,8 @@ namespace {
 constexpr int64_t max_steps = 250'000;
 constexpr int max_macro_depth = 64;
 constexpr size_t max_output_bytes = 64u << 20;
+constexpr size_t max_value_bytes = 16u << 20;   // one string value
+constexpr size_t max_list_items = 1u << 20;     // one list value
 
 class evaluator {
  public:
@@ -161,7 +163,11 @@ class evaluator {
  public:
   value eval(const expr& e) {
     try {
-      return eval_inner(e);
+      value v = eval_inner(e);
+      // Values that double on every loop iteration would exhaust memory long before the step bound.
+      if ((v.is_string() && v.as_string().size() > max_value_bytes) || (v.is_list() && v.items().size() > max_list_items))
+        throw error("a value in the template grew too large");
+      return v;
     } catch (const error& x) {
       const std::string what = x.what();
       if (what.starts_with("line ")) throw;
@@ -333,6 +339,9 @@ class evaluator {
       }
     }
     if (op == "*" && l.is_string() && r.type() == value::kind::integer) {
+      if (r.as_int() > 0 && !l.as_string().empty() &&
+          static_cast<uint64_t>(r.as_int()) > max_value_bytes / l.as_string().size())
+        throw error("a value in the template grew too large");
       std::string s;
       for (int64_t k = 0; k < r.as_int(); ++k) s += l.as_string();
       return value(std::move(s));

@@ -144,6 +144,11 @@ TEST(chat_template, hostile_templates_fail_with_an_error) {
                chat_template_error);
   EXPECT_THROW(chat_template::from_source("{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}").render({}, o),
                chat_template_error);
+  EXPECT_THROW(chat_template::from_source("{{ 'a' * 1000000000000 }}").render({}, o), chat_template_error);
+  EXPECT_THROW(chat_template::from_source("{% set ns = namespace(s='ab') %}{% for i in range(60) %}"
+                                          "{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s | length }}")
+                   .render({}, o),
+               chat_template_error);
   // still fine: a long but flat conversation
   std::vector<chat_message> many(2000, chat_message{"user", "hi", ""});
   EXPECT_EQ(chat_template::builtin("chatml").render(many, o).size(), 2000 * std::string("<|im_start|>user\nhi<|im_end|>\n").size() +
