@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <sstream>
 
 #include "engine/chat_template.h"
@@ -153,6 +154,40 @@ TEST(chat_template, hostile_templates_fail_with_an_error) {
   std::vector<chat_message> many(2000, chat_message{"user", "hi", ""});
   EXPECT_EQ(chat_template::builtin("chatml").render(many, o).size(), 2000 * std::string("<|im_start|>user\nhi<|im_end|>\n").size() +
                                                                        std::string("<|im_start|>assistant\n").size());
+}
+
+// Mutated published templates: parsing and rendering either succeed or throw
+// chat_template_error; nothing else escapes and nothing crashes (run under ASan in make test-asan).
+TEST(chat_template, mutated_templates_fuzz) {
+  std::mt19937 rng(2024);
+  const std::string alphabet = "{}%#-+()[]'\"|.,:=~*/ abcxyz01\n";
+  const std::vector<chat_message> msgs = {{"system", "S", ""}, {"user", "U", ""}, {"assistant", "A", ""}, {"user", "V", ""}};
+  chat_render_options o;
+  o.bos_token = "<s>";
+  int rendered = 0, rejected = 0;
+  for (const auto& entry : fs::directory_iterator(golden / "templates")) {
+    const std::string original = slurp(entry.path());
+    for (int round = 0; round < 150; ++round) {
+      std::string src = original;
+      const int edits = 1 + static_cast<int>(rng() % 4);
+      for (int k = 0; k < edits && !src.empty(); ++k) {
+        const size_t at = rng() % src.size();
+        switch (rng() % 3) {
+          case 0: src.erase(at, 1 + rng() % 3); break;
+          case 1: src.insert(at, 1, alphabet[rng() % alphabet.size()]); break;
+          default: src[at] = alphabet[rng() % alphabet.size()];
+        }
+      }
+      try {
+        chat_template::from_source(src).render(msgs, o);
+        ++rendered;
+      } catch (const chat_template_error&) {
+        ++rejected;
+      }
+    }
+  }
+  EXPECT_GT(rendered, 0);
+  EXPECT_GT(rejected, 0);
 }
 
 }  // namespace
