@@ -1,0 +1,23 @@
+// The AVX-512 VNNI path: kernels_avx512.inc with the byte dot products done by vpdpbusd
+// (compiled with -mavx512vnni besides the AVX-512 flags; chosen at run time only where the CPU
+// has it).
+#include "cpu/quant/kernel_tables.h"
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512VNNI__) && \
+    defined(__F16C__)
+#define MOAT_QUANT_VNNI 1
+#include "cpu/quant/kernels_avx512.inc"
+
+namespace moat::cpu::quant::detail {
+const dot_kernels* avx512_vnni_kernels() {
+  static const dot_kernels table{isa::avx512_vnni, q8_0_q8_0, q4_0_q8_0, int8_q8_0, int4_q8_0, nf4_f32,
+                                 quantize_q8_0};
+  return &table;
+}
+}  // namespace moat::cpu::quant::detail
+
+#else
+namespace moat::cpu::quant::detail {
+const dot_kernels* avx512_vnni_kernels() { return nullptr; }
+}  // namespace moat::cpu::quant::detail
+#endif
