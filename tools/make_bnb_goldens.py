@@ -5,7 +5,8 @@ For each case it quantizes a float32 tensor with `bitsandbytes.functional.quanti
 (nf4, blocks of 64), once plain and once with double quantization (compress_statistics=True:
 absmax minus its mean, 8-bit dynamic map in blocks of 256), and dequantizes both with
 `dequantize_4bit`. tests/unit/quant/nf4_golden_test.cpp checks moat's quantize and dequantize
-against every array to the bit. Also the 256-entry dynamic map. Small files (~500 KB in all);
+against every array to the bit, and reads the checkpoint form (QuantState.as_dict(packed=True),
+what transformers saves) with engine/quant/bnb_checkpoint.h. Also the 256-entry dynamic map. Small files (~500 KB in all);
 run outside CI, in a throwaway venv that has torch and bitsandbytes:
 
     python3 -m venv /tmp/quantvenv && /tmp/quantvenv/bin/pip install torch bitsandbytes
@@ -59,6 +60,9 @@ def case(name, x):
         ("dq_offset", sd.offset.reshape(1)),
         ("dq_code", sd.state2.code),         # the dynamic map as saved in a checkpoint
         ("dq_dequant", yd),
+        # What transformers writes beside the weight: the quant_state JSON and the NF4 table.
+        ("ckpt_quant_state", sd.as_dict(packed=True)["quant_state.bitsandbytes__nf4"]),
+        ("ckpt_quant_map", sd.as_dict(packed=True)["quant_map"]),
     ]
     write(os.path.join(OUT, f"nf4_{name}.bin"), arrays)
     print(name, tuple(x.shape), "blocks", s.absmax.numel(), "nested blocks", sd.state2.absmax.numel())

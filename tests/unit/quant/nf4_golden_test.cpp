@@ -5,10 +5,11 @@
 #include <bit>
 #include <cstdlib>
 #include <cstdint>
-#include <filesystem>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "engine/quant/bnb_checkpoint.h"
 #include "engine/quant/nf4.h"
 #include "golden_file.h"
 
@@ -75,6 +76,58 @@ INSTANTIATE_TEST_SUITE_P(cases, nf4_golden, testing::Values("64x64", "7x100", "3
 TEST(nf4_golden_map, dynamic_map_matches_bitsandbytes) {
   const auto g = quant_test::read_golden(golden_dir + "dynamic_map.bin");
   expect_same_bits(g.at("code").f32, dynamic_map().data(), 256, "dynamic map");
+}
+
+}  // namespace
+}  // namespace moat::engine::quant
+
+namespace moat::engine::quant {
+namespace {
+
+// The checkpoint form: the quant_state JSON transformers saves, and the absmax rebuilt from
+// the stored tensors, then the weights dequantized as bitsandbytes does.
+TEST_P(nf4_golden, reads_the_checkpoint_form) {
+  const auto g = quant_test::read_golden(golden_dir + "nf4_" + GetParam() + ".bin");
+  const std::vector<uint8_t>& json = g.at("ckpt_quant_state").u8;
+  const bnb_nf4_state st = parse_bnb_quant_state({reinterpret_cast<const char*>(json.data()), json.size()});
+  EXPECT_EQ(st.quant_type, "nf4");
+  EXPECT_EQ(st.blocksize, 64u);
+  EXPECT_EQ(st.dtype, "float32");
+  ASSERT_EQ(st.shape.size(), 2u);
+  EXPECT_EQ(st.shape[0], static_cast<size_t>(g.at("shape").f32[0]));
+  EXPECT_EQ(st.shape[1], static_cast<size_t>(g.at("shape").f32[1]));
+  EXPECT_TRUE(st.nested);
+  EXPECT_EQ(st.nested_blocksize, 256u);
+  EXPECT_EQ(std::bit_cast<uint32_t>(st.nested_offset), std::bit_cast<uint32_t>(g.at("dq_offset").f32.at(0)));
+
+  const auto& codes = g.at("dq_absmax").u8;
+  const auto& nested = g.at("dq_absmax2").f32;
+  const std::vector<float> absmax = bnb_absmax(st, codes.data(), nullptr, codes.size(), nested.data(), nested.size(),
+                                               g.at("dq_code").f32.data(), g.at("ckpt_quant_map").f32.data());
+  std::vector<float> y(st.numel());
+  dequantize_nf4(g.at("packed").u8.data(), absmax.data(), y.size(), st.blocksize, y.data());
+  expect_same_bits(g.at("dq_dequant").f32, y.data(), y.size(), "checkpoint dequant");
+
+  // Sizes that do not fit the shape are refused, not read past.
+  EXPECT_THROW(bnb_absmax(st, codes.data(), nullptr, codes.size() - 1, nested.data(), nested.size(),
+                          g.at("dq_code").f32.data(), nullptr),
+               std::invalid_argument);
+}
+
+TEST(bnb_quant_state, refuses_what_it_cannot_read) {
+  EXPECT_THROW(parse_bnb_quant_state("{"), std::invalid_argument);
+  EXPECT_THROW(parse_bnb_quant_state(R"({"quant_type":"fp4","blocksize":64,"dtype":"float16","shape":[2,2]})"),
+               std::invalid_argument);
+  EXPECT_THROW(parse_bnb_quant_state(R"({"quant_type":"nf4","blocksize":48,"dtype":"float16","shape":[2,2]})"),
+               std::invalid_argument);
+  EXPECT_THROW(parse_bnb_quant_state(R"({"quant_type":"nf4","blocksize":64,"dtype":"float16"})"),
+               std::invalid_argument);
+  const bnb_nf4_state plain =
+      parse_bnb_quant_state(R"({"quant_type":"nf4","blocksize":64,"dtype":"bfloat16","shape":[3,128]})");
+  EXPECT_FALSE(plain.nested);
+  EXPECT_EQ(plain.numel(), 384u);
+  const std::vector<float> f32 = {1.0f, 2.0f, 3.0f, 4.0f, 5.0f, 6.0f};
+  EXPECT_EQ(bnb_absmax(plain, nullptr, f32.data(), 6, nullptr, 0, nullptr, nf4_code.data()), f32);
 }
 
 }  // namespace

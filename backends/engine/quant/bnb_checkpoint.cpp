@@ -1,0 +1,87 @@
+#include "engine/quant/bnb_checkpoint.h"
+
+#include <simdjson.h>
+
+#include <stdexcept>
+
+#include "engine/quant/nf4.h"
+
+namespace moat::engine::quant {
+namespace {
+
+[[noreturn]] void bad(const std::string& what) {
+  throw std::invalid_argument("bitsandbytes quant_state: " + what);
+}
+
+}  // namespace
+
+size_t bnb_nf4_state::numel() const {
+  size_t n = 1;
+  for (size_t d : shape) n *= d;
+  return n;
+}
+
+bnb_nf4_state parse_bnb_quant_state(std::string_view json) {
+  simdjson::dom::parser parser;
+  simdjson::dom::element root;
+  if (parser.parse(json.data(), json.size()).get(root) != simdjson::SUCCESS) bad("not valid JSON");
+  simdjson::dom::object obj;
+  if (root.get_object().get(obj) != simdjson::SUCCESS) bad("not a JSON object");
+  bnb_nf4_state st;
+  std::string_view s;
+  if (obj["quant_type"].get_string().get(s) != simdjson::SUCCESS) bad("missing quant_type");
+  st.quant_type = s;
+  if (st.quant_type != "nf4") bad("quant_type '" + st.quant_type + "' is not supported (only nf4)");
+  uint64_t u = 0;
+  if (obj["blocksize"].get_uint64().get(u) != simdjson::SUCCESS) bad("missing blocksize");
+  if (u < 32 || u > 4096 || (u & (u - 1)) != 0) bad("blocksize " + std::to_string(u) + " is not a power of two in 32..4096");
+  st.blocksize = u;
+  if (obj["dtype"].get_string().get(s) != simdjson::SUCCESS) bad("missing dtype");
+  st.dtype = s;
+  simdjson::dom::array shape;
+  if (obj["shape"].get_array().get(shape) != simdjson::SUCCESS) bad("missing shape");
+  for (simdjson::dom::element d : shape) {
+    if (d.get_uint64().get(u) != simdjson::SUCCESS) bad("shape holds a non-integer");
+    st.shape.push_back(u);
+  }
+  double offset = 0.0;
+  if (obj["nested_offset"].get_double().get(offset) == simdjson::SUCCESS) {
+    st.nested = true;
+    st.nested_offset = static_cast<float>(offset);  // printed from a float: converts back exactly
+    if (obj["nested_blocksize"].get_uint64().get(u) != simdjson::SUCCESS || u == 0) bad("missing nested_blocksize");
+    st.nested_blocksize = u;
+  }
+  return st;
+}
+
+std::vector<float> bnb_absmax(const bnb_nf4_state& st, const uint8_t* absmax_codes, const float* absmax_f32,
+                              size_t blocks, const float* nested_absmax, size_t nested_count,
+                              const float* nested_quant_map, const float* quant_map) {
+  if (blocks != nf4_blocks(st.numel(), st.blocksize)) {
+    bad("absmax has " + std::to_string(blocks) + " values, the shape needs " +
+        std::to_string(nf4_blocks(st.numel(), st.blocksize)));
+  }
+  if (quant_map != nullptr) {
+    for (size_t i = 0; i < 16; ++i) {
+      if (quant_map[i] != nf4_code[i]) bad("quant_map is not the NF4 table");
+    }
+  }
+  std::vector<float> absmax(blocks);
+  if (!st.nested) {
+    if (absmax_f32 == nullptr) bad("absmax (f32) missing");
+    absmax.assign(absmax_f32, absmax_f32 + blocks);
+    return absmax;
+  }
+  if (absmax_codes == nullptr || nested_absmax == nullptr || nested_quant_map == nullptr) {
+    bad("a double-quantized tensor needs absmax (u8), nested_absmax and nested_quant_map");
+  }
+  if (nested_count != (blocks + st.nested_blocksize - 1) / st.nested_blocksize) {
+    bad("nested_absmax has " + std::to_string(nested_count) + " values, expected " +
+        std::to_string((blocks + st.nested_blocksize - 1) / st.nested_blocksize));
+  }
+  dequantize_blockwise_8bit(absmax_codes, nested_absmax, nested_quant_map, blocks, st.nested_blocksize,
+                            st.nested_offset, absmax.data());
+  return absmax;
+}
+
+}  // namespace moat::engine::quant

@@ -1,0 +1,50 @@
+// Reading bitsandbytes 4-bit (NF4) tensors as transformers saves them in safetensors: for a
+// weight W the checkpoint holds
+//   W                                     u8 [ceil(n/2), 1]   packed codes (nf4.h layout)
+//   W.absmax                              u8 [blocks]          (f32 when not double-quantized)
+//   W.quant_map                           f32 [16]             the NF4 table
+//   W.nested_absmax                       f32 [ceil(blocks/256)]
+//   W.nested_quant_map                    f32 [256]            the dynamic map
+//   W.quant_state.bitsandbytes__nf4       u8 [len]             JSON: quant_type, blocksize,
+//                                                              dtype, shape, nested_blocksize,
+//                                                              nested_dtype, nested_offset
+// The loader finds the tensors; this turns them into what the kernels take (packed codes as
+// they are, plus fp32 absmax per block).
+//
+//   bnb_nf4_state st = parse_bnb_quant_state({json_bytes, json_len});
+//   std::vector<float> absmax = bnb_absmax(st, absmax_u8, blocks, nested_absmax, nested_count,
+//                                          nested_quant_map, quant_map);
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace moat::engine::quant {
+
+struct bnb_nf4_state {
+  std::string quant_type;      // "nf4" (fp4 is refused)
+  size_t blocksize = 64;
+  std::string dtype;           // the original dtype: float32, float16 or bfloat16
+  std::vector<size_t> shape;   // the original shape, e.g. [out_features, in_features]
+  bool nested = false;         // double-quantized
+  size_t nested_blocksize = 256;
+  float nested_offset = 0.0f;
+  size_t numel() const;
+};
+
+// Parses the JSON held by a `*.quant_state.bitsandbytes__nf4` tensor. Throws
+// std::invalid_argument naming the key that is missing or wrong.
+bnb_nf4_state parse_bnb_quant_state(std::string_view json);
+
+// The fp32 absmax of every block. For a nested state: absmax_codes are the u8 codes
+// (`*.absmax`, `blocks` of them), nested_absmax / nested_quant_map the second level; otherwise
+// absmax_f32 is `*.absmax` as stored. quant_map (16 floats, may be null) must be the NF4 table.
+// Throws std::invalid_argument on inconsistent sizes.
+std::vector<float> bnb_absmax(const bnb_nf4_state& st, const uint8_t* absmax_codes, const float* absmax_f32,
+                              size_t blocks, const float* nested_absmax, size_t nested_count,
+                              const float* nested_quant_map, const float* quant_map);
+
+}  // namespace moat::engine::quant
