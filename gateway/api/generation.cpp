@@ -21,6 +21,8 @@ generation_job::generation_job(generation_options options, http::responder respo
   if (options_.choices == 0) options_.choices = 1;
   if (options_.stream) {
     started_.assign(options_.choices, false);
+    closed_.assign(options_.choices, false);
+    pending_.resize(options_.choices);
   } else {
     results_.resize(options_.choices);
     for (uint32_t i = 0; i < options_.choices; ++i) results_[i].index = i;
@@ -60,14 +62,37 @@ void generation_job::on_delta(host::owned_event& event) {
     }
     return;
   }
-  openai::chunk_delta d;
-  d.index = event.index;
-  d.first = !started_[event.index];
-  started_[event.index] = true;
-  d.text = std::move(event.text);
-  d.has_logprobs = options_.logprobs;
-  d.logprobs = std::move(event.logprobs);
-  append_chunk(d);
+  // Streamed. While the client keeps up, each event becomes its own chunk, as the backend cut
+  // it. Once more than coalesce_after_bytes of chunks wait unsent, later text is coalesced per
+  // choice until the next pull: a slow reader gets fewer, longer deltas instead of a growing
+  // queue of ~200-byte JSON envelopes around single tokens.
+  if (!dirty_ && serialized_.size() < coalesce_after_bytes) {
+    openai::chunk_delta d;
+    d.index = event.index;
+    d.first = !started_[event.index];
+    started_[event.index] = true;
+    d.text = std::move(event.text);
+    d.has_logprobs = options_.logprobs;
+    d.logprobs = std::move(event.logprobs);
+    append_chunk(serialized_, d);
+    return flush();
+  }
+  auto& p = pending_[event.index];
+  p.text += event.text;
+  p.has_delta = true;
+  dirty_ = true;
+  pending_bytes_ += event.text.size();
+  if (options_.logprobs) {
+    for (auto& lp : event.logprobs) {
+      pending_bytes_ += lp.chosen.token.size() + 16;
+      p.logprobs.push_back(std::move(lp));
+    }
+  }
+  if (pending_bytes_ > max_pending_bytes && !overflowed_) {
+    // Even coalesced, the client is far behind: stop the backend instead of buffering more.
+    overflowed_ = true;
+    if (auto c = call_.lock()) c->cancel();
+  }
   flush();
 }
 
@@ -76,13 +101,18 @@ void generation_job::on_finish(const host::owned_event& event) {
     results_[event.index].finish_reason = finish_reason_text(event.finish_reason);
     return;
   }
-  openai::chunk_delta d;
-  d.index = event.index;
-  d.first = !started_[event.index];
-  started_[event.index] = true;
-  d.finish_reason = finish_reason_text(event.finish_reason);
-  d.has_logprobs = false;
-  append_chunk(d);
+  if (!dirty_ && serialized_.size() < coalesce_after_bytes) {
+    openai::chunk_delta d;
+    d.index = event.index;
+    d.first = !started_[event.index];
+    d.finish_reason = finish_reason_text(event.finish_reason);
+    started_[event.index] = true;
+    closed_[event.index] = true;
+    append_chunk(serialized_, d);
+    return flush();
+  }
+  pending_[event.index].finish = finish_reason_text(event.finish_reason);
+  dirty_ = true;
   flush();
 }
 
@@ -103,18 +133,14 @@ void generation_job::on_done(const host::owned_event& event) {
   }
   // A choice the backend never finished explicitly still gets its closing chunk.
   for (uint32_t i = 0; i < options_.choices; ++i) {
-    if (started_[i]) continue;
-    openai::chunk_delta d;
-    d.index = i;
-    d.first = true;
-    d.finish_reason = "stop";
-    append_chunk(d);
+    if (!closed_[i] && pending_[i].finish.empty()) pending_[i].finish = "stop";
   }
+  tail_.clear();
   if (options_.include_usage) {
-    pending_ += openai::sse_data(options_.chat ? openai::chat_usage_chunk_json(options_.meta, usage)
-                                               : openai::completion_usage_chunk_json(options_.meta, usage));
+    tail_ += openai::sse_data(options_.chat ? openai::chat_usage_chunk_json(options_.meta, usage)
+                                            : openai::completion_usage_chunk_json(options_.meta, usage));
   }
-  pending_ += openai::sse_done;
+  tail_ += openai::sse_done;
   ended_ = true;
   flush();
 }
@@ -133,21 +159,51 @@ void generation_job::on_error(const host::owned_event& event) {
     return;
   }
   metrics_.error(error.type);
-  pending_ += openai::sse_error(error);
-  pending_ += openai::sse_done;
+  // The text that made it before the failure still goes out, then the error, then [DONE].
+  tail_ = openai::sse_error(error);
+  tail_ += openai::sse_done;
   ended_ = true;
   flush();
 }
 
-void generation_job::append_chunk(const openai::chunk_delta& delta) {
-  pending_ += openai::sse_data(options_.chat ? openai::chat_chunk_json(options_.meta, delta, options_.include_usage)
-                                             : openai::completion_chunk_json(options_.meta, delta,
-                                                                             options_.include_usage));
-  if (pending_.size() > max_pending_bytes && !overflowed_) {
-    // The client reads slower than the backend writes: stop the backend instead of buffering.
-    overflowed_ = true;
-    if (auto c = call_.lock()) c->cancel();
+// What piled up since the last pull: the chunks serialized as they came, then per choice one
+// delta chunk with its coalesced text and its closing chunk, then the tail (usage, error,
+// [DONE]) once the request ended.
+std::string generation_job::take_pending() {
+  std::string out = std::move(serialized_);
+  serialized_.clear();
+  for (uint32_t i = 0; i < options_.choices; ++i) {
+    auto& p = pending_[i];
+    if (p.has_delta) {
+      openai::chunk_delta d;
+      d.index = i;
+      d.first = !started_[i];
+      d.text = std::move(p.text);
+      d.has_logprobs = options_.logprobs;
+      d.logprobs = std::move(p.logprobs);
+      started_[i] = true;
+      append_chunk(out, d);
+    }
+    if (!p.finish.empty()) {
+      openai::chunk_delta d;
+      d.index = i;
+      d.first = !started_[i];
+      d.finish_reason = std::move(p.finish);
+      started_[i] = true;
+      closed_[i] = true;
+      append_chunk(out, d);
+    }
+    p = pending_choice{};
   }
+  pending_bytes_ = 0;
+  dirty_ = false;
+  if (ended_) out += tail_;
+  return out;
+}
+
+void generation_job::append_chunk(std::string& out, const openai::chunk_delta& delta) const {
+  out += openai::sse_data(options_.chat ? openai::chat_chunk_json(options_.meta, delta, options_.include_usage)
+                                        : openai::completion_chunk_json(options_.meta, delta, options_.include_usage));
 }
 
 void generation_job::start_stream() {
@@ -161,13 +217,11 @@ void generation_job::start_stream() {
 
 void generation_job::flush() {
   if (!responded_) return start_stream();  // the session pulls once the head is written
-  if (next_ && (!pending_.empty() || ended_)) {
-    auto next = std::move(next_);
-    next_ = nullptr;
-    std::string data = std::move(pending_);
-    pending_.clear();
-    next(std::move(data), ended_);
-  }
+  if (!next_) return;                      // a write is in progress; this waits for the pull
+  if (serialized_.empty() && !dirty_ && !ended_) return;  // nothing new: keep the pull
+  auto next = std::move(next_);
+  next_ = nullptr;
+  next(take_pending(), ended_);
 }
 
 void generation_job::pull(next_fn next) {

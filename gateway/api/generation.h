@@ -46,8 +46,11 @@ class generation_job : public host::event_sink,
   void on_event(host::owned_event&& event) override;  // strand
   void pull(next_fn next) override;                  // strand
 
-  // Unsent stream bytes above which the request is cancelled (a client not reading).
+  // Unsent stream text (coalesced, before JSON framing) above which the request is cancelled:
+  // the client reads far slower than the backend writes.
   static constexpr size_t max_pending_bytes = 8u << 20;
+  // Unsent chunks above which further deltas are coalesced per choice until the next pull.
+  static constexpr size_t coalesce_after_bytes = 256u << 10;
 
  private:
   void on_delta(host::owned_event& event);
@@ -56,7 +59,16 @@ class generation_job : public host::event_sink,
   void on_error(const host::owned_event& event);
   void start_stream();
   void flush();
-  void append_chunk(const openai::chunk_delta& delta);
+  std::string take_pending();
+  void append_chunk(std::string& out, const openai::chunk_delta& delta) const;
+
+  // Streamed text of one choice not yet handed to the session.
+  struct pending_choice {
+    std::string text;
+    std::vector<openai::logprob_item> logprobs;
+    bool has_delta = false;
+    std::string finish;  // its finish_reason once FINISH came
+  };
 
   generation_options options_;
   http::responder respond_;  // cleared once used
@@ -65,9 +77,14 @@ class generation_job : public host::event_sink,
 
   std::vector<openai::choice_result> results_;  // non-streamed: text per choice
   std::vector<bool> started_;                    // streamed: the choice's first chunk went out
-  std::string pending_;                          // streamed: SSE bytes not yet pulled
+  std::vector<bool> closed_;                     // streamed: its finish_reason chunk went out
+  bool dirty_ = false;                           // streamed: pending_ holds something
+  std::string serialized_;                       // streamed: chunks not yet pulled, in order
+  std::vector<pending_choice> pending_;          // streamed: per choice, since the last pull
+  size_t pending_bytes_ = 0;
+  std::string tail_;                             // streamed: usage / error event and [DONE]
   next_fn next_;                                 // streamed: a pull waiting for bytes
-  bool ended_ = false;                           // streamed: [DONE] is in pending_
+  bool ended_ = false;                           // the terminal event came
   bool responded_ = false;
   bool overflowed_ = false;
 };

@@ -13,6 +13,7 @@
 
 #include "api/api.h"
 #include "api/errors.h"
+#include "api/generation.h"
 #include "http/server.h"
 
 namespace {
@@ -87,6 +88,24 @@ class api_fixture : public ::testing::Test {
 
 bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
+size_t count(const std::string& s, const std::string& part) {
+  size_t n = 0;
+  for (size_t at = s.find(part); at != std::string::npos; at = s.find(part, at + 1)) ++n;
+  return n;
+}
+
+// The streamed text: every "content":"..." value in order (deltas may be coalesced when the
+// backend outruns the connection, so only the concatenation is fixed). No escapes in tests.
+std::string streamed_text(const std::string& sse) {
+  std::string out;
+  const std::string key = R"("content":")";
+  for (size_t at = sse.find(key); at != std::string::npos; at = sse.find(key, at + 1)) {
+    const size_t begin = at + key.size();
+    out += sse.substr(begin, sse.find('"', begin) - begin);
+  }
+  return out;
+}
+
 TEST_F(api_fixture, health_is_503_until_loaded_then_200) {
   auto r = call("GET", "/health");
   EXPECT_EQ(r.result_int(), 503);
@@ -126,8 +145,9 @@ TEST_F(api_fixture, chat_completion_whole_and_streamed) {
   ASSERT_EQ(r.result_int(), 200);
   EXPECT_EQ(r[bhttp::field::content_type], "text/event-stream");
   const std::string& s = r.body();
-  EXPECT_TRUE(contains(s, R"("delta":{"role":"assistant","content":"hello"})")) << s;
-  EXPECT_TRUE(contains(s, R"("delta":{"content":" world"})")) << s;
+  EXPECT_EQ(count(s, R"("delta":{"role":"assistant","content":"hello)"), 1u) << s;
+  EXPECT_EQ(streamed_text(s), "hello world") << s;
+  EXPECT_EQ(count(s, R"("finish_reason":"stop")"), 1u) << s;
   EXPECT_TRUE(contains(s, R"("choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2)")) << s;
   EXPECT_EQ(s.substr(s.size() - 14), "data: [DONE]\n\n");
 }
@@ -221,6 +241,89 @@ TEST_F(api_fixture, metrics_count_what_happened) {
   EXPECT_TRUE(contains(r.body(), "moat_http_requests_total{route=\"unknown\",status=\"404\"} 1"));
   EXPECT_TRUE(contains(r.body(), "moat:generation_tokens_total{model_name=\"ok\"} 2"));
   EXPECT_TRUE(contains(r.body(), "moat_build_info{version=\"9.9.9\",commit=\"c0ffee\"} 1"));
+}
+
+host::owned_event delta(uint32_t index, std::string text) {
+  host::owned_event ev;
+  ev.kind = MOAT_EVENT_DELTA;
+  ev.index = index;
+  ev.text = std::move(text);
+  return ev;
+}
+
+TEST(generation_job, keeps_deltas_while_the_client_keeps_up_and_coalesces_when_behind) {
+  metrics::registry reg({"m"}, "v", "c");
+  api::generation_options opts;
+  opts.stream = true;
+  opts.meta = {"chatcmpl-x", 1, "m", "fp"};
+  std::shared_ptr<http::stream_source> source;
+  int status = 0;
+  auto job = std::make_shared<api::generation_job>(opts, [&](http::response res) {
+    status = res.status;
+    source = res.stream;
+  }, reg);
+  std::string got;
+  bool last = false;
+  int deliveries = 0;
+  // True when the pull was answered at once (else the job keeps it for the next event).
+  auto pull = [&] {
+    const int before = deliveries;
+    source->pull([&got, &last, &deliveries](std::string data, bool l) {
+      got += data;
+      last = l;
+      ++deliveries;
+    });
+    return deliveries > before;
+  };
+
+  // The first event starts the stream (status 200, the job is the source).
+  job->on_event(delta(0, "a"));
+  ASSERT_EQ(status, 200);
+  ASSERT_EQ(source, job);
+  ASSERT_TRUE(pull());
+  EXPECT_FALSE(pull());          // nothing new: the pull waits
+  job->on_event(delta(0, "b"));  // ... and gets the next event as its own chunk
+  EXPECT_EQ(streamed_text(got), "ab");
+  job->on_event(delta(0, "c"));  // no pull waiting: kept until the next one
+  EXPECT_TRUE(pull());
+  EXPECT_EQ(count(got, "data: "), 3u);
+  EXPECT_EQ(streamed_text(got), "abc");
+
+  // A client that does not pull: after coalesce_after_bytes of chunks, text is coalesced.
+  std::string expected = "abc";
+  for (int i = 0; i < 20000; ++i) {
+    job->on_event(delta(0, "0123456789"));
+    expected += "0123456789";
+  }
+  host::owned_event fin;
+  fin.kind = MOAT_EVENT_FINISH;
+  fin.finish_reason = MOAT_FINISH_LENGTH;
+  job->on_event(std::move(fin));
+  host::owned_event done;
+  done.kind = MOAT_EVENT_DONE;
+  job->on_event(std::move(done));
+  EXPECT_TRUE(pull());
+  EXPECT_TRUE(last);
+  EXPECT_EQ(streamed_text(got), expected);
+  EXPECT_LT(count(got, "data: "), 20000u / 2);  // far fewer chunks than events
+  EXPECT_EQ(count(got, R"("finish_reason":"length")"), 1u);
+  EXPECT_EQ(got.substr(got.size() - 14), "data: [DONE]\n\n");
+}
+
+TEST(generation_job, error_before_any_text_is_an_http_error) {
+  metrics::registry reg({"m"}, "v", "c");
+  api::generation_options opts;
+  opts.stream = true;
+  http::response got;
+  auto job = std::make_shared<api::generation_job>(opts, [&](http::response res) { got = std::move(res); }, reg);
+  host::owned_event err;
+  err.kind = MOAT_EVENT_ERROR;
+  err.error_code = MOAT_ERR_UPSTREAM;
+  err.error_message = "upstream said no";
+  job->on_event(std::move(err));
+  EXPECT_EQ(got.status, 502);
+  EXPECT_EQ(got.stream, nullptr);
+  EXPECT_TRUE(contains(got.body, "upstream said no"));
 }
 
 TEST(errors, every_status_maps_to_the_documented_http_status) {
