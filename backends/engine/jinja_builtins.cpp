@@ -1,6 +1,7 @@
 // Filters, tests and methods of the Jinja subset: the ones chat templates in the wild use.
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <map>
 
 #include "engine/jinja_program.h"
@@ -118,6 +119,35 @@ value_list sorted(value_list items, bool reverse, const std::string& attribute) 
     return reverse ? b.compare(a) < 0 : a.compare(b) < 0;
   });
   return items;
+}
+
+// json.dumps(ensure_ascii=True): every non-ASCII code point as \\uXXXX (surrogate pairs above
+// U+FFFF). Non-ASCII only occurs inside JSON strings, so the whole text can be rewritten.
+std::string ascii_escape(const std::string& json) {
+  std::string out;
+  out.reserve(json.size());
+  char buf[16];
+  for (size_t i = 0; i < json.size();) {
+    const size_t n = utf8_char_length(json, i);
+    const char32_t cp = utf8_decode_at(json, i);
+    i += n;
+    if (cp < 0x80) {
+      out.push_back(static_cast<char>(cp));
+      continue;
+    }
+    auto unit = [&](unsigned u) {
+      std::snprintf(buf, sizeof buf, "\\u%04x", u & 0xFFFFu);
+      out += buf;
+    };
+    if (cp < 0x10000) {
+      unit(static_cast<unsigned>(cp));
+    } else {
+      const unsigned c = static_cast<unsigned>(cp) - 0x10000;
+      unit(0xD800 + (c >> 10));
+      unit(0xDC00 + (c & 0x3FF));
+    }
+  }
+  return out;
 }
 
 }  // namespace
@@ -324,11 +354,14 @@ value apply_filter(const std::string& name, const value& v, const call_args& a) 
     return value(out);
   }
   if (name == "tojson") {
-    const value* indent = a.get(0, "indent");
+    // transformers' signature: tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False)
+    const value* ensure_ascii = a.get(0, "ensure_ascii");
+    const value* indent = a.get(1, "indent");
     const value* sort_keys = a.get(3, "sort_keys");
     std::optional<int> ind;
     if (indent && !indent->is_none()) ind = static_cast<int>(indent->as_int());
-    return value(v.to_json(ind, sort_keys && sort_keys->truthy()));
+    std::string json = v.to_json(ind, sort_keys && sort_keys->truthy());
+    return value(ensure_ascii && ensure_ascii->truthy() ? ascii_escape(json) : json);
   }
   if (name == "items") {
     if (!v.is_mapping()) throw error("items filter needs a mapping");

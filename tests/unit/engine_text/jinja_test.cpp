@@ -28,6 +28,13 @@ TEST(jinja, json_matches_python_json_dumps) {
   EXPECT_EQ(value::list().to_json(2), "[]");
 }
 
+TEST(jinja, tojson_takes_transformers_arguments) {
+  EXPECT_EQ(render("{{ {'a': 'é😀'} | tojson }}"), "{\"a\": \"é😀\"}");
+  EXPECT_EQ(render("{{ {'a': 'é😀'} | tojson(ensure_ascii=true) }}"), "{\"a\": \"\\u00e9\\ud83d\\ude00\"}");
+  EXPECT_EQ(render("{{ [1] | tojson(indent=1) }}"), "[\n 1\n]");
+  EXPECT_EQ(render("{{ {'b': 1, 'a': 2} | tojson(sort_keys=true) }}"), "{\"a\": 2, \"b\": 1}");
+}
+
 TEST(jinja, python_arithmetic_and_equality) {
   EXPECT_EQ(render("{{ -7 // 2 }} {{ -7 % 3 }} {{ 7 % -3 }} {{ 2 ** 3 }} {{ 1 == 1.0 }} {{ true == 1 }} {{ 'a' * 3 }}"),
             "-4 2 -2 8 True True aaa");
