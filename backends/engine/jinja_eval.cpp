@@ -107,7 +107,11 @@ class evaluator {
                          {"revindex0", value(n - i - 1)}, {"first", value(i == 0)}, {"last", value(i == n - 1)},
                          {"length", value(n)},
                          {"previtem", i > 0 ? items[i - 1] : value()},
-                         {"nextitem", i + 1 < n ? items[i + 1] : value()}};
+                         {"nextitem", i + 1 < n ? items[i + 1] : value()},
+                         {"cycle", value::callable([i](const call_args& a) {
+                            if (a.positional.empty()) throw error("loop.cycle needs at least one value");
+                            return a.positional[static_cast<size_t>(i) % a.positional.size()];
+                          })}};
       scopes_.push_back(value::dict({{"loop", value::dict(std::move(loop))}}));
       bind_targets(s, items[i]);
       const flow f = exec(s.body, out);

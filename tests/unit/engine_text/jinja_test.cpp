@@ -35,6 +35,10 @@ TEST(jinja, tojson_takes_transformers_arguments) {
   EXPECT_EQ(render("{{ {'b': 1, 'a': 2} | tojson(sort_keys=true) }}"), "{\"a\": 2, \"b\": 1}");
 }
 
+TEST(jinja, loop_cycle) {
+  EXPECT_EQ(render("{% for i in range(5) %}{{ loop.cycle('a', 'b') }}{% endfor %}"), "ababa");
+}
+
 TEST(jinja, python_arithmetic_and_equality) {
   EXPECT_EQ(render("{{ -7 // 2 }} {{ -7 % 3 }} {{ 7 % -3 }} {{ 2 ** 3 }} {{ 1 == 1.0 }} {{ true == 1 }} {{ 'a' * 3 }}"),
             "-4 2 -2 8 True True aaa");
