@@ -5,9 +5,10 @@ scores and token types), tensors named token_embd / blk.N.attn_q / ... / output_
 Meta's layout (adjacent-pair RoPE; llama.cpp's converter un-permutes HF weights back to it).
 Standard library only, so tests can run it.
 
-    python3 tools/llama2c_to_gguf.py stories260K.bin tok512.bin out/stories260K.gguf [--dtype f16]
+    python3 tools/llama2c_to_gguf.py stories260K.bin tok512.bin out/stories260K.gguf [--dtype f16|q8_0]
 """
 import argparse
+import math
 import os
 import struct
 import sys
@@ -18,7 +19,20 @@ from llama2c_format import read_checkpoint, read_tokenizer  # noqa: E402
 
 ALIGN = 32
 GGUF_U32, GGUF_F32, GGUF_BOOL, GGUF_STRING, GGUF_ARRAY, GGUF_I32 = 4, 6, 7, 8, 9, 5
-GGML_F32, GGML_F16 = 0, 1
+GGML_F32, GGML_F16, GGML_Q8_0 = 0, 1, 8
+
+
+def quantize_q8_0(data):
+    """ggml's Q8_0: blocks of 32 values as an f16 scale d = max|x| / 127 and 32 int8 round(x / d)
+    (round half away from zero, like C roundf)."""
+    out = bytearray()
+    for b in range(0, len(data), 32):
+        block = data[b:b + 32]
+        d = max(abs(v) for v in block) / 127.0
+        inv = 1.0 / d if d else 0.0
+        out += struct.pack("<e", d)
+        out += struct.pack("<32b", *(int(math.copysign(math.floor(abs(v) * inv + 0.5), v)) for v in block))
+    return bytes(out)
 
 
 def _str(s):
@@ -56,8 +70,10 @@ class Writer:
         self.kv.append(rec)
 
     def add_tensor(self, name, shape, data, dtype):
-        if dtype == "f16" and len(shape) > 1:  # norms stay F32, as llama.cpp writes them
-            raw, gtype = struct.pack(f"<{len(data)}e", *data), GGML_F16
+        if dtype == "q8_0" and len(shape) > 1 and shape[-1] % 32 == 0:
+            raw, gtype = quantize_q8_0(data), GGML_Q8_0
+        elif dtype in ("f16", "q8_0") and len(shape) > 1:  # norms stay F32, as llama.cpp writes them;
+            raw, gtype = struct.pack(f"<{len(data)}e", *data), GGML_F16  # rows not in 32s fall back to F16
         else:
             raw, gtype = data.tobytes() if sys.byteorder == "little" else _swapped(data), GGML_F32
         self.tensors.append((name, shape, gtype, raw))
@@ -91,7 +107,8 @@ def main():
     ap.add_argument("checkpoint")
     ap.add_argument("tokenizer")
     ap.add_argument("out_file")
-    ap.add_argument("--dtype", choices=["f32", "f16"], default="f32", help="matrix storage type (norms stay f32)")
+    ap.add_argument("--dtype", choices=["f32", "f16", "q8_0"], default="f32",
+                    help="matrix storage type (norms stay f32; q8_0 rows not a multiple of 32 use f16)")
     args = ap.parse_args()
 
     ck = read_checkpoint(args.checkpoint)
@@ -104,7 +121,7 @@ def main():
     w.add("general.architecture", GGUF_STRING, "llama")
     w.add("general.name", GGUF_STRING, os.path.splitext(os.path.basename(args.checkpoint))[0])
     w.add("general.alignment", GGUF_U32, ALIGN)
-    w.add("general.file_type", GGUF_U32, 1 if args.dtype == "f16" else 0)
+    w.add("general.file_type", GGUF_U32, {"f32": 0, "f16": 1, "q8_0": 7}[args.dtype])
     w.add("llama.context_length", GGUF_U32, c["seq_len"])
     w.add("llama.embedding_length", GGUF_U32, dim)
     w.add("llama.block_count", GGUF_U32, c["n_layers"])

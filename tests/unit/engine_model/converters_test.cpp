@@ -30,7 +30,8 @@ class converters : public ::testing::Test {
     const std::string args = " " + (src_ / "stories260K.bin").string() + " " + (src_ / "tok512.bin").string() + " ";
     for (const std::string& cmd : {"python3 " + tools + "llama2c_to_hf.py" + args + (out_ / "hf").string(),
                                    "python3 " + tools + "llama2c_to_gguf.py" + args + (out_ / "f32.gguf").string(),
-                                   "python3 " + tools + "llama2c_to_gguf.py --dtype f16" + args + (out_ / "f16.gguf").string()}) {
+                                   "python3 " + tools + "llama2c_to_gguf.py --dtype f16" + args + (out_ / "f16.gguf").string(),
+                                   "python3 " + tools + "llama2c_to_gguf.py --dtype q8_0" + args + (out_ / "q8_0.gguf").string()}) {
       if (std::system((cmd + " > /dev/null").c_str()) != 0) failed_ = "converter failed: " + cmd;
     }
   }
@@ -84,6 +85,25 @@ TEST_F(converters, gguf_copies_match_the_original) {
   EXPECT_EQ(a, b);  // same weights, same RoPE layout, same kernels: bit-identical
   EXPECT_EQ(engine::load_model(out_ / "f16.gguf").weights.layers[0].wq.type, engine::dtype::f16);
   EXPECT_EQ(run(out_ / "f16.gguf", nullptr), expected_ids(64));
+}
+
+// The Q8_0 copy (dequantized at load for now) stays close to the f32 original.
+TEST_F(converters, q8_0_copy_tracks_the_original) {
+  auto g = engine::gguf_file::open(out_ / "q8_0.gguf");
+  EXPECT_EQ(g->find_tensor("blk.0.attn_q.weight")->type, 8u);   // Q8_0
+  EXPECT_EQ(g->find_tensor("blk.0.ffn_down.weight")->type, 1u);  // 172 columns: F16 fallback
+  std::vector<float> q, f;
+  const auto ids = run(out_ / "q8_0.gguf", &q);
+  run(src_ / "stories260K.bin", &f);
+  double worst = 0, scale = 0;
+  for (size_t i = 0; i < f.size(); ++i) {
+    worst = std::max(worst, static_cast<double>(std::abs(q[i] - f[i])));
+    scale = std::max(scale, static_cast<double>(std::abs(f[i])));
+  }
+  EXPECT_LT(worst / scale, 2e-2);
+  EXPECT_GT(worst, 0.0);  // it really is quantized
+  const auto want = expected_ids(64);
+  EXPECT_TRUE(std::equal(want.begin(), want.begin() + 8, ids.begin()));
 }
 
 }  // namespace
