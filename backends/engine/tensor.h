@@ -3,7 +3,7 @@
 // kernel, not a new model class.
 //
 //   const tensor& w = weights.layers[0].wq;       // shape {q_dim, hidden}: {rows, cols}
-//   float row0[w.cols()]; w.row_to_f32(0, row0);  // any dtype -> f32
+//   std::vector<float> row0(w.cols()); w.row_to_f32(0, row0.data());  // any dtype -> f32
 //
 // Shapes follow PyTorch: shape[0] is the outermost (slowest) dimension. A linear weight is
 // {out_features, in_features}, row-major, so y = W x reads one contiguous row per output.
