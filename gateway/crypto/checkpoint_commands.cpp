@@ -81,7 +81,8 @@ int run_checkpoint(int argc, char** argv, bool encrypt) {
     else
       crypto::decrypt_file(a.in, a.out, key, opts);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "\nmoat %s: %s\n", argv[0], e.what());
+    // Start on a fresh line when a progress line was being drawn.
+    std::fprintf(stderr, "%smoat %s: %s\n", ::isatty(STDERR_FILENO) ? "\n" : "", argv[0], e.what());
     return 1;
   }
   return 0;

@@ -258,3 +258,26 @@ TEST(key_store, reset_format) {
   EXPECT_EQ(format_reset(12.2), "13s");
   EXPECT_EQ(format_reset(360), "6m0s");
 }
+
+TEST(key_command, prints_a_key_and_the_line_holding_its_hash) {
+  const fs::path moat = fs::path(MOAT_BINARY_DIR) / "bin" / "moat";
+  if (!fs::exists(moat)) GTEST_SKIP() << "build/bin/moat not built in this tree";
+  const fs::path out = fs::temp_directory_path() / ("moat_keynew_" + std::to_string(::getpid()));
+  ASSERT_EQ(std::system((moat.string() + " key new team-x --rpm 5 > " + out.string() + " 2>/dev/null").c_str()), 0);
+  std::ifstream in(out);
+  std::string key, line;
+  std::getline(in, key);
+  std::getline(in, line);
+  fs::remove(out);
+  EXPECT_EQ(key.rfind("sk-moat-", 0), 0u);
+  EXPECT_EQ(key.size(), 51u);
+  EXPECT_EQ(line.find(key), std::string::npos) << "the key itself must not be in the config line";
+  // The printed line is valid config that admits exactly that key.
+  const auto cfg = parse("auth:\n  api_keys:\n  " + line + "\n");
+  ASSERT_EQ(cfg.api_keys.size(), 1u);
+  EXPECT_EQ(cfg.api_keys[0].name, "team-x");
+  EXPECT_EQ(cfg.api_keys[0].rpm, 5u);
+  key_store keys(cfg, t0);
+  EXPECT_TRUE(keys.check("/v1/models", "Bearer " + key, "", t0).allowed());
+  EXPECT_EQ(std::system((moat.string() + " key new 'bad name' >/dev/null 2>&1").c_str()) != 0, true);
+}
