@@ -68,6 +68,15 @@ rule_scanner::rule_scanner(std::vector<rule> rules) : rules_(std::move(rules)) {
     all_.push_back(static_cast<int>(i));
   }
   if (!set_->Compile()) throw std::invalid_argument("the rules do not fit in one RE2::Set (memory)");
+  if (!rules_.empty()) {
+    std::string alt;
+    for (size_t i = 0; i < rules_.size(); ++i) {
+      if (i) alt += "|";
+      alt += "(?:" + rules_[i].pattern + ")";
+    }
+    any_ = std::make_unique<RE2>(alt, rule_options());
+    if (!any_->ok()) any_.reset();  // too big: scan rule by rule instead
+  }
   automaton_ = pattern_automaton::build(patterns, &warnings_);
 }
 
@@ -100,6 +109,41 @@ rule_scanner::candidate rule_scanner::find_from(int r, std::string_view text, si
 
 size_t rule_scanner::scan(std::string_view text, size_t pos, size_t limit, const std::vector<int>& active,
                           std::vector<rule_hit>& out) const {
+  // The same semantics as scan_per_rule, in one pass: the alternation of every pattern finds the
+  // next start where some rule matches; there each active rule is tried anchored (its leftmost
+  // match from pos starts there, as no rule matches earlier); the longest valid one wins, the
+  // first listed on a tie. Without a valid one the search goes on one byte later.
+  if (!any_ || active.size() < 2) return scan_per_rule(text, pos, limit, active, out);
+  const re2::StringPiece sp(text.data(), text.size());
+  size_t cur = pos;
+  while (pos < limit && pos < text.size() && cur <= text.size() && cur < limit) {
+    re2::StringPiece m;
+    if (!any_->Match(sp, cur, text.size(), RE2::UNANCHORED, &m, 1)) break;
+    const size_t s = static_cast<size_t>(m.data() - text.data());
+    if (s >= limit) break;
+    int best = -1;
+    size_t best_end = 0;
+    for (int r : active) {
+      re2::StringPiece a;
+      if (!compiled_[r]->Match(sp, s, text.size(), RE2::ANCHOR_START, &a, 1)) continue;
+      const size_t e = s + a.size();
+      if (e == s || e <= best_end) continue;
+      if (validators_[r] && !validators_[r](text.substr(s, e - s))) continue;
+      best = r;
+      best_end = e;
+    }
+    if (best < 0) {
+      cur = s + 1;
+      continue;
+    }
+    out.push_back({s, best_end, best});
+    pos = cur = best_end;
+  }
+  return pos;
+}
+
+size_t rule_scanner::scan_per_rule(std::string_view text, size_t pos, size_t limit, const std::vector<int>& active,
+                                   std::vector<rule_hit>& out) const {
   std::vector<candidate> cands(active.size());
   std::vector<bool> fresh(active.size(), false);
   while (pos < limit && pos < text.size()) {

@@ -81,11 +81,14 @@ class rule_scanner {
     bool found = false;
   };
   candidate find_from(int r, std::string_view text, size_t from) const;
+  size_t scan_per_rule(std::string_view text, size_t pos, size_t limit, const std::vector<int>& active,
+                       std::vector<rule_hit>& out) const;
 
   std::vector<rule> rules_;
   std::vector<std::unique_ptr<RE2>> compiled_;
   std::vector<validator_fn> validators_;
   std::unique_ptr<RE2::Set> set_;
+  std::unique_ptr<RE2> any_;  // (?:p1)|(?:p2)|...: finds the next start where any rule matches
   std::vector<int> all_;
   std::shared_ptr<const pattern_automaton> automaton_;
   std::vector<std::string> warnings_;

@@ -117,6 +117,60 @@ TEST(stream, random_chunkings_property) {
   }
 }
 
+// The scanner's semantics written out plainly (rule_scanner.h): per rule, RE2's leftmost match
+// from the position, skipping empty and invalid ones one byte later; the earliest start wins,
+// then the longest, then the first rule.
+std::vector<rule_hit> reference_scan(const rule_scanner& s, std::string_view text) {
+  std::vector<rule_hit> out;
+  size_t pos = 0;
+  const re2::StringPiece sp(text.data(), text.size());
+  while (pos < text.size()) {
+    rule_hit best;
+    bool found = false;
+    for (size_t r = 0; r < s.rules().size(); ++r) {
+      RE2 re(s.rules()[r].pattern);
+      auto v = s.rules()[r].validate.empty() ? nullptr : find_validator(s.rules()[r].validate);
+      for (size_t from = pos; from <= text.size();) {
+        re2::StringPiece m;
+        if (!re.Match(sp, from, text.size(), RE2::UNANCHORED, &m, 1)) break;
+        const size_t b = static_cast<size_t>(m.data() - text.data()), e = b + m.size();
+        if (e > b && (!v || v(text.substr(b, e - b)))) {
+          if (!found || b < best.begin || (b == best.begin && e > best.end)) best = {b, e, static_cast<int>(r)};
+          found = true;
+          break;
+        }
+        from = b + 1;
+      }
+    }
+    if (!found) break;
+    out.push_back(best);
+    pos = best.end;
+  }
+  return out;
+}
+
+TEST(scanner, one_pass_scan_equals_the_reference_semantics) {
+  auto s = sample_rules();
+  std::mt19937 rng(7);
+  const std::string alphabet = "ab@.-_ 0123456789xyzαβγ\nPASWORD:=foobr";
+  for (int iter = 0; iter < 300; ++iter) {
+    std::string text;
+    const int len = static_cast<int>(rng() % 120);
+    for (int i = 0; i < len; ++i) {
+      if (rng() % 6 == 0) text += samples[rng() % 6];
+      else text.push_back(alphabet[rng() % alphabet.size()]);
+    }
+    const auto got = s->find_all(text);
+    const auto want = reference_scan(*s, text);
+    ASSERT_EQ(got.size(), want.size()) << text;
+    for (size_t i = 0; i < got.size(); ++i) {
+      EXPECT_EQ(got[i].begin, want[i].begin) << text;
+      EXPECT_EQ(got[i].end, want[i].end) << text;
+      EXPECT_EQ(got[i].rule, want[i].rule) << text;
+    }
+  }
+}
+
 TEST(stream, long_unbroken_runs_stay_exact) {
   auto s = sample_rules();
   std::string text(5000, 'a');
