@@ -144,9 +144,14 @@ void scheduler::run() {
   for (auto& r : requests_)
     if (!r->ended) end_request(*r, engine_status::unavailable, "the backend is shutting down");
   requests_.clear();
-  std::lock_guard lock(mutex_);
-  for (auto& r : inbox_) end_request(*r, engine_status::unavailable, "the backend is shutting down");
-  inbox_.clear();
+  // Requests that raced with the shutdown: their events go out without the lock held, so a host
+  // that calls cancel() from its callback cannot deadlock.
+  std::vector<std::unique_ptr<request_state>> late;
+  {
+    std::lock_guard lock(mutex_);
+    late.swap(inbox_);
+  }
+  for (auto& r : late) end_request(*r, engine_status::unavailable, "the backend is shutting down");
 }
 
 void scheduler::apply_cancels(const std::vector<uint64_t>& cancels) {

@@ -338,6 +338,31 @@ TEST(scheduler, a_failing_forward_pass_errors_the_batch_and_serving_continues) {
   EXPECT_EQ(b->status, engine_status::ok);
 }
 
+// A host may call cancel() from inside its event callback (on the engine thread).
+class cancelling_sink : public recording_sink {
+ public:
+  scheduler* sched = nullptr;
+  uint64_t id = 0;
+  void on_delta(uint32_t index, std::string_view text, std::span<const int32_t> tokens,
+                std::span<const logprob_entry> logprobs) override {
+    recording_sink::on_delta(index, text, tokens, logprobs);
+    sched->cancel(id);
+  }
+};
+
+TEST(scheduler, cancel_from_inside_a_callback_ends_the_request) {
+  fake_runner runner(2, 4096);
+  fake_codec codec;
+  scheduler sched(runner, codec, {});
+  auto sink = std::make_shared<cancelling_sink>();
+  sink->sched = &sched;
+  sink->id = 5;
+  ASSERT_EQ(sched.submit(greedy(5, prompt_of(4), -1, sink)).code, engine_status::ok);
+  ASSERT_TRUE(sink->wait());
+  EXPECT_EQ(sink->status, engine_status::cancelled);
+  EXPECT_LE(sink->choices[0].tokens.size(), 2u);  // honoured within one step
+}
+
 TEST(scheduler, shutdown_ends_every_request_with_one_terminal_event) {
   fake_runner runner(1, 4096);
   fake_codec codec;
