@@ -69,9 +69,13 @@ TEST(gguf, rejects_bad_magic_version_and_truncation) {
   w.str("general.architecture", "llama");
   w.strs("tokenizer.ggml.tokens", {"a", "b", "c"});
   std::string bytes = w.bytes();
+  std::string v2 = bytes;  // v2 and v3 share the layout (v3 only allows big-endian files)
+  v2[4] = 2;
+  std::ofstream(p, std::ios::binary | std::ios::trunc) << v2;
+  EXPECT_EQ(engine::gguf_file::open(p)->version(), 2u);
   std::string v1 = bytes;
   v1[4] = 1;
-  std::ofstream(p, std::ios::binary) << v1;
+  std::ofstream(p, std::ios::binary | std::ios::trunc) << v1;
   try {
     engine::gguf_file::open(p);
     ADD_FAILURE();
