@@ -80,6 +80,16 @@ def main():
     case("40x520", x)
     case("1x17000", torch.randn(1, 17000) * torch.linspace(0.01, 4.0, 17000))  # 266 blocks: 10 in the last nested
     write(os.path.join(OUT, "dynamic_map.bin"), [("code", F.create_dynamic_map())])
+    # The 8-bit blockwise quantizer alone (the second level of double quantization): a sweep
+    # of [-1, 1] in blocks of 256 whose first value is 1.0, so absmax = 1 and every decision
+    # boundary of the dynamic map is crossed, with values a hair either side of it.
+    z = torch.linspace(-1.0, 1.0, 255 * 128)
+    a = torch.zeros(128, 256)
+    a[:, 0] = 1.0
+    a[:, 1:] = z.view(128, 255)
+    a = a.flatten() * 0.37  # absmax 0.37: the reciprocal is not exact
+    codes, st = F.quantize_blockwise(a, blocksize=256)
+    write(os.path.join(OUT, "blockwise8.bin"), [("input", a), ("codes", codes), ("absmax", st.absmax)])
 
 
 if __name__ == "__main__":

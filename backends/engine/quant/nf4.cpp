@@ -1,9 +1,9 @@
 #include "engine/quant/nf4.h"
 
 #include <algorithm>
-#include <cfloat>
 #include <cmath>
 #include <stdexcept>
+#include <vector>
 
 namespace moat::engine::quant {
 
@@ -152,27 +152,37 @@ void dequantize_nf4(const uint8_t* packed, const float* absmax, size_t n, size_t
 void quantize_blockwise_8bit(const float* x, size_t n, size_t blocksize, const std::array<float, 256>& code,
                              uint8_t* codes, float* absmax2) {
   if (blocksize == 0) throw std::invalid_argument("blocksize must be positive");
-  // bitsandbytes' CPU kernel searches with the first entry widened to -1 (the map's own first
-  // entry is -0.993), then picks the nearer of the two neighbours, the lower on a tie.
-  std::array<float, 256> search = code;
-  search[0] = -1.0f;
+  // bitsandbytes' CPU kernel (0.50): a value is scaled by the reciprocal of its block's absmax,
+  // placed on a grid of 65536 points over [-1, 1], and the grid point's nearest map entry
+  // (from a table built once per map) is its code. The grid makes values within half a grid
+  // step of a decision boundary take either neighbour, so the exact nearest entry would not
+  // reproduce its files; this does, to the bit.
+  constexpr int grid = 65536;
+  std::vector<uint8_t> table(grid);
+  float mid[255];
+  for (int i = 0; i < 255; ++i) mid[i] = 0.5f * (code[static_cast<size_t>(i)] + code[static_cast<size_t>(i) + 1]);
+  int c = 0;
+  for (int i = 0; i < grid; ++i) {
+    const float v = -1.0f + (2.0f * static_cast<float>(i)) / static_cast<float>(grid - 1);
+    while (c < 255 && mid[c] < v) ++c;
+    table[static_cast<size_t>(i)] = static_cast<uint8_t>(c);
+  }
   for (size_t start = 0, b = 0; start < n; start += blocksize, ++b) {
     const size_t end = std::min(n, start + blocksize);
-    float amax = -FLT_MAX;
-    for (size_t i = start; i < end; ++i) amax = std::fmax(amax, std::fabs(x[i]));
+    float amax = 0.0f;
+    for (size_t i = start; i < end; ++i) amax = std::max(amax, std::fabs(x[i]));
     absmax2[b] = amax;
+    if (amax == 0.0f) {
+      std::fill(codes + start, codes + end, uint8_t{0});  // as bitsandbytes: code 0 for an all-zero block
+      continue;
+    }
+    const float inv = 1.0f / amax;
     for (size_t i = start; i < end; ++i) {
-      // An all-zero block (x / 0) has no defined code in bitsandbytes; moat stores 0.0's code.
-      const float v = amax > 0.0f ? x[i] / amax : 0.0f;
-      // Last entry <= v (entry 0 when v is below them all).
-      const auto it = std::upper_bound(search.begin(), search.end(), v);
-      size_t idx = it == search.begin() ? 0 : static_cast<size_t>(it - search.begin()) - 1;
-      if (idx < 255) {
-        const float left = std::fabs(v - search[idx]);
-        const float right = std::fabs(v - search[idx + 1]);
-        if (right < left) ++idx;
-      }
-      codes[i] = static_cast<uint8_t>(idx);
+      const float v = std::clamp(x[i] * inv, -1.0f, 1.0f);
+      // Separate multiply and add (this file is built without FMA contraction on x86-64).
+      const float pos = (v + 1.0f) * 0.5f;
+      const float scaled = pos * static_cast<float>(grid - 1);
+      codes[i] = table[static_cast<uint16_t>(scaled + 0.5f)];
     }
   }
 }

@@ -71,14 +71,15 @@ inline unsigned nf4_nibble(const uint8_t* packed, size_t i) {
 
 // Second level: absmax [blocks] -> offset, 8-bit codes and fp32 scales (blocks of 256).
 // The offset is the correctly rounded mean; bitsandbytes takes torch's float32 mean, whose
-// summation order can put it one ulp away (then the codes may differ where a value sits on a
-// boundary). Everything after the offset is bitsandbytes' arithmetic exactly: the overload
-// taking the offset reproduces its codes and scales to the bit.
+// summation order can put it one ulp away (then a code may differ where a value sits on a
+// grid boundary). Everything after the offset is bitsandbytes' arithmetic exactly: the
+// overload taking the offset reproduces its codes and scales to the bit.
 nf4_double_quant double_quantize(const float* absmax, size_t blocks);
 nf4_double_quant double_quantize(const float* absmax, size_t blocks, float offset);
-// bitsandbytes' 8-bit blockwise quantization with a code map (its CPU kernel): per block of
-// `blocksize`, absmax2 = max |x|, and each x / absmax2 goes to the nearest map entry (the
-// lower one on a tie). x: n floats -> codes [n], absmax2 [ceil(n / blocksize)].
+// bitsandbytes' 8-bit blockwise quantization with a code map, as its CPU kernel computes it:
+// per block of `blocksize`, absmax2 = max |x|, and x * (1 / absmax2) goes through a 65536-point
+// grid to the map entry nearest that grid point (an all-zero block gets code 0).
+// x: n floats -> codes [n], absmax2 [ceil(n / blocksize)].
 void quantize_blockwise_8bit(const float* x, size_t n, size_t blocksize, const std::array<float, 256>& code,
                              uint8_t* codes, float* absmax2);
 // codes [n] -> out [n]: code[codes[i]] * absmax2[i / blocksize] + offset.

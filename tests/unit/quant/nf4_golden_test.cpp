@@ -132,3 +132,26 @@ TEST(bnb_quant_state, refuses_what_it_cannot_read) {
 
 }  // namespace
 }  // namespace moat::engine::quant
+
+namespace moat::engine::quant {
+namespace {
+
+// The second-level quantizer on its own, across every decision boundary of the dynamic map.
+TEST(nf4_golden_map, blockwise_8bit_matches_bitsandbytes_at_boundaries) {
+  const auto g = quant_test::read_golden(golden_dir + "blockwise8.bin");
+  const std::vector<float>& x = g.at("input").f32;
+  std::vector<uint8_t> codes(x.size());
+  std::vector<float> absmax((x.size() + 255) / 256);
+  quantize_blockwise_8bit(x.data(), x.size(), 256, dynamic_map(), codes.data(), absmax.data());
+  expect_same_bits(g.at("absmax").f32, absmax.data(), absmax.size(), "absmax");
+  const std::vector<uint8_t>& want = g.at("codes").u8;
+  ASSERT_EQ(want.size(), codes.size());
+  size_t mismatches = 0;
+  for (size_t i = 0; i < codes.size(); ++i) {
+    if (want[i] != codes[i] && ++mismatches <= 5) ADD_FAILURE() << "code[" << i << "] want " << int(want[i]) << " got " << int(codes[i]);
+  }
+  EXPECT_EQ(mismatches, 0u);
+}
+
+}  // namespace
+}  // namespace moat::engine::quant
