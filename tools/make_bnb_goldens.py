@@ -6,11 +6,14 @@ For each case it quantizes a float32 tensor with `bitsandbytes.functional.quanti
 absmax minus its mean, 8-bit dynamic map in blocks of 256), and dequantizes both with
 `dequantize_4bit`. tests/unit/quant/nf4_golden_test.cpp checks moat's quantize and dequantize
 against every array to the bit, and reads the checkpoint form (QuantState.as_dict(packed=True),
-what transformers saves) with engine/quant/bnb_checkpoint.h. Also the 256-entry dynamic map. Small files (~500 KB in all);
+what transformers saves) with engine/quant/bnb_checkpoint.h. Also the 256-entry dynamic map.
+Small files (~700 KB in all);
 run outside CI, in a throwaway venv that has torch and bitsandbytes:
 
     python3 -m venv /tmp/quantvenv && /tmp/quantvenv/bin/pip install torch bitsandbytes
     /tmp/quantvenv/bin/python tools/make_bnb_goldens.py   # writes tests/golden/quant/*.bin
+
+blockwise8.bin checks the 8-bit second level alone across every boundary of the dynamic map.
 
 File format (little-endian), read by tests/unit/quant/golden_file.h:
     "MQG1", u32 array count, then per array: u32 name length, name bytes, u8 dtype (0 = f32,
