@@ -107,33 +107,50 @@ int32_t sampler::draw(std::span<const float> logits) {
   }
 
   // Sort ids by probability (ties towards the lowest id); every mask keeps a prefix of this order.
+  // Large vocabularies: the masks usually keep a few dozen tokens, so only a head is sorted
+  // first, and more only when a mask reaches past it. The order is total, so a longer sort
+  // never reorders what a shorter one placed.
   order_.resize(n);
   std::iota(order_.begin(), order_.end(), 0);
   auto by_prob = [&](int32_t a, int32_t b) {
     return probs_[a] != probs_[b] ? probs_[a] > probs_[b] : a < b;
   };
+  size_t sorted = 0;
+  auto sort_prefix = [&](size_t count) {
+    count = std::min(count, n);
+    if (count <= sorted) return;
+    std::partial_sort(order_.begin(), order_.begin() + static_cast<std::ptrdiff_t>(count),
+                      order_.end(), by_prob);
+    sorted = count;
+  };
   size_t keep = n;
+  double kept = sum;
   if (use_top_k) {
     keep = static_cast<size_t>(params_.top_k);
-    std::partial_sort(order_.begin(), order_.begin() + static_cast<std::ptrdiff_t>(keep),
-                      order_.end(), by_prob);
+    sort_prefix(keep);
+    kept = 0.0;
+    for (size_t i = 0; i < keep; ++i) kept += probs_[order_[i]];
   } else {
-    std::sort(order_.begin(), order_.end(), by_prob);
+    sort_prefix(256);
   }
   if (use_min_p) {
-    // probs_ are relative to the max (exp(0) = 1 at the mode), so the threshold is min_p itself.
+    // probs_ are relative to the mode (exp(0) = 1 there), so the threshold is min_p itself.
     const float threshold = params_.min_p * probs_[order_[0]];
     size_t k = 1;
-    while (k < keep && probs_[order_[k]] >= threshold) ++k;
+    for (; k < keep; ++k) {
+      if (k >= sorted) sort_prefix(keep);
+      if (probs_[order_[k]] < threshold) break;
+    }
     keep = k;
+    kept = 0.0;
+    for (size_t i = 0; i < keep; ++i) kept += probs_[order_[i]];
   }
-  double kept = 0.0;
-  for (size_t i = 0; i < keep; ++i) kept += probs_[order_[i]];
   if (use_top_p) {
     const double limit = static_cast<double>(params_.top_p) * kept;
     double cumulative = 0.0;
     size_t k = 0;
     while (k < keep) {
+      if (k >= sorted) sort_prefix(keep);
       cumulative += probs_[order_[k]];
       ++k;
       if (cumulative >= limit) break;
