@@ -95,7 +95,9 @@ class policy_set : public std::enable_shared_from_this<policy_set> {
   // A streamed response: redaction + pseudonym restoration per delta.
   std::unique_ptr<response_filter> response_filter_for(const request_context& ctx) const;
   // A whole response: rules, on_response hooks (which may redact or block), then restoration.
-  decision filter_response(const request_context& ctx, std::string& text) const;
+  // `audit_text`, when given, receives the answer before pseudonyms are restored: the form the
+  // audit line may hold.
+  decision filter_response(const request_context& ctx, std::string& text, std::string* audit_text = nullptr) const;
 
   bool empty() const;
   // Files the set was built from (Lua scripts), for the reload watcher.
@@ -121,6 +123,8 @@ class response_filter {
   // Runs on_response hooks on the whole answer (as redacted) for tags and decisions; call once
   // after finish(). A script's block here is recorded (the stream is already sent).
   decision complete();
+  // The answer so far as redacted, before pseudonyms are restored: what the audit line may hold.
+  const std::string& audit_text() const { return answer_; }
 
  private:
   friend class policy_set;
@@ -132,7 +136,7 @@ class response_filter {
   request_context ctx_;  // model/key/client for hooks (messages not copied)
   std::unique_ptr<stream_redactor> redactor_;
   std::unique_ptr<pseudonym_restorer> restorer_;
-  std::string answer_;  // redacted answer before restoration, for on_response
+  std::string answer_;  // redacted answer before restoration, for on_response and the audit
   std::vector<int> hit_counts_;
   bool blocked_ = false;
   std::string block_rule_;

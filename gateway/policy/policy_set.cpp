@@ -113,7 +113,7 @@ std::unique_ptr<response_filter> policy_set::response_filter_for(const request_c
   return std::unique_ptr<response_filter>(new response_filter(shared_from_this(), *this, ctx));
 }
 
-decision policy_set::filter_response(const request_context& ctx, std::string& text) const {
+decision policy_set::filter_response(const request_context& ctx, std::string& text, std::string* audit_text) const {
   decision d;
   const rule_scanner& rs = *c_->response_rules;
   if (!rs.empty()) {
@@ -151,6 +151,7 @@ decision policy_set::filter_response(const request_context& ctx, std::string& te
       return d;
     }
   }
+  if (audit_text) *audit_text = text;
   if (ctx.pseudonyms && !ctx.pseudonyms->empty()) text = ctx.pseudonyms->restore(text);
   return d;
 }
@@ -190,9 +191,7 @@ std::string response_filter::after_redaction(std::string s) {
     s.resize(cut);
     blocked_ = true;
   }
-  bool hooks = false;
-  for (const auto& sc : set_.c_->scripts) hooks |= sc.has_on_response;
-  if (hooks) answer_.append(s);
+  answer_.append(s);
   return restorer_ ? restorer_->push(s) + (blocked_ ? restorer_->finish() : std::string()) : s;
 }
 

@@ -107,8 +107,10 @@ TEST(policy_set, pseudonyms_round_trip) {
   ASSERT_EQ(d.outcome, verdict::allow);
   EXPECT_EQ(ctx.messages[0].content, "Write to <EMAIL_1> and <EMAIL_2>, then <EMAIL_1> again.");
   std::string answer = "Sent to <EMAIL_2> and <EMAIL_1>.";
-  set->filter_response(ctx, answer);
+  std::string for_audit;
+  set->filter_response(ctx, answer, &for_audit);
   EXPECT_EQ(answer, "Sent to ann@y.io and bob@x.io.");
+  EXPECT_EQ(for_audit, "Sent to <EMAIL_2> and <EMAIL_1>.");  // the audit never sees the originals
   const std::string text = "Dear <EMAIL_1>, cc <EMAIL_2>.";
   for (size_t n : {1, 2, 3}) {
     auto f = set->response_filter_for(ctx);
@@ -116,6 +118,7 @@ TEST(policy_set, pseudonyms_round_trip) {
     for (size_t i = 0; i < text.size(); i += n) out += f->push(std::string_view(text).substr(i, n));
     out += f->finish();
     EXPECT_EQ(out, "Dear bob@x.io, cc ann@y.io.") << n;
+    EXPECT_EQ(f->audit_text(), text);
   }
 }
 
