@@ -35,6 +35,18 @@ constexpr int max_groups = 16;
 
 lua_runtime* rt_of(lua_State* L) { return *static_cast<lua_runtime**>(lua_getextraspace(L)); }
 
+constexpr uint64_t bytes_per_unit = 16;
+
+// Charges C-side work (regex scans) to the budget.
+void charge(lua_State* L, size_t bytes) {
+  auto& lim = rt_of(L)->limits_;
+  lim.executed += bytes / bytes_per_unit + 1;
+  if (lim.executed > lim.budget) {
+    lim.over_budget = true;
+    luaL_error(L, "instruction budget exceeded");
+  }
+}
+
 // The allocator: refuses growth past the cap, so a memory bomb gets LUA_ERRMEM, not the OOM killer.
 void* capped_alloc(void* ud, void* ptr, size_t osize, size_t nsize) {
   auto* lim = static_cast<lua_runtime::limits_state*>(ud);
@@ -44,7 +56,14 @@ void* capped_alloc(void* ud, void* ptr, size_t osize, size_t nsize) {
     lim->used -= old;
     return nullptr;
   }
-  if (nsize > old && lim->used + (nsize - old) > lim->cap) return nullptr;
+  if (nsize > old) {
+    lim->executed += (nsize - old) / bytes_per_unit;
+    if (lim->executed > lim->budget) {
+      lim->over_budget = true;  // reported as the budget, not as memory
+      return nullptr;
+    }
+    if (lim->used + (nsize - old) > lim->cap) return nullptr;
+  }
   void* p = std::realloc(ptr, nsize);
   if (!p) return nullptr;
   lim->used = lim->used - old + nsize;
@@ -99,6 +118,7 @@ std::string_view arg_view(lua_State* L, int arg) {
 int re_find(lua_State* L) {
   const auto s = arg_view(L, 1);
   const RE2& re = checked_regex(L, 2);
+  charge(L, s.size());
   const lua_Integer init = luaL_optinteger(L, 3, 1);
   if (init < 1 || static_cast<size_t>(init) > s.size() + 1) {
     lua_pushnil(L);
@@ -124,6 +144,7 @@ int re_find(lua_State* L) {
 int re_match(lua_State* L) {
   const auto s = arg_view(L, 1);
   const RE2& re = checked_regex(L, 2);
+  charge(L, s.size());
   const int n = std::min(re.NumberOfCapturingGroups(), max_groups) + 1;
   re2::StringPiece groups[max_groups + 1];
   if (!re.Match(re2::StringPiece(s.data(), s.size()), 0, s.size(), RE2::UNANCHORED, groups, n)) {
@@ -157,6 +178,7 @@ int re_gsub(lua_State* L) {
   const auto s = arg_view(L, 1);
   const RE2& re = checked_regex(L, 2);
   const auto rewrite = arg_view(L, 3);
+  charge(L, s.size());
   lua_runtime* rt = rt_of(L);
   const int n = replace_all(rt, re, s, rewrite);
   if (n < 0) return luaL_error(L, "bad replacement: %s", rt->scratch_.c_str());
@@ -282,6 +304,7 @@ void redact_field(lua_State* L, int table, const char* key, const RE2& re, std::
   }
   size_t len;
   const char* s = lua_tolstring(L, -1, &len);
+  charge(L, len);
   lua_runtime* rt = rt_of(L);
   const int n = replace_all(rt, re, {s, len}, rewrite);
   lua_pop(L, 1);
@@ -320,6 +343,7 @@ int ctx_redact(lua_State* L) {
         if (lua_type(L, -1) == LUA_TSTRING) {
           size_t len;
           const char* s = lua_tolstring(L, -1, &len);
+          charge(L, len);
           lua_runtime* rt = rt_of(L);
           const int k = replace_all(rt, re, {s, len}, rewrite);
           lua_pop(L, 1);
@@ -553,12 +577,14 @@ std::atomic<uint64_t> states_created{0};
 
 lua_runtime::lua_runtime(const script_source& src, std::vector<rule>* registered) : src_(src) {
   limits_.cap = src.limits.memory;
+  limits_.budget = src.limits.instructions;  // the allocator charges from the first allocation
   L_ = lua_newstate(capped_alloc, &limits_);
   if (!L_) throw policy_error(src.path + ": cannot create a Lua state (memory limit too small?)");
   *static_cast<lua_runtime**>(lua_getextraspace(L_)) = this;
   registering_ = registered;
   loading_ = true;
   limits_.executed = 0;
+  limits_.over_budget = false;
   limits_.budget = src.limits.instructions;
   lua_sethook(L_, count_hook, LUA_MASKCOUNT, hook_every);
   lua_pushcfunction(L_, setup_state);
@@ -568,7 +594,8 @@ lua_runtime::lua_runtime(const script_source& src, std::vector<rule>* registered
   loading_ = false;
   if (status != LUA_OK) {
     std::string msg = lua_type(L_, -1) == LUA_TSTRING ? lua_tostring(L_, -1) : "(error object is not a string)";
-    if (status == LUA_ERRMEM) msg = "memory limit exceeded while loading";
+    if (limits_.over_budget) msg = "instruction budget exceeded while loading";
+    else if (status == LUA_ERRMEM) msg = "memory limit exceeded while loading";
     lua_close(L_);
     L_ = nullptr;
     throw policy_error(src.path + ": " + msg);
@@ -603,6 +630,7 @@ const RE2* lua_runtime::regex(const char* pattern, size_t len, std::string* erro
 bool lua_runtime::call(int (*fn)(lua_State*), lua_job& job, decision& d, const char* hook) {
   job_ = &job;
   limits_.executed = 0;
+  limits_.over_budget = false;
   limits_.budget = src_.limits.instructions;
   lua_sethook(L_, count_hook, LUA_MASKCOUNT, hook_every);
   lua_settop(L_, 0);
@@ -620,7 +648,9 @@ bool lua_runtime::call(int (*fn)(lua_State*), lua_job& job, decision& d, const c
     return true;
   }
   std::string msg = lua_type(L_, -1) == LUA_TSTRING ? lua_tostring(L_, -1) : "(error object is not a string)";
-  if (status == LUA_ERRMEM) msg = "memory limit exceeded (" + std::to_string(src_.limits.memory) + " bytes)";
+  if (limits_.over_budget) msg = "instruction budget exceeded (" + std::to_string(src_.limits.instructions) +
+                                 ", counting allocations and regex work)";
+  else if (status == LUA_ERRMEM) msg = "memory limit exceeded (" + std::to_string(src_.limits.memory) + " bytes)";
   if (msg.size() > 300) msg.resize(300);
   lua_settop(L_, 0);
   broken_ = true;

@@ -47,11 +47,15 @@ class lua_runtime {
   bool broken() const { return broken_; }
 
   // Internals reached from the C functions the script calls.
+  // The budget counts VM instructions plus work done in C on the script's behalf: one unit per
+  // 16 bytes allocated or scanned by moat.re, so a loop of string.rep or gsub over a large text
+  // runs out as surely as a loop of instructions.
   struct limits_state {
     size_t used = 0;
     size_t cap = 0;
     uint64_t executed = 0;
     uint64_t budget = 0;
+    bool over_budget = false;
   };
   limits_state limits_;
   lua_job* job_ = nullptr;

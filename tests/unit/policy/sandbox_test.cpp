@@ -55,6 +55,14 @@ TEST(sandbox, string_rep_of_a_huge_count) {
   expect_fails_closed_then_recovers("local s = ('abc'):rep(2^40, ',')");
 }
 
+TEST(sandbox, work_in_c_counts_against_the_budget) {
+  // Few VM instructions, much work: each round allocates or scans megabytes.
+  expect_fails_closed_then_recovers("for i = 1, 1e7 do local s = string.rep('x', 4e6) end");
+  expect_fails_closed_then_recovers(
+      "local big = string.rep('ab', 2e6) for i = 1, 1e7 do moat.re.gsub(big, 'a', 'c') end");
+  expect_fails_closed_then_recovers("local s = 'x' for i = 1, 1e7 do local t = s:rep(1e6) .. s:rep(1e6) end");
+}
+
 TEST(sandbox, metatable_tricks) {
   expect_fails_closed_then_recovers("getmetatable('').__index = function() return 'pwned' end");
   expect_fails_closed_then_recovers("setmetatable({}, { __gc = function() while true do end end })");
