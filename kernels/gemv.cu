@@ -54,8 +54,9 @@ struct int8_decoder {
     const float s = scales[r];
 #pragma unroll
     for (int k = 0; k < 4; ++k) {
-      out[k] = s * static_cast<float>(static_cast<int8_t>((v.x >> (8 * k)) & 0xffu));
-      out[4 + k] = s * static_cast<float>(static_cast<int8_t>((v.y >> (8 * k)) & 0xffu));
+      // Shift byte k to the top, then an arithmetic shift sign-extends it.
+      out[k] = s * static_cast<float>(static_cast<int32_t>(v.x << (24 - 8 * k)) >> 24);
+      out[4 + k] = s * static_cast<float>(static_cast<int32_t>(v.y << (24 - 8 * k)) >> 24);
     }
   }
   __device__ float one(int64_t r, int64_t c) const { return scales[r] * d[r * cols + c]; }
@@ -122,7 +123,7 @@ constexpr int k_threads = 256;  // 8 warps = 8 rows per block
 // x: [n_tok][cols] (n_tok <= 8), y: [n_tok][y_stride]. A warp owns one row; lane l reads
 // chunks [8l + 256j, +8).
 template <class D>
-__global__ void __launch_bounds__(k_threads) gemv_kernel(D w, const float* __restrict__ x, int n_tok, float* y,
+__global__ void __launch_bounds__(k_threads, 1) gemv_kernel(D w, const float* __restrict__ x, int n_tok, float* y,
                                                          int64_t rows, int64_t cols, int64_t y_stride, bool vec) {
   const int lane = threadIdx.x & 31;
   const int64_t row = static_cast<int64_t>(blockIdx.x) * (k_threads / 32) + (threadIdx.x >> 5);
