@@ -211,31 +211,31 @@ namespace {
 
 // The masks reach past the sorted head of 256 tokens: the sampler must sort further.
 TEST(sampling, masks_wider_than_the_sorted_head) {
-  std::vector<float> flat(5000, 0.0f);  // uniform: ties order by id
+  std::vector<float> flat(2000, 0.0f);  // uniform: ties order by id
   sampling_params p;
   p.seed = 21;
   p.top_p = 0.5f;
-  sampler s(p, 0, 5000);
+  sampler s(p, 0, 2000);
   int32_t max_id = 0;
   double mean = 0;
-  const int draws = 20000;
+  const int draws = 3000;
   for (int i = 0; i < draws; ++i) {
     auto l = flat;
     int32_t t = s.sample(l).token;
     max_id = std::max(max_id, t);
     mean += static_cast<double>(t) / draws;
   }
-  EXPECT_LT(max_id, 2500);
-  EXPECT_GT(max_id, 2400);
-  EXPECT_NEAR(mean, 1250.0, 40.0);
+  EXPECT_LT(max_id, 1000);
+  EXPECT_GT(max_id, 950);
+  EXPECT_NEAR(mean, 500.0, 25.0);
 
-  // min_p keeps every token within the factor: 1000 high tokens, 4000 far below.
-  std::vector<float> two_level(5000, -10.0f);
-  for (int i = 0; i < 1000; ++i) two_level[static_cast<size_t>(i) * 5] = 0.0f;
+  // min_p keeps every token within the factor: 400 high tokens, 1600 far below.
+  std::vector<float> two_level(2000, -10.0f);
+  for (int i = 0; i < 400; ++i) two_level[static_cast<size_t>(i) * 5] = 0.0f;
   p.top_p = 1.0f;
   p.min_p = 0.5f;
-  sampler m(p, 0, 5000);
-  std::vector<bool> seen(5000, false);
+  sampler m(p, 0, 2000);
+  std::vector<bool> seen(2000, false);
   for (int i = 0; i < draws; ++i) {
     auto l = two_level;
     int32_t t = m.sample(l).token;
@@ -244,7 +244,7 @@ TEST(sampling, masks_wider_than_the_sorted_head) {
   }
   int distinct = 0;
   for (bool b : seen) distinct += b;
-  EXPECT_GT(distinct, 900);  // all 1000 survive the mask, not just a sorted head of 256
+  EXPECT_GT(distinct, 380);  // all 400 survive the mask, not just a sorted head of 256
 }
 
 }  // namespace
