@@ -19,6 +19,10 @@ inline size_t smin(size_t a, size_t b) { return a < b ? a : b; }
 
 inline float half(uint16_t h) { return _cvtsh_ss(h); }
 
+// The NF4 table's floats, without calling std::array::data() (an unoptimized build would
+// emit a weak copy of it compiled with this file's ISA flags).
+inline const float* nf4_table() { return reinterpret_cast<const float*>(&engine::quant::nf4_code); }
+
 inline float hsum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -43,34 +47,38 @@ inline __m256i unpack_q4(const uint8_t* qs) {
 
 inline __m256i load32(const int8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
 
+// sum over blocks [0, nb) of scale(b) * (weights(b) . a[b]), with two accumulators so
+// consecutive blocks do not wait on each other's FMA.
+template <typename Weights, typename Scale>
+float blocks_dot(const Weights& weights, const Scale& scale, const block_q8_0* a, size_t nb) {
+  __m256 acc0 = _mm256_setzero_ps();
+  __m256 acc1 = _mm256_setzero_ps();
+  size_t b = 0;
+  for (; b + 2 <= nb; b += 2) {
+    acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot32(weights(b), load32(a[b].qs))), _mm256_set1_ps(scale(b)), acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot32(weights(b + 1), load32(a[b + 1].qs))), _mm256_set1_ps(scale(b + 1)),
+                           acc1);
+  }
+  if (b < nb) acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot32(weights(b), load32(a[b].qs))), _mm256_set1_ps(scale(b)), acc0);
+  return hsum(_mm256_add_ps(acc0, acc1));
+}
+
 float q8_0_q8_0(const block_q8_0* w, const block_q8_0* a, size_t n) {
   const size_t nb = (n + 31) / 32;
-  __m256 acc = _mm256_setzero_ps();
-  for (size_t b = 0; b < nb; ++b) {
-    const __m256 d = _mm256_set1_ps(half(w[b].d) * half(a[b].d));
-    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot32(load32(w[b].qs), load32(a[b].qs))), d, acc);
-  }
-  return hsum(acc);
+  return blocks_dot([&](size_t b) { return load32(w[b].qs); },
+                    [&](size_t b) { return half(w[b].d) * half(a[b].d); }, a, nb);
 }
 
 float q4_0_q8_0(const block_q4_0* w, const block_q8_0* a, size_t n) {
   const size_t nb = (n + 31) / 32;
-  __m256 acc = _mm256_setzero_ps();
-  for (size_t b = 0; b < nb; ++b) {
-    const __m256 d = _mm256_set1_ps(half(w[b].d) * half(a[b].d));
-    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot32(unpack_q4(w[b].qs), load32(a[b].qs))), d, acc);
-  }
-  return hsum(acc);
+  return blocks_dot([&](size_t b) { return unpack_q4(w[b].qs); },
+                    [&](size_t b) { return half(w[b].d) * half(a[b].d); }, a, nb);
 }
 
 float int8_q8_0(const int8_t* w, float scale, const block_q8_0* a, size_t n) {
   const size_t full = n / 32;
-  __m256 acc = _mm256_setzero_ps();
-  for (size_t b = 0; b < full; ++b) {
-    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot32(load32(w + b * 32), load32(a[b].qs))), _mm256_set1_ps(half(a[b].d)),
-                          acc);
-  }
-  float sum = hsum(acc) * scale;
+  float sum = blocks_dot([&](size_t b) { return load32(w + b * 32); }, [&](size_t b) { return half(a[b].d); }, a, full) *
+              scale;
   if (n % 32 != 0) sum += engine::quant::dot_int8_q8_0(w + full * 32, scale, a + full, n % 32);
   return sum;
 }
@@ -78,12 +86,8 @@ float int8_q8_0(const int8_t* w, float scale, const block_q8_0* a, size_t n) {
 float int4_q8_0(const uint8_t* w, const float* scales, size_t group, const block_q8_0* a, size_t n) {
   const size_t nb = (n + 31) / 32;
   const size_t per_group = group / 32;
-  __m256 acc = _mm256_setzero_ps();
-  for (size_t b = 0; b < nb; ++b) {
-    const __m256 d = _mm256_set1_ps(scales[b / per_group] * half(a[b].d));
-    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot32(unpack_q4(w + b * 16), load32(a[b].qs))), d, acc);
-  }
-  return hsum(acc);
+  return blocks_dot([&](size_t b) { return unpack_q4(w + b * 16); },
+                    [&](size_t b) { return scales[b / per_group] * half(a[b].d); }, a, nb);
 }
 
 // Eight NF4 codes (indices in the low 4 bits of each int32) -> their values.
@@ -102,15 +106,19 @@ float nf4_f32(const uint8_t* packed, const float* absmax, size_t blocksize, size
     sum += engine::quant::dot_nf4_f32(packed, absmax, blocksize, start, x, lead);
     i = lead;
   }
-  const __m256 lut_lo = _mm256_loadu_ps(engine::quant::nf4_code.data());
-  const __m256 lut_hi = _mm256_loadu_ps(engine::quant::nf4_code.data() + 8);
+  const __m256 lut_lo = _mm256_loadu_ps(nf4_table());
+  const __m256 lut_hi = _mm256_loadu_ps(nf4_table() + 8);
   const __m128i m = _mm_set1_epi8(0x0f);
   __m256 total = _mm256_setzero_ps();
   while (n - i >= 32) {
     const size_t e = start + i;  // even, block-aligned at the first step of each block
     const size_t block = e / blocksize;
     const size_t len = smin(blocksize - e % blocksize, n - i) & ~size_t{31};
+    // Four accumulators: the four FMAs of a step are independent.
     __m256 acc = _mm256_setzero_ps();
+    __m256 acc1 = _mm256_setzero_ps();
+    __m256 acc2 = _mm256_setzero_ps();
+    __m256 acc3 = _mm256_setzero_ps();
     for (size_t j = 0; j < len; j += 32) {
       const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(packed + (e + j) / 2));
       const __m128i hi = _mm_and_si128(_mm_srli_epi16(bytes, 4), m);
@@ -119,12 +127,13 @@ float nf4_f32(const uint8_t* packed, const float* absmax, size_t blocksize, size
       const __m128i second = _mm_unpackhi_epi8(hi, lo); // elements 16..31
       const float* xp = x + i + j;
       acc = _mm256_fmadd_ps(nf4_lookup(_mm256_cvtepu8_epi32(first), lut_lo, lut_hi), _mm256_loadu_ps(xp), acc);
-      acc = _mm256_fmadd_ps(nf4_lookup(_mm256_cvtepu8_epi32(_mm_srli_si128(first, 8)), lut_lo, lut_hi),
-                            _mm256_loadu_ps(xp + 8), acc);
-      acc = _mm256_fmadd_ps(nf4_lookup(_mm256_cvtepu8_epi32(second), lut_lo, lut_hi), _mm256_loadu_ps(xp + 16), acc);
-      acc = _mm256_fmadd_ps(nf4_lookup(_mm256_cvtepu8_epi32(_mm_srli_si128(second, 8)), lut_lo, lut_hi),
-                            _mm256_loadu_ps(xp + 24), acc);
+      acc1 = _mm256_fmadd_ps(nf4_lookup(_mm256_cvtepu8_epi32(_mm_srli_si128(first, 8)), lut_lo, lut_hi),
+                             _mm256_loadu_ps(xp + 8), acc1);
+      acc2 = _mm256_fmadd_ps(nf4_lookup(_mm256_cvtepu8_epi32(second), lut_lo, lut_hi), _mm256_loadu_ps(xp + 16), acc2);
+      acc3 = _mm256_fmadd_ps(nf4_lookup(_mm256_cvtepu8_epi32(_mm_srli_si128(second, 8)), lut_lo, lut_hi),
+                             _mm256_loadu_ps(xp + 24), acc3);
     }
+    acc = _mm256_add_ps(_mm256_add_ps(acc, acc1), _mm256_add_ps(acc2, acc3));
     total = _mm256_fmadd_ps(acc, _mm256_set1_ps(absmax[block]), total);
     i += len;
     // A block's tail shorter than 32 values (only at the end of the row): the reference.
