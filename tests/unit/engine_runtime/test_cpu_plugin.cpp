@@ -326,6 +326,45 @@ TEST_F(cpu_plugin, bad_options_fail_create_with_a_clear_message) {
   EXPECT_NE(std::string(err.message).find("max_batch"), std::string::npos) << err.message;
 }
 
+// The other checkpoint formats through the same glue: llama2.c (tokenizer beside it) and GGUF
+// (tokenizer in its metadata).
+TEST_F(cpu_plugin, serves_llama2c_and_gguf_checkpoints) {
+  const std::string root = fixture_dir.substr(0, fixture_dir.rfind('/'));
+  const std::string bin = root + "/llama2c-stories260K/stories260K.bin";
+  const std::string gguf = root + "/llama2-tiny-random-gguf/llama-2-tiny-random.gguf";
+  if (!std::filesystem::exists(bin) || !std::filesystem::exists(gguf))
+    GTEST_SKIP() << "fixtures missing: " << bin << " or " << gguf;
+
+  moat_error err{};
+  auto* b = create("{\"path\": \"" + bin + "\", \"ctx\": 256, \"max_batch\": 2}", &err);
+  ASSERT_NE(b, nullptr) << err.message;
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc = parser.load(root + "/llama2c-stories260K/expected_greedy.json");
+  std::vector<int32_t> want;
+  for (auto v : doc["ids"].get_array()) {
+    if (want.size() == 48) break;
+    want.push_back(static_cast<int32_t>(int64_t(v)));
+  }
+  request_builder rb(1, MOAT_REQUEST_COMPLETION);
+  rb.token_prompt({1});
+  rb.req.sampling.max_tokens = 48;
+  auto c = run(b, rb);
+  ASSERT_EQ(c->error, MOAT_OK) << c->error_message;
+  EXPECT_EQ(c->choices[0].tokens, want);
+  EXPECT_EQ(c->choices[0].text.rfind("Once upon a time, there was a little girl named Lily.", 0), 0u)
+      << c->choices[0].text;
+
+  auto* g = create("{\"path\": \"" + gguf + "\", \"ctx\": 64, \"max_batch\": 2}", &err);
+  ASSERT_NE(g, nullptr) << err.message;
+  request_builder chat(2, MOAT_REQUEST_CHAT);
+  chat.message("user", "Hello there");
+  chat.req.sampling.max_tokens = 8;
+  auto r = run(g, chat);
+  ASSERT_EQ(r->error, MOAT_OK) << r->error_message;
+  EXPECT_GT(r->usage.prompt_tokens, 2u);
+  EXPECT_GE(r->usage.completion_tokens, 1u);
+}
+
 TEST_F(cpu_plugin, concurrent_submits_and_cancels_each_get_one_terminal_event) {
   auto* b = create("{\"path\": \"" + fixture_dir + "\", \"ctx\": 128, \"max_batch\": 4, \"max_queue\": 1000}");
   ASSERT_NE(b, nullptr);
