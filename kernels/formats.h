@@ -2,6 +2,7 @@
 // host tests share them. The layouts are exactly the engine's (backends/engine/quant/):
 //
 //   f16, bf16  data: [rows][cols] uint16
+//   f32        data: [rows][cols] float (checkpoints stored in f32; tests against the CPU)
 //   int8       data: [rows][cols] int8, scales: [rows] f32 (per output channel)
 //   int4       data: [rows][int4_row_bytes(cols, group)] bytes, scales: [rows][groups] f32;
 //              each group is group/32 sub-blocks of 16 bytes in Q4_0 order (byte j: element j
@@ -22,8 +23,8 @@
 
 namespace moat::kernels {
 
-enum class weight_format : uint8_t { f16, bf16, int8, int4, nf4 };
-inline constexpr int k_weight_formats = 5;
+enum class weight_format : uint8_t { f16, bf16, int8, int4, nf4, f32 };
+inline constexpr int k_weight_formats = 6;
 
 struct gemv_weights {
   weight_format format = weight_format::f16;

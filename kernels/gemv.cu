@@ -45,6 +45,18 @@ struct bf16_decoder {
   __device__ float one(int64_t r, int64_t c) const { return detail::bf16_bits_to_float(d[r * cols + c]); }
 };
 
+struct f32_decoder {
+  const float* d;
+  int64_t cols;
+  __device__ void chunk8(int64_t r, int64_t c, float* out) const {
+    const float4 a = *reinterpret_cast<const float4*>(d + r * cols + c);
+    const float4 b = *reinterpret_cast<const float4*>(d + r * cols + c + 4);
+    out[0] = a.x, out[1] = a.y, out[2] = a.z, out[3] = a.w;
+    out[4] = b.x, out[5] = b.y, out[6] = b.z, out[7] = b.w;
+  }
+  __device__ float one(int64_t r, int64_t c) const { return d[r * cols + c]; }
+};
+
 struct int8_decoder {
   const int8_t* d;
   const float* scales;
@@ -213,7 +225,13 @@ cudaError_t launch_nf4(const gemv_weights& w, const float* x, int32_t n, float* 
                 w, x, n, y, vec, s);
 }
 
-constexpr launcher k_table[k_weight_formats] = {launch_f16, launch_bf16, launch_int8, launch_int4, launch_nf4};
+cudaError_t launch_f32(const gemv_weights& w, const float* x, int32_t n, float* y, cudaStream_t s) {
+  const bool vec = w.cols % 8 == 0 && aligned(w.data, 16) && aligned(x, 16);
+  return launch(f32_decoder{static_cast<const float*>(w.data), w.cols}, w, x, n, y, vec, s);
+}
+
+constexpr launcher k_table[k_weight_formats] = {launch_f16, launch_bf16, launch_int8, launch_int4, launch_nf4,
+                                                launch_f32};
 
 }  // namespace
 

@@ -51,6 +51,8 @@ float weight_at(const gemv_weights& w, int64_t r, int64_t c) {
       return half_to_float(static_cast<const uint16_t*>(w.data)[r * w.cols + c]);
     case weight_format::bf16:
       return bf16_to_float(static_cast<const uint16_t*>(w.data)[r * w.cols + c]);
+    case weight_format::f32:
+      return static_cast<const float*>(w.data)[r * w.cols + c];
     case weight_format::int8:
       return static_cast<const int8_t*>(w.data)[r * w.cols + c] * w.scales[r];
     case weight_format::int4: {

@@ -14,6 +14,7 @@
 #include "engine/quant/int4.h"
 #include "engine/quant/int8.h"
 #include "engine/quant/nf4.h"
+#include "kernels/add.cuh"
 #include "kernels/gemv.cuh"
 #include "kernels/paged_attention.cuh"
 #include "kernels/reference/reference.h"
@@ -76,7 +77,10 @@ void make_weights(weights& w, weight_format f, int64_t rows, int64_t cols, uint3
   auto x = randn(rows * cols, seed, 0.05f);
   w.host = gemv_weights{f, rows, cols};
   w.host.group = 64;
-  if (f == weight_format::f16 || f == weight_format::bf16) {
+  if (f == weight_format::f32) {
+    w.data.resize(rows * cols * 4);
+    std::memcpy(w.data.data(), x.data(), w.data.size());
+  } else if (f == weight_format::f16 || f == weight_format::bf16) {
     w.data.resize(rows * cols * 2);
     auto* h = reinterpret_cast<uint16_t*>(w.data.data());
     for (int64_t i = 0; i < rows * cols; ++i) {
@@ -137,7 +141,7 @@ void make_weights(weights& w, weight_format f, int64_t rows, int64_t cols, uint3
 
 TEST(CudaKernels, GemvEveryFormatAgainstReference) {
   SKIP_WITHOUT_DEVICE();
-  const weight_format formats[] = {weight_format::f16, weight_format::bf16, weight_format::int8, weight_format::int4,
+  const weight_format formats[] = {weight_format::f32, weight_format::f16, weight_format::bf16, weight_format::int8, weight_format::int4,
                                    weight_format::nf4};
   const std::pair<int64_t, int64_t> shapes[] = {{37, 264}, {5, 75}, {130, 1024}, {1, 8}};
   for (auto f : formats)
@@ -187,6 +191,12 @@ TEST(CudaKernels, RmsnormRopeSwiglu) {
     auto g = dq.get();
     for (size_t i = 0; i < g.size(); ++i) ASSERT_NEAR(g[i], qw[i], 2e-4f) << i;
   }
+
+  auto base = randn(777, 6), inc = randn(777, 7), sum = base;
+  for (size_t i = 0; i < sum.size(); ++i) sum[i] += inc[i];
+  dev<float> db(base), di(inc);
+  ASSERT_EQ(add(db.p, di.p, 777, nullptr), cudaSuccess);
+  EXPECT_EQ(db.get(), sum);
 
   auto gate = randn(1001, 4), up = randn(1001, 5), gw = gate;
   reference::swiglu(gw.data(), up.data(), 1001);

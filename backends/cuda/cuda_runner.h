@@ -1,0 +1,42 @@
+// make_cuda_runner: engine::model_runner on one NVIDIA GPU, built from the kernels in kernels/.
+//
+//   auto model = std::make_shared<const moat::engine::loaded_model>(moat::engine::load_model(path));
+//   auto runner = moat::cuda::make_cuda_runner(model, {.device = 0, .kv_cache_mb = 2048, .weights = "int4"});
+//   runner->forward(items, logits);   // same contract as the CPU runner (engine/model_runner.h)
+//
+// Weights are uploaded once: f32/f16/bf16 as stored, GGUF Q8_0/Q4_0 as f32, or quantized on the
+// way up when `weights` names a format (int8, int4, nf4 double-quantized, bf16, f16). The KV
+// cache is a paged pool per layer, [n_blocks][16][n_kv_heads][head_dim] f32, each slot owning
+// a fixed run of blocks (the block tables are ready for a shared pool).
+// Every CUDA error becomes engine::model_error ("cuda: <what>: <cudaGetErrorString>"); no device
+// means model_error from make_cuda_runner, never an abort.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "engine/loader.h"
+#include "engine/model_runner.h"
+
+namespace moat::cuda {
+
+struct cuda_options {
+  int32_t device = 0;
+  size_t kv_cache_mb = 1024;  // KV pool; n_slots = pool / (kv_bytes_per_token * max_ctx)
+  int32_t max_ctx = 0;        // positions per slot; 0 = config.max_position_embeddings
+  int32_t max_slots = 0;      // 0 = as many as fit, at most 256
+  std::string weights;        // "" (as stored), "f16", "bf16", "int8", "int4", "nf4"
+  int32_t int4_group = 64;    // 32, 64 or 128
+};
+
+// Throws engine::model_error: no device, an unknown weights format, a pool too small for one
+// slot, out of device memory.
+std::unique_ptr<engine::model_runner> make_cuda_runner(std::shared_ptr<const engine::loaded_model> model,
+                                                       const cuda_options& opts);
+
+// The number of CUDA devices, or a message saying why there are none (for create()).
+int32_t cuda_device_count(std::string* why);
+
+}  // namespace moat::cuda
