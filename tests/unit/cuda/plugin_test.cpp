@@ -1,0 +1,33 @@
+// libmoat_cuda.so through the C ABI: it loads, exports moat_backend_entry, and create() fails
+// with a clear message (no device here, or serving not wired yet), never a crash.
+#include <dlfcn.h>
+#include <gtest/gtest.h>
+#include <moat/backend.h>
+
+#include <string>
+
+namespace {
+
+TEST(CudaPlugin, CreateFailsWithAClearMessage) {
+  const std::string path = std::string(MOAT_BINARY_DIR) + "/lib/moat/libmoat_cuda.so";
+  void* h = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  ASSERT_NE(h, nullptr) << dlerror();
+  auto entry = reinterpret_cast<moat_backend_entry_fn>(dlsym(h, MOAT_BACKEND_ENTRY_SYMBOL));
+  ASSERT_NE(entry, nullptr);
+  const moat_backend_api* api = entry();
+  EXPECT_EQ(api->abi_version, MOAT_BACKEND_ABI_VERSION);
+  EXPECT_EQ(std::string(api->name.data, api->name.size), "cuda");
+  moat_backend_config cfg{};
+  cfg.struct_size = sizeof(cfg);
+  moat_backend* b = nullptr;
+  moat_error err{};
+  err.struct_size = sizeof(err);
+  const moat_status s = api->create(&cfg, &b, &err);
+  EXPECT_TRUE(s == MOAT_ERR_UNAVAILABLE || s == MOAT_ERR_UNSUPPORTED) << s;
+  EXPECT_EQ(b, nullptr);
+  EXPECT_EQ(std::string(err.message).rfind("cuda backend: ", 0), 0u) << err.message;
+  std::printf("create(): %s\n", err.message);
+  dlclose(h);
+}
+
+}  // namespace
