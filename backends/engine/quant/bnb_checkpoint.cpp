@@ -2,6 +2,7 @@
 
 #include <simdjson.h>
 
+#include <cmath>
 #include <stdexcept>
 
 #include "engine/quant/nf4.h"
@@ -40,15 +41,23 @@ bnb_nf4_state parse_bnb_quant_state(std::string_view json) {
   st.dtype = s;
   simdjson::dom::array shape;
   if (obj["shape"].get_array().get(shape) != simdjson::SUCCESS) bad("missing shape");
+  // The element count must fit comfortably (2^48) so no size computed from it can overflow.
+  uint64_t numel = 1;
   for (simdjson::dom::element d : shape) {
     if (d.get_uint64().get(u) != simdjson::SUCCESS) bad("shape holds a non-integer");
+    if (u != 0 && numel > (uint64_t{1} << 48) / u) bad("shape is too large");
+    numel *= u;
     st.shape.push_back(u);
   }
+  if (st.shape.empty()) bad("shape is empty");
   double offset = 0.0;
   if (obj["nested_offset"].get_double().get(offset) == simdjson::SUCCESS) {
     st.nested = true;
     st.nested_offset = static_cast<float>(offset);  // printed from a float: converts back exactly
-    if (obj["nested_blocksize"].get_uint64().get(u) != simdjson::SUCCESS || u == 0) bad("missing nested_blocksize");
+    if (obj["nested_blocksize"].get_uint64().get(u) != simdjson::SUCCESS || u == 0 || u > 65536) {
+      bad("missing or invalid nested_blocksize");
+    }
+    if (!std::isfinite(offset)) bad("nested_offset is not finite");
     st.nested_blocksize = u;
   }
   return st;

@@ -122,6 +122,14 @@ TEST(bnb_quant_state, refuses_what_it_cannot_read) {
                std::invalid_argument);
   EXPECT_THROW(parse_bnb_quant_state(R"({"quant_type":"nf4","blocksize":64,"dtype":"float16"})"),
                std::invalid_argument);
+  EXPECT_THROW(parse_bnb_quant_state(
+                   R"({"quant_type":"nf4","blocksize":64,"dtype":"float16","shape":[4294967296,4294967296]})"),
+               std::invalid_argument);
+  EXPECT_THROW(parse_bnb_quant_state(R"({"quant_type":"nf4","blocksize":64,"dtype":"float16","shape":[]})"),
+               std::invalid_argument);
+  EXPECT_THROW(parse_bnb_quant_state(R"({"quant_type":"nf4","blocksize":64,"dtype":"float16","shape":[2,2],)"
+                                     R"("nested_offset":1.5,"nested_blocksize":0})"),
+               std::invalid_argument);
   const bnb_nf4_state plain =
       parse_bnb_quant_state(R"({"quant_type":"nf4","blocksize":64,"dtype":"bfloat16","shape":[3,128]})");
   EXPECT_FALSE(plain.nested);
