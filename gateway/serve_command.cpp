@@ -14,12 +14,14 @@
 
 #include "api/api.h"
 #include "api/common.h"
+#include "audit/audit_log.h"
 #include "cli/commands.h"
 #include "cli/version.h"
 #include "config/config.h"
 #include "host/host.h"
 #include "http/server.h"
 #include "metrics/registry.h"
+#include "policy/policy_manager.h"
 
 namespace moat::cli {
 
@@ -86,6 +88,24 @@ int serve_command(int argc, char** argv) {
   setup_logging(cfg.logging.level);
   std::signal(SIGPIPE, SIG_IGN);
 
+  // Policies and the audit trail, before anything serves. Declared before the host and the
+  // server: in-flight requests write their audit lines while those shut down.
+  std::unique_ptr<policy::policy_manager> policies;
+  std::unique_ptr<audit::audit_log> audit_trail;
+  try {
+    if (cfg.policies && !cfg.policies.IsNull()) {
+      policies = policy::policy_manager::from_config_file(vm["config"].as<std::string>());
+      policy::policy_manager::install_sighup_handler();  // reload on SIGHUP, and on file changes:
+      policies->start_watching();
+    }
+    if (cfg.audit && !cfg.audit.IsNull()) {
+      audit_trail = std::make_unique<audit::audit_log>(audit::parse_audit_config(cfg.audit, cfg.dir.string()));
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "moat serve: %s\n", e.what());
+    return 2;
+  }
+
   std::vector<std::string> names;
   for (const auto& m : cfg.models) names.push_back(m.name);
   metrics::registry registry(names, version, commit);
@@ -95,6 +115,8 @@ int serve_command(int argc, char** argv) {
   http::server* server_ptr = nullptr;
   api::api_context ctx{plugins, registry, [&server_ptr] { return server_ptr->state(); }};
   ctx.system_fingerprint = std::string("fp_moat_") + version;
+  ctx.policies = policies.get();
+  ctx.audit = audit_trail.get();
   api::route_table routes(ctx);
   http::server server(cfg.server, routes, registry);
   server_ptr = &server;

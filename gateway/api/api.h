@@ -15,6 +15,14 @@
 #include "metrics/registry.h"
 #include "openai/protocol.h"
 
+namespace moat::policy {
+class policy_manager;
+struct request_context;
+}  // namespace moat::policy
+namespace moat::audit {
+class audit_log;
+}
+
 namespace moat::api {
 
 struct api_context {
@@ -23,6 +31,12 @@ struct api_context {
   std::function<http::lifecycle()> state;
   std::string system_fingerprint = "fp_moat";  // "fp_moat_<version>"
   int64_t created = 0;                          // unix seconds the models were loaded
+  // Policies and audit (serve_command owns both; null: none configured).
+  policy::policy_manager* policies = nullptr;
+  audit::audit_log* audit = nullptr;
+  // Fills who is asking (the API key's name, the TLS client subject) into a request's policy
+  // context, for the policies and the audit line. Set by the auth wiring; empty: anonymous.
+  std::function<void(const http::request&, policy::request_context&)> identify = nullptr;
 };
 
 // Endpoint handlers (each in its own file).

@@ -1,6 +1,7 @@
 // POST /v1/chat/completions
 #include "api/common.h"
 #include "api/generation.h"
+#include "api/request_trail.h"
 #include "host/request_builder.h"
 #include "http/wire.h"
 
@@ -8,11 +9,35 @@ namespace moat::api {
 
 void chat_completions(api_context& ctx, const http::request& req, http::responder respond) {
   constexpr auto route = metrics::route::chat_completions;
+  auto trail = std::make_shared<request_trail>(ctx, req, route);
   auto parsed = openai::parse_chat_request(req.body);
   if (auto* err = std::get_if<openai::api_error>(&parsed)) {
-    return respond(error_response(ctx.metrics, *err, route));
+    return respond(error_response(ctx.metrics, *err, route));  // no model: no audit line
   }
-  const auto& chat = std::get<openai::chat_request>(parsed);
+  auto& chat = std::get<openai::chat_request>(parsed);
+  respond = trail->wrap(std::move(respond));
+  trail->policy.model = chat.model;
+
+  // The policies see (and may rewrite) the text before anything else does; from here on only
+  // their result is used: the backend never sees the original.
+  std::string body;
+  if (trail->filters_responses()) {
+    for (const auto& m : chat.messages) trail->policy.messages.push_back({m.role, m.content});
+    if (auto err = trail->check_request()) return respond(error_response(ctx.metrics, *err, route));
+    std::vector<openai::chat_message> redacted;
+    redacted.reserve(trail->policy.messages.size());
+    for (size_t i = 0; i < trail->policy.messages.size(); ++i) {
+      auto& m = trail->policy.messages[i];
+      redacted.push_back({m.role, m.content, i < chat.messages.size() ? chat.messages[i].name : std::string()});
+    }
+    chat.messages = std::move(redacted);
+    chat.model = trail->policy.model;
+    body = host::redacted_body_json(req.body, chat.model, &chat.messages, nullptr, {});
+  } else {
+    body = std::string(req.body);
+  }
+  trail->set_request_payload(body);
+
   host::backend* b = find_backend(ctx, chat.model, route, respond);
   if (b == nullptr) return;
   const auto& caps = b->caps();
@@ -37,10 +62,12 @@ void chat_completions(api_context& ctx, const http::request& req, http::responde
   opts.meta = {"chatcmpl-" + http::random_alnum(24), unix_now(), chat.model, ctx.system_fingerprint};
   opts.route = route;
   opts.request_id = std::string(req.request_id);
+  opts.trail = trail;
+  trail->set_id(opts.meta.id);
   auto job = std::make_shared<generation_job>(std::move(opts), std::move(respond), ctx.metrics);
 
   host::request_builder builder;
-  auto outcome = b->submit(builder.chat(chat, req.body), job, req.strand);
+  auto outcome = b->submit(builder.chat(chat, body), job, req.strand);
   if (outcome.status != MOAT_OK) return job->reject(backend_error(outcome.status, std::move(outcome.message)));
   job->attach(outcome.handle);
   cancel_when_client_leaves(req, outcome.handle);

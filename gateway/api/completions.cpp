@@ -1,6 +1,7 @@
 // POST /v1/completions
 #include "api/common.h"
 #include "api/generation.h"
+#include "api/request_trail.h"
 #include "host/request_builder.h"
 #include "http/wire.h"
 
@@ -8,11 +9,26 @@ namespace moat::api {
 
 void completions(api_context& ctx, const http::request& req, http::responder respond) {
   constexpr auto route = metrics::route::completions;
+  auto trail = std::make_shared<request_trail>(ctx, req, route);
   auto parsed = openai::parse_completion_request(req.body);
   if (auto* err = std::get_if<openai::api_error>(&parsed)) {
-    return respond(error_response(ctx.metrics, *err, route));
+    return respond(error_response(ctx.metrics, *err, route));  // no model: no audit line
   }
-  const auto& comp = std::get<openai::completion_request>(parsed);
+  auto& comp = std::get<openai::completion_request>(parsed);
+  respond = trail->wrap(std::move(respond));
+  trail->policy.model = comp.model;
+
+  // Text prompts go through the policies; token prompts carry no text they could match.
+  std::string body;
+  if (trail->filters_responses()) {
+    if (auto err = apply_prompt_policies(*trail, comp.prompts)) return respond(error_response(ctx.metrics, *err, route));
+    comp.model = trail->policy.model;
+    body = host::redacted_body_json(req.body, comp.model, nullptr, &comp.prompts, "prompt");
+  } else {
+    body = std::string(req.body);
+  }
+  trail->set_request_payload(body);
+
   host::backend* b = find_backend(ctx, comp.model, route, respond);
   if (b == nullptr) return;
   const auto& caps = b->caps();
@@ -40,10 +56,12 @@ void completions(api_context& ctx, const http::request& req, http::responder res
   opts.meta = {"cmpl-" + http::random_alnum(24), unix_now(), comp.model, ctx.system_fingerprint};
   opts.route = route;
   opts.request_id = std::string(req.request_id);
+  opts.trail = trail;
+  trail->set_id(opts.meta.id);
   auto job = std::make_shared<generation_job>(std::move(opts), std::move(respond), ctx.metrics);
 
   host::request_builder builder;
-  auto outcome = b->submit(builder.completion(comp, req.body), job, req.strand);
+  auto outcome = b->submit(builder.completion(comp, body), job, req.strand);
   if (outcome.status != MOAT_OK) return job->reject(backend_error(outcome.status, std::move(outcome.message)));
   job->attach(outcome.handle);
   cancel_when_client_leaves(req, outcome.handle);

@@ -2,6 +2,7 @@
 #include <spdlog/spdlog.h>
 
 #include "api/common.h"
+#include "api/request_trail.h"
 #include "host/request_builder.h"
 
 namespace moat::api {
@@ -67,11 +68,24 @@ class embedding_job : public host::event_sink {
 
 void embeddings(api_context& ctx, const http::request& req, http::responder respond) {
   constexpr auto route = metrics::route::embeddings;
+  auto trail = std::make_shared<request_trail>(ctx, req, route);
   auto parsed = openai::parse_embedding_request(req.body);
   if (auto* err = std::get_if<openai::api_error>(&parsed)) {
-    return respond(error_response(ctx.metrics, *err, route));
+    return respond(error_response(ctx.metrics, *err, route));  // no model: no audit line
   }
-  const auto& emb = std::get<openai::embedding_request>(parsed);
+  auto& emb = std::get<openai::embedding_request>(parsed);
+  respond = trail->wrap(std::move(respond));
+  trail->policy.model = emb.model;
+  // Inputs are request text like any prompt: the backend embeds only what the policies left.
+  std::string body;
+  if (trail->filters_responses()) {
+    if (auto err = apply_prompt_policies(*trail, emb.inputs)) return respond(error_response(ctx.metrics, *err, route));
+    emb.model = trail->policy.model;
+    body = host::redacted_body_json(req.body, emb.model, nullptr, &emb.inputs, "input");
+  } else {
+    body = std::string(req.body);
+  }
+  trail->set_request_payload(body);
   host::backend* b = find_backend(ctx, emb.model, route, respond);
   if (b == nullptr) return;
   const auto& caps = b->caps();
@@ -96,7 +110,7 @@ void embeddings(api_context& ctx, const http::request& req, http::responder resp
   auto job = std::make_shared<embedding_job>(emb.model, emb.encoding_format, emb.inputs.size(), std::move(respond),
                                              ctx.metrics);
   host::request_builder builder;
-  auto outcome = b->submit(builder.embedding(emb, req.body), job, req.strand);
+  auto outcome = b->submit(builder.embedding(emb, body), job, req.strand);
   if (outcome.status != MOAT_OK) return job->reject(backend_error(outcome.status, std::move(outcome.message)));
   cancel_when_client_leaves(req, outcome.handle);
 }

@@ -3,7 +3,9 @@
 #include <spdlog/spdlog.h>
 
 #include "api/errors.h"
+#include "api/request_trail.h"
 #include "host/plugin.h"
+#include "policy/policy.h"
 
 namespace moat::api {
 
@@ -27,6 +29,20 @@ generation_job::generation_job(generation_options options, http::responder respo
     results_.resize(options_.choices);
     for (uint32_t i = 0; i < options_.choices; ++i) results_[i].index = i;
   }
+  if (options_.stream && options_.trail && options_.trail->filters_responses()) {
+    filters_.resize(options_.choices);
+    for (auto& f : filters_) f = options_.trail->policies()->response_filter_for(options_.trail->policy);
+  }
+}
+
+generation_job::~generation_job() {
+  if (!options_.trail) return;
+  for (const auto& f : filters_) {
+    if (!f) continue;  // finished: its text is already in audit_answer_
+    if (!audit_answer_.empty()) audit_answer_ += '\n';
+    audit_answer_ += f->audit_text();
+  }
+  options_.trail->set_response_payload(std::move(audit_answer_));
 }
 
 void generation_job::reject(const openai::api_error& error) {
@@ -62,6 +78,18 @@ void generation_job::on_delta(host::owned_event& event) {
     }
     return;
   }
+  if (!filters_.empty()) {
+    auto& f = filters_[event.index];
+    if (!f) return;  // the choice already finished: nothing may follow its tail
+    event.text = f->push(event.text);
+    if (f->blocked()) return end_blocked();
+    // Held back whole (a possible match is still open): no empty delta for it.
+    if (event.text.empty() && event.logprobs.empty()) return;
+  }
+  emit_delta(event);
+}
+
+void generation_job::emit_delta(host::owned_event& event) {
   // Streamed. While the client keeps up, each event becomes its own chunk, as the backend cut
   // it. Once more than coalesce_after_bytes of chunks wait unsent, later text is coalesced per
   // choice until the next pull: a slow reader gets fewer, longer deltas instead of a growing
@@ -96,10 +124,78 @@ void generation_job::on_delta(host::owned_event& event) {
   flush();
 }
 
+void generation_job::finish_filter(uint32_t index) {
+  auto f = std::move(filters_[index]);
+  if (!f) return;
+  host::owned_event tail;
+  tail.kind = MOAT_EVENT_DELTA;
+  tail.index = index;
+  tail.text = f->finish();
+  if (f->blocked()) return end_blocked();
+  if (!tail.text.empty()) emit_delta(tail);
+  const auto d = f->complete();  // on_response hooks: tags and decisions for the audit line
+  options_.trail->record(d);
+  if (!audit_answer_.empty()) audit_answer_ += '\n';
+  audit_answer_ += f->audit_text();
+}
+
+void generation_job::end_blocked() {
+  if (ended_) return;
+  // Whatever was released before the match is out; the rest of the answer is not sent.
+  policy::decision d;
+  d.outcome = policy::verdict::block;
+  d.reason = "the answer matched a response rule";
+  const auto error = policy_error(d);
+  options_.trail->set_status(error.status);
+  metrics_.error(error.type);
+  if (auto c = call_.lock()) c->cancel();
+  for (auto& f : filters_) {
+    if (!f) continue;
+    if (!audit_answer_.empty()) audit_answer_ += '\n';
+    audit_answer_ += f->audit_text();
+    f.reset();
+  }
+  tail_ = openai::sse_error(error);
+  tail_ += openai::sse_done;
+  ended_ = true;
+  flush();
+}
+
+bool generation_job::filter_whole_answers() {
+  if (!options_.trail) return true;
+  if (!options_.trail->filters_responses()) {
+    for (const auto& r : results_) {
+      if (!audit_answer_.empty()) audit_answer_ += '\n';
+      audit_answer_ += r.text;
+    }
+    return true;
+  }
+  const auto& set = *options_.trail->policies();
+  for (auto& r : results_) {
+    std::string audit_text;
+    const auto d = set.filter_response(options_.trail->policy, r.text, &audit_text);
+    options_.trail->record(d);
+    if (!audit_answer_.empty()) audit_answer_ += '\n';
+    audit_answer_ += audit_text;
+    if (d.outcome != policy::verdict::allow) {
+      if (d.outcome == policy::verdict::fail) spdlog::error("[{}] response policy failed: {}", options_.request_id, d.reason);
+      responded_ = true;
+      ended_ = true;
+      if (auto respond = std::move(respond_)) respond(error_response(metrics_, policy_error(d), options_.route));
+      return false;
+    }
+  }
+  return true;
+}
+
 void generation_job::on_finish(const host::owned_event& event) {
   if (!options_.stream) {
     results_[event.index].finish_reason = finish_reason_text(event.finish_reason);
     return;
+  }
+  if (!filters_.empty()) {
+    finish_filter(event.index);
+    if (ended_) return;
   }
   if (!dirty_ && serialized_.size() < coalesce_after_bytes) {
     openai::chunk_delta d;
@@ -118,10 +214,15 @@ void generation_job::on_finish(const host::owned_event& event) {
 
 void generation_job::on_done(const host::owned_event& event) {
   const openai::usage_counts usage{event.usage.prompt_tokens, event.usage.completion_tokens};
+  if (options_.trail) {
+    options_.trail->set_tokens(static_cast<int64_t>(event.usage.prompt_tokens),
+                               static_cast<int64_t>(event.usage.completion_tokens));
+  }
   if (!options_.stream) {
     for (auto& r : results_) {
       if (r.finish_reason.empty()) r.finish_reason = "stop";
     }
+    if (!filter_whole_answers()) return;
     http::response res;
     res.route = options_.route;
     res.body = options_.chat ? openai::chat_completion_json(options_.meta, results_, usage)
@@ -131,7 +232,12 @@ void generation_job::on_done(const host::owned_event& event) {
     if (auto respond = std::move(respond_)) respond(std::move(res));
     return;
   }
-  // A choice the backend never finished explicitly still gets its closing chunk.
+  // A choice the backend never finished explicitly still gets its held-back tail and its
+  // closing chunk.
+  for (uint32_t i = 0; i < filters_.size(); ++i) {
+    finish_filter(i);
+    if (ended_) return;
+  }
   for (uint32_t i = 0; i < options_.choices; ++i) {
     if (!closed_[i] && pending_[i].finish.empty()) pending_[i].finish = "stop";
   }
@@ -147,6 +253,7 @@ void generation_job::on_done(const host::owned_event& event) {
 
 void generation_job::on_error(const host::owned_event& event) {
   const auto error = backend_error(event.error_code, event.error_message);
+  if (options_.trail) options_.trail->set_status(error.status);
   // A cancel is what we asked for (the client left); anything else is worth a warning.
   spdlog::log(event.error_code == MOAT_ERR_CANCELLED && !overflowed_ ? spdlog::level::debug : spdlog::level::warn,
               "[{}] model '{}': backend error {} ({}): {}", options_.request_id, options_.meta.model, error.status,

@@ -18,7 +18,13 @@
 #include "metrics/registry.h"
 #include "openai/protocol.h"
 
+namespace moat::policy {
+class response_filter;
+}
+
 namespace moat::api {
+
+class request_trail;
 
 struct generation_options {
   bool chat = true;             // chat.completion(.chunk) or text_completion
@@ -29,6 +35,9 @@ struct generation_options {
   openai::response_meta meta;
   metrics::route route = metrics::route::chat_completions;
   std::string request_id;       // x-request-id, for log lines
+  // The request's policies and audit line: answers are filtered through its policy set (per
+  // choice), tokens and the redacted answer recorded. Null: no policies, no audit.
+  std::shared_ptr<request_trail> trail;
 };
 
 class generation_job : public host::event_sink,
@@ -36,6 +45,7 @@ class generation_job : public host::event_sink,
                        public std::enable_shared_from_this<generation_job> {
  public:
   generation_job(generation_options options, http::responder respond, metrics::registry& metrics);
+  ~generation_job() override;
 
   // The accepted call, to cancel it when a slow client lets too much text pile up.
   void attach(std::weak_ptr<host::call> call) { call_ = std::move(call); }
@@ -54,6 +64,10 @@ class generation_job : public host::event_sink,
 
  private:
   void on_delta(host::owned_event& event);
+  void emit_delta(host::owned_event& event);  // streamed text already filtered
+  void finish_filter(uint32_t index);         // releases a choice's held-back tail
+  void end_blocked();                         // a response rule blocked the streamed answer
+  bool filter_whole_answers();                // non-streamed: false after answering with an error
   void on_finish(const host::owned_event& event);
   void on_done(const host::owned_event& event);
   void on_error(const host::owned_event& event);
@@ -87,6 +101,9 @@ class generation_job : public host::event_sink,
   bool ended_ = false;                           // the terminal event came
   bool responded_ = false;
   bool overflowed_ = false;
+  // Streamed, with policies: one response filter per choice (null once finished).
+  std::vector<std::unique_ptr<policy::response_filter>> filters_;
+  std::string audit_answer_;  // the redacted answers, for the audit line
 };
 
 const char* finish_reason_text(moat_finish_reason reason);

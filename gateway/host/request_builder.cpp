@@ -1,5 +1,7 @@
 #include "host/request_builder.h"
 
+#include <simdjson.h>
+
 #include <cstring>
 
 namespace moat::host {
@@ -19,7 +21,92 @@ void reset(moat_request& r) {
   r.sampling.temperature = 1;
 }
 
+void append_prompt(std::string& out, const openai::prompt& p) {
+  if (!p.is_tokens) return openai::append_json_string(out, p.text);
+  out += '[';
+  for (size_t i = 0; i < p.tokens.size(); ++i) {
+    if (i) out += ',';
+    out += std::to_string(p.tokens[i]);
+  }
+  out += ']';
+}
+
 }  // namespace
+
+std::string redacted_body_json(std::string_view body, std::string_view model,
+                               const std::vector<openai::chat_message>* messages,
+                               const std::vector<openai::prompt>* prompts, std::string_view prompt_key) {
+  std::string out;
+  out.reserve(body.size() + 64);
+  out += '{';
+  bool first = true;
+  auto key = [&](std::string_view k) {
+    if (!first) out += ',';
+    first = false;
+    openai::append_json_string(out, k);
+    out += ':';
+  };
+  auto write_model = [&] {
+    key("model");
+    openai::append_json_string(out, model);
+  };
+  auto write_messages = [&] {
+    key("messages");
+    out += '[';
+    for (size_t i = 0; i < messages->size(); ++i) {
+      const auto& m = (*messages)[i];
+      if (i) out += ',';
+      out += "{\"role\":";
+      openai::append_json_string(out, m.role);
+      out += ",\"content\":";
+      openai::append_json_string(out, m.content);
+      if (!m.name.empty()) {
+        out += ",\"name\":";
+        openai::append_json_string(out, m.name);
+      }
+      out += '}';
+    }
+    out += ']';
+  };
+  auto write_prompts = [&] {
+    key(prompt_key);
+    if (prompts->size() == 1) return append_prompt(out, prompts->front());
+    out += '[';
+    for (size_t i = 0; i < prompts->size(); ++i) {
+      if (i) out += ',';
+      append_prompt(out, (*prompts)[i]);
+    }
+    out += ']';
+  };
+  // The body was parsed successfully before, so this parse succeeds too; should it not, only
+  // the rewritten fields are sent (never the original).
+  simdjson::dom::parser parser;
+  simdjson::dom::object root;
+  bool model_done = false, messages_done = false, prompts_done = false;
+  if (parser.parse(simdjson::padded_string(body)).get(root) == simdjson::SUCCESS) {
+    for (auto field : root) {
+      const std::string_view k = field.key;
+      if (k == "model") {
+        write_model();
+        model_done = true;
+      } else if (messages && k == "messages") {
+        write_messages();
+        messages_done = true;
+      } else if (prompts && k == prompt_key) {
+        write_prompts();
+        prompts_done = true;
+      } else {
+        key(k);
+        out += simdjson::minify(field.value);
+      }
+    }
+  }
+  if (!model_done) write_model();
+  if (messages && !messages_done) write_messages();
+  if (prompts && !prompts_done) write_prompts();
+  out += '}';
+  return out;
+}
 
 void request_builder::fill_messages(const std::vector<openai::chat_message>& messages) {
   messages_.clear();

@@ -7,6 +7,7 @@
 //   auto outcome = backend.submit(r, sink, strand);
 #pragma once
 
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -14,6 +15,14 @@
 #include "openai/protocol.h"
 
 namespace moat::host {
+
+// The request body as the backend may see it: `messages` (chat; each content as a plain string),
+// or the prompt field `prompt_key` (completions: "prompt", embeddings: "input") replaced by the
+// given, already redacted, texts, and `model` set to `model` (a policy may route). Every other
+// field is kept as sent. Nothing of the original text survives in a replaced field.
+std::string redacted_body_json(std::string_view body, std::string_view model,
+                               const std::vector<openai::chat_message>* messages,
+                               const std::vector<openai::prompt>* prompts, std::string_view prompt_key);
 
 class request_builder {
  public:
