@@ -166,10 +166,12 @@ TEST_F(checkpoint_test, truncation_at_a_chunk_boundary_is_detected) {
 TEST_F(checkpoint_test, truncation_inside_a_chunk_is_detected) {
   const auto enc = encrypt(random_bytes(5 * chunk, 7));
   auto bad = read_all(enc);
-  bad.resize(bad.size() - 1000);
+  ASSERT_GT(bad.size(), 1000u);
+  // erase, not resize: GCC 12 cannot see that resize only shrinks here and warns.
+  bad.erase(bad.end() - 1000, bad.end());
   write_all(enc, bad);
   EXPECT_NE(failure(enc).find("chunk 4"), std::string::npos) << failure(enc);
-  bad.resize(header_bytes + 5);
+  bad.erase(bad.begin() + header_bytes + 5, bad.end());
   write_all(enc, bad);
   EXPECT_NE(failure(enc).find("truncated"), std::string::npos) << failure(enc);
 }
