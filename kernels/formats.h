@@ -54,14 +54,19 @@ inline int64_t int4_row_groups(int64_t cols, int32_t group) { return (cols + gro
 
 enum class rope_pairs : uint8_t { rotate_half, adjacent };
 
-// Sampling parameters per call. temperature <= 0 means greedy (argmax, lowest index on ties).
-// top_k <= 0 or >= vocab disables top-k; top_p >= 1 disables top-p. u: one uniform [0, 1)
+// Sampling parameters per call, meaning what engine/sampling.h gives them: temperature below
+// 1e-5 is greedy (argmax, lowest index on ties); top_k <= 0 or >= vocab disables top-k;
+// min_p keeps probabilities >= min_p * the largest (0 = off); top_p >= 1 disables top-p, which
+// applies to what top_k and min_p left. u: one uniform [0, 1)
 // number per row (the host's seeded generator draws them, so seeds stay reproducible).
 struct sampling_params {
   float temperature = 1.0f;
   int32_t top_k = 0;
   float top_p = 1.0f;
+  float min_p = 0.0f;
 };
+
+inline constexpr float k_greedy_temperature = 1e-5f;
 
 // Decode attention over a paged KV cache. Pools: [n_blocks][block_size][n_kv_heads][head_dim]
 // f32; block_tables: [n_seq][max_blocks] (physical block of each logical block);

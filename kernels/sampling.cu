@@ -67,7 +67,7 @@ __global__ void __launch_bounds__(k_threads) sample_kernel(const float* logits, 
   int best_i = 0x7fffffff;
   for (int i = threadIdx.x; i < vocab; i += k_threads) better(best, best_i, l[i], i);
   block_argmax(best, best_i, sv, si);
-  if (p.temperature <= 0.0f) {
+  if (p.temperature < k_greedy_temperature) {
     if (threadIdx.x == 0) out[row] = best_i;
     return;
   }
@@ -79,6 +79,7 @@ __global__ void __launch_bounds__(k_threads) sample_kernel(const float* logits, 
     const float k = static_cast<float>(p.top_k);
     threshold = largest_threshold([&](float t) { return mass_at_least(e, vocab, t, true, scratch) >= k; });
   }
+  threshold = fmaxf(threshold, p.min_p);  // e of the most likely token is exactly 1
   if (p.top_p < 1.0f) {
     const float kept = mass_at_least(e, vocab, threshold, false, scratch);
     const float want = p.top_p * kept, floor = threshold;

@@ -1,4 +1,4 @@
-// Sampling on the device: greedy, temperature, top-k and top-p, one block per row of logits,
+// Sampling on the device: greedy, temperature, top-k, min-p and top-p, one block per row of logits,
 // with the semantics of kernels/reference (reference::sample): ties at a cut-off are kept, and
 // the token is picked in vocabulary order from one uniform number per row that the host draws
 // from the request's seeded generator. The k-th largest probability and the top-p cut-off are

@@ -153,7 +153,7 @@ void sample(const float* logits, int32_t n_rows, int32_t vocab, const sampling_p
   for (int32_t r = 0; r < n_rows; ++r) {
     const float* l = logits + static_cast<int64_t>(r) * vocab;
     const int32_t best = static_cast<int32_t>(std::max_element(l, l + vocab) - l);  // first maximum
-    if (p.temperature <= 0.0f) {
+    if (p.temperature < k_greedy_temperature) {
       out[r] = best;
       continue;
     }
@@ -164,6 +164,7 @@ void sample(const float* logits, int32_t n_rows, int32_t vocab, const sampling_p
       std::nth_element(sorted.begin(), sorted.begin() + (p.top_k - 1), sorted.end(), std::greater<float>());
       threshold = sorted[p.top_k - 1];
     }
+    threshold = std::max(threshold, p.min_p);  // e of the most likely token is exactly 1
     if (p.top_p < 1.0f) {
       double kept = 0.0;
       sorted.clear();

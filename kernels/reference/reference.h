@@ -31,7 +31,7 @@ void swiglu(float* gate, const float* up, int64_t n);
 void paged_attention(const paged_attention_args& a);
 
 // One token per row of logits [n_rows][vocab], using u [n_rows]. Kept set: the probabilities at
-// or above the k-th largest (ties at the boundary kept), then the smallest set of the largest
+// or above the k-th largest (ties at the boundary kept) and at or above min_p * the largest, then the smallest set of the largest
 // of those whose mass reaches top_p (again ties kept); the token is the first index, in vocab
 // order, where the running kept mass exceeds u * (kept mass).
 void sample(const float* logits, int32_t n_rows, int32_t vocab, const sampling_params& p, const float* u,

@@ -244,7 +244,8 @@ TEST(CudaKernels, SamplingAgainstReference) {
   std::mt19937 rng(8);
   for (auto& x : u) x = std::uniform_real_distribution<float>(0.0f, 1.0f)(rng);
   dev<float> dl(logits), du(u), ws(size_t(rows) * vocab);
-  const sampling_params cases[] = {{0.0f, 0, 1.0f}, {1.0f, 0, 1.0f}, {0.7f, 40, 1.0f}, {1.0f, 0, 0.9f}, {0.8f, 50, 0.95f}};
+  const sampling_params cases[] = {{0.0f, 0, 1.0f}, {1.0f, 0, 1.0f}, {0.7f, 40, 1.0f}, {1.0f, 0, 0.9f}, {0.8f, 50, 0.95f},
+                                   {1.0f, 0, 1.0f, 0.05f}, {0.9f, 100, 0.8f, 0.01f}};
   for (const auto& p : cases) {
     std::vector<int32_t> want(rows);
     reference::sample(logits.data(), rows, vocab, p, u.data(), want.data());

@@ -168,6 +168,13 @@ TEST(KernelReference, SamplingRules) {
   EXPECT_EQ(tok, best);
   reference::sample(logits.data(), 1, vocab, {1.0f, 0, 1e-6f}, &u0, &tok);
   EXPECT_EQ(tok, best);
+  reference::sample(logits.data(), 1, vocab, {1.0f, 0, 1.0f, 1.0f}, &u0, &tok);  // min_p 1: only the max
+  EXPECT_EQ(tok, best);
+  for (int i = 0; i < 200; ++i) {  // min_p 0.2: never a token below 0.2 * the largest probability
+    const float u = (i + 0.5f) / 200;
+    reference::sample(logits.data(), 1, vocab, {1.0f, 0, 1.0f, 0.2f}, &u, &tok);
+    ASSERT_GE(std::exp(logits[tok] - logits[best]), 0.2f * 0.9999f);
+  }
   // top_k = 3: only the three largest appear, with frequencies proportional to exp(logit).
   std::vector<int> hits(vocab);
   const int n = 3000;
