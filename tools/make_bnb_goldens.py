@@ -13,7 +13,8 @@ run outside CI, in a throwaway venv that has torch and bitsandbytes:
     python3 -m venv /tmp/quantvenv && /tmp/quantvenv/bin/pip install torch bitsandbytes
     /tmp/quantvenv/bin/python tools/make_bnb_goldens.py   # writes tests/golden/quant/*.bin
 
-blockwise8.bin checks the 8-bit second level alone across every boundary of the dynamic map.
+blockwise8.bin checks the 8-bit second level alone across every boundary of the dynamic map;
+int8_rowwise.bin is bitsandbytes' 8-bit (LLM.int8) row-wise format.
 
 File format (little-endian), read by tests/unit/quant/golden_file.h:
     "MQG1", u32 array count, then per array: u32 name length, name bytes, u8 dtype (0 = f32,
@@ -93,6 +94,15 @@ def main():
     a = a.flatten() * 0.37  # absmax 0.37: the reciprocal is not exact
     codes, st = F.quantize_blockwise(a, blocksize=256)
     write(os.path.join(OUT, "blockwise8.bin"), [("input", a), ("codes", codes), ("absmax", st.absmax)])
+    # bitsandbytes 8-bit (LLM.int8): row-wise int8 and the row absmax (SCB), and its dequantization.
+    w8 = torch.randn(13, 70) * torch.linspace(0.01, 3.0, 13).unsqueeze(1)
+    w8[4, 0] = 127.0  # row 4: absmax 127, so 62.5 and -3.5 land exactly on .5 steps (half to even)
+    w8[4, 7] = 62.5
+    w8[4, 8] = -3.5
+    cb, scb, _ = F.int8_vectorwise_quant(w8.clone())
+    write(os.path.join(OUT, "int8_rowwise.bin"), [
+        ("shape", torch.tensor([13.0, 70.0])), ("input", w8), ("cb", cb.view(torch.uint8)), ("scb", scb),
+        ("dequant", F.int8_vectorwise_dequant(cb, scb))])
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 #include <simdjson.h>
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 
@@ -91,6 +92,23 @@ std::vector<float> bnb_absmax(const bnb_nf4_state& st, const uint8_t* absmax_cod
   dequantize_blockwise_8bit(absmax_codes, nested_absmax, nested_quant_map, blocks, st.nested_blocksize,
                             st.nested_offset, absmax.data());
   return absmax;
+}
+
+void quantize_bnb_int8_row(const float* x, size_t n, int8_t* q, float* scb) {
+  float amax = 0.0f;
+  for (size_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(x[i]));
+  *scb = amax;
+  // torch: A * (127.0 / row_stats), rounded half to even (the default rounding mode). An
+  // all-zero row (0 * inf in torch) is stored as zeros here.
+  const float k = amax > 0.0f ? 127.0f / amax : 0.0f;
+  for (size_t i = 0; i < n; ++i) q[i] = static_cast<int8_t>(std::clamp(std::nearbyint(x[i] * k), -127.0f, 127.0f));
+}
+
+void dequantize_bnb_int8(const int8_t* q, const float* scb, size_t rows, size_t cols, float* out) {
+  const float inv127 = 7.874015718698502e-3f;
+  for (size_t r = 0; r < rows; ++r) {
+    for (size_t c = 0; c < cols; ++c) out[r * cols + c] = static_cast<float>(q[r * cols + c]) * scb[r] * inv127;
+  }
 }
 
 }  // namespace moat::engine::quant

@@ -47,4 +47,13 @@ std::vector<float> bnb_absmax(const bnb_nf4_state& st, const uint8_t* absmax_cod
                               size_t blocks, const float* nested_absmax, size_t nested_count,
                               const float* nested_quant_map, const float* quant_map);
 
+// bitsandbytes 8-bit (LLM.int8, Linear8bitLt) checkpoints: `W` int8 [rows, cols] and
+// `W.SCB` f32 [rows], each row's absmax. value = q * SCB / 127, i.e. moat's int8 per channel
+// with scale = SCB / 127 (bnb_int8_scale), so the int8 kernels read such weights as they are.
+// Quantize and dequantize exactly as bitsandbytes does (bit-exact, checked by goldens):
+// q = round_half_even(x * (127 / absmax)); dequantized = (q * SCB) * (1 / 127).
+void quantize_bnb_int8_row(const float* x, size_t n, int8_t* q, float* scb);
+void dequantize_bnb_int8(const int8_t* q, const float* scb, size_t rows, size_t cols, float* out);
+inline float bnb_int8_scale(float scb) { return scb / 127.0f; }
+
 }  // namespace moat::engine::quant

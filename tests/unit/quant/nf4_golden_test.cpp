@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <bit>
+#include <cmath>
 #include <cstdlib>
 #include <cstdint>
 #include <stdexcept>
@@ -159,6 +160,36 @@ TEST(nf4_golden_map, blockwise_8bit_matches_bitsandbytes_at_boundaries) {
     if (want[i] != codes[i] && ++mismatches <= 5) ADD_FAILURE() << "code[" << i << "] want " << int(want[i]) << " got " << int(codes[i]);
   }
   EXPECT_EQ(mismatches, 0u);
+}
+
+}  // namespace
+}  // namespace moat::engine::quant
+
+namespace moat::engine::quant {
+namespace {
+
+// bitsandbytes 8-bit (LLM.int8) row-wise weights: quantize and dequantize to the bit, and the
+// int8 per-channel view the kernels read.
+TEST(bnb_int8_golden, matches_bitsandbytes) {
+  const auto g = quant_test::read_golden(golden_dir + "int8_rowwise.bin");
+  const size_t rows = static_cast<size_t>(g.at("shape").f32[0]);
+  const size_t cols = static_cast<size_t>(g.at("shape").f32[1]);
+  const std::vector<float>& x = g.at("input").f32;
+  ASSERT_EQ(x.size(), rows * cols);
+  std::vector<int8_t> q(rows * cols);
+  std::vector<float> scb(rows);
+  for (size_t r = 0; r < rows; ++r) quantize_bnb_int8_row(x.data() + r * cols, cols, q.data() + r * cols, &scb[r]);
+  const std::vector<uint8_t>& want_cb = g.at("cb").u8;
+  ASSERT_EQ(want_cb.size(), q.size());
+  for (size_t i = 0; i < q.size(); ++i) ASSERT_EQ(static_cast<uint8_t>(q[i]), want_cb[i]) << i;
+  expect_same_bits(g.at("scb").f32, scb.data(), rows, "SCB");
+  std::vector<float> y(rows * cols);
+  dequantize_bnb_int8(reinterpret_cast<const int8_t*>(want_cb.data()), g.at("scb").f32.data(), rows, cols, y.data());
+  expect_same_bits(g.at("dequant").f32, y.data(), y.size(), "int8 dequant");
+  // moat's int8 per channel reads the same weights: scale = SCB / 127.
+  for (size_t i = 0; i < y.size(); ++i) {
+    EXPECT_NEAR(bnb_int8_scale(scb[i / cols]) * q[i], y[i], 1e-6f * std::fabs(y[i]) + 1e-12f);
+  }
 }
 
 }  // namespace
