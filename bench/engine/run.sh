@@ -26,3 +26,11 @@ OUT=bench/results/engine_cpu.md
   "$BIN" --synthetic 512,8,1408,32000 --threads "$THREADS" --prompt 32 --decode 8 2>/dev/null | tail -n +3
 } > "$OUT"
 cat "$OUT"
+
+# For `moat plan`: the measured share of the bandwidth bound that single-stream decode reaches
+# on the memory-bound synthetic model (see planner docs: bench/results/engine.json).
+awk -F'|' '/synthetic/ && /decode, 1 stream/ {
+  split($4, v, " "); split($5, b, " ");
+  if (b[1] > 0) printf "{\"backend\": \"cpu\", \"decode_bandwidth_efficiency\": %.3f, \"source\": \"bench/engine/run.sh\"}\n", v[1] / b[1]
+}' "$OUT" > bench/results/engine.json
+cat bench/results/engine.json
