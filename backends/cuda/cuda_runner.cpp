@@ -11,6 +11,7 @@
 #include "cuda_weights.h"
 #include "kernels/add.cuh"
 #include "kernels/gemv.cuh"
+#include "kernels/kv_write.cuh"
 #include "kernels/paged_attention.cuh"
 #include "kernels/rmsnorm.cuh"
 #include "kernels/rope.cuh"
@@ -195,19 +196,22 @@ class cuda_runner final : public engine::model_runner {
       }
     const auto n = static_cast<int32_t>(pos.size());
     std::vector<float> x_host(static_cast<size_t>(n) * dim);
-    std::vector<int32_t> tables(static_cast<size_t>(n) * blocks_per_slot_), lens(n);
+    std::vector<int32_t> tables(static_cast<size_t>(n) * blocks_per_slot_), lens(n), rows(n);
     int32_t t = 0;
     for (const auto& it : items)
       for (int32_t tok : it.tokens) {
         model_->weights.embed.row_to_f32(tok, x_host.data() + static_cast<size_t>(t) * dim);
         for (int32_t b = 0; b < blocks_per_slot_; ++b) tables[static_cast<size_t>(t) * blocks_per_slot_ + b] = slot[t] * blocks_per_slot_ + b;
         lens[t] = pos[t] + 1;
+        // Pool row of (slot, pos): a slot's blocks are contiguous, so it is row pos of its run.
+        rows[t] = slot[t] * blocks_per_slot_ * k_block + pos[t];
         ++t;
       }
     x_.upload(x_host.data(), x_host.size(), stream_);
     pos_.upload(pos.data(), pos.size(), stream_);
     tables_.upload(tables.data(), tables.size(), stream_);
     lens_.upload(lens.data(), lens.size(), stream_);
+    rows_.upload(rows.data(), rows.size(), stream_);
     xb_.resize(static_cast<size_t>(n) * dim);
     proj_.resize(static_cast<size_t>(n) * dim);
     q_.resize(static_cast<size_t>(n) * qd);
@@ -226,17 +230,8 @@ class cuda_runner final : public engine::model_runner {
       check(kernels::gemv(L.wv.view, xb_.get(), n, v_.get(), stream_), "wv");
       check(kernels::rope(q_.get(), pos_.get(), inv_freq_.get(), n, c.n_heads, c.head_dim, pairs, stream_), "rope q");
       check(kernels::rope(k_.get(), pos_.get(), inv_freq_.get(), n, c.n_kv_heads, c.head_dim, pairs, stream_), "rope k");
-      // K/V rows into the slot's blocks (a slot's blocks are contiguous, so position p of the
-      // slot is row p of its run). TODO(cuda): one scatter kernel instead of 2n copies.
-      for (int32_t i = 0; i < n; ++i) {
-        const size_t dst = slot_base(slot[i]) + static_cast<size_t>(pos[i]) * kvd;
-        check(cudaMemcpyAsync(k_pool_[l].get() + dst, k_.get() + static_cast<size_t>(i) * kvd, kvd * sizeof(float),
-                              cudaMemcpyDeviceToDevice, stream_),
-              "kv write");
-        check(cudaMemcpyAsync(v_pool_[l].get() + dst, v_.get() + static_cast<size_t>(i) * kvd, kvd * sizeof(float),
-                              cudaMemcpyDeviceToDevice, stream_),
-              "kv write");
-      }
+      check(kernels::kv_write(k_.get(), v_.get(), rows_.get(), n, kvd, k_pool_[l].get(), v_pool_[l].get(), stream_),
+            "kv write");
       kernels::paged_attention_args a;
       a.q = q_.get();
       a.k_pool = k_pool_[l].get();
@@ -276,7 +271,7 @@ class cuda_runner final : public engine::model_runner {
   std::vector<device_buffer<float>> k_pool_, v_pool_;  // per layer
   // Activations, grown to the largest batch seen.
   device_buffer<float> x_, xb_, proj_, q_, att_, k_, v_, h1_, h3_, sel_, logits_;
-  device_buffer<int32_t> pos_, tables_, lens_;
+  device_buffer<int32_t> pos_, tables_, lens_, rows_;
 };
 
 }  // namespace

@@ -114,6 +114,15 @@ void swiglu(float* gate, const float* up, int64_t n) {
   for (int64_t i = 0; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 
+void kv_write(const float* k, const float* v, const int32_t* rows, int32_t n, int32_t kv_dim, float* k_pool,
+              float* v_pool) {
+  for (int32_t i = 0; i < n; ++i)
+    for (int32_t j = 0; j < kv_dim; ++j) {
+      k_pool[static_cast<int64_t>(rows[i]) * kv_dim + j] = k[static_cast<int64_t>(i) * kv_dim + j];
+      v_pool[static_cast<int64_t>(rows[i]) * kv_dim + j] = v[static_cast<int64_t>(i) * kv_dim + j];
+    }
+}
+
 void paged_attention(const paged_attention_args& a) {
   const int32_t group = a.n_heads / a.n_kv_heads;
   for (int32_t s = 0; s < a.n_seq; ++s) {

@@ -27,6 +27,10 @@ void rope(float* x, const int32_t* positions, const float* inv_freq, int32_t n_t
 // gate[i] = silu(gate[i]) * up[i] for i < n.
 void swiglu(float* gate, const float* up, int64_t n);
 
+// k_pool[rows[i]][*] = k[i][*] and the same for v, for i < n.
+void kv_write(const float* k, const float* v, const int32_t* rows, int32_t n, int32_t kv_dim, float* k_pool,
+              float* v_pool);
+
 // Decode attention over a paged KV cache (see paged_attention_args in kernels/formats.h).
 void paged_attention(const paged_attention_args& a);
 

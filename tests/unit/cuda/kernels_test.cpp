@@ -16,6 +16,7 @@
 #include "engine/quant/nf4.h"
 #include "kernels/add.cuh"
 #include "kernels/gemv.cuh"
+#include "kernels/kv_write.cuh"
 #include "kernels/paged_attention.cuh"
 #include "kernels/reference/reference.h"
 #include "kernels/rmsnorm.cuh"
@@ -234,6 +235,20 @@ TEST(CudaKernels, PagedAttentionAgainstReference) {
     auto got = dout.get();
     for (size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], want[i], 1e-4f) << "hd " << hd << " at " << i;
   }
+}
+
+TEST(CudaKernels, KvWriteScattersRows) {
+  SKIP_WITHOUT_DEVICE();
+  const int32_t n = 7, kv_dim = 300, pool_rows = 64;
+  const std::vector<int32_t> rows = {5, 63, 0, 17, 18, 40, 2};
+  auto k = randn(n * kv_dim, 1), v = randn(n * kv_dim, 2);
+  auto kp = randn(pool_rows * kv_dim, 3), vp = randn(pool_rows * kv_dim, 4);
+  dev<float> dk(k), dv(v), dkp(kp), dvp(vp);
+  dev<int32_t> dr(rows);
+  reference::kv_write(k.data(), v.data(), rows.data(), n, kv_dim, kp.data(), vp.data());
+  ASSERT_EQ(kv_write(dk.p, dv.p, dr.p, n, kv_dim, dkp.p, dvp.p, nullptr), cudaSuccess);
+  EXPECT_EQ(dkp.get(), kp);  // untouched rows keep their values too
+  EXPECT_EQ(dvp.get(), vp);
 }
 
 TEST(CudaKernels, SamplingAgainstReference) {
