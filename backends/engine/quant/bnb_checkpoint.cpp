@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <stdexcept>
 
 #include "engine/quant/nf4.h"
@@ -13,6 +14,10 @@ namespace {
 
 [[noreturn]] void bad(const std::string& what) {
   throw std::invalid_argument("bitsandbytes quant_state: " + what);
+}
+
+[[noreturn]] void bad_weight(const std::string& name, const std::string& what) {
+  throw std::invalid_argument("bitsandbytes weight " + name + ": " + what);
 }
 
 }  // namespace
@@ -92,6 +97,54 @@ std::vector<float> bnb_absmax(const bnb_nf4_state& st, const uint8_t* absmax_cod
   dequantize_blockwise_8bit(absmax_codes, nested_absmax, nested_quant_map, blocks, st.nested_blocksize,
                             st.nested_offset, absmax.data());
   return absmax;
+}
+
+std::map<std::string, bnb_nf4_weight> collect_bnb_nf4(const std::map<std::string, raw_tensor>& tensors) {
+  static const std::string suffix = ".quant_state.bitsandbytes__nf4";
+  std::map<std::string, bnb_nf4_weight> out;
+  for (const auto& [key, state_tensor] : tensors) {
+    if (key.size() <= suffix.size() || key.compare(key.size() - suffix.size(), suffix.size(), suffix) != 0) continue;
+    const std::string name = key.substr(0, key.size() - suffix.size());
+    auto find = [&](const std::string& part, const char* dtype, size_t elem_bytes) -> const raw_tensor* {
+      const auto it = tensors.find(part.empty() ? name : name + "." + part);
+      if (it == tensors.end()) return nullptr;
+      if (it->second.dtype != dtype) bad_weight(name, (part.empty() ? "the weight" : part) + " is " + it->second.dtype + ", expected " + dtype);
+      if (it->second.bytes % elem_bytes != 0) bad_weight(name, part + " has a partial element");
+      return &it->second;
+    };
+    bnb_nf4_weight w;
+    w.state = parse_bnb_quant_state({reinterpret_cast<const char*>(state_tensor.data), state_tensor.bytes});
+    const size_t numel = w.state.numel();
+    const size_t blocks = nf4_blocks(numel, w.state.blocksize);
+    const raw_tensor* packed = find("", "U8", 1);
+    if (packed == nullptr) bad_weight(name, "the packed weight tensor is missing");
+    if (packed->bytes != (numel + 1) / 2) {
+      bad_weight(name, "packed weight has " + std::to_string(packed->bytes) + " bytes, the shape needs " + std::to_string((numel + 1) / 2));
+    }
+    w.packed = packed->data;
+    const raw_tensor* quant_map = find("quant_map", "F32", 4);
+    if (quant_map != nullptr && quant_map->bytes != 16 * 4) bad_weight(name, "quant_map does not hold 16 values");
+    const auto* qmap = quant_map ? reinterpret_cast<const float*>(quant_map->data) : nullptr;
+    if (w.state.nested) {
+      const raw_tensor* codes = find("absmax", "U8", 1);
+      const raw_tensor* nested = find("nested_absmax", "F32", 4);
+      const raw_tensor* nested_map = find("nested_quant_map", "F32", 4);
+      if (codes == nullptr || nested == nullptr || nested_map == nullptr) {
+        bad_weight(name, "absmax, nested_absmax or nested_quant_map is missing");
+      }
+      if (nested_map->bytes != 256 * 4) bad_weight(name, "nested_quant_map does not hold 256 values");
+      w.absmax = bnb_absmax(w.state, codes->data, nullptr, codes->bytes, reinterpret_cast<const float*>(nested->data),
+                            nested->bytes / 4, reinterpret_cast<const float*>(nested_map->data), qmap);
+    } else {
+      const raw_tensor* absmax = find("absmax", "F32", 4);
+      if (absmax == nullptr) bad_weight(name, "absmax is missing");
+      w.absmax = bnb_absmax(w.state, nullptr, reinterpret_cast<const float*>(absmax->data), absmax->bytes / 4, nullptr, 0,
+                            nullptr, qmap);
+    }
+    if (w.absmax.size() != blocks) bad_weight(name, "absmax size does not match the shape");
+    out.emplace(name, std::move(w));
+  }
+  return out;
 }
 
 void quantize_bnb_int8_row(const float* x, size_t n, int8_t* q, float* scb) {

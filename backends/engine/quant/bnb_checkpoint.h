@@ -18,6 +18,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -46,6 +47,28 @@ bnb_nf4_state parse_bnb_quant_state(std::string_view json);
 std::vector<float> bnb_absmax(const bnb_nf4_state& st, const uint8_t* absmax_codes, const float* absmax_f32,
                               size_t blocks, const float* nested_absmax, size_t nested_count,
                               const float* nested_quant_map, const float* quant_map);
+
+// One tensor of a checkpoint as its file stores it (a loader's view; nothing is owned).
+struct raw_tensor {
+  std::string dtype;             // safetensors dtype: "U8", "F32", ...
+  std::vector<int64_t> shape;
+  const uint8_t* data = nullptr;
+  size_t bytes = 0;
+};
+
+// A bitsandbytes NF4 weight ready for the kernels: the packed codes as stored (not copied) and
+// the fp32 absmax rebuilt from the double-quantized statistics.
+struct bnb_nf4_weight {
+  bnb_nf4_state state;
+  const uint8_t* packed = nullptr;  // [ceil(numel/2)], points into the checkpoint
+  std::vector<float> absmax;        // [blocks]
+};
+
+// Finds every NF4 weight among a checkpoint's tensors (each named by its
+// `<name>.quant_state.bitsandbytes__nf4` tensor), checks every size against the quant_state,
+// and rebuilds absmax. Keyed by the weight's name. Throws std::invalid_argument naming the
+// weight and what is wrong (a missing companion tensor, a wrong dtype or size).
+std::map<std::string, bnb_nf4_weight> collect_bnb_nf4(const std::map<std::string, raw_tensor>& tensors);
 
 // bitsandbytes 8-bit (LLM.int8, Linear8bitLt) checkpoints: `W` int8 [rows, cols] and
 // `W.SCB` f32 [rows], each row's absmax. value = q * SCB / 127, i.e. moat's int8 per channel

@@ -14,6 +14,7 @@
 #include <map>
 #include <random>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -172,6 +173,34 @@ TEST_F(quantize_folder, writes_the_bitsandbytes_layout) {
   // Quantizing the output again is refused (its config says it is quantized... and its
   // weights are U8, which the loader refuses first).
   EXPECT_ANY_THROW(quantize_model_folder(root_ / "out", root_ / "out2", {}));
+}
+
+// What a loader does with a bitsandbytes checkpoint: collect the NF4 weights from the raw
+// tensors and hand the packed codes and absmax to the kernels.
+TEST_F(quantize_folder, collect_bnb_nf4_reads_the_output_back) {
+  quantize_model_folder(root_ / "in", root_ / "out", {});
+  const auto file = read_all(root_ / "out" / "model.safetensors");
+  std::map<std::string, raw_tensor> raw;
+  for (const auto& [name, t] : file) raw[name] = raw_tensor{t.dtype, t.shape, t.bytes.data(), t.bytes.size()};
+  const auto weights = collect_bnb_nf4(raw);
+  ASSERT_EQ(weights.size(), 2u);
+  const bnb_nf4_weight& q = weights.at("model.layers.0.self_attn.q_proj.weight");
+  EXPECT_EQ(q.state.shape, (std::vector<size_t>{48, 100}));
+  std::vector<float> y(48 * 100);
+  dequantize_nf4(q.packed, q.absmax.data(), y.size(), q.state.blocksize, y.data());
+  const nf4_tensor direct = quantize_nf4(q_.data(), q_.size());
+  for (size_t i = 0; i < y.size(); ++i) ASSERT_LE(std::fabs(y[i] - q_[i]), direct.absmax[i / 64] * 0.16f + 1e-3f) << i;
+
+  // A missing companion tensor or a wrong size is a clear error, not a read past the end.
+  auto broken = raw;
+  broken.erase("model.layers.0.self_attn.q_proj.weight.nested_absmax");
+  EXPECT_THROW(collect_bnb_nf4(broken), std::invalid_argument);
+  broken = raw;
+  broken["model.layers.0.self_attn.q_proj.weight"].bytes -= 1;
+  EXPECT_THROW(collect_bnb_nf4(broken), std::invalid_argument);
+  broken = raw;
+  broken["model.layers.0.self_attn.q_proj.weight.absmax"].dtype = "F32";
+  EXPECT_THROW(collect_bnb_nf4(broken), std::invalid_argument);
 }
 
 TEST_F(quantize_folder, command_usage_and_errors) {
