@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstdint>
 #include <random>
 #include <string>
@@ -161,6 +162,17 @@ TEST(dispatch, best_isa_is_supported_and_kernels_match_it) {
   EXPECT_TRUE(isa_supported(best_isa()));
   EXPECT_EQ(kernels().which, best_isa());
   std::printf("best path on this CPU: %s\n", isa_name(best_isa()));
+}
+
+TEST(dispatch, environment_can_lower_the_path_but_not_raise_it) {
+  const isa best = best_isa();
+  ::setenv("MOAT_CPU_ISA", "scalar", 1);
+  EXPECT_EQ(best_isa(), isa::scalar);
+  ::setenv("MOAT_CPU_ISA", "no_such_isa", 1);
+  EXPECT_EQ(best_isa(), best);
+  ::unsetenv("MOAT_CPU_ISA");
+  EXPECT_EQ(best_isa(), best);
+  EXPECT_EQ(kernels_for(isa::scalar)->which, isa::scalar);
 }
 
 }  // namespace
