@@ -51,7 +51,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("outdir", type=Path)
     for name in ("machine", "cores", "threads", "wrk-threads", "duration", "commit", "load",
-                 "load-after", "response-bytes", "stream-bytes", "concurrency"):
+                 "load-after", "build-type", "response-bytes", "stream-bytes", "concurrency"):
         ap.add_argument(f"--{name}", default="?")
     args = ap.parse_args()
 
@@ -70,7 +70,8 @@ def main() -> int:
         f"- Machine: {args.machine}, {args.cores} cores (`nproc`), loopback only.",
         f"- Load average before / after: {args.load} / {args.load_after}"
         " (the machine is shared: other engineers' builds may have been running).",
-        f"- moat commit {args.commit}, `server.threads: {args.threads}`; nginx "
+        f"- moat at commit {args.commit} ({args.build_type} build), "
+        f"`server.threads: {args.threads}`, `logging.level: warn`; nginx "
         f"`worker_processes {args.threads}`; wrk with up to {args.wrk_threads} thread(s), "
         f"{args.duration} s per run.",
         f"- Request: a chat completion of 12 words to model `echo`. Response: {args.response_bytes}"

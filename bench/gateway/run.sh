@@ -125,6 +125,7 @@ python3 "$HERE/report.py" "$OUT" \
   --machine "$(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1)" \
   --cores "$(nproc)" --threads "$THREADS" --wrk-threads "$WRK_THREADS" --duration "$DURATION" \
   --commit "$(git -C "$ROOT" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)" \
+  --build-type "$(sed -n 's/^CMAKE_BUILD_TYPE:STRING=//p' "$BUILD/CMakeCache.txt" 2>/dev/null || echo unknown)" \
   --load "$LOAD_BEFORE" --load-after "$LOAD_AFTER" \
   --response-bytes "$(wc -c <"$TMP/chat.resp")" --stream-bytes "$(wc -c <"$TMP/stream.resp")" \
   --concurrency "$CONCURRENCY" >"$RESULTS"
