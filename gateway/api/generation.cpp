@@ -31,6 +31,7 @@ generation_job::generation_job(generation_options options, http::responder respo
   }
   if (options_.stream && options_.trail && options_.trail->filters_responses()) {
     filters_.resize(options_.choices);
+    logprobs_off_.assign(options_.choices, false);
     for (auto& f : filters_) f = options_.trail->policies()->response_filter_for(options_.trail->policy);
   }
 }
@@ -81,8 +82,13 @@ void generation_job::on_delta(host::owned_event& event) {
   if (!filters_.empty()) {
     auto& f = filters_[event.index];
     if (!f) return;  // the choice already finished: nothing may follow its tail
-    event.text = f->push(event.text);
+    std::string out = f->push(event.text);
     if (f->blocked()) return end_blocked();
+    // Logprobs carry the tokens as the backend wrote them: once the filter changed or held back
+    // text of this choice they could show what it removed, so none follow from then on.
+    if (out != event.text) logprobs_off_[event.index] = true;
+    if (logprobs_off_[event.index]) event.logprobs.clear();
+    event.text = std::move(out);
     // Held back whole (a possible match is still open): no empty delta for it.
     if (event.text.empty() && event.logprobs.empty()) return;
   }
@@ -173,7 +179,13 @@ bool generation_job::filter_whole_answers() {
   const auto& set = *options_.trail->policies();
   for (auto& r : results_) {
     std::string audit_text;
+    const std::string before = r.has_logprobs ? r.text : std::string();
     const auto d = set.filter_response(options_.trail->policy, r.text, &audit_text);
+    if (r.has_logprobs && r.text != before) {
+      // The tokens' text would show what the policies removed.
+      r.has_logprobs = false;
+      r.logprobs.clear();
+    }
     options_.trail->record(d);
     if (!audit_answer_.empty()) audit_answer_ += '\n';
     audit_answer_ += audit_text;

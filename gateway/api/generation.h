@@ -104,6 +104,7 @@ class generation_job : public host::event_sink,
   // Streamed, with policies: one response filter per choice (null once finished).
   std::vector<std::unique_ptr<policy::response_filter>> filters_;
   std::string audit_answer_;  // the redacted answers, for the audit line
+  std::vector<bool> logprobs_off_;  // per choice: the filter changed its text, logprobs withheld
 };
 
 const char* finish_reason_text(moat_finish_reason reason);

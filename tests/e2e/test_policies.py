@@ -244,3 +244,14 @@ def test_policies_that_fail_to_compile_are_a_start_error(moat_binary, tmp_path):
                           timeout=30, text=True)
     assert proc.returncode != 0
     assert "policies" in proc.stderr and "line" in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_logprobs_do_not_show_what_was_redacted(pserver, stream):
+    body = {"model": "echo-chunk3" if stream else "echo", "logprobs": True, "top_logprobs": 2,
+            "stream": stream, "messages": [{"role": "user", "content": f"a {SECRET} b"}]}
+    status, _, raw = http_raw.request(pserver, "POST", "/v1/chat/completions", body)
+    assert status == 200, raw
+    text = raw.decode() if isinstance(raw, bytes) else str(raw)
+    assert SECRET not in text and "4f9a8b7c" not in text
+    assert "[KEY]" in text
