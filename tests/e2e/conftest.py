@@ -82,10 +82,13 @@ def moat_binary() -> Path:
     return BINARY
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _openapi_available():
+@pytest.fixture(scope="session")
+def openapi_file():
+    """Modules that validate against ../shared/openai/openapi.json use this to skip without it:
+    pytestmark = pytest.mark.usefixtures("openapi_file")."""
     if not openapi_schema.available():
         pytest.skip(f"OpenAPI file missing at {openapi_schema.SCHEMA_PATH}")
+    return openapi_schema.SCHEMA_PATH
 
 
 @pytest.fixture(scope="module")

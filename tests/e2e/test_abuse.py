@@ -20,6 +20,8 @@ import openapi_schema
 from conftest import assert_serving, default_models, server_section
 from prometheus import scrape, total
 
+pytestmark = pytest.mark.usefixtures("openapi_file")
+
 READ_TIMEOUT_S = 2
 IDLE_TIMEOUT_S = 3
 MAX_BODY = 64 * 1024

@@ -13,6 +13,8 @@ import http_raw
 import openapi_schema
 from conftest import async_client
 
+pytestmark = pytest.mark.usefixtures("openapi_file")
+
 TEXT = "the quick brown fox jumps over the lazy dog"
 
 

@@ -6,6 +6,8 @@ import checks
 import http_raw
 import openapi_schema
 
+pytestmark = pytest.mark.usefixtures("openapi_file")
+
 PROMPT = "once upon a time there was a gateway"
 
 

@@ -9,6 +9,8 @@ import checks
 import openapi_schema
 from conftest import EMBEDDING_DIM
 
+pytestmark = pytest.mark.usefixtures("openapi_file")
+
 
 def norm(vector):
     return math.sqrt(sum(x * x for x in vector))

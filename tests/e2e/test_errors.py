@@ -16,6 +16,8 @@ import http_raw
 import openapi_schema
 from conftest import MAX_CONTEXT, async_client, echo_model, server_section
 
+pytestmark = pytest.mark.usefixtures("openapi_file")
+
 MSG = [{"role": "user", "content": "hello there"}]
 
 

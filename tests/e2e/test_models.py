@@ -7,6 +7,8 @@ import http_raw
 import openapi_schema
 from conftest import default_models
 
+pytestmark = pytest.mark.usefixtures("openapi_file")
+
 
 def test_models_list(client, server):
     status, _, body = http_raw.request_json(server, "GET", "/v1/models")

@@ -12,6 +12,8 @@ import pytest
 
 import openapi_schema as schema
 
+pytestmark = pytest.mark.usefixtures("openapi_file")
+
 CHAT = {
     "id": "chatcmpl-abc", "object": "chat.completion", "created": 1700000000, "model": "echo",
     "system_fingerprint": "fp_moat",

@@ -14,6 +14,8 @@ from prometheus import scrape, total
 from conftest import echo_model, server_section
 from moat_process import moat_server, to_yaml
 
+pytestmark = pytest.mark.usefixtures("openapi_file")
+
 
 def test_health(server):
     status, _, _ = http_raw.request(server, "GET", "/health")

@@ -9,6 +9,8 @@ import pytest
 import http_raw
 import openapi_schema
 
+pytestmark = pytest.mark.usefixtures("openapi_file")
+
 TEXT = "tokenize these five words"
 
 
