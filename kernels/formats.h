@@ -10,7 +10,8 @@
 //   nf4        data: the flat [rows*cols] tensor, two codes per byte, FIRST element in the HIGH
 //              nibble, rows not padded; blocks of `blocksize` (64) flat elements, with the
 //              double-quantized absmax: absmax[b] = absmax_map[absmax_codes[b]] *
-//              absmax2[b / nested_blocksize] + absmax_offset; value = nf4_code[code] * absmax[b]
+//              absmax2[b / nested_blocksize] + absmax_offset, or a plain f32 absmax [blocks]
+//              when absmax_codes is null; value = nf4_code[code] * absmax[b]
 //
 //   moat::kernels::gemv_weights w{weight_format::int4, rows, cols, q_dev, scales_dev};
 //   w.group = 64;
@@ -34,12 +35,15 @@ struct gemv_weights {
   const float* scales = nullptr;  // int8: [rows]; int4: [rows][ceil(cols/group)]
   int32_t group = 64;             // int4 group: 32, 64 or 128
   // nf4 with double quantization
-  const uint8_t* absmax_codes = nullptr;  // [ceil(rows*cols / blocksize)]
+  const uint8_t* absmax_codes = nullptr;  // [ceil(rows*cols / blocksize)]; null: use `absmax`
   const float* absmax2 = nullptr;         // [ceil(blocks / nested_blocksize)]
   const float* absmax_map = nullptr;      // [256], the dynamic map
   float absmax_offset = 0.0f;
   int32_t blocksize = 64;
   int32_t nested_blocksize = 256;
+  // nf4 without double quantization (or with absmax already rebuilt, as
+  // engine::quant::collect_bnb_nf4 gives it): f32 [ceil(rows*cols / blocksize)].
+  const float* absmax = nullptr;
 };
 
 // The 16 NF4 levels (bitsandbytes' table); the kernels keep a copy in constant memory.

@@ -105,12 +105,13 @@ struct nf4_decoder {
   const uint8_t* codes;
   const float* absmax2;
   const float* map;
+  const float* plain;  // single-level absmax, used when codes is null
   float offset;
   int64_t cols;
   int32_t blocksize, nested;
   __device__ float absmax(int64_t f) const {
     const int64_t b = f / blocksize;
-    return map[codes[b]] * absmax2[b / nested] + offset;
+    return codes == nullptr ? plain[b] : map[codes[b]] * absmax2[b / nested] + offset;
   }
   __device__ void chunk8(int64_t r, int64_t c, float* out) const {
     const int64_t f = r * cols + c;
@@ -216,12 +217,12 @@ cudaError_t launch_int4(const gemv_weights& w, const float* x, int32_t n, float*
                 w, x, n, y, vec, s);
 }
 cudaError_t launch_nf4(const gemv_weights& w, const float* x, int32_t n, float* y, cudaStream_t s) {
-  if (w.absmax_codes == nullptr || w.absmax2 == nullptr || w.absmax_map == nullptr || w.blocksize % 8 != 0 ||
-      w.blocksize <= 0 || w.nested_blocksize <= 0)
+  const bool nested = w.absmax_codes != nullptr && w.absmax2 != nullptr && w.absmax_map != nullptr;
+  if ((!nested && w.absmax == nullptr) || w.blocksize % 8 != 0 || w.blocksize <= 0 || w.nested_blocksize <= 0)
     return cudaErrorInvalidValue;
   const bool vec = w.cols % 8 == 0 && aligned(w.data, 4) && aligned(x, 16);
-  return launch(nf4_decoder{static_cast<const uint8_t*>(w.data), w.absmax_codes, w.absmax2, w.absmax_map,
-                            w.absmax_offset, w.cols, w.blocksize, w.nested_blocksize},
+  return launch(nf4_decoder{static_cast<const uint8_t*>(w.data), nested ? w.absmax_codes : nullptr, w.absmax2,
+                            w.absmax_map, w.absmax, w.absmax_offset, w.cols, w.blocksize, w.nested_blocksize},
                 w, x, n, y, vec, s);
 }
 

@@ -66,7 +66,9 @@ float weight_at(const gemv_weights& w, int64_t r, int64_t c) {
       const uint8_t byte = static_cast<const uint8_t*>(w.data)[f / 2];
       const int code = (f & 1) ? (byte & 0x0f) : (byte >> 4);
       const int64_t b = f / w.blocksize;
-      const float absmax = w.absmax_map[w.absmax_codes[b]] * w.absmax2[b / w.nested_blocksize] + w.absmax_offset;
+      const float absmax = w.absmax_codes == nullptr
+                               ? w.absmax[b]
+                               : w.absmax_map[w.absmax_codes[b]] * w.absmax2[b / w.nested_blocksize] + w.absmax_offset;
       return k_nf4_levels[code] * absmax;
     }
   }

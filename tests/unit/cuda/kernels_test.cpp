@@ -163,6 +163,26 @@ TEST(CudaKernels, GemvEveryFormatAgainstReference) {
       }
 }
 
+TEST(CudaKernels, GemvNf4WithPlainAbsmax) {
+  SKIP_WITHOUT_DEVICE();
+  const int64_t rows = 19, cols = 200;
+  auto x = randn(rows * cols, 21, 0.05f);
+  auto t = engine::quant::quantize_nf4(x.data(), rows * cols);
+  gemv_weights h{weight_format::nf4, rows, cols, t.packed.data()};
+  h.absmax = t.absmax.data();
+  auto act = randn(2 * cols, 22);
+  std::vector<float> want(2 * rows);
+  reference::gemv(h, act.data(), 2, want.data());
+  dev<uint8_t> dp(t.packed);
+  dev<float> da(t.absmax), dx(act), dy(2 * rows);
+  gemv_weights d = h;
+  d.data = dp.p;
+  d.absmax = da.p;
+  ASSERT_EQ(gemv(d, dx.p, 2, dy.p, nullptr), cudaSuccess);
+  auto got = dy.get();
+  for (size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], want[i], 1e-4f * std::sqrt(float(cols)) + 1e-4f * std::fabs(want[i]));
+}
+
 TEST(CudaKernels, GemvRejectsBadArguments) {
   SKIP_WITHOUT_DEVICE();
   gemv_weights w{weight_format::int4, 4, 64};

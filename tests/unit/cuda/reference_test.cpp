@@ -95,6 +95,11 @@ TEST(KernelReference, Nf4DoubleQuantLayoutIsTheEngines) {
   w.absmax_offset = dq.offset;
   for (size_t i = 0; i < rows * cols; ++i) ASSERT_EQ(reference::weight_at(w, i / cols, i % cols), deq[i]) << i;
   for (int i = 0; i < 16; ++i) EXPECT_EQ(k_nf4_levels[i], engine::quant::nf4_code[i]);
+
+  // Single level: the f32 absmax as collect_bnb_nf4 rebuilds it.
+  gemv_weights plain{weight_format::nf4, int64_t(rows), int64_t(cols), t.packed.data()};
+  plain.absmax = absmax.data();
+  for (size_t i = 0; i < rows * cols; ++i) ASSERT_EQ(reference::weight_at(plain, i / cols, i % cols), deq[i]) << i;
 }
 
 TEST(KernelReference, NormRopeSwigluMatchTheCpuKernels) {
