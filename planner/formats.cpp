@@ -5,23 +5,26 @@
 namespace moat::planner {
 
 weight_format parse_weight_format(std::string_view name) {
+  if (name == "fp32") return weight_format::fp32;
   if (name == "fp16") return weight_format::fp16;
   if (name == "bf16") return weight_format::bf16;
   if (name == "int8") return weight_format::int8;
   if (name == "int4") return weight_format::int4;
   if (name == "nf4") return weight_format::nf4;
   if (name == "nf4-dq") return weight_format::nf4_dq;
-  throw plan_error(fmt::format("--weights '{}': expected fp16, bf16, int8, int4, nf4 or nf4-dq", name));
+  throw plan_error(fmt::format("--weights '{}': expected fp32, fp16, bf16, int8, int4, nf4 or nf4-dq", name));
 }
 
 kv_format parse_kv_format(std::string_view name) {
+  if (name == "fp32") return kv_format::fp32;
   if (name == "fp16") return kv_format::fp16;
   if (name == "int8") return kv_format::int8;
-  throw plan_error(fmt::format("--kv '{}': expected fp16 or int8", name));
+  throw plan_error(fmt::format("--kv '{}': expected fp32, fp16 or int8", name));
 }
 
 std::string_view name_of(weight_format f) {
   switch (f) {
+    case weight_format::fp32: return "fp32";
     case weight_format::fp16: return "fp16";
     case weight_format::bf16: return "bf16";
     case weight_format::int8: return "int8";
@@ -32,10 +35,19 @@ std::string_view name_of(weight_format f) {
   return "?";
 }
 
-std::string_view name_of(kv_format f) { return f == kv_format::fp16 ? "fp16" : "int8"; }
+std::string_view name_of(kv_format f) {
+  switch (f) {
+    case kv_format::fp32: return "fp32";
+    case kv_format::fp16: return "fp16";
+    case kv_format::int8: return "int8";
+  }
+  return "?";
+}
 
 double weight_bits(weight_format f, int group, std::int64_t in_features) {
   switch (f) {
+    case weight_format::fp32:
+      return 32.0;
     case weight_format::fp16:
     case weight_format::bf16:
       return 16.0;
@@ -53,7 +65,10 @@ double weight_bits(weight_format f, int group, std::int64_t in_features) {
   return 16.0;
 }
 
+double unquantized_bytes(weight_format f) { return f == weight_format::fp32 ? 4.0 : 2.0; }
+
 double kv_element_bytes(kv_format f, std::int64_t head_dim) {
+  if (f == kv_format::fp32) return 4.0;
   if (f == kv_format::fp16) return 2.0;
   return 1.0 + 2.0 / static_cast<double>(head_dim);
 }

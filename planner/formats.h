@@ -19,8 +19,10 @@ struct plan_error : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-enum class weight_format { fp16, bf16, int8, int4, nf4, nf4_dq };
-enum class kv_format { fp16, int8 };
+// fp32 is what the cpu backend runs an fp32 checkpoint as (weights mapped as stored, KV in
+// f32): it lets the planner size the fixture model the way the cpu backend holds it.
+enum class weight_format { fp32, fp16, bf16, int8, int4, nf4, nf4_dq };
+enum class kv_format { fp32, fp16, int8 };
 
 weight_format parse_weight_format(std::string_view name);
 kv_format parse_kv_format(std::string_view name);
@@ -32,6 +34,7 @@ std::string_view name_of(kv_format f);
 inline constexpr int default_int4_group = 32;
 
 // Bits per weight of a matrix whose rows are `in_features` long, metadata included:
+//   fp32       32
 //   fp16/bf16  16
 //   int8       8 + 16/in_features     (one fp16 scale per output channel = per row)
 //   int4       4 + 16/group           (one fp16 scale per group, symmetric, no zero point)
@@ -40,7 +43,12 @@ inline constexpr int default_int4_group = 32;
 // Throws plan_error for an int4 group other than 32, 64 or 128.
 double weight_bits(weight_format f, int group, std::int64_t in_features);
 
+// Bytes of one element of what stays unquantized (token embedding, norms, router): 4 for
+// fp32 weights, otherwise 2 (fp16/bf16).
+double unquantized_bytes(weight_format f);
+
 // Bytes per cached K or V element for a head of `head_dim` values:
+//   fp32  4
 //   fp16  2
 //   int8  1 + 2/head_dim   (one fp16 scale per token and head)
 double kv_element_bytes(kv_format f, std::int64_t head_dim);

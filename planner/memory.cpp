@@ -8,7 +8,6 @@
 namespace moat::planner {
 
 namespace {
-constexpr double half_bytes = 2.0;  // fp16 / bf16
 // Tokens one prefill chunk processes at once (chunked prefill, DESIGN.md section 5).
 constexpr std::int64_t prefill_chunk = 512;
 }  // namespace
@@ -27,12 +26,12 @@ double memory_model::layer_bytes() const {
   const double attention = matrix_bytes(m.q_dim(), m.hidden) + 2 * matrix_bytes(m.kv_dim(), m.hidden) +
                            matrix_bytes(m.hidden, m.q_dim());
   const double expert = 2 * matrix_bytes(m.intermediate, m.hidden) + matrix_bytes(m.hidden, m.intermediate);
-  const double small = static_cast<double>(m.router_params_per_layer() + m.norm_params_per_layer()) * half_bytes;
+  const double small = static_cast<double>(m.router_params_per_layer() + m.norm_params_per_layer()) * unquantized_bytes(weights_);
   return attention + static_cast<double>(m.experts) * expert + small;
 }
 
 double memory_model::embedding_bytes() const {
-  return static_cast<double>(model_.embedding_params()) * half_bytes;
+  return static_cast<double>(model_.embedding_params()) * unquantized_bytes(weights_);
 }
 
 double memory_model::lm_head_bytes() const {
@@ -41,7 +40,7 @@ double memory_model::lm_head_bytes() const {
 
 double memory_model::weights_bytes() const {
   return static_cast<double>(model_.layers) * layer_bytes() + embedding_bytes() + lm_head_bytes() +
-         static_cast<double>(model_.hidden) * half_bytes;
+         static_cast<double>(model_.hidden) * unquantized_bytes(weights_);
 }
 
 double memory_model::experts_touched(std::int64_t batch) const {
@@ -59,7 +58,7 @@ double memory_model::weights_read_per_step(std::int64_t batch) const {
   const double per_layer = layer_bytes() - static_cast<double>(m.experts) * expert + experts_touched(batch) * expert;
   // A tied model reads the whole [V, H] table as its LM head; an untied one reads B rows of it.
   const double head = m.tied_embeddings ? embedding_bytes() : lm_head_bytes();
-  const double rows = m.tied_embeddings ? 0.0 : static_cast<double>(batch * m.hidden) * half_bytes;
+  const double rows = m.tied_embeddings ? 0.0 : static_cast<double>(batch * m.hidden) * unquantized_bytes(weights_);
   return static_cast<double>(m.layers) * per_layer + head + rows;
 }
 
@@ -90,7 +89,7 @@ per_device memory_model::on_device(const layout& l, const device& d, std::int64_
   const std::int64_t stage_layers = (m.layers + l.pp - 1) / l.pp;  // the fullest stage
   // One stage holds both ends when pp = 1; otherwise the first holds the embedding and the
   // last the LM head and final norm: count the larger.
-  const double head_and_final = lm_head_bytes() + static_cast<double>(m.hidden) * half_bytes;
+  const double head_and_final = lm_head_bytes() + static_cast<double>(m.hidden) * unquantized_bytes(weights_);
   const double ends = l.pp == 1 ? embedding_bytes() + head_and_final : std::max(embedding_bytes(), head_and_final);
   per_device out;
   out.weights = (static_cast<double>(stage_layers) * layer_bytes() + ends) / l.tp;

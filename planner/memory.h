@@ -45,11 +45,11 @@ class memory_model {
 
   const model_spec& model() const { return model_; }
 
-  // Stored bytes of each part at the chosen format. Norm vectors stay 16-bit; the token
-  // embedding stays 16-bit (a table lookup, which bitsandbytes, GPTQ and AWQ checkpoints leave
+  // Stored bytes of each part at the chosen format. Norm vectors stay 16-bit (32-bit with fp32
+  // weights); the token embedding stays 16-bit (likewise) (a table lookup, which bitsandbytes, GPTQ and AWQ checkpoints leave
   // unquantized); the LM head is quantized with the blocks.
   double layer_bytes() const;       // one transformer block (all experts)
-  double embedding_bytes() const;   // [V, H] at 16 bits; with tied embeddings, also the LM head
+  double embedding_bytes() const;   // [V, H] at 16 (fp32: 32) bits; with tied embeddings, also the LM head
   double lm_head_bytes() const;     // 0 when tied
   double weights_bytes() const;     // everything stored
 

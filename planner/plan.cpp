@@ -182,10 +182,11 @@ void advise(plan_result& r, const memory_model& mm) {
     if (lower.on_device(l, d, in.context, in.concurrency).fits())
       a.push_back(fmt::format("with --weights {} it fits on these {} devices", name_of(f), l.devices()));
   }
-  if (in.kv == kv_format::fp16) {
+  if (in.kv != kv_format::int8) {
     memory_model kv8(in.model, in.weights, in.group, kv_format::int8);
     if (kv8.on_device(l, d, in.context, in.concurrency).fits())
-      a.push_back("with --kv int8 (half the KV bytes) it fits");
+      a.push_back(in.kv == kv_format::fp16 ? "with --kv int8 (half the KV bytes) it fits"
+                                           : "with --kv int8 (a quarter of the KV bytes) it fits");
   }
   const per_device& pd = r.on_device;
   const double per_seq = pd.kv / static_cast<double>(in.concurrency);

@@ -25,8 +25,8 @@ namespace pl = moat::planner;
 namespace {
 
 constexpr const char* usage =
-    "usage: moat plan --model NAME|CONFIG.json --weights fp16|bf16|int8|int4|nf4|nf4-dq\n"
-    "                 --kv fp16|int8 --context N --concurrency N --gpu NAME [--gpus N]\n"
+    "usage: moat plan --model NAME|CONFIG.json --weights fp32|fp16|bf16|int8|int4|nf4|nf4-dq\n"
+    "                 --kv fp32|fp16|int8 --context N --concurrency N --gpu NAME [--gpus N]\n"
     "                 [--costs FILE.yaml] [--json] [--chart FILE.svg]\n\n"
     "Sizes a model's memory (weights, KV cache, activations) per device, finds the smallest split\n"
     "that fits, estimates decode and prefill speed, and prices the deployment against a cloud API.\n"
@@ -56,9 +56,9 @@ int run(int argc, char** argv) {
   opts.add_options()
       ("help,h", "this text")
       ("model", po::value<std::string>(), "a preset, a Hugging Face config.json, or a llama2.c .bin")
-      ("weights", po::value<std::string>()->default_value("fp16"), "fp16|bf16|int8|int4|nf4|nf4-dq")
+      ("weights", po::value<std::string>()->default_value("fp16"), "fp32|fp16|bf16|int8|int4|nf4|nf4-dq")
       ("group", po::value<int>()->default_value(pl::default_int4_group), "int4 group size: 32|64|128")
-      ("kv", po::value<std::string>()->default_value("fp16"), "KV cache format: fp16|int8")
+      ("kv", po::value<std::string>()->default_value("fp16"), "KV cache format: fp32|fp16|int8")
       ("context", po::value<long long>()->default_value(4096), "tokens per sequence (prompt + answer)")
       ("concurrency", po::value<long long>()->default_value(1), "sequences decoded together")
       ("target", po::value<double>()->default_value(0), "aggregate decode tokens/s wanted")
