@@ -30,11 +30,17 @@ CHAT = "/v1/chat/completions"
 
 @pytest.fixture(scope="module")
 def server(start_server):
-    return start_server({
-        "server": server_section(read_timeout_s=READ_TIMEOUT_S, idle_timeout_s=IDLE_TIMEOUT_S,
-                                 max_body_bytes="64KiB", max_header_bytes="8KiB"),
-        "models": default_models(),
-    }, name="abuse")
+    section = server_section(read_timeout_s=READ_TIMEOUT_S, idle_timeout_s=IDLE_TIMEOUT_S,
+                             max_body_bytes="64KiB", max_header_bytes="8KiB")
+    # 500 concurrent streams all come from 127.0.0.1: lift the per-address connection cap
+    # (server.max_connections_per_ip, default 256) where the gateway has it.
+    try:
+        return start_server({"server": section | {"max_connections_per_ip": 2000},
+                             "models": default_models()}, name="abuse")
+    except RuntimeError as exc:
+        if "max_connections_per_ip" not in str(exc):
+            raise
+    return start_server({"server": section, "models": default_models()}, name="abuse-nocap")
 
 
 @pytest.fixture(autouse=True)
