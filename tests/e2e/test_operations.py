@@ -77,7 +77,8 @@ def test_metrics_count_errors(server, client):
      "max_body_bytes"),
     ({"server": server_section(), "models": [{"name": "a", "backend": "no-such-plugin"}]},
      "no-such-plugin"),
-    ({"server": server_section(), "models": [echo_model("a"), echo_model("a")]}, "a"),
+    ({"server": server_section(), "models": [echo_model("dup"), echo_model("dup")]},
+     "models[1].name"),
 ])
 def test_bad_config_is_refused_with_a_clear_message(moat_binary, tmp_path, config, must_name):
     path = tmp_path / "bad.yaml"
