@@ -71,7 +71,9 @@ void embeddings(api_context& ctx, const http::request& req, http::responder resp
   auto trail = std::make_shared<request_trail>(ctx, req, route);
   auto parsed = openai::parse_embedding_request(req.body);
   if (auto* err = std::get_if<openai::api_error>(&parsed)) {
-    return respond(error_response(ctx.metrics, *err, route));  // no model: no audit line
+    // Audited too (the model as named, if any); the body was not checked, so none of it is kept.
+    trail->policy.model = model_named_in(req.body);
+    return trail->wrap(std::move(respond))(error_response(ctx.metrics, *err, route));
   }
   auto& emb = std::get<openai::embedding_request>(parsed);
   respond = trail->wrap(std::move(respond));

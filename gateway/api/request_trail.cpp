@@ -1,5 +1,6 @@
 #include "api/request_trail.h"
 
+#include <simdjson.h>
 #include <spdlog/spdlog.h>
 
 #include "policy/policy_manager.h"
@@ -68,6 +69,15 @@ std::optional<openai::api_error> request_trail::check_request() {
 void request_trail::record(const policy::decision& d) {
   for (const auto& p : d.decisions) decisions_.push_back({p.policy, p.rule, p.action, p.count});
   for (const auto& t : d.tags) tags_.push_back(t);
+}
+
+std::string model_named_in(std::string_view body) {
+  simdjson::dom::parser parser;
+  simdjson::dom::object root;
+  std::string_view model;
+  if (parser.parse(simdjson::padded_string(body)).get(root) != simdjson::SUCCESS) return {};
+  if (root["model"].get(model) != simdjson::SUCCESS) return {};
+  return std::string(model);
 }
 
 std::optional<openai::api_error> apply_prompt_policies(request_trail& trail, std::vector<openai::prompt>& prompts) {

@@ -70,6 +70,10 @@ class request_trail : public std::enable_shared_from_this<request_trail> {
   std::optional<std::string> response_;
 };
 
+// The body's "model" string when it has one (for the audit line of a request that failed to
+// parse); empty otherwise.
+std::string model_named_in(std::string_view body);
+
 // Runs the request policies over the text prompts (completions, embeddings) and writes the
 // redacted texts back into `prompts`; token prompts pass untouched. nullopt: allowed.
 std::optional<openai::api_error> apply_prompt_policies(request_trail& trail, std::vector<openai::prompt>& prompts);

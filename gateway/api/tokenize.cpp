@@ -10,7 +10,9 @@ void tokenize(api_context& ctx, const http::request& req, http::responder respon
   auto trail = std::make_shared<request_trail>(ctx, req, route);
   auto parsed = openai::parse_tokenize_request(req.body);
   if (auto* err = std::get_if<openai::api_error>(&parsed)) {
-    return respond(error_response(ctx.metrics, *err, route));  // no model: no audit line
+    // Audited too (the model as named, if any); the body was not checked, so none of it is kept.
+    trail->policy.model = model_named_in(req.body);
+    return trail->wrap(std::move(respond))(error_response(ctx.metrics, *err, route));
   }
   auto& tok = std::get<openai::tokenize_request>(parsed);
   respond = trail->wrap(std::move(respond));

@@ -51,6 +51,9 @@ def audited(start_server, tmp_path_factory):
         with pytest.raises(openai.NotFoundError):
             client.chat.completions.create(model="no-such-model",
                                            messages=[{"role": "user", "content": f"hi {EMAIL}"}])
+        with pytest.raises(openai.BadRequestError):
+            client.chat.completions.create(model="echo", temperature=9,
+                                           messages=[{"role": "user", "content": f"hot {EMAIL}"}])
         with pytest.raises(openai.APIStatusError):
             client.chat.completions.create(model="echo-fail-first",
                                            messages=[{"role": "user", "content": f"fail {EMAIL}"}])
@@ -61,7 +64,7 @@ def audited(start_server, tmp_path_factory):
 
 EXPECTED = [  # (model, status) in request order
     ("echo", 200), ("echo-chunk2", 200), ("echo", 200), ("echo", 200), ("echo", 403),
-    ("no-such-model", 404), ("echo-fail-first", None),
+    ("no-such-model", 404), ("echo", 400), ("echo-fail-first", None),
 ]
 
 
@@ -88,6 +91,8 @@ def test_one_line_per_request_with_status(audited):
     assert chat["tokens"]["prompt"] > 0 and chat["tokens"]["completion"] > 0
     rules = {(d["rule"], d["action"]) for d in chat["decisions"]}
     assert ("email", "redact") in rules
+    invalid = next(l for l in lines if l["status"] == 400)
+    assert invalid.get("request") is None and invalid.get("response") is None
     blocked = next(l for l in lines if l["status"] == 403)
     assert any(d["action"] == "block" for d in blocked["decisions"])
 

@@ -233,6 +233,26 @@ def test_sighup_with_a_broken_file_keeps_the_old_set(start_server, tmp_path_fact
         assert srv.alive()
 
 
+def test_an_edited_policy_file_is_picked_up_without_a_signal(start_server, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("watch-files")
+    script = workdir / "watched.lua"
+    script.write_text('function on_request(ctx) ctx:redact("gamma", "[G]") end\n', encoding="utf-8")
+    srv = start_server({"server": server_section(), "models": [echo_model("echo")],
+                        "policies": [{"path": str(script)}]}, name="watch")
+    with openai.OpenAI(base_url=srv.base_url, api_key="unused", max_retries=0, timeout=30) as client:
+        def answer(text):
+            return client.chat.completions.create(
+                model="echo", messages=[{"role": "user", "content": text}]).choices[0].message.content
+
+        assert answer("gamma delta") == "[G] delta"
+        time.sleep(1.1)  # a different mtime even on coarse file systems
+        script.write_text('function on_request(ctx) ctx:redact("delta", "[D]") end\n', encoding="utf-8")
+        deadline = time.monotonic() + 10
+        while answer("gamma delta") != "gamma [D]" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert answer("gamma delta") == "gamma [D]"
+
+
 def test_policies_that_fail_to_compile_are_a_start_error(moat_binary, tmp_path):
     import subprocess
     from moat_process import to_yaml
