@@ -21,6 +21,10 @@ SECRET = "sk-live-0a1b2c3d4e5f6a7b8c9d"
 def audited(start_server, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("audit-files")
     audit = workdir / "audit.jsonl"
+    tagger = workdir / "tagger.lua"
+    tagger.write_text('function on_request(ctx) ctx:tag("asked", ctx.model) end\n'
+                      'function on_response(ctx) ctx:tag("answer_chars", tostring(#ctx.text)) end\n',
+                      encoding="utf-8")
     config = {
         "server": server_section(),
         "models": [echo_model("echo", embedding_dim=8), echo_model("echo-chunk2", chunk_chars=2),
@@ -31,7 +35,7 @@ def audited(start_server, tmp_path_factory):
             {"name": "live_key", "pattern": r"sk-live-[0-9a-f]{20}", "action": "redact",
              "replace": "[KEY]"},
             {"name": "forbidden", "pattern": r"launch codes", "action": "block"},
-        ]}],
+        ]}, {"path": str(tagger)}],
         "audit": {"path": str(audit)},
     }
     srv = start_server(config, name="audited")
@@ -91,6 +95,12 @@ def test_one_line_per_request_with_status(audited):
     assert chat["tokens"]["prompt"] > 0 and chat["tokens"]["completion"] > 0
     rules = {(d["rule"], d["action"]) for d in chat["decisions"]}
     assert ("email", "redact") in rules
+    # Tags from on_request and, for whole and streamed answers alike, on_response.
+    answered = [l for l in lines if l["status"] == 200 and "response" in l]
+    assert len(answered) == 3  # chat, streamed chat, completion
+    for line in answered:
+        assert line["tags"].get("asked") == line["model"], line
+        assert int(line["tags"].get("answer_chars", "-1")) == len(line["response"]), line
     invalid = next(l for l in lines if l["status"] == 400)
     assert invalid.get("request") is None and invalid.get("response") is None
     blocked = next(l for l in lines if l["status"] == 403)

@@ -35,6 +35,7 @@ function on_request(ctx)
   if ctx.model == "lua-require" then require("os") end
   if ctx.model == "lua-meta" then setmetatable(_G, nil); getmetatable("").__index.upper = nil; load("\\27Lua")() end
   if ctx.model == "lua-block" then ctx:block("scripted refusal") end
+  if ctx.model == "route-me" then ctx.model = "echo-chunk3" end
 end
 """
 
@@ -148,6 +149,12 @@ def test_misbehaving_script_fails_closed_and_server_keeps_serving(pclient, pserv
     assert pserver.alive()
     reply, _, _ = checks.chat(pclient, model="echo", messages=[{"role": "user", "content": "still here"}])
     assert reply.choices[0].message.content == "still here"
+
+
+def test_a_script_routes_to_another_model(pclient):
+    reply, _, _ = checks.chat(pclient, model="route-me", messages=[{"role": "user", "content": "go there"}])
+    assert reply.model == "echo-chunk3"
+    assert reply.choices[0].message.content == "go there"
 
 
 # ---- pseudonyms ------------------------------------------------------------------------------
