@@ -16,6 +16,7 @@
 #include "engine/detokenizer.h"
 #include "cpu_runner.h"
 #include "engine/model_error.h"
+#include "engine/tokenizer_loaders.h"
 
 namespace moat::cpu {
 
@@ -261,6 +262,24 @@ int64_t get_int(simdjson::dom::element v, std::string_view key, int64_t lo, int6
   return x;
 }
 
+// The model options' key_file:/key_env: (encrypted checkpoints, docs/security.md), when one is
+// given: the loaders then decrypt the weights files and refuse plaintext ones. Both at once is
+// ambiguous and refused. Holds names only, never the key itself.
+std::optional<crypto::key_source> key_option(std::string_view json) {
+  simdjson::dom::parser parser;
+  simdjson::padded_string padded(json.empty() ? std::string_view("{}") : json);
+  simdjson::dom::object obj;
+  if (parser.parse(padded).get_object().get(obj) != simdjson::SUCCESS) return std::nullopt;
+  crypto::key_source src;
+  std::string_view s;
+  if (obj["key_file"].get_string().get(s) == simdjson::SUCCESS) src.key_file = std::string(s);
+  if (obj["key_env"].get_string().get(s) == simdjson::SUCCESS) src.key_env = std::string(s);
+  if (src.key_file.empty() && src.key_env.empty()) return std::nullopt;
+  if (!src.key_file.empty() && !src.key_env.empty())
+    throw std::invalid_argument("options: set key_file or key_env, not both");
+  return src;
+}
+
 }  // namespace
 
 backend_options parse_options(std::string_view json, std::vector<std::string>& ignored) {
@@ -302,6 +321,12 @@ backend_options parse_options(std::string_view json, std::vector<std::string>& i
       if (value.get_string().get(s) != simdjson::SUCCESS)
         throw std::invalid_argument("options.chat_template: expected a built-in template name");
       o.chat_template = std::string(s);
+    } else if (key == "key_file" || key == "key_env") {
+      // Read again by key_option() (backend_options has no field for them); checked here so a
+      // bad value fails with the others and the key is not reported as an unknown option.
+      std::string_view s;
+      if (value.get_string().get(s) != simdjson::SUCCESS || s.empty())
+        throw std::invalid_argument(fmt::format("options.{}: expected a file path or a variable name", key));
     } else if (key == "quant") {
       std::string_view s;
       if (value.get_string().get(s) != simdjson::SUCCESS || (s != "none" && s != "f32"))
@@ -341,6 +366,14 @@ moat_status do_create(const moat_backend_config* config, moat_backend** out, moa
     return MOAT_ERR_INVALID_ARGUMENT;
   }
   for (const auto& k : ignored) log(MOAT_LOG_WARN, fmt::format("ignoring unknown option '{}'", k));
+  engine::load_options load_opts;
+  try {
+    load_opts.key = key_option(std::string_view(config->options_json.data ? config->options_json.data : "",
+                                                config->options_json.size));
+  } catch (const std::exception& e) {
+    set_error(err, MOAT_ERR_INVALID_ARGUMENT, fmt::format("model {}: {}", name, e.what()));
+    return MOAT_ERR_INVALID_ARGUMENT;
+  }
 
   std::filesystem::path path = opts.path;
   if (path.is_relative() && config->config_dir.size) {
@@ -353,13 +386,31 @@ moat_status do_create(const moat_backend_config* config, moat_backend** out, moa
 
   auto b = std::make_unique<moat_backend>(opts, log, name);
   try {
-    b->model = std::make_shared<const engine::loaded_model>(engine::load_model(path));
+    if (load_opts.key && !load_opts.key->key_file.empty() &&
+        std::filesystem::path(load_opts.key->key_file).is_relative() && config->config_dir.size) {
+      // Resolved like options.path: beside the config file first.
+      std::error_code ec;
+      auto beside_config = std::filesystem::path(to_string(config->config_dir)) / load_opts.key->key_file;
+      if (std::filesystem::exists(beside_config, ec) || !std::filesystem::exists(load_opts.key->key_file, ec))
+        load_opts.key->key_file = beside_config.string();
+    }
+    b->model = std::make_shared<const engine::loaded_model>(engine::load_model(path, load_opts));
     const auto& tsrc = b->model->tokenizer;
-    b->tokenizer = engine::load_tokenizer(!tsrc.llama2c_bin.empty() ? tsrc.llama2c_bin : path);
+    // An encrypted .gguf cannot be reopened by path: take its vocabulary (and template below)
+    // from the copy the loader decrypted.
+    const bool encrypted_gguf = load_opts.key && tsrc.gguf;
+    b->tokenizer = encrypted_gguf ? engine::load_gguf_tokenizer(*tsrc.gguf)
+                                  : engine::load_tokenizer(!tsrc.llama2c_bin.empty() ? tsrc.llama2c_bin : path);
     for (int32_t id : b->model->config.eos_token_ids)
       if (id >= 0 && id < b->tokenizer->vocab_size()) b->tokenizer->add_end_of_generation(id);
     try {
-      b->chat = engine::load_chat_template(path, opts.chat_template);
+      if (encrypted_gguf) {
+        auto source = tsrc.gguf->get_string_or("tokenizer.chat_template");
+        b->chat = source ? engine::chat_template::from_source(std::move(*source), path.filename().string())
+                         : engine::chat_template::builtin(opts.chat_template);
+      } else {
+        b->chat = engine::load_chat_template(path, opts.chat_template);
+      }
     } catch (const engine::chat_template_error& e) {
       // A model whose own template does not parse still serves completions and a built-in chat.
       log(MOAT_LOG_WARN, fmt::format("chat template unusable ({}); using built-in '{}'", e.what(),

@@ -1,5 +1,6 @@
 #include "engine/gguf.h"
 
+#include <cmath>
 #include <cstring>
 #include <limits>
 
@@ -62,6 +63,15 @@ bool is_integer(gguf_type t) {
   }
 }
 
+// A float's integer view, when it has one: static_cast of a NaN, an infinity or a value outside
+// int64_t is undefined behaviour (UBSan: fuzz/corpus/gguf/float_to_int_overflow). Otherwise 0;
+// get_int never reads it anyway, since a float key is a type error there ("is not an integer").
+int64_t float_as_int(double f) {
+  constexpr double lo = -9223372036854775808.0;  // -2^63, exact
+  constexpr double hi = 9223372036854775808.0;   // 2^63, the first value past the range
+  return std::isfinite(f) && f >= lo && f < hi ? static_cast<int64_t>(f) : 0;
+}
+
 // Reads one scalar of type t as (int, float) pair; strings handled by the caller.
 void read_number(cursor& c, gguf_type t, int64_t& i, double& f) {
   switch (t) {
@@ -74,8 +84,8 @@ void read_number(cursor& c, gguf_type t, int64_t& i, double& f) {
     case gguf_type::u64: i = static_cast<int64_t>(c.read<uint64_t>("u64")); break;
     case gguf_type::i64: i = c.read<int64_t>("i64"); break;
     case gguf_type::boolean: i = c.read<uint8_t>("bool") != 0; break;
-    case gguf_type::f32: f = c.read<float>("f32"); i = static_cast<int64_t>(f); return;
-    case gguf_type::f64: f = c.read<double>("f64"); i = static_cast<int64_t>(f); return;
+    case gguf_type::f32: f = c.read<float>("f32"); i = float_as_int(f); return;
+    case gguf_type::f64: f = c.read<double>("f64"); i = float_as_int(f); return;
     default: return;
   }
   f = static_cast<double>(i);
@@ -155,10 +165,10 @@ size_t ggml_bytes(uint32_t type, const std::vector<int64_t>& ne, bool& supported
 
 gguf_file::~gguf_file() = default;
 
-std::shared_ptr<const gguf_file> gguf_file::open(const std::filesystem::path& path) {
+std::shared_ptr<const gguf_file> gguf_file::open(const std::filesystem::path& path, const crypto::key_source* key) {
   std::shared_ptr<gguf_file> g(new gguf_file());
   g->path_ = path;
-  g->map_ = mapped_file::open(path);
+  g->map_ = mapped_file::open(path, key);
   const auto bytes = g->map_->bytes();
   cursor c(bytes, path);
   if (bytes.size() < 4 || c.read<uint32_t>("magic") != gguf_magic) throw model_error(path.string() + ": not a GGUF file (bad magic)");

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "engine/model_config.h"
+#include "crypto/key.h"
 #include "engine/tensor.h"
 
 namespace moat::engine {
@@ -65,7 +66,9 @@ class gguf_file {
  public:
   // Throws model_error for a bad magic, unsupported version (not 2 or 3), truncation anywhere
   // (header, metadata, tensor directory, tensor data past the end) or absurd counts.
-  static std::shared_ptr<const gguf_file> open(const std::filesystem::path& path);
+  // key: the model's key_file/key_env for an encrypted checkpoint (see mapped_file::open).
+  static std::shared_ptr<const gguf_file> open(const std::filesystem::path& path,
+                                               const crypto::key_source* key = nullptr);
   ~gguf_file();
 
   uint32_t version() const { return version_; }

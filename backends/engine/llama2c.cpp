@@ -7,8 +7,9 @@
 
 namespace moat::engine {
 
-loaded_model load_llama2c(const std::filesystem::path& file, const std::filesystem::path& tokenizer) {
-  auto map = mapped_file::open(file);
+loaded_model load_llama2c(const std::filesystem::path& file, const std::filesystem::path& tokenizer,
+                          const crypto::key_source* key) {
+  auto map = mapped_file::open(file, key);
   const auto bytes = map->bytes();
   const std::string name = file.string();
   int32_t h[7];

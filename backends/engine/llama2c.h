@@ -10,6 +10,8 @@
 
 namespace moat::engine {
 
-loaded_model load_llama2c(const std::filesystem::path& file, const std::filesystem::path& tokenizer);
+// key: the model's key_file/key_env when the .bin is an encrypted checkpoint (tokenizer stays plaintext).
+loaded_model load_llama2c(const std::filesystem::path& file, const std::filesystem::path& tokenizer,
+                          const crypto::key_source* key = nullptr);
 
 }  // namespace moat::engine

@@ -141,7 +141,7 @@ std::filesystem::path if_exists(const std::filesystem::path& p) {
   return std::filesystem::is_regular_file(p, ec) ? p : std::filesystem::path{};
 }
 
-loaded_model load_hf_folder(const std::filesystem::path& dir) {
+loaded_model load_hf_folder(const std::filesystem::path& dir, const crypto::key_source* key) {
   loaded_model m;
   m.source = dir;
   m.format = "safetensors";
@@ -149,9 +149,9 @@ loaded_model load_hf_folder(const std::filesystem::path& dir) {
   auto storage = std::make_shared<weight_storage>();
   tensor_map ts;
   if (auto index = if_exists(dir / "model.safetensors.index.json"); !index.empty()) {
-    read_safetensors_index(index, *storage, ts);
+    read_safetensors_index(index, *storage, ts, key);
   } else if (auto single = if_exists(dir / "model.safetensors"); !single.empty()) {
-    read_safetensors(single, *storage, ts);
+    read_safetensors(single, *storage, ts, key);
   } else {
     throw model_error(dir.string() + ": no model.safetensors or model.safetensors.index.json");
   }
@@ -166,11 +166,11 @@ loaded_model load_hf_folder(const std::filesystem::path& dir) {
   return m;
 }
 
-loaded_model load_gguf(const std::filesystem::path& file) {
+loaded_model load_gguf(const std::filesystem::path& file, const crypto::key_source* key) {
   loaded_model m;
   m.source = file;
   m.format = "gguf";
-  auto g = gguf_file::open(file);
+  auto g = gguf_file::open(file, key);
   m.config = config_from_gguf(*g);
   auto storage = std::make_shared<weight_storage>();
   storage->gguf = g;
@@ -206,8 +206,22 @@ loaded_model load_model(const std::filesystem::path& folder_or_file, const load_
   std::error_code ec;
   if (!std::filesystem::exists(folder_or_file, ec)) throw model_error(folder_or_file.string() + ": no such file or folder");
   loaded_model m;
+  const crypto::key_source* key = opts.key ? &*opts.key : nullptr;
   if (std::filesystem::is_directory(folder_or_file, ec)) {
-    m = load_hf_folder(folder_or_file);
+    m = load_hf_folder(folder_or_file, key);
+  } else if (crypto::is_encrypted_checkpoint(folder_or_file.string())) {
+    // The ciphertext hides the format's magic: go by the extension (mapped_file refuses it
+    // without a key).
+    const auto ext = folder_or_file.extension();
+    if (ext == ".gguf") {
+      m = load_gguf(folder_or_file, key);
+    } else if (ext == ".bin") {
+      m = load_llama2c(folder_or_file, opts.llama2c_tokenizer, key);
+    } else if (ext == ".safetensors") {
+      m = load_hf_folder(folder_or_file.parent_path(), key);
+    } else {
+      throw model_error(folder_or_file.string() + ": an encrypted checkpoint must be named *.safetensors, *.gguf or *.bin");
+    }
   } else {
     // Sniff the format from the first bytes rather than trusting the extension.
     char magic[4] = {};
@@ -219,13 +233,13 @@ loaded_model load_model(const std::filesystem::path& folder_or_file, const load_
       throw model_error(folder_or_file.string() + ": cannot open");
     }
     if (std::memcmp(magic, "GGUF", 4) == 0) {
-      m = load_gguf(folder_or_file);
+      m = load_gguf(folder_or_file, key);
     } else if (folder_or_file.extension() == ".bin") {
-      m = load_llama2c(folder_or_file, opts.llama2c_tokenizer);
+      m = load_llama2c(folder_or_file, opts.llama2c_tokenizer, key);
     } else if (folder_or_file.filename() == "config.json" || folder_or_file.extension() == ".safetensors" ||
                folder_or_file.filename() == "model.safetensors.index.json") {
       // A file inside a Hugging Face folder: the folder is the model.
-      m = load_hf_folder(folder_or_file.parent_path());
+      m = load_hf_folder(folder_or_file.parent_path(), key);
     } else {
       throw model_error(folder_or_file.string() + ": unrecognized model format (expected a Hugging Face folder, .gguf or llama2.c .bin)");
     }

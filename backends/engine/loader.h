@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -72,6 +73,10 @@ struct loaded_model {
 struct load_options {
   // For a llama2.c .bin: the tokenizer file; default: tokenizer.bin / tok512.bin beside it.
   std::filesystem::path llama2c_tokenizer;
+  // The model options' key_file:/key_env: set when the weights files (model.safetensors and its
+  // shards, the .gguf, the llama2.c .bin) are encrypted checkpoints; they are then decrypted into
+  // memory and a plaintext weights file is refused. config.json and tokenizer files stay plaintext.
+  std::optional<crypto::key_source> key;
 };
 
 loaded_model load_model(const std::filesystem::path& folder_or_file, const load_options& opts = {});

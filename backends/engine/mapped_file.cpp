@@ -12,7 +12,37 @@
 
 namespace moat::engine {
 
-std::shared_ptr<mapped_file> mapped_file::open(const std::filesystem::path& path) {
+std::shared_ptr<mapped_file> mapped_file::open(const std::filesystem::path& path, const crypto::key_source* key) {
+  const bool encrypted = crypto::is_encrypted_checkpoint(path.string());
+  if (encrypted && key == nullptr) {
+    throw model_error(path.string() + ": is encrypted; set key_file or key_env in the model options");
+  }
+  if (!encrypted && key != nullptr) {
+    // A plaintext weights file where an encrypted one is expected may have been substituted.
+    std::error_code ec;
+    if (!std::filesystem::exists(path, ec)) throw model_error(path.string() + ": cannot open: no such file");
+    throw model_error(path.string() + ": a key is configured (key_file/key_env) but the file is not an encrypted checkpoint");
+  }
+  if (!encrypted) return open_plain(path);
+  std::shared_ptr<mapped_file> m(new mapped_file());
+  m->path_ = path;
+  crypto::checkpoint_key k;  // wipes itself when it leaves scope
+  try {
+    k = crypto::load_key(*key);
+  } catch (const std::exception& e) {
+    throw model_error(path.string() + ": cannot read its key: " + e.what());  // names the file/variable, not the key
+  }
+  try {
+    m->plain_ = crypto::decrypt_file_to_memory(path.string(), k);
+  } catch (const std::exception& e) {
+    throw model_error(std::string("encrypted checkpoint ") + e.what());  // names the file and chunk
+  }
+  m->data_ = m->plain_->data();
+  m->size_ = m->plain_->size();
+  return m;
+}
+
+std::shared_ptr<mapped_file> mapped_file::open_plain(const std::filesystem::path& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw model_error(path.string() + ": cannot open: " + std::strerror(errno));
   struct stat st {};
@@ -38,7 +68,7 @@ std::shared_ptr<mapped_file> mapped_file::open(const std::filesystem::path& path
 }
 
 mapped_file::~mapped_file() {
-  if (data_ != nullptr) ::munmap(const_cast<uint8_t*>(data_), size_);
+  if (data_ != nullptr && !plain_) ::munmap(const_cast<uint8_t*>(data_), size_);
 }
 
 }  // namespace moat::engine

@@ -26,8 +26,8 @@ bool dtype_from_name(std::string_view s, dtype& t) {
 }  // namespace
 
 void read_safetensors(const std::filesystem::path& file, weight_storage& storage,
-                      std::map<std::string, tensor, std::less<>>& out) {
-  auto map = mapped_file::open(file);
+                      std::map<std::string, tensor, std::less<>>& out, const crypto::key_source* key) {
+  auto map = mapped_file::open(file, key);
   const auto bytes = map->bytes();
   const std::string name = file.string();
   if (bytes.size() < 8) throw model_error(name + ": truncated safetensors file (no header length)");
@@ -96,7 +96,7 @@ void read_safetensors(const std::filesystem::path& file, weight_storage& storage
 }
 
 void read_safetensors_index(const std::filesystem::path& index_json, weight_storage& storage,
-                            std::map<std::string, tensor, std::less<>>& out) {
+                            std::map<std::string, tensor, std::less<>>& out, const crypto::key_source* key) {
   const std::string name = index_json.string();
   simdjson::dom::parser parser;
   simdjson::padded_string text;
@@ -116,7 +116,7 @@ void read_safetensors_index(const std::filesystem::path& index_json, weight_stor
     files.emplace(shard);
     expected.emplace(std::string(field.key), std::string(shard));
   }
-  for (const auto& f : files) read_safetensors(index_json.parent_path() / f, storage, out);
+  for (const auto& f : files) read_safetensors(index_json.parent_path() / f, storage, out, key);
   for (const auto& [tname, shard] : expected) {
     if (!out.contains(tname)) throw model_error(name + ": tensor '" + tname + "' is listed for " + shard + " but not stored there");
   }

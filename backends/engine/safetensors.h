@@ -18,10 +18,12 @@ namespace moat::engine {
 // Parses the header of one .safetensors file, maps it into `storage` and adds its tensors to
 // `out`. Throws model_error (naming the file and tensor) on a truncated file, a bad header,
 // offsets past the end, a size that does not match the shape, or a dtype other than F32/F16/BF16.
-void read_safetensors(const std::filesystem::path& file, weight_storage& storage, std::map<std::string, tensor, std::less<>>& out);
+// key: the model's key_file/key_env when its weights are encrypted checkpoints (see mapped_file).
+void read_safetensors(const std::filesystem::path& file, weight_storage& storage, std::map<std::string, tensor, std::less<>>& out,
+                      const crypto::key_source* key = nullptr);
 
 // Reads every shard named by an index file's weight_map.
 void read_safetensors_index(const std::filesystem::path& index_json, weight_storage& storage,
-                            std::map<std::string, tensor, std::less<>>& out);
+                            std::map<std::string, tensor, std::less<>>& out, const crypto::key_source* key = nullptr);
 
 }  // namespace moat::engine
