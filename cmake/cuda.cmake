@@ -22,6 +22,6 @@ if(NOT CMAKE_CUDA_COMPILER)
   return()
 endif()
 set(CMAKE_CUDA_ARCHITECTURES 80 90)
-set(CMAKE_CUDA_STANDARD 20)
+set(CMAKE_CUDA_STANDARD 17)  # CMake 3.25 has no CUDA20 dialect for nvcc 13
 enable_language(CUDA)
 add_subdirectory(backends/cuda)
