@@ -15,6 +15,9 @@
 #include "api/api.h"
 #include "api/common.h"
 #include "audit/audit_log.h"
+#include "auth/auth_config.h"
+#include "auth/edge_guard.h"
+#include "auth/key_store.h"
 #include "cli/commands.h"
 #include "cli/version.h"
 #include "config/config.h"
@@ -86,6 +89,15 @@ int serve_command(int argc, char** argv) {
     cfg.server.port = addr->port;
   }
   setup_logging(cfg.logging.level);
+  // Before anything logs a request: keys and Authorization values never reach the log.
+  auth::install_log_scrubber(*spdlog::default_logger());
+  std::unique_ptr<auth::key_store> keys;
+  try {
+    keys = std::make_unique<auth::key_store>(auth::parse_auth_config(cfg.auth, cfg.file));
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "moat serve: %s\n", e.what());
+    return 2;
+  }
   std::signal(SIGPIPE, SIG_IGN);
 
   // Policies and the audit trail, before anything serves. Declared before the host and the
@@ -117,6 +129,12 @@ int serve_command(int argc, char** argv) {
   ctx.system_fingerprint = std::string("fp_moat_") + version;
   ctx.policies = policies.get();
   ctx.audit = audit_trail.get();
+  ctx.keys = keys.get();
+  // Who is asking, for the policies (ctx.key, ctx.client) and the audit line.
+  ctx.identify = [](const http::request& req, policy::request_context& who) {
+    if (const auto* c = api::caller_of(req)) who.key_name = c->key_name;
+    if (req.peer && req.peer->cert_verified) who.client_subject = req.peer->subject;
+  };
   api::route_table routes(ctx);
   http::server server(cfg.server, routes, registry);
   server_ptr = &server;
@@ -145,6 +163,22 @@ int serve_command(int argc, char** argv) {
     signals.async_wait(on_signal);
   };
   signals.async_wait(on_signal);
+
+  // SIGHUP: re-read keys_file and the policies (this set replaces the policy manager's own
+  // handler, so it reloads them too). A bad file keeps what is in force.
+  boost::asio::signal_set hup(server.io(), SIGHUP);
+  std::function<void(const boost::system::error_code&, int)> on_hup;
+  on_hup = [&](const boost::system::error_code& ec, int) {
+    if (ec) return;
+    if (keys->enabled()) {
+      const std::string why = keys->reload();
+      if (why.empty()) spdlog::info("SIGHUP: {} API key(s) in force", keys->key_count());
+      else spdlog::error("SIGHUP: keys not reloaded: {}", why);
+    }
+    if (policies) policies->reload();
+    hup.async_wait(on_hup);
+  };
+  hup.async_wait(on_hup);
 
   const unsigned threads = cfg.server.threads ? cfg.server.threads : std::max(1u, std::thread::hardware_concurrency());
   std::thread io([&] { server.run(threads); });

@@ -22,6 +22,9 @@ struct request_context;
 namespace moat::audit {
 class audit_log;
 }
+namespace moat::auth {
+class key_store;
+}
 
 namespace moat::api {
 
@@ -34,6 +37,9 @@ struct api_context {
   // Policies and audit (serve_command owns both; null: none configured).
   policy::policy_manager* policies = nullptr;
   audit::audit_log* audit = nullptr;
+  // API keys (serve_command owns it; null or disabled: every route is open). routes.cpp checks
+  // the key before dispatch; handlers read who is calling through caller_of (common.h).
+  auth::key_store* keys = nullptr;
   // Fills who is asking (the API key's name, the TLS client subject) into a request's policy
   // context, for the policies and the audit line. Set by the auth wiring; empty: anonymous.
   std::function<void(const http::request&, policy::request_context&)> identify = nullptr;

@@ -7,6 +7,7 @@
 
 #include "api/api.h"
 #include "api/errors.h"
+#include "auth/key_store.h"
 
 namespace moat::api {
 
@@ -19,6 +20,14 @@ host::backend* find_backend(api_context& ctx, std::string_view model, metrics::r
 openai::api_error unsupported(std::string_view model, std::string_view what, std::string param);
 
 int64_t unix_now();
+
+// Who is calling, as the route table admitted the request (model and limits already checked).
+struct caller {
+  auth::key_ref key;     // the API key's record
+  std::string key_name;  // for policies (ctx.key) and the audit line
+};
+// Null when API keys are off or the route is public.
+const caller* caller_of(const http::request& req);
 
 // Registers cancel-on-disconnect for an accepted call.
 void cancel_when_client_leaves(const http::request& req, const std::shared_ptr<host::call>& call);

@@ -148,7 +148,7 @@ void parse_server(const locator& loc, const YAML::Node& node, const std::filesys
   expect_map(loc, node, "server");
   check_keys(loc, node, "server",
              {"listen", "threads", "max_body_bytes", "max_header_bytes", "read_timeout_s",
-              "idle_timeout_s", "request_timeout_s", "drain_timeout_s", "max_connections",
+              "idle_timeout_s", "request_timeout_s", "drain_timeout_s", "max_connections", "max_connections_per_ip",
               "tls"});
   if (auto n = node["listen"]) {
     auto addr = parse_listen(get_string(loc, n, "server.listen"));
@@ -171,6 +171,10 @@ void parse_server(const locator& loc, const YAML::Node& node, const std::filesys
   }
   if (auto n = node["drain_timeout_s"]) {
     out.drain_timeout_s = get_seconds(loc, n, "server.drain_timeout_s");
+  }
+  if (auto n = node["max_connections_per_ip"]) {
+    out.max_connections_per_ip =
+        static_cast<uint32_t>(get_uint(loc, n, "server.max_connections_per_ip", 0, 1u << 24));
   }
   if (auto n = node["max_connections"]) {
     out.max_connections = static_cast<uint32_t>(get_uint(loc, n, "server.max_connections", 1, 1u << 24));

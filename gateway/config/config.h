@@ -45,6 +45,7 @@ struct server_config {
   double request_timeout_s = 600;           // a backend must finish within this (504 after)
   double drain_timeout_s = 30;              // on SIGTERM, in-flight requests get this long
   uint32_t max_connections = 10000;         // further connections are closed at accept
+  uint32_t max_connections_per_ip = 1024;   // per client address, closed at accept; 0: no cap
   std::optional<tls_config> tls;            // parsed and kept; served by the TLS module
 };
 

@@ -33,6 +33,17 @@ struct header {
   std::string value;
 };
 
+// Who is at the other end of a connection, as the HTTP layer knows it: the address and, over
+// TLS, the client certificate (verified against server.tls.client_ca).
+struct peer_info {
+  std::string ip;
+  bool tls = false;
+  bool cert_verified = false;
+  std::string subject;      // RFC 2253, empty without a client certificate
+  std::string common_name;
+  std::vector<std::string> sans;  // "DNS:...", "email:...", "URI:...", "IP:..."
+};
+
 // The "client went away" signal of one request. The session fires it (on the strand) when the
 // peer closed the connection or a write failed; a handler registers what to do, e.g. cancel
 // the backend request. Firing runs the callback at most once; registering after the fire runs
@@ -59,6 +70,9 @@ struct request {
   std::string_view request_id;  // the client's x-request-id when sane, else one we made
   boost::asio::any_io_executor strand;  // the connection's strand: post work for it here
   std::shared_ptr<client_signal> client;
+  std::shared_ptr<const peer_info> peer;  // never null from a session
+  // Opaque to HTTP: the app's auth step stores who is calling (api: see caller_of in common.h).
+  std::shared_ptr<void> caller;
 
   // Case-insensitive lookup; empty when absent.
   std::string_view header(std::string_view name) const;

@@ -19,6 +19,7 @@ server::server(const config::server_config& limits, handler& app, metrics::regis
   ctx_.limits = limits;
   ctx_.app = &app;
   ctx_.metrics = &metrics;
+  ctx_.per_ip = auth::connection_limiter(limits.max_connections_per_ip);
 }
 
 server::~server() {
@@ -66,8 +67,15 @@ void server::do_accept() {
       socket.close(ignored);
     } else {
       boost::system::error_code ignored;
-      socket.set_option(tcp::no_delay(true), ignored);
-      std::make_shared<session>(std::move(socket), ctx_)->run();
+      const auto remote = socket.remote_endpoint(ignored);
+      auto slot = ctx_.per_ip.try_acquire(ignored ? std::string() : remote.address().to_string());
+      if (!slot) {
+        // One address holds server.max_connections_per_ip already: refuse before any byte is read.
+        socket.close(ignored);
+      } else {
+        socket.set_option(tcp::no_delay(true), ignored);
+        std::make_shared<session>(std::move(socket), ctx_, std::move(*slot))->run();
+      }
     }
     if (acceptor_.is_open()) do_accept();
   });

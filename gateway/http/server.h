@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "auth/edge_guard.h"
 #include "config/config.h"
 #include "http/message.h"
 #include "metrics/registry.h"
@@ -33,6 +34,7 @@ struct server_context {
   metrics::registry* metrics = nullptr;
   std::atomic<int> state{static_cast<int>(lifecycle::loading)};
   std::atomic<int64_t> requests_in_flight{0};  // dispatched to the handler, not yet answered
+  auth::connection_limiter per_ip{0};  // server.max_connections_per_ip, set by the server
 
   bool draining() const { return state.load(std::memory_order_relaxed) == static_cast<int>(lifecycle::draining); }
 };

@@ -43,10 +43,14 @@ constexpr std::string_view continue_100 = "HTTP/1.1 100 Continue\r\n\r\n";
 
 }  // namespace
 
-session::session(tcp::socket&& socket, server_context& ctx)
-    : stream_(std::move(socket)), ctx_(ctx) {
+session::session(tcp::socket&& socket, server_context& ctx, auth::connection_limiter::slot ip_slot)
+    : stream_(std::move(socket)), ctx_(ctx), ip_slot_(std::move(ip_slot)) {
   ctx_.metrics->connections_active.add(1);
   beast::error_code ec;
+  auto peer = std::make_shared<peer_info>();
+  const auto remote = stream_.socket().remote_endpoint(ec);
+  if (!ec) peer->ip = remote.address().to_string();
+  peer_ = std::move(peer);
   // User-level non-blocking, so the disconnect probe's peek never blocks an I/O thread.
   stream_.socket().non_blocking(true, ec);
 }
@@ -73,6 +77,30 @@ void session::do_read_header() {
   // read_timeout_s of the connect.
   const bool idle = !first_request_ && buffer_.size() == 0;
   stream_.expires_after(to_ms(idle ? ctx_.limits.idle_timeout_s : ctx_.limits.read_timeout_s));
+  read_raw_header();
+}
+
+// Reads until the header block is buffered, to refuse obs-fold on the raw bytes (Beast unfolds
+// it silently), then lets Beast parse what is already there. The deadline set above covers
+// every read: a client trickling bytes is cut at read_timeout_s.
+void session::read_raw_header() {
+  const auto data = buffer_.data();
+  const std::string_view raw(static_cast<const char*>(data.data()), data.size());
+  const size_t end = raw.find("\r\n\r\n");
+  if (end == std::string_view::npos) {
+    if (raw.size() > ctx_.limits.max_header_bytes) {
+      return reply_and_close(431, "request headers are larger than server.max_header_bytes");
+    }
+    stream_.async_read_some(buffer_.prepare(4096), [self = shared_from_this()](beast::error_code ec, size_t n) {
+      if (ec) return self->on_read_error(ec);
+      self->buffer_.commit(n);
+      self->read_raw_header();
+    });
+    return;
+  }
+  if (auth::has_obs_fold(raw.substr(0, end + 4))) {
+    return reply_and_close(400, "obsolete line folding (obs-fold) in a header is not accepted");
+  }
   bhttp::async_read_header(stream_, buffer_, *parser_,
                            [self = shared_from_this()](beast::error_code ec, size_t n) {
                              self->on_read_header(ec, n);
@@ -83,6 +111,11 @@ void session::on_read_header(beast::error_code ec, size_t bytes) {
   bytes_in_ += bytes;
   if (ec) return on_read_error(ec);
   first_request_ = false;
+  // Smuggling and header-limit checks Beast leaves to us (duplicate or conflicting lengths...).
+  std::vector<auth::header_view> fields;
+  for (const auto& f : parser_->get()) fields.push_back({f.name_string(), f.value()});
+  const auto verdict = auth::check_request_headers(fields, {}, {.max_count = 100, .max_bytes = ctx_.limits.max_header_bytes});
+  if (!verdict.ok) return reply_and_close(verdict.status, verdict.reason);
   const auto expect = parser_->get()[bhttp::field::expect];
   if (!expect.empty() && iequals(expect, "100-continue") && !parser_->is_done()) {
     stream_.expires_after(to_ms(ctx_.limits.read_timeout_s));
@@ -145,6 +178,7 @@ void session::dispatch() {
   req.strand = stream_.get_executor();
   client_ = std::make_shared<client_signal>();
   req.client = client_;
+  req.peer = peer_;
 
   stream_.expires_never();
   phase_ = phase::handling;

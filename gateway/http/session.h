@@ -21,7 +21,7 @@ namespace moat::http {
 
 class session : public std::enable_shared_from_this<session> {
  public:
-  session(boost::asio::ip::tcp::socket&& socket, server_context& ctx);
+  session(boost::asio::ip::tcp::socket&& socket, server_context& ctx, auth::connection_limiter::slot ip_slot);
   ~session();
   void run();
 
@@ -29,6 +29,7 @@ class session : public std::enable_shared_from_this<session> {
   enum class phase { reading, handling, streaming, writing, closed };
 
   void do_read_header();
+  void read_raw_header();
   void on_read_header(boost::beast::error_code ec, size_t bytes);
   void do_read_body();
   void on_read_body(boost::beast::error_code ec, size_t bytes);
@@ -55,6 +56,8 @@ class session : public std::enable_shared_from_this<session> {
   boost::beast::flat_buffer buffer_;  // reused: may hold the start of a pipelined request
   std::optional<boost::beast::http::request_parser<boost::beast::http::string_body>> parser_;
   server_context& ctx_;
+  auth::connection_limiter::slot ip_slot_;  // this connection's place under the per-IP cap
+  std::shared_ptr<const peer_info> peer_;
 
   phase phase_ = phase::reading;
   bool first_request_ = true;
