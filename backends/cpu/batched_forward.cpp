@@ -10,6 +10,19 @@ namespace moat::cpu {
 
 void batched_forward::matmul(const engine::tensor& w, const float* x, int64_t n_rows, float* y) {
   const int64_t out = w.rows();
+  if (const auto qv = quantized_view(w)) {
+    // Quantized weights: activations quantized once (Q8_0 blocks; nf4 reads the floats), then
+    // rows of W split over the pool. Each output is one kernel dot product whatever the batch.
+    const auto& k = quant::kernels();
+    const auto nx = static_cast<size_t>(n_rows);
+    xq_.resize(quant::activation_blocks(qv->format, qv->cols, nx));
+    quant::prepare_activations(k, qv->format, x, nx, qv->cols, xq_.data());
+    const int64_t min_rows = std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(1, w.cols() * n_rows));
+    pool_.parallel_for(out, [&](int64_t b, int64_t e, int) {
+      quant::matmul_rows(k, *qv, x, xq_.data(), nx, y, static_cast<size_t>(out), static_cast<size_t>(b), static_cast<size_t>(e));
+    }, min_rows);
+    return;
+  }
   // Chunks of output rows; each worker converts one weight row at a time into its scratch.
   // A chunk gets at least ~32k multiply-adds, below that a wake-up costs more than it saves.
   const int64_t min_rows = std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(1, w.cols() * n_rows));

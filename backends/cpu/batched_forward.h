@@ -44,6 +44,7 @@ class batched_forward {
   std::vector<float> proj_;                          // [T][hidden]
   std::vector<float> final_rows_;                    // [rows needing logits][hidden]
   std::vector<std::vector<float>> worker_scratch_;   // per worker: max(in_features, max_ctx)
+  std::vector<quant::block_q8_0> xq_;                // quantized activations of one matmul
 };
 
 }  // namespace moat::cpu

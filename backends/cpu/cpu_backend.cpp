@@ -329,9 +329,10 @@ backend_options parse_options(std::string_view json, std::vector<std::string>& i
         throw std::invalid_argument(fmt::format("options.{}: expected a file path or a variable name", key));
     } else if (key == "quant") {
       std::string_view s;
-      if (value.get_string().get(s) != simdjson::SUCCESS || (s != "none" && s != "f32"))
-        throw std::invalid_argument("options.quant: weight quantization is not available yet "
-                                    "(use none)");
+      if (value.get_string().get(s) != simdjson::SUCCESS ||
+          (s != "none" && s != "f32" && s != "int8" && s != "int4" && s != "nf4"))
+        throw std::invalid_argument("options.quant: expected int8, int4, nf4 or none");
+      o.quant = (s == "none" || s == "f32") ? std::string() : std::string(s);
     } else {
       ignored.emplace_back(key);
     }
@@ -426,6 +427,7 @@ moat_status do_create(const moat_backend_config* config, moat_backend** out, moa
     ro.max_ctx = opts.ctx;
     ro.max_slots = opts.max_batch;
     ro.reference = opts.reference;
+    ro.quant = opts.quant;
     b->runner = make_cpu_runner(b->model, ro);
     b->codec = std::make_unique<tokenizer_codec>(*b->tokenizer);
     b->scheduler = std::make_unique<engine::scheduler>(

@@ -12,6 +12,7 @@
 //     reference     the plain scalar forward pass (slow; for checks)                       false
 //     seed          base for the seeds of requests that bring none; unset = random         unset
 //     chat_template built-in template when the model ships none                            "plain"
+//     quant         int8 | int4 | nf4: quantize the linear weights on load; none = as stored  none
 #pragma once
 
 #include <atomic>
@@ -43,6 +44,7 @@ struct backend_options {
   bool reference = false;
   std::optional<uint64_t> seed;
   std::string chat_template = "plain";
+  std::string quant;  // "" = as stored, else int8 / int4 / nf4
 };
 
 // Parses the options JSON; throws std::invalid_argument naming the key. Unknown keys are

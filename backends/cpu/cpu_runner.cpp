@@ -18,11 +18,17 @@ namespace {
 
 constexpr int32_t default_max_slots = 256;
 
+engine::dtype quant_dtype(const std::string& name) {
+  if (name.empty()) return engine::dtype::f32;
+  if (auto d = parse_quant(name)) return *d;
+  throw engine::model_error("quant: '" + name + "' is not one of int8, int4, nf4");
+}
+
 class cpu_runner final : public engine::model_runner {
  public:
   cpu_runner(std::shared_ptr<const engine::loaded_model> model, const cpu_options& opts, int32_t max_ctx, int32_t n_slots)
       : model_(std::move(model)),
-        view_(*model_),
+        view_(*model_, quant_dtype(opts.quant)),
         kv_(model_->config.n_layers, max_ctx, model_->config.kv_dim(), n_slots),
         pool_(opts.reference ? 1 : opts.threads),
         batched_(view_, kv_, pool_),
@@ -134,8 +140,8 @@ std::unique_ptr<engine::model_runner> make_cpu_runner(std::shared_ptr<const engi
   }
   const int32_t cap = opts.max_slots > 0 ? opts.max_slots : default_max_slots;
   const auto n_slots = static_cast<int32_t>(std::min<size_t>(fit, static_cast<size_t>(cap)));
-  spdlog::info("cpu runner: {} slots x {} positions, {} KiB per token, {} path", n_slots, max_ctx, per_token >> 10,
-               opts.reference ? "reference" : "batched");
+  spdlog::info("cpu runner: {} slots x {} positions, {} KiB per token, {} path, weights {}", n_slots, max_ctx,
+               per_token >> 10, opts.reference ? "reference" : "batched", opts.quant.empty() ? "as stored" : opts.quant);
   return std::make_unique<cpu_runner>(std::move(model), opts, max_ctx, n_slots);
 }
 

@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "engine/loader.h"
 #include "engine/model_runner.h"
@@ -23,6 +24,8 @@ struct cpu_options {
   int32_t max_ctx = 0;        // positions per slot; 0 = config.max_position_embeddings
   int32_t max_slots = 0;      // cap on slots (0 = as many as fit, at most 256)
   bool reference = false;     // the plain scalar path (tests, debugging)
+  std::string quant = {};     // "" = weights as stored; "int8" | "int4" (groups of 64) | "nf4":
+                              // linear weights quantized on load (see model_view.h)
 };
 
 // Throws engine::model_error when the pool cannot hold even one slot of max_ctx positions.

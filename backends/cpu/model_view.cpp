@@ -1,5 +1,7 @@
 #include "cpu/model_view.h"
 
+#include "engine/model_error.h"
+
 namespace moat::cpu {
 
 namespace {
@@ -8,13 +10,61 @@ std::vector<float> to_f32(const engine::tensor& t) {
   t.row_to_f32(0, out.data());
   return out;
 }
+quant::weight_format format_of(engine::dtype t) {
+  switch (t) {
+    case engine::dtype::int8: return quant::weight_format::int8;
+    case engine::dtype::int4: return quant::weight_format::int4_g64;
+    case engine::dtype::nf4: return quant::weight_format::nf4;
+    default: throw engine::model_error("quant: unsupported target format");
+  }
+}
 }  // namespace
 
-model_view::model_view(const engine::loaded_model& m)
+std::optional<engine::dtype> parse_quant(std::string_view name) {
+  if (name == "int8") return engine::dtype::int8;
+  if (name == "int4") return engine::dtype::int4;
+  if (name == "nf4") return engine::dtype::nf4;
+  return std::nullopt;
+}
+
+std::optional<quant::qmatrix_view> quantized_view(const engine::tensor& t) {
+  quant::weight_format f;
+  switch (t.type) {
+    case engine::dtype::q8_0: f = quant::weight_format::q8_0; break;
+    case engine::dtype::q4_0: f = quant::weight_format::q4_0; break;
+    case engine::dtype::int8: f = quant::weight_format::int8; break;
+    case engine::dtype::int4: f = quant::weight_format::int4_g64; break;
+    case engine::dtype::nf4: f = quant::weight_format::nf4; break;
+    default: return std::nullopt;
+  }
+  return quant::qmatrix_view{f, static_cast<size_t>(t.rows()), static_cast<size_t>(t.cols()), t.data, t.scales};
+}
+
+model_view::model_view(const engine::loaded_model& m, engine::dtype quant)
     : cfg(m.config), w(m.weights), inv_freq(engine::rope_inv_freq(m.config)), final_norm(to_f32(m.weights.final_norm)) {
   for (const auto& l : w.layers) {
     attn_norm.push_back(to_f32(l.attn_norm));
     ffn_norm.push_back(to_f32(l.ffn_norm));
+  }
+  if (quant == engine::dtype::f32) return;
+  const quant::weight_format f = format_of(quant);
+  std::vector<engine::tensor*> linear;
+  for (auto& l : w.layers) {
+    for (engine::tensor* t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) linear.push_back(t);
+  }
+  // A tied lm_head is the embedding: kept as stored (the embedding lookup reads it too).
+  if (w.lm_head.data != w.embed.data) linear.push_back(&w.lm_head);
+  quantized_.reserve(linear.size());
+  std::vector<float> full;
+  for (engine::tensor* t : linear) {
+    const int64_t rows = t->rows(), cols = t->cols();
+    if (quant == engine::dtype::nf4 && cols % 2 != 0) throw engine::model_error(t->name + ": nf4 needs an even row length");
+    full.resize(static_cast<size_t>(rows * cols));
+    for (int64_t r = 0; r < rows; ++r) t->row_to_f32(r, full.data() + r * cols);
+    quantized_.push_back(quant::quantize_matrix(f, full.data(), static_cast<size_t>(rows), static_cast<size_t>(cols)));
+    t->type = quant;
+    t->data = quantized_.back().data.data();
+    t->scales = quantized_.back().scales.data();
   }
 }
 

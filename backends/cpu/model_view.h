@@ -2,6 +2,7 @@
 // frequencies) and write (the KV cache). Internal to backends/cpu.
 //
 //   model_view mv(model);                       // borrows model's tensors; keep model alive
+//   model_view mq(model, engine::dtype::int8);  // linear weights quantized on load (owned here)
 //   kv_pool kv(cfg.n_layers, max_ctx, cfg.kv_dim(), n_slots);
 //   float* k = kv.k(slot, layer, pos);          // kv_dim floats
 #pragma once
@@ -9,22 +10,37 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
+#include <string_view>
 #include <vector>
 
+#include "cpu/quant/matmul.h"
 #include "engine/loader.h"
 
 namespace moat::cpu {
 
+// quant: dtype::f32 (weights as stored), or int8 / int4 / nf4: the 2-D linear weights (q, k, v,
+// o, gate, up, down, and lm_head unless tied to the embedding) are quantized from their stored
+// 16/32-bit values into buffers owned here; embeddings and norms stay as stored.
 struct model_view {
-  explicit model_view(const engine::loaded_model& m);
+  explicit model_view(const engine::loaded_model& m, engine::dtype quant = engine::dtype::f32);
 
   const engine::model_config& cfg;
-  const engine::model_weights& w;
+  engine::model_weights w;  // the model's tensors; quantized ones point into quantized_
   std::vector<float> inv_freq;                 // [head_dim/2]
   std::vector<std::vector<float>> attn_norm;   // [n_layers][hidden]
   std::vector<std::vector<float>> ffn_norm;    // [n_layers][hidden]
   std::vector<float> final_norm;               // [hidden]
+
+ private:
+  std::vector<quant::quantized_matrix> quantized_;  // storage of the quantized tensors in w
 };
+
+// The moat_cpu_quant view of a tensor in a format its kernels read (int8, int4, nf4, q8_0,
+// q4_0), or nullopt for f32/f16/bf16.
+std::optional<quant::qmatrix_view> quantized_view(const engine::tensor& t);
+// "int8" / "int4" / "nf4" -> the dtype; nullopt otherwise.
+std::optional<engine::dtype> parse_quant(std::string_view name);
 
 // The KV cache: per slot, K then V, each [n_layers][max_ctx][kv_dim] floats. The memory is
 // allocated uninitialized (pages are touched only as positions are written).

@@ -13,6 +13,15 @@ namespace {
 constexpr int64_t block_elems = 32;  // Q8_0 and Q4_0 block size
 constexpr size_t q8_0_block_bytes = 2 + 32;
 constexpr size_t q4_0_block_bytes = 2 + 16;
+constexpr int64_t int4_group = 64;  // dtype::int4 groups
+constexpr int64_t nf4_block = 64;   // bitsandbytes blocksize
+
+// bitsandbytes' NF4 code table (quantiles of N(0,1) scaled to [-1, 1]).
+constexpr float nf4_values[16] = {-1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f,
+                                  -0.28444138169288635f, -0.18477343022823334f, -0.09105003625154495f, 0.0f,
+                                  0.07958029955625534f, 0.16093020141124725f, 0.24611230194568634f,
+                                  0.33791524171829224f, 0.44070982933044434f, 0.5626170039176941f,
+                                  0.7229568362236023f, 1.0f};
 
 uint16_t load_u16(const uint8_t* p) {
   uint16_t v;
@@ -29,6 +38,9 @@ std::string_view dtype_name(dtype t) {
     case dtype::bf16: return "BF16";
     case dtype::q8_0: return "Q8_0";
     case dtype::q4_0: return "Q4_0";
+    case dtype::int8: return "INT8";
+    case dtype::int4: return "INT4";
+    case dtype::nf4: return "NF4";
   }
   return "?";
 }
@@ -40,6 +52,9 @@ size_t dtype_row_bytes(dtype t, int64_t n) {
     case dtype::bf16: return static_cast<size_t>(n) * 2;
     case dtype::q8_0: return static_cast<size_t>(n / block_elems) * q8_0_block_bytes;
     case dtype::q4_0: return static_cast<size_t>(n / block_elems) * q4_0_block_bytes;
+    case dtype::int8: return static_cast<size_t>(n);
+    case dtype::int4: return static_cast<size_t>((n + int4_group - 1) / int4_group) * (int4_group / 2);
+    case dtype::nf4: return static_cast<size_t>(n) / 2;
   }
   return 0;
 }
@@ -139,6 +154,30 @@ void tensor::row_to_f32(int64_t r, float* out) const {
           out[b * block_elems + j] = d * static_cast<float>(static_cast<int>(q & 0x0f) - 8);
           out[b * block_elems + j + 16] = d * static_cast<float>(static_cast<int>(q >> 4) - 8);
         }
+      }
+      return;
+    case dtype::int8: {
+      const auto* q = reinterpret_cast<const int8_t*>(p);
+      for (int64_t i = 0; i < n; ++i) out[i] = scales[r] * static_cast<float>(q[i]);
+      return;
+    }
+    case dtype::int4: {
+      // Groups of 64 = two Q4_0-ordered sub-blocks of 32 (value = scale * (nibble - 8)).
+      const int64_t groups = (n + int4_group - 1) / int4_group;
+      const float* s = scales + r * groups;
+      for (int64_t i = 0; i < n; ++i) {
+        const uint8_t byte = p[(i / 32) * 16 + (i % 16)];
+        const int nib = (i % 32) < 16 ? (byte & 0x0f) : (byte >> 4);
+        out[i] = s[i / int4_group] * static_cast<float>(nib - 8);
+      }
+      return;
+    }
+    case dtype::nf4:
+      for (int64_t i = 0; i < n; ++i) {
+        const int64_t flat = r * n + i;
+        const uint8_t byte = p[i / 2];
+        const int code = (i % 2 == 0) ? (byte >> 4) : (byte & 0x0f);
+        out[i] = nf4_values[code] * scales[flat / nf4_block];
       }
       return;
   }

@@ -23,6 +23,12 @@ enum class dtype : uint8_t {
   bf16,
   q8_0,  // GGUF: blocks of 32 (f16 scale, 32 x int8) = 34 bytes
   q4_0,  // GGUF: blocks of 32 (f16 scale, 16 bytes of nibbles) = 18 bytes
+  // Quantized on load (options.quant, backends/cpu/quant/matmul.h layouts); `scales` points at
+  // the f32 scales. Read by the CPU quantized matmul; row_to_f32 is the scalar reference.
+  int8,  // [rows, cols] int8, scales [rows] (symmetric, per output channel)
+  int4,  // per row int4_row_bytes(cols, 64) bytes (Q4_0 nibble order), scales [rows][ceil(cols/64)]
+  nf4,   // bitsandbytes packing over the whole matrix (first element in the high nibble), cols
+         // even; scales = absmax per 64 consecutive elements of the flattened matrix
 };
 
 std::string_view dtype_name(dtype t);
@@ -34,6 +40,7 @@ struct tensor {
   dtype type = dtype::f32;
   std::vector<int64_t> shape;  // PyTorch order, outermost first
   const void* data = nullptr;  // not owned: lives as long as the loaded_model's storage
+  const float* scales = nullptr;  // int8 / int4 / nf4 only; not owned, like data
 
   int64_t numel() const;
   int64_t rows() const { return shape.empty() ? 0 : shape.size() == 1 ? 1 : shape[0]; }
