@@ -115,8 +115,9 @@ std::vector<param> all_params() {
 INSTANTIATE_TEST_SUITE_P(formats, quant_forward, ::testing::ValuesIn(all_params()),
                          [](const auto& info) { return info.param.model.name + "_" + info.param.format.quant; });
 
-// The quantized tensors carry their dtype and scales, and the scalar row_to_f32 of each dtype
-// matches what the SIMD matmul computes for a one-hot activation (its column).
+// The linear weights carry the quantized dtype and scales, the embedding keeps its dtype, and
+// row_to_f32 of a quantized row (the reference path's dequantization) is the f32 row to within
+// the format's step.
 TEST(quant_model_view, linear_weights_quantized_embeddings_kept) {
   const auto& mc = model_cases()[1];
   if (!std::filesystem::exists(fixture(mc.weights))) GTEST_SKIP() << "fixture " << mc.weights << " is absent";
