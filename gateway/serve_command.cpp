@@ -25,6 +25,7 @@
 #include "http/server.h"
 #include "metrics/registry.h"
 #include "policy/policy_manager.h"
+#include "tls/tls_context.h"
 
 namespace moat::cli {
 
@@ -98,6 +99,17 @@ int serve_command(int argc, char** argv) {
     std::fprintf(stderr, "moat serve: %s\n", e.what());
     return 2;
   }
+  std::unique_ptr<tls::server_context_holder> tls_holder;
+  if (cfg.server.tls) {
+    try {
+      tls_holder = std::make_unique<tls::server_context_holder>(tls::server_options{
+          cfg.server.tls->cert.string(), cfg.server.tls->key.string(), cfg.server.tls->client_ca.string(),
+          cfg.server.tls->require_client_cert});
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "moat serve: server.tls: %s\n", e.what());
+      return 2;
+    }
+  }
   std::signal(SIGPIPE, SIG_IGN);
 
   // Policies and the audit trail, before anything serves. Declared before the host and the
@@ -137,6 +149,7 @@ int serve_command(int argc, char** argv) {
   };
   api::route_table routes(ctx);
   http::server server(cfg.server, routes, registry);
+  if (tls_holder) server.use_tls(*tls_holder);
   server_ptr = &server;
 
   config::listen_address bound;
@@ -174,6 +187,11 @@ int serve_command(int argc, char** argv) {
       const std::string why = keys->reload();
       if (why.empty()) spdlog::info("SIGHUP: {} API key(s) in force", keys->key_count());
       else spdlog::error("SIGHUP: keys not reloaded: {}", why);
+    }
+    if (tls_holder) {
+      const std::string why = tls_holder->reload();
+      if (why.empty()) spdlog::info("SIGHUP: TLS certificate and key reloaded");
+      else spdlog::error("SIGHUP: TLS not reloaded: {}", why);
     }
     if (policies) policies->reload();
     hup.async_wait(on_hup);

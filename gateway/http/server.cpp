@@ -74,7 +74,13 @@ void server::do_accept() {
         socket.close(ignored);
       } else {
         socket.set_option(tcp::no_delay(true), ignored);
-        std::make_shared<session>(std::move(socket), ctx_, std::move(*slot))->run();
+        if (ctx_.tls != nullptr) {
+          auto tls_ctx = ctx_.tls->current();
+          boost::beast::ssl_stream<boost::beast::tcp_stream> stream(std::move(socket), *tls_ctx);
+          std::make_shared<tls_session>(std::move(stream), ctx_, std::move(*slot), tls_ctx)->run();
+        } else {
+          std::make_shared<session>(boost::beast::tcp_stream(std::move(socket)), ctx_, std::move(*slot))->run();
+        }
       }
     }
     if (acceptor_.is_open()) do_accept();

@@ -22,6 +22,7 @@
 
 #include "auth/edge_guard.h"
 #include "config/config.h"
+#include "tls/tls_context.h"
 #include "http/message.h"
 #include "metrics/registry.h"
 
@@ -35,6 +36,7 @@ struct server_context {
   std::atomic<int> state{static_cast<int>(lifecycle::loading)};
   std::atomic<int64_t> requests_in_flight{0};  // dispatched to the handler, not yet answered
   auth::connection_limiter per_ip{0};  // server.max_connections_per_ip, set by the server
+  tls::server_context_holder* tls = nullptr;  // set: every connection speaks TLS
 
   bool draining() const { return state.load(std::memory_order_relaxed) == static_cast<int>(lifecycle::draining); }
 };
@@ -57,6 +59,10 @@ class server {
   // Stops accepting, turns /health to 503, and calls `done` (on an I/O thread) when no request
   // is in flight or `timeout` passed. Any thread.
   void drain(std::chrono::milliseconds timeout, std::function<void()> done);
+
+  // Serves HTTPS with the holder's current context (kept per connection, so a reload on SIGHUP
+  // never drops one). Call before listen(); the holder must outlive the server.
+  void use_tls(tls::server_context_holder& holder) { ctx_.tls = &holder; }
 
   void set_state(lifecycle s) { ctx_.state.store(static_cast<int>(s)); }
   lifecycle state() const { return static_cast<lifecycle>(ctx_.state.load()); }

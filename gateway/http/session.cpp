@@ -9,6 +9,7 @@
 #include <array>
 
 #include "http/wire.h"
+#include "tls/tls_context.h"
 
 namespace moat::http {
 
@@ -43,31 +44,59 @@ constexpr std::string_view continue_100 = "HTTP/1.1 100 Continue\r\n\r\n";
 
 }  // namespace
 
-session::session(tcp::socket&& socket, server_context& ctx, auth::connection_limiter::slot ip_slot)
-    : stream_(std::move(socket)), ctx_(ctx), ip_slot_(std::move(ip_slot)) {
+template <class Stream>
+basic_session<Stream>::basic_session(Stream stream, server_context& ctx, auth::connection_limiter::slot ip_slot,
+                                     std::shared_ptr<void> keep)
+    : stream_(std::move(stream)), ctx_(ctx), ip_slot_(std::move(ip_slot)), keep_(std::move(keep)) {
   ctx_.metrics->connections_active.add(1);
   beast::error_code ec;
   auto peer = std::make_shared<peer_info>();
-  const auto remote = stream_.socket().remote_endpoint(ec);
+  const auto remote = lowest().socket().remote_endpoint(ec);
   if (!ec) peer->ip = remote.address().to_string();
   peer_ = std::move(peer);
   // User-level non-blocking, so the disconnect probe's peek never blocks an I/O thread.
-  stream_.socket().non_blocking(true, ec);
+  lowest().socket().non_blocking(true, ec);
 }
 
-session::~session() {
+template <class Stream>
+basic_session<Stream>::~basic_session() {
   if (client_) client_->fire();
   if (counted_) ctx_.requests_in_flight.fetch_sub(1);
   ctx_.metrics->connections_active.add(-1);
 }
 
-void session::run() {
-  net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->do_read_header(); });
+template <class Stream>
+void basic_session<Stream>::run() {
+  if constexpr (is_tls) {
+    // The handshake has read_timeout_s too. A failed one (plain HTTP, TLS below 1.2, a missing or
+    // foreign client certificate under mTLS) closes the connection without an answer.
+    lowest().expires_after(to_ms(ctx_.limits.read_timeout_s));
+    stream_.async_handshake(net::ssl::stream_base::server, [self = this->shared_from_this()](beast::error_code ec) {
+      if (ec) {
+        spdlog::debug("TLS handshake refused: {}", ec.message());
+        beast::error_code ignored;
+        self->lowest().socket().close(ignored);
+        return;
+      }
+      auto peer = std::make_shared<peer_info>(*self->peer_);
+      peer->tls = true;
+      const auto id = tls::peer_identity_of(self->stream_.native_handle());
+      peer->cert_verified = id.present && id.verified;
+      peer->subject = id.subject;
+      peer->common_name = id.common_name;
+      peer->sans = id.sans;
+      self->peer_ = std::move(peer);
+      self->do_read_header();
+    });
+  } else {
+    net::dispatch(stream_.get_executor(), [self = this->shared_from_this()] { self->do_read_header(); });
+  }
 }
 
 // ---- reading ------------------------------------------------------------------------------
 
-void session::do_read_header() {
+template <class Stream>
+void basic_session<Stream>::do_read_header() {
   phase_ = phase::reading;
   parser_.emplace();
   parser_->header_limit(ctx_.limits.max_header_bytes);
@@ -76,14 +105,15 @@ void session::do_read_header() {
   // A keep-alive connection may idle for idle_timeout_s; a first request must arrive within
   // read_timeout_s of the connect.
   const bool idle = !first_request_ && buffer_.size() == 0;
-  stream_.expires_after(to_ms(idle ? ctx_.limits.idle_timeout_s : ctx_.limits.read_timeout_s));
+  lowest().expires_after(to_ms(idle ? ctx_.limits.idle_timeout_s : ctx_.limits.read_timeout_s));
   read_raw_header();
 }
 
 // Reads until the header block is buffered, to refuse obs-fold on the raw bytes (Beast unfolds
 // it silently), then lets Beast parse what is already there. The deadline set above covers
 // every read: a client trickling bytes is cut at read_timeout_s.
-void session::read_raw_header() {
+template <class Stream>
+void basic_session<Stream>::read_raw_header() {
   const auto data = buffer_.data();
   const std::string_view raw(static_cast<const char*>(data.data()), data.size());
   const size_t end = raw.find("\r\n\r\n");
@@ -91,7 +121,7 @@ void session::read_raw_header() {
     if (raw.size() > ctx_.limits.max_header_bytes) {
       return reply_and_close(431, "request headers are larger than server.max_header_bytes");
     }
-    stream_.async_read_some(buffer_.prepare(4096), [self = shared_from_this()](beast::error_code ec, size_t n) {
+    stream_.async_read_some(buffer_.prepare(4096), [self = this->shared_from_this()](beast::error_code ec, size_t n) {
       if (ec) return self->on_read_error(ec);
       self->buffer_.commit(n);
       self->read_raw_header();
@@ -102,12 +132,13 @@ void session::read_raw_header() {
     return reply_and_close(400, "obsolete line folding (obs-fold) in a header is not accepted");
   }
   bhttp::async_read_header(stream_, buffer_, *parser_,
-                           [self = shared_from_this()](beast::error_code ec, size_t n) {
+                           [self = this->shared_from_this()](beast::error_code ec, size_t n) {
                              self->on_read_header(ec, n);
                            });
 }
 
-void session::on_read_header(beast::error_code ec, size_t bytes) {
+template <class Stream>
+void basic_session<Stream>::on_read_header(beast::error_code ec, size_t bytes) {
   bytes_in_ += bytes;
   if (ec) return on_read_error(ec);
   first_request_ = false;
@@ -118,9 +149,9 @@ void session::on_read_header(beast::error_code ec, size_t bytes) {
   if (!verdict.ok) return reply_and_close(verdict.status, verdict.reason);
   const auto expect = parser_->get()[bhttp::field::expect];
   if (!expect.empty() && iequals(expect, "100-continue") && !parser_->is_done()) {
-    stream_.expires_after(to_ms(ctx_.limits.read_timeout_s));
+    lowest().expires_after(to_ms(ctx_.limits.read_timeout_s));
     net::async_write(stream_, net::buffer(continue_100.data(), continue_100.size()),
-                     [self = shared_from_this()](beast::error_code wec, size_t) {
+                     [self = this->shared_from_this()](beast::error_code wec, size_t) {
                        if (wec) return self->close_gracefully();
                        self->do_read_body();
                      });
@@ -129,23 +160,26 @@ void session::on_read_header(beast::error_code ec, size_t bytes) {
   do_read_body();
 }
 
-void session::do_read_body() {
+template <class Stream>
+void basic_session<Stream>::do_read_body() {
   if (parser_->is_done()) return on_read_body({}, 0);
-  stream_.expires_after(to_ms(ctx_.limits.read_timeout_s));
+  lowest().expires_after(to_ms(ctx_.limits.read_timeout_s));
   bhttp::async_read(stream_, buffer_, *parser_,
-                    [self = shared_from_this()](beast::error_code ec, size_t n) {
+                    [self = this->shared_from_this()](beast::error_code ec, size_t n) {
                       self->on_read_body(ec, n);
                     });
 }
 
-void session::on_read_body(beast::error_code ec, size_t bytes) {
+template <class Stream>
+void basic_session<Stream>::on_read_body(beast::error_code ec, size_t bytes) {
   bytes_in_ += bytes;
   if (ec) return on_read_error(ec);
   ctx_.metrics->bytes_received.add(bytes_in_);
   dispatch();
 }
 
-void session::on_read_error(beast::error_code ec) {
+template <class Stream>
+void basic_session<Stream>::on_read_error(beast::error_code ec) {
   if (ec == bhttp::error::header_limit) {
     return reply_and_close(431, "request headers are larger than server.max_header_bytes");
   }
@@ -160,7 +194,8 @@ void session::on_read_error(beast::error_code ec) {
   close_gracefully();
 }
 
-void session::dispatch() {
+template <class Stream>
+void basic_session<Stream>::dispatch() {
   auto& msg = parser_->get();
   headers_.clear();
   for (const auto& f : msg) headers_.push_back({f.name_string(), f.value()});
@@ -180,13 +215,13 @@ void session::dispatch() {
   req.client = client_;
   req.peer = peer_;
 
-  stream_.expires_never();
+  lowest().expires_never();
   phase_ = phase::handling;
   counted_ = true;
   ctx_.requests_in_flight.fetch_add(1);
   try {
     // dispatch: inline when the handler answers on the strand, else posted onto it.
-    ctx_.app->handle(req, [self = shared_from_this()](response res) {
+    ctx_.app->handle(req, [self = this->shared_from_this()](response res) {
       net::dispatch(self->stream_.get_executor(), [self, res = std::move(res)]() mutable {
         self->respond(std::move(res));
       });
@@ -206,19 +241,20 @@ void session::dispatch() {
 
 // ---- writing ------------------------------------------------------------------------------
 
-void session::respond(response res) {
+template <class Stream>
+void basic_session<Stream>::respond(response res) {
   if (phase_ != phase::handling) return;  // a second answer, or the connection is gone
   status_ = res.status;
   route_ = res.route;
   if (res.close || ctx_.draining()) keep_alive_ = false;
   out_.clear();
   append_response_head(out_, res, request_id_, res.body.size(), keep_alive_);
-  stream_.expires_after(to_ms(ctx_.limits.read_timeout_s));
+  lowest().expires_after(to_ms(ctx_.limits.read_timeout_s));
   if (res.stream) {
     phase_ = phase::streaming;
     source_ = std::move(res.stream);
     net::async_write(stream_, net::buffer(out_),
-                     [self = shared_from_this()](beast::error_code ec, size_t n) {
+                     [self = this->shared_from_this()](beast::error_code ec, size_t n) {
                        self->ctx_.metrics->bytes_sent.add(n);
                        if (ec) return self->fail_response();
                        self->do_pull();
@@ -228,46 +264,51 @@ void session::respond(response res) {
   phase_ = phase::writing;
   body_ = std::move(res.body);
   const std::array<net::const_buffer, 2> buffers{net::buffer(out_), net::buffer(body_)};
-  net::async_write(stream_, buffers, [self = shared_from_this()](beast::error_code ec, size_t n) {
+  net::async_write(stream_, buffers, [self = this->shared_from_this()](beast::error_code ec, size_t n) {
     self->on_write(ec, n);
   });
 }
 
-void session::on_write(beast::error_code ec, size_t bytes) {
+template <class Stream>
+void basic_session<Stream>::on_write(beast::error_code ec, size_t bytes) {
   ctx_.metrics->bytes_sent.add(bytes);
   if (ec) return fail_response();
   finish_response();
 }
 
-void session::do_pull() {
-  source_->pull([self = shared_from_this()](std::string data, bool last) {
+template <class Stream>
+void basic_session<Stream>::do_pull() {
+  source_->pull([self = this->shared_from_this()](std::string data, bool last) {
     net::dispatch(self->stream_.get_executor(), [self, data = std::move(data), last]() mutable {
       self->on_chunk(std::move(data), last);
     });
   });
 }
 
-void session::on_chunk(std::string data, bool last) {
+template <class Stream>
+void basic_session<Stream>::on_chunk(std::string data, bool last) {
   if (phase_ != phase::streaming) return;
   out_.clear();
   append_chunk(out_, data);
   if (last) out_.append(last_chunk);
   if (out_.empty()) return do_pull();
-  stream_.expires_after(to_ms(ctx_.limits.read_timeout_s));
+  lowest().expires_after(to_ms(ctx_.limits.read_timeout_s));
   net::async_write(stream_, net::buffer(out_),
-                   [self = shared_from_this(), last](beast::error_code ec, size_t n) {
+                   [self = this->shared_from_this(), last](beast::error_code ec, size_t n) {
                      self->on_chunk_written(ec, n, last);
                    });
 }
 
-void session::on_chunk_written(beast::error_code ec, size_t bytes, bool last) {
+template <class Stream>
+void basic_session<Stream>::on_chunk_written(beast::error_code ec, size_t bytes, bool last) {
   ctx_.metrics->bytes_sent.add(bytes);
   if (ec) return fail_response();
   if (last) return finish_response();
   do_pull();
 }
 
-void session::finish_response() {
+template <class Stream>
+void basic_session<Stream>::finish_response() {
   ctx_.metrics->http_request(route_, status_);
   if (spdlog::should_log(spdlog::level::debug)) {
     spdlog::debug("[{}] {} {} -> {}", request_id_, parser_->get().method_string(),
@@ -284,7 +325,8 @@ void session::finish_response() {
 
 // The client went away or stalled during the response: the backend request is cancelled and
 // the connection closed; the session ends when the last pending handler lets go of it.
-void session::fail_response() {
+template <class Stream>
+void basic_session<Stream>::fail_response() {
   if (client_) client_->fire();
   client_.reset();
   source_.reset();
@@ -294,25 +336,27 @@ void session::fail_response() {
   }
   phase_ = phase::closed;
   beast::error_code ec;
-  stream_.socket().close(ec);
+  lowest().socket().close(ec);
 }
 
 // ---- noticing a client that left while the backend works -----------------------------------
 
-void session::watch_client() {
+template <class Stream>
+void basic_session<Stream>::watch_client() {
   if (watching_) return;
   watching_ = true;
-  stream_.socket().async_wait(tcp::socket::wait_read,
-                              [self = shared_from_this()](beast::error_code ec) { self->on_watch(ec); });
+  lowest().socket().async_wait(tcp::socket::wait_read,
+                              [self = this->shared_from_this()](beast::error_code ec) { self->on_watch(ec); });
 }
 
-void session::on_watch(beast::error_code ec) {
+template <class Stream>
+void basic_session<Stream>::on_watch(beast::error_code ec) {
   watching_ = false;
   if (ec) return;
   if (phase_ != phase::handling && phase_ != phase::streaming) return;  // stale probe
   char byte = 0;
   beast::error_code peek_ec;
-  const size_t n = stream_.socket().receive(net::buffer(&byte, 1), tcp::socket::message_peek, peek_ec);
+  const size_t n = lowest().socket().receive(net::buffer(&byte, 1), tcp::socket::message_peek, peek_ec);
   if (peek_ec == net::error::would_block || peek_ec == net::error::try_again) return watch_client();
   if (n == 0 || peek_ec) {
     spdlog::debug("[{}] client went away before the response ended", request_id_);
@@ -324,7 +368,8 @@ void session::on_watch(beast::error_code ec) {
 
 // ---- errors the HTTP layer answers itself, and closing --------------------------------------
 
-void session::reply_and_close(int status, std::string_view message) {
+template <class Stream>
+void basic_session<Stream>::reply_and_close(int status, std::string_view message) {
   ctx_.metrics->http_request(metrics::route::unknown, status);
   ctx_.metrics->error("invalid_request_error");
   phase_ = phase::writing;
@@ -335,9 +380,9 @@ void session::reply_and_close(int status, std::string_view message) {
   out_.clear();
   append_response_head(out_, res, request_id_.empty() ? make_request_id() : request_id_,
                        body_.size(), false);
-  stream_.expires_after(to_ms(ctx_.limits.read_timeout_s));
+  lowest().expires_after(to_ms(ctx_.limits.read_timeout_s));
   const std::array<net::const_buffer, 2> buffers{net::buffer(out_), net::buffer(body_)};
-  net::async_write(stream_, buffers, [self = shared_from_this()](beast::error_code ec, size_t n) {
+  net::async_write(stream_, buffers, [self = this->shared_from_this()](beast::error_code ec, size_t n) {
     self->ctx_.metrics->bytes_sent.add(n);
     if (ec) return self->fail_response();
     self->close_gracefully();
@@ -346,29 +391,34 @@ void session::reply_and_close(int status, std::string_view message) {
 
 // Half-close, then read and discard what the client still sends for a moment: closing with
 // unread bytes would reset the connection and could destroy the response before it is read.
-void session::close_gracefully() {
+template <class Stream>
+void basic_session<Stream>::close_gracefully() {
   phase_ = phase::closed;
   beast::error_code ec;
-  stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+  lowest().socket().shutdown(tcp::socket::shutdown_send, ec);
   if (ec) {
-    stream_.socket().close(ec);
+    lowest().socket().close(ec);
     return;
   }
   linger_buf_ = std::make_unique<char[]>(4096);
-  stream_.expires_after(std::chrono::seconds(2));
+  lowest().expires_after(std::chrono::seconds(2));
   do_linger();
 }
 
-void session::do_linger() {
+template <class Stream>
+void basic_session<Stream>::do_linger() {
   stream_.async_read_some(net::buffer(linger_buf_.get(), 4096),
-                          [self = shared_from_this()](beast::error_code ec, size_t) {
+                          [self = this->shared_from_this()](beast::error_code ec, size_t) {
                             if (ec) {
                               beast::error_code ignored;
-                              self->stream_.socket().close(ignored);
+                              self->lowest().socket().close(ignored);
                               return;
                             }
                             self->do_linger();
                           });
 }
+
+template class basic_session<beast::tcp_stream>;
+template class basic_session<beast::ssl_stream<beast::tcp_stream>>;
 
 }  // namespace moat::http

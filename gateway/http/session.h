@@ -6,11 +6,13 @@
 
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
 
 #include <memory>
 #include <optional>
+#include <type_traits>
 #include <string>
 #include <vector>
 
@@ -19,13 +21,21 @@
 
 namespace moat::http {
 
-class session : public std::enable_shared_from_this<session> {
+// Stream: beast::tcp_stream (plain HTTP) or beast::ssl_stream<beast::tcp_stream> (TLS, which
+// handshakes first and records the client certificate in the request's peer_info).
+template <class Stream>
+class basic_session : public std::enable_shared_from_this<basic_session<Stream>> {
  public:
-  session(boost::asio::ip::tcp::socket&& socket, server_context& ctx, auth::connection_limiter::slot ip_slot);
-  ~session();
+  // `keep`: what must outlive the stream (the TLS context the connection started with).
+  basic_session(Stream stream, server_context& ctx, auth::connection_limiter::slot ip_slot,
+                std::shared_ptr<void> keep = nullptr);
+  ~basic_session();
   void run();
 
  private:
+  static constexpr bool is_tls = !std::is_same_v<Stream, boost::beast::tcp_stream>;
+  boost::beast::tcp_stream& lowest() { return boost::beast::get_lowest_layer(stream_); }
+
   enum class phase { reading, handling, streaming, writing, closed };
 
   void do_read_header();
@@ -52,12 +62,13 @@ class session : public std::enable_shared_from_this<session> {
   void close_gracefully();
   void do_linger();
 
-  boost::beast::tcp_stream stream_;
+  Stream stream_;
   boost::beast::flat_buffer buffer_;  // reused: may hold the start of a pipelined request
   std::optional<boost::beast::http::request_parser<boost::beast::http::string_body>> parser_;
   server_context& ctx_;
   auth::connection_limiter::slot ip_slot_;  // this connection's place under the per-IP cap
   std::shared_ptr<const peer_info> peer_;
+  std::shared_ptr<void> keep_;
 
   phase phase_ = phase::reading;
   bool first_request_ = true;
@@ -76,5 +87,8 @@ class session : public std::enable_shared_from_this<session> {
   std::shared_ptr<client_signal> client_;
   std::unique_ptr<char[]> linger_buf_;
 };
+
+using session = basic_session<boost::beast::tcp_stream>;
+using tls_session = basic_session<boost::beast::ssl_stream<boost::beast::tcp_stream>>;
 
 }  // namespace moat::http
