@@ -147,6 +147,29 @@ http::responder metered(http::responder respond, auth::decision admitted) {
   };
 }
 
+// GET /v1/models as a key sees it: only the models it may use. The list is small; re-emitting
+// each kept card as minified JSON keeps the handler (models.cpp) unaware of keys.
+std::string models_for(const auth::key_ref& who, const std::string& body) {
+  try {
+    simdjson::dom::parser parser;
+    simdjson::dom::element doc = parser.parse(body);
+    std::string out = R"({"object":"list","data":[)";
+    bool first = true;
+    for (simdjson::dom::element card : doc["data"].get_array()) {
+      std::string_view id;
+      if (card["id"].get_string().get(id) != simdjson::SUCCESS) continue;
+      if (!auth::key_store::allows_model(who, id)) continue;
+      if (!first) out.push_back(',');
+      first = false;
+      out += simdjson::minify(card);
+    }
+    out += "]}";
+    return out;
+  } catch (const simdjson::simdjson_error&) {
+    return R"({"object":"list","data":[]})";  // never widen the list on a surprise
+  }
+}
+
 }  // namespace
 
 const caller* caller_of(const http::request& req) { return static_cast<const caller*>(req.caller.get()); }
@@ -169,6 +192,12 @@ void route_table::handle(const http::request& req_in, http::responder respond) {
       if (!a.allowed()) return respond(refusal(ctx_.metrics, a, label));
       if (c->key_name.empty()) c->key_name = a.key_name;
       respond = metered(std::move(respond), std::move(a));
+      if (r->label == metrics::route::models) {
+        respond = [who, respond = std::move(respond)](http::response res) mutable {
+          if (res.status == 200 && !res.stream) res.body = models_for(who, res.body);
+          respond(std::move(res));
+        };
+      }
     }
     req.caller = std::move(c);
   }

@@ -7,6 +7,7 @@ The keys are made here; the config holds only their SHA-256, as `moat key new` p
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 import time
 
@@ -77,8 +78,13 @@ def chat(server, key: str | None, model: str = "echo", content: str = "hello the
 
 
 @pytest.fixture(scope="module")
-def keyed(start_server):
-    return start_server(auth_config(), name="keyed")
+def keyed(start_server, tmp_path_factory):
+    audit = tmp_path_factory.mktemp("auth-audit") / "audit.jsonl"
+    config = auth_config()
+    config["audit"] = {"path": str(audit)}
+    srv = start_server(config, name="keyed")
+    srv.audit_path = audit
+    return srv
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +137,29 @@ def test_model_not_allowed_is_403(keyed):
     assert status == 403, body
     status, _, body = http_raw.request_json(keyed, "GET", "/v1/models/echo", headers=bearer("narrow"))
     assert status == 200, body
+
+
+def test_model_list_shows_only_allowed_models(keyed):
+    status, _, body = http_raw.request_json(keyed, "GET", "/v1/models", headers=bearer("narrow"))
+    assert status == 200, body
+    assert [m["id"] for m in body["data"]] == ["echo"]
+    assert body["object"] == "list" and body["data"][0]["object"] == "model"
+    status, _, body = http_raw.request_json(keyed, "GET", "/v1/models", headers=bearer("full"))
+    assert status == 200, body
+    assert sorted(m["id"] for m in body["data"]) == sorted(m["name"] for m in default_models())
+
+
+def test_key_name_reaches_the_audit_line(keyed):
+    status, _, body = chat(keyed, KEYS["narrow"], content="audit me")
+    assert status == 200, body
+    for _ in range(100):
+        lines = [json.loads(x) for x in keyed.audit_path.read_text().splitlines() if x.strip()] \
+            if keyed.audit_path.exists() else []
+        if any(line.get("key") == "narrow" for line in lines):
+            break
+        time.sleep(0.05)
+    assert any(line.get("key") == "narrow" for line in lines), lines[-3:]
+    assert all(KEYS["narrow"] not in json.dumps(line) for line in lines)
 
 
 def test_over_rpm_is_429_with_headers(keyed):
