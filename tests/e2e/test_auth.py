@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import signal
 import time
 
 import openai
@@ -245,3 +246,32 @@ def test_key_never_in_the_log(keyed):
     for key in KEYS.values():
         assert key not in log
         assert key[8:] not in log
+
+
+def test_keys_file_reloaded_on_sighup(start_server, tmp_path_factory):
+    from moat_process import to_yaml
+
+    keys_dir = tmp_path_factory.mktemp("keys-file")
+    keys_file = keys_dir / "keys.yaml"
+    keys_file.write_text(to_yaml({"api_keys": [key_entry("full")]}) + "\n")
+    config = {"server": server_section(), "models": default_models(),
+              "auth": {"keys_file": str(keys_file)}}
+    srv = start_server(config, name="keys-file")
+    assert chat(srv, KEYS["full"])[0] == 200
+    assert chat(srv, KEYS["narrow"])[0] == 401
+
+    keys_file.write_text(to_yaml({"api_keys": [key_entry("narrow", models=["echo"])]}) + "\n")
+    srv.proc.send_signal(signal.SIGHUP)
+    for _ in range(100):
+        if chat(srv, KEYS["narrow"])[0] == 200:
+            break
+        time.sleep(0.05)
+    assert chat(srv, KEYS["narrow"])[0] == 200
+    assert chat(srv, KEYS["full"])[0] == 401  # removed from the file: refused from now on
+
+    # A broken file keeps the keys in force.
+    keys_file.write_text("api_keys: [ {name: x, sha256: nothex} ]\n")
+    srv.proc.send_signal(signal.SIGHUP)
+    time.sleep(0.5)
+    assert srv.alive()
+    assert chat(srv, KEYS["narrow"])[0] == 200

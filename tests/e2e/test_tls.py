@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import json
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -179,3 +180,35 @@ def test_mtls_client_subject_reaches_the_audit_line(mtls_server, certs):
     assert lines, "no audit line was written"
     subjects = [line.get("client") for line in lines]
     assert any(s and "CN=alice" in s for s in subjects), lines[-1]
+
+
+def test_sighup_reloads_the_certificate_without_dropping_connections(start_server, certs):
+    make_cert(certs, "server2", "server-ca", "/CN=reloaded", "DNS:localhost,IP:127.0.0.1", "serverAuth")
+    shutil.copy(certs / "server.pem", certs / "live.pem")
+    shutil.copy(certs / "server.key", certs / "live.key")
+    config = {"server": server_section(tls={"cert": str(certs / "live.pem"), "key": str(certs / "live.key")}),
+              "models": default_models()}
+    srv = start_server(config, name="tls-reload")
+
+    def peer_cn(conn: http.client.HTTPSConnection) -> str:
+        subject = dict(x[0] for x in conn.sock.getpeercert()["subject"])
+        return subject["commonName"]
+
+    kept = http.client.HTTPSConnection(srv.host, srv.port, context=client_context(certs), timeout=10)
+    kept.request("GET", "/health")
+    assert kept.getresponse().read() and peer_cn(kept) == "localhost"
+
+    shutil.copy(certs / "server2.pem", certs / "live.pem")
+    shutil.copy(certs / "server2.key", certs / "live.key")
+    srv.proc.send_signal(signal.SIGHUP)
+    time.sleep(0.5)
+
+    fresh = http.client.HTTPSConnection(srv.host, srv.port, context=client_context(certs), timeout=10)
+    fresh.request("GET", "/health")
+    assert fresh.getresponse().status == 200
+    assert peer_cn(fresh) == "reloaded"
+    fresh.close()
+    # The connection opened before the reload still serves.
+    kept.request("GET", "/health")
+    assert kept.getresponse().status == 200
+    kept.close()
