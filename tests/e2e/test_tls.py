@@ -212,3 +212,13 @@ def test_sighup_reloads_the_certificate_without_dropping_connections(start_serve
     kept.request("GET", "/health")
     assert kept.getresponse().status == 200
     kept.close()
+
+
+def test_silent_client_is_cut_during_the_handshake(tls_server):
+    import http_raw
+
+    with socket.create_connection((tls_server.host, tls_server.port), timeout=10) as s:
+        start = time.monotonic()
+        closed, got = http_raw.wait_closed(s, timeout=8)
+        assert closed and got == b"", "a client that never starts the handshake kept its connection"
+        assert time.monotonic() - start < 3 + 2  # read_timeout_s of server_section()
