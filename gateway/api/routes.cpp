@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <simdjson.h>
 
+#include <algorithm>
 #include <cctype>
 
 #include "api/api.h"
@@ -60,9 +61,9 @@ http::response refusal(metrics::registry& metrics, const auth::decision& d, metr
   e.code = d.error_code;
   auto res = error_response(metrics, e, route);
   // The decision carries its own Retry-After (whole seconds until the bucket refills).
-  for (const auto& [name, value] : d.headers) {
-    if (name == "Retry-After") std::erase_if(res.headers, [](const http::header& h) { return h.name == "Retry-After"; });
-  }
+  const bool own_retry_after =
+      std::any_of(d.headers.begin(), d.headers.end(), [](const auto& h) { return h.first == "Retry-After"; });
+  if (own_retry_after) std::erase_if(res.headers, [](const http::header& h) { return h.name == "Retry-After"; });
   for (const auto& [name, value] : d.headers) res.headers.push_back({name, value});
   return res;
 }
