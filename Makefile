@@ -18,7 +18,7 @@ APT_PACKAGES := build-essential cmake pkg-config ccache git clang \
 export CCACHE_BASEDIR := $(CURDIR)
 export CCACHE_NOHASHDIR := true
 
-.PHONY: all deps deps-apt deps-python build build-asan serve test test-unit test-asan test-e2e bench clean format
+.PHONY: all deps deps-apt deps-python build build-asan serve test test-unit test-asan test-e2e test-fuzz fuzz bench clean format
 
 all: build
 
@@ -63,13 +63,26 @@ test-unit: build
 test-asan: build-asan
 	cd $(BUILD_ASAN) && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS)
 
+# --basetemp keeps each build's server logs apart from other pytest runs on the machine.
 test-e2e: build deps-python
-	MOAT_BUILD=$(CURDIR)/$(BUILD) $(PY) -m pytest -q tests/e2e
+	MOAT_BUILD=$(CURDIR)/$(BUILD) $(PY) -m pytest -q tests/e2e --basetemp=$(CURDIR)/$(BUILD)/e2e-tmp
+
+# libFuzzer targets (clang): the kept regression inputs, then a fixed-seed run of each target,
+# so that `make test` is repeatable. `make fuzz` fuzzes for minutes per target.
+test-fuzz: deps-apt
+	bash fuzz/run.sh --ci
+	bash fuzz/policy/build.sh
+	build-fuzz-policy/stream_fuzz -seed=1 -runs=20000 -max_len=512 fuzz/policy/corpus
+
+fuzz: deps-apt
+	bash fuzz/run.sh --long
+	bash fuzz/policy/build.sh run 300
 
 test: deps
 	$(MAKE) test-unit
 	$(MAKE) test-e2e
 	$(MAKE) test-asan
+	$(MAKE) test-fuzz
 
 bench: build deps-python
 	bash bench/run_all.sh

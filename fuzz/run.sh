@@ -3,6 +3,8 @@
 #   fuzz/run.sh                 build, replay fuzz/corpus/<target>/ (regressions), fuzz each 5 s
 #   fuzz/run.sh SECONDS         the same, SECONDS per target
 #   fuzz/run.sh --long          300 s per target (make fuzz)
+#   fuzz/run.sh --ci            replay, then a fixed-seed run of 20000 inputs per target (make test:
+#                               repeatable, so a CI run never fails on luck)
 #   fuzz/run.sh build           build only
 #   fuzz/run.sh TARGET [SECONDS] one target: http, openai, config, checkpoint, gguf
 # A crash stops the run and leaves its input in build-fuzz/crashes/<target>/: once fixed, copy
@@ -16,8 +18,10 @@ mkdir -p "$out"
 seconds=5
 targets=(http openai config checkpoint gguf)
 mode=run
+ci_runs=
 case "${1:-}" in
   --long) seconds=300 ;;
+  --ci) ci_runs=20000 ;;
   build) mode=build ;;
   http|openai|config|checkpoint|gguf) targets=("$1"); seconds="${2:-$seconds}" ;;
   "") ;;
@@ -43,8 +47,10 @@ build_target() {
     checkpoint) srcs=("$root/gateway/crypto/key.cpp" "$root/gateway/crypto/chunk_cipher.cpp"
                       "$root/gateway/crypto/checkpoint_file.cpp"); libs=(-lcrypto) ;;
     gguf) srcs=("$root/backends/engine/gguf.cpp" "$root/backends/engine/mapped_file.cpp"
-                "$root/backends/engine/tensor.cpp" "$root/backends/engine/model_config.cpp")
-          libs=(-lsimdjson -lspdlog -lfmt -lpthread) ;;
+                "$root/backends/engine/tensor.cpp" "$root/backends/engine/model_config.cpp"
+                "$root/gateway/crypto/key.cpp" "$root/gateway/crypto/chunk_cipher.cpp"
+                "$root/gateway/crypto/checkpoint_file.cpp")
+          libs=(-lsimdjson -lspdlog -lfmt -lpthread -lcrypto) ;;
   esac
   local bin="$out/${t}_fuzz"
   # Rebuild only when a source is newer than the binary (ccache is not used with sanitizers here).
@@ -74,8 +80,9 @@ for t in "${targets[@]}"; do
     "$bin" -runs=0 "$root"/fuzz/corpus/"$t"/* >/dev/null 2>"$out/$t.replay.log" ||
       { cat "$out/$t.replay.log"; echo "fuzz: $t: a kept corpus input fails" >&2; exit 1; }
   fi
-  echo "fuzz: $t for ${seconds}s"
-  "$bin" -max_total_time="$seconds" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
+  if [[ -n "$ci_runs" ]]; then budget=(-seed=1 -runs="$ci_runs"); echo "fuzz: $t, $ci_runs inputs (seed 1)"
+  else budget=(-max_total_time="$seconds"); echo "fuzz: $t for ${seconds}s"; fi
+  "$bin" "${budget[@]}" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
     -artifact_prefix="$out/crashes/$t/" -print_final_stats=0 \
     "$out/corpus/$t" "$root/fuzz/corpus/$t" >"$out/$t.log" 2>&1 ||
     { tail -40 "$out/$t.log"; echo "fuzz: $t found a crash, input in $out/crashes/$t/" >&2; exit 1; }
