@@ -73,14 +73,24 @@ void call::on_event(void* user_data, const moat_event* event) noexcept {
   try {
     owned_event copy = copy_event(*event);
     const bool terminal = copy.terminal();
-    // The terminal event takes over the backend's reference: after it the backend never
-    // touches user_data again, and the call lives until the strand has delivered it.
-    std::shared_ptr<call> keep = terminal ? std::move(self->self_) : self->shared_from_this();
-    if (!keep) return;  // an event after the terminal one: a plugin bug, ignored
-    if (terminal) keep->owner_.release_slot();
-    boost::asio::post(keep->strand_, [keep, copy = std::move(copy)]() mutable {
-      keep->deliver(std::move(copy));
-    });
+    std::shared_ptr<call> post_ref;  // set when this event must post the drain
+    std::shared_ptr<call> released;  // the backend's reference, dropped outside the lock
+    {
+      std::lock_guard lock(self->queue_mutex_);
+      if (!self->self_) return;  // an event after the terminal one: a plugin bug, ignored
+      const bool was_empty = self->pending_.empty();
+      self->pending_.push_back(std::move(copy));
+      // The terminal event takes over the backend's reference: after it the backend never
+      // touches user_data again, and the call lives until the strand has drained the queue
+      // (the drain already posted, or the one posted here, holds a reference).
+      if (terminal) released = std::move(self->self_);
+      if (was_empty) post_ref = released ? released : self->shared_from_this();
+    }
+    if (terminal) released->owner_.release_slot();
+    if (post_ref) {
+      call& target = *post_ref;  // named first: the lambda below takes post_ref over
+      boost::asio::post(target.strand_, [keep = std::move(post_ref)] { keep->drain(); });
+    }
   } catch (const std::exception& e) {
     // Out of memory while copying: nothing may cross the ABI. The deadline still ends it.
     spdlog::error("dropping a backend event for request {}: {}", self->id_, e.what());
@@ -93,6 +103,18 @@ void call::start_deadline(std::chrono::milliseconds timeout) {
     if (ec) return;
     if (auto self = weak.lock()) self->on_deadline();
   });
+}
+
+void call::drain() {
+  std::vector<owned_event> batch = std::move(draining_);
+  batch.clear();
+  {
+    std::lock_guard lock(queue_mutex_);
+    batch.swap(pending_);
+  }
+  for (auto& event : batch) deliver(std::move(event));
+  batch.clear();
+  draining_ = std::move(batch);
 }
 
 void call::deliver(owned_event&& event) {

@@ -1,6 +1,8 @@
 // One accepted request on its way through a backend. The backend's threads call on_event();
-// each event is copied and posted onto the connection's strand, where the call updates the
-// model's metrics and hands the copy to the request's event_sink. A call outlives its sink's
+// each event is copied into the call's queue, and the strand is posted to only when that queue
+// goes from empty to non-empty (a burst of deltas costs one cross-thread wakeup, not one per
+// delta); on the strand the call drains the queue in order, updates the model's metrics and
+// hands each copy to the request's event_sink. A call outlives its sink's
 // interest: it is freed only when the backend has sent its terminal event (the ABI rule), so
 // the user_data pointer the backend holds never dangles.
 //
@@ -15,6 +17,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -69,6 +72,7 @@ class call : public std::enable_shared_from_this<call> {
  private:
   friend class backend;
   void start_deadline(std::chrono::milliseconds timeout);
+  void drain();                       // on the strand: delivers every queued event in order
   void deliver(owned_event&& event);  // on the strand
   void record_metrics(const owned_event& event);
   void on_deadline();
@@ -79,7 +83,13 @@ class call : public std::enable_shared_from_this<call> {
   std::shared_ptr<event_sink> sink_;  // strand only; released at the terminal event
   boost::asio::any_io_executor strand_;
   boost::asio::steady_timer deadline_;
-  std::shared_ptr<call> self_;  // the backend's reference: dropped with its terminal event
+  std::shared_ptr<call> self_;  // the backend's reference (under queue_mutex_): dropped with its terminal event
+
+  // Backend threads push, the strand drains. A drain is posted exactly when pending_ goes
+  // from empty to non-empty, and that posted drain holds a reference that keeps the call alive.
+  std::mutex queue_mutex_;
+  std::vector<owned_event> pending_;
+  std::vector<owned_event> draining_;  // strand only: swapped with pending_ to reuse capacity
 
   // Strand-only bookkeeping.
   bool finished_ = false;    // the sink saw its terminal event
