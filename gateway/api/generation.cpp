@@ -226,6 +226,7 @@ void generation_job::on_finish(const host::owned_event& event) {
 
 void generation_job::on_done(const host::owned_event& event) {
   const openai::usage_counts usage{event.usage.prompt_tokens, event.usage.completion_tokens};
+  tokens_used_ = static_cast<uint64_t>(event.usage.prompt_tokens) + event.usage.completion_tokens;
   if (options_.trail) {
     options_.trail->set_tokens(static_cast<int64_t>(event.usage.prompt_tokens),
                                static_cast<int64_t>(event.usage.completion_tokens));

@@ -55,6 +55,7 @@ class generation_job : public host::event_sink,
 
   void on_event(host::owned_event&& event) override;  // strand
   void pull(next_fn next) override;                  // strand
+  uint64_t tokens_used() const override { return tokens_used_; }  // strand
 
   // Unsent stream text (coalesced, before JSON framing) above which the request is cancelled:
   // the client reads far slower than the backend writes.
@@ -98,6 +99,7 @@ class generation_job : public host::event_sink,
   size_t pending_bytes_ = 0;
   std::string tail_;                             // streamed: usage / error event and [DONE]
   next_fn next_;                                 // streamed: a pull waiting for bytes
+  uint64_t tokens_used_ = 0;                     // prompt + completion, from DONE
   bool ended_ = false;                           // the terminal event came
   bool responded_ = false;
   bool overflowed_ = false;

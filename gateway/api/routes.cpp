@@ -110,20 +110,28 @@ uint64_t usage_tokens(std::string_view text) {
   return n;
 }
 
-// A streamed answer that charges the key's tpm when it ends (with the usage chunk's count, when
-// the client asked for one) and holds its max_concurrent slot until then, or until the session
-// drops the stream because the client left.
+// A streamed answer that charges the key's tpm when it ends and holds its max_concurrent slot
+// until then, or until the session drops the stream because the client left. The charge is the
+// source's own count of the tokens used (the backend's DONE usage), so a client that did not ask
+// for a usage chunk pays as much as one that did; a usage chunk is the fallback for a source
+// that does not count.
 class metered_stream : public http::stream_source {
  public:
   metered_stream(std::shared_ptr<http::stream_source> inner, std::shared_ptr<auth::request_lease> lease)
       : inner_(std::move(inner)), lease_(std::move(lease)) {}
   void pull(next_fn next) override {
-    inner_->pull([lease = lease_, tokens = tokens_, next = std::move(next)](std::string data, bool last) {
+    // Weak: the source keeps this callback until it calls it; a strong ref would be a cycle.
+    inner_->pull([source = std::weak_ptr<http::stream_source>(inner_), lease = lease_, tokens = tokens_, next = std::move(next)](
+                     std::string data, bool last) {
       if (const uint64_t n = usage_tokens(data)) *tokens = n;
-      if (last) lease->finish(*tokens);
+      if (last) {
+        const auto alive = source.lock();
+        lease->finish(std::max(*tokens, alive ? alive->tokens_used() : 0));
+      }
       next(std::move(data), last);
     });
   }
+  uint64_t tokens_used() const override { return inner_->tokens_used(); }
 
  private:
   std::shared_ptr<http::stream_source> inner_;

@@ -12,6 +12,7 @@
 
 #include <boost/asio/any_io_executor.hpp>
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <span>
@@ -87,6 +88,10 @@ class stream_source {
   // Called on the strand. The source calls `next` exactly once, on the strand, now or later,
   // with the next bytes (may be empty) and whether the stream ends with them.
   virtual void pull(next_fn next) = 0;
+  // Tokens (prompt + completion) the answer used, once the last bytes were pulled; 0 when the
+  // source does not count tokens. Lets a key's tpm be charged whether or not the client asked
+  // for a usage chunk.
+  virtual uint64_t tokens_used() const { return 0; }
 };
 
 struct response {

@@ -23,7 +23,7 @@ def make_key() -> str:
     return "sk-moat-" + secrets.token_urlsafe(32).replace("-", "a").replace("_", "b")
 
 
-KEYS = {name: make_key() for name in ("full", "narrow", "rpm", "tpm", "conc")}
+KEYS = {name: make_key() for name in ("full", "narrow", "rpm", "tpm", "tpm_stream", "conc")}
 
 
 def key_entry(name: str, **extra) -> dict:
@@ -42,6 +42,7 @@ def auth_config(metrics_public: bool = False) -> dict:
                 key_entry("narrow", models=["echo"]),
                 key_entry("rpm", rpm=2),
                 key_entry("tpm", tpm=12),
+                key_entry("tpm_stream", tpm=12),
                 key_entry("conc", max_concurrent=1),
             ],
             "metrics_public": metrics_public,
@@ -193,6 +194,22 @@ def test_over_tpm_is_429_after_actual_usage(keyed):
     assert status == 429, body
     assert body["error"]["type"] == "tokens"
     assert int(headers["retry-after"]) >= 1
+
+
+def test_over_tpm_after_a_stream_without_usage(keyed):
+    # A streamed answer is charged with the backend's usage even when the client did not ask
+    # for a usage chunk (no stream_options): the stream itself carries no count.
+    body = {"model": "echo", "stream": True,
+            "messages": [{"role": "user", "content": " ".join(["word"] * 20)}]}
+    status, headers, raw = http_raw.request(keyed, "POST", "/v1/chat/completions", body,
+                                            headers=bearer("tpm_stream"))
+    assert status == 200, raw
+    text = raw.decode()
+    assert "data: [DONE]" in text
+    assert "total_tokens" not in text
+    status, headers, answer = chat(keyed, KEYS["tpm_stream"], content="again")
+    assert status == 429, answer
+    assert answer["error"]["type"] == "tokens"
 
 
 def test_max_concurrent_released_when_request_ends(keyed):
