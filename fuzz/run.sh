@@ -6,7 +6,7 @@
 #   fuzz/run.sh --ci            replay, then a fixed-seed run of 20000 inputs per target (make test:
 #                               repeatable, so a CI run never fails on luck)
 #   fuzz/run.sh build           build only
-#   fuzz/run.sh TARGET [SECONDS] one target: http, openai, config, checkpoint, gguf
+#   fuzz/run.sh TARGET [SECONDS] one target: http, openai, config, checkpoint, gguf, safetensors
 # A crash stops the run and leaves its input in build-fuzz/crashes/<target>/: once fixed, copy
 # it into fuzz/corpus/<target>/ so every later run replays it. A crash found in another folder's
 # code and not fixed yet sits in fuzz/pending/<target>/: that target is skipped, saying so, until
@@ -16,14 +16,14 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 out="$root/build-fuzz"
 mkdir -p "$out"
 seconds=5
-targets=(http openai config checkpoint gguf)
+targets=(http openai config checkpoint gguf safetensors)
 mode=run
 ci_runs=
 case "${1:-}" in
   --long) seconds=300 ;;
   --ci) ci_runs=20000 ;;
   build) mode=build ;;
-  http|openai|config|checkpoint|gguf) targets=("$1"); seconds="${2:-$seconds}" ;;
+  http|openai|config|checkpoint|gguf|safetensors) targets=("$1"); seconds="${2:-$seconds}" ;;
   "") ;;
   *) seconds="$1" ;;
 esac
@@ -51,6 +51,10 @@ build_target() {
                 "$root/gateway/crypto/key.cpp" "$root/gateway/crypto/chunk_cipher.cpp"
                 "$root/gateway/crypto/checkpoint_file.cpp")
           libs=(-lsimdjson -lspdlog -lfmt -lpthread -lcrypto) ;;
+    safetensors) srcs=("$root/backends/engine/safetensors.cpp" "$root/backends/engine/mapped_file.cpp"
+                       "$root/backends/engine/tensor.cpp" "$root/gateway/crypto/key.cpp"
+                       "$root/gateway/crypto/chunk_cipher.cpp" "$root/gateway/crypto/checkpoint_file.cpp")
+                 libs=(-lsimdjson -lspdlog -lfmt -lpthread -lcrypto) ;;
   esac
   local bin="$out/${t}_fuzz"
   # Rebuild only when a source is newer than the binary (ccache is not used with sanitizers here).

@@ -25,11 +25,8 @@ bool dtype_from_name(std::string_view s, dtype& t) {
 
 }  // namespace
 
-void read_safetensors(const std::filesystem::path& file, weight_storage& storage,
-                      std::map<std::string, tensor, std::less<>>& out, const crypto::key_source* key) {
-  auto map = mapped_file::open(file, key);
-  const auto bytes = map->bytes();
-  const std::string name = file.string();
+void parse_safetensors(std::span<const uint8_t> bytes, const std::string& name,
+                       std::map<std::string, tensor, std::less<>>& out) {
   if (bytes.size() < 8) throw model_error(name + ": truncated safetensors file (no header length)");
   uint64_t header_len = 0;
   std::memcpy(&header_len, bytes.data(), 8);
@@ -92,6 +89,12 @@ void read_safetensors(const std::filesystem::path& file, weight_storage& storage
     if (out.contains(tname)) throw bad("appears in more than one file");
     out.emplace(tname, std::move(t));
   }
+}
+
+void read_safetensors(const std::filesystem::path& file, weight_storage& storage,
+                      std::map<std::string, tensor, std::less<>>& out, const crypto::key_source* key) {
+  auto map = mapped_file::open(file, key);
+  parse_safetensors(map->bytes(), file.string(), out);
   storage.maps.push_back(std::move(map));
 }
 

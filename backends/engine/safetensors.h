@@ -6,7 +6,9 @@
 #pragma once
 
 #include <filesystem>
+#include <cstdint>
 #include <map>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -14,6 +16,12 @@
 #include "engine/weight_storage.h"
 
 namespace moat::engine {
+
+// Parses the header of a .safetensors file already in memory (`bytes`: the whole file, header
+// length included) and adds its tensors to `out`; their data point into `bytes`, which must
+// outlive them. `name` names the source in errors. Throws model_error as read_safetensors does.
+void parse_safetensors(std::span<const uint8_t> bytes, const std::string& name,
+                       std::map<std::string, tensor, std::less<>>& out);
 
 // Parses the header of one .safetensors file, maps it into `storage` and adds its tensors to
 // `out`. Throws model_error (naming the file and tensor) on a truncated file, a bad header,
