@@ -147,7 +147,7 @@ void parse_server(const locator& loc, const YAML::Node& node, const std::filesys
                   server_config& out) {
   expect_map(loc, node, "server");
   check_keys(loc, node, "server",
-             {"listen", "threads", "max_body_bytes", "max_header_bytes", "read_timeout_s",
+             {"listen", "threads", "max_body_bytes", "max_header_bytes", "max_headers", "read_timeout_s",
               "idle_timeout_s", "request_timeout_s", "drain_timeout_s", "max_connections", "max_connections_per_ip",
               "tls"});
   if (auto n = node["listen"]) {
@@ -163,6 +163,9 @@ void parse_server(const locator& loc, const YAML::Node& node, const std::filesys
   if (auto n = node["max_header_bytes"]) {
     out.max_header_bytes =
         static_cast<uint32_t>(get_size(loc, n, "server.max_header_bytes", 1024, 1u << 20));
+  }
+  if (auto n = node["max_headers"]) {
+    out.max_headers = static_cast<uint32_t>(get_uint(loc, n, "server.max_headers", 1, 10000));
   }
   if (auto n = node["read_timeout_s"]) out.read_timeout_s = get_seconds(loc, n, "server.read_timeout_s");
   if (auto n = node["idle_timeout_s"]) out.idle_timeout_s = get_seconds(loc, n, "server.idle_timeout_s");

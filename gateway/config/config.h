@@ -40,6 +40,7 @@ struct server_config {
   unsigned threads = 0;                     // 0: one I/O thread per core
   uint64_t max_body_bytes = 8ull << 20;     // 413 above
   uint32_t max_header_bytes = 16u << 10;    // 431 above
+  uint32_t max_headers = 100;               // header fields in one request, 431 above
   double read_timeout_s = 30;               // a started request must arrive within this
   double idle_timeout_s = 60;               // a keep-alive connection may idle this long
   double request_timeout_s = 600;           // a backend must finish within this (504 after)

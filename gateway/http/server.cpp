@@ -71,6 +71,7 @@ void server::do_accept() {
       auto slot = ctx_.per_ip.try_acquire(ignored ? std::string() : remote.address().to_string());
       if (!slot) {
         // One address holds server.max_connections_per_ip already: refuse before any byte is read.
+        ctx_.metrics->connections_refused_per_ip.add();
         socket.close(ignored);
       } else {
         socket.set_option(tcp::no_delay(true), ignored);

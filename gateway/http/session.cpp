@@ -145,7 +145,7 @@ void basic_session<Stream>::on_read_header(beast::error_code ec, size_t bytes) {
   // Smuggling and header-limit checks Beast leaves to us (duplicate or conflicting lengths...).
   std::vector<auth::header_view> fields;
   for (const auto& f : parser_->get()) fields.push_back({f.name_string(), f.value()});
-  const auto verdict = auth::check_request_headers(fields, {}, {.max_count = 100, .max_bytes = ctx_.limits.max_header_bytes});
+  const auto verdict = auth::check_request_headers(fields, {}, {.max_count = ctx_.limits.max_headers, .max_bytes = ctx_.limits.max_header_bytes});
   if (!verdict.ok) return reply_and_close(verdict.status, verdict.reason);
   const auto expect = parser_->get()[bhttp::field::expect];
   if (!expect.empty() && iequals(expect, "100-continue") && !parser_->is_done()) {

@@ -142,6 +142,10 @@ std::string registry::render(std::span<const model_live> live) const {
   }
   header(out, "moat_http_connections_active", "gauge", "Open client connections.");
   sample(out, "moat_http_connections_active", "", static_cast<double>(connections_active.value()));
+  header(out, "moat_http_connections_refused_per_ip_total", "counter",
+         "Connections closed at accept because their address held server.max_connections_per_ip.");
+  sample(out, "moat_http_connections_refused_per_ip_total", "",
+         static_cast<double>(connections_refused_per_ip.value()));
   header(out, "moat_http_bytes_received_total", "counter", "Request bytes read from clients.");
   sample(out, "moat_http_bytes_received_total", "", static_cast<double>(bytes_received.value()));
   header(out, "moat_http_bytes_sent_total", "counter", "Response bytes written to clients.");

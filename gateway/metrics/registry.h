@@ -70,6 +70,7 @@ class registry {
   model_metrics* model(std::string_view name);  // nullptr when unknown
 
   gauge connections_active;
+  counter connections_refused_per_ip;  // closed at accept: server.max_connections_per_ip
   counter bytes_received;
   counter bytes_sent;
 

@@ -78,6 +78,26 @@ def test_too_many_headers_is_431(edge):
     assert_clean_error(send_raw(edge, head(many) + BODY), 431)
 
 
+def test_max_headers_is_configurable(start_server):
+    # server.max_headers lowered to 8: 10 fields (3 of them the request's own) are refused,
+    # 6 in all still pass.
+    srv = start_server({"server": server_section(max_headers=8), "models": default_models()},
+                       name="few-headers")
+    some = "".join(f"X-H{i}: v\r\n" for i in range(7))
+    assert_clean_error(send_raw(srv, head(some) + BODY), 431)
+    reply = send_raw(srv, head("X-H: v\r\nConnection: close\r\n") + BODY)
+    assert reply.status == 200, reply.body
+
+
+def refused_per_ip(server) -> float:
+    status, _, body = http_raw.request(server, "GET", "/metrics")
+    assert status == 200
+    for line in body.decode().splitlines():
+        if line.startswith("moat_http_connections_refused_per_ip_total "):
+            return float(line.split()[1])
+    raise AssertionError("moat_http_connections_refused_per_ip_total is not in /metrics")
+
+
 def test_unknown_transfer_encoding_is_400(edge):
     assert_clean_error(send_raw(edge, head("Transfer-Encoding: gzip, chunked\r\n", length=None)), 400)
 
@@ -129,6 +149,9 @@ def test_slowloris_is_cut_at_read_timeout(edge):
 
 
 def test_per_ip_connection_cap(edge):
+    time.sleep(0.3)  # earlier tests' sessions release their slots
+    refused_before = refused_per_ip(edge)
+    time.sleep(0.3)  # and so does that one
     held = [http_raw.connect(edge) for _ in range(PER_IP)]
     try:
         time.sleep(0.2)  # let the server accept them all
@@ -145,3 +168,4 @@ def test_per_ip_connection_cap(edge):
     time.sleep(0.3)  # the slots are released when the sessions end
     reply = send_raw(edge, head("Connection: close\r\n") + BODY)
     assert reply.status == 200
+    assert refused_per_ip(edge) == refused_before + 1

@@ -28,6 +28,7 @@ TEST(config, defaults_and_minimal_model) {
   EXPECT_EQ(cfg.server.threads, 0u);
   EXPECT_EQ(cfg.server.max_body_bytes, 8u << 20);
   EXPECT_EQ(cfg.server.max_header_bytes, 16u << 10);
+  EXPECT_EQ(cfg.server.max_headers, 100u);
   EXPECT_DOUBLE_EQ(cfg.server.read_timeout_s, 30);
   EXPECT_DOUBLE_EQ(cfg.server.idle_timeout_s, 60);
   EXPECT_DOUBLE_EQ(cfg.server.request_timeout_s, 600);
@@ -51,6 +52,7 @@ server:
   threads: 4
   max_body_bytes: 1MiB
   max_header_bytes: 8KiB
+  max_headers: 40
   read_timeout_s: 5
   idle_timeout_s: 2.5
   request_timeout_s: 10
@@ -74,6 +76,7 @@ logging: { level: debug }
   EXPECT_EQ(cfg.server.threads, 4u);
   EXPECT_EQ(cfg.server.max_body_bytes, 1u << 20);
   EXPECT_EQ(cfg.server.max_header_bytes, 8u << 10);
+  EXPECT_EQ(cfg.server.max_headers, 40u);
   EXPECT_DOUBLE_EQ(cfg.server.idle_timeout_s, 2.5);
   EXPECT_EQ(cfg.server.max_connections, 50u);
   ASSERT_TRUE(cfg.server.tls.has_value());
@@ -85,7 +88,7 @@ logging: { level: debug }
   EXPECT_EQ(cfg.models[0].max_queue, 7u);
   EXPECT_EQ(cfg.models[0].options_json,
             R"({"path":"007","n":3,"f":0.5,"on":true,"list":[1,"two"],"none":null})");
-  EXPECT_EQ(cfg.models[0].where, "/etc/moat/config.yaml:15: models[0]");
+  EXPECT_EQ(cfg.models[0].where, "/etc/moat/config.yaml:16: models[0]");
   EXPECT_TRUE(cfg.auth["api_keys"].IsSequence());
   EXPECT_TRUE(cfg.policies.IsSequence());
   EXPECT_EQ(cfg.audit["path"].as<std::string>(), "audit.jsonl");
@@ -122,6 +125,9 @@ TEST(config, errors_name_file_line_and_key) {
             std::string::npos);
   EXPECT_NE(error_of("logging: { level: loud }\nmodels: [ {name: a, backend: echo} ]\n")
                 .find("logging.level: unknown level"),
+            std::string::npos);
+  EXPECT_NE(error_of("server: { max_headers: 0 }\nmodels: [ {name: a, backend: echo} ]\n")
+                .find("server.max_headers"),
             std::string::npos);
   EXPECT_NE(error_of("server: { tls: { key: k.pem } }\nmodels: [ {name: a, backend: echo} ]\n")
                 .find("server.tls.cert: required"),
