@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Security benchmark: checkpoint decryption GB/s vs a plain read, API key check cost, TLS
-# handshakes/s and kept-alive TLS vs plain round trips/s. Writes bench/results/security.md.
-# Usage: bench/security/run.sh [SIZE_MIB]   (default 1024: a 1 GiB generated checkpoint)
-# Builds the bench straight from the library sources (no CMake target needed).
+# handshakes/s and kept-alive TLS vs plain round trips/s (in-process, then through `moat serve`
+# with the echo backend). Writes bench/results/security.md.
+# Usage: [MOAT_BUILD=build-dir] bench/security/run.sh [SIZE_MIB]   (default 1024: a 1 GiB
+#   generated checkpoint; MOAT_BUILD defaults to build/, holding bin/moat and the echo plugin)
+# Builds the in-process bench straight from the library sources (no CMake target needed).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 MIB=${1:-1024}
+MOAT_BUILD=${MOAT_BUILD:-build}
 OUT=bench/results/security.md
 BIN=bench/out/security_bench
 WORK=$(mktemp -d)
@@ -30,8 +33,16 @@ openssl x509 -req -days 1 -set_serial 1 -in "$WORK/server.csr" -CA "$WORK/ca.pem
   echo "$(date -u +%Y-%m-%dT%H:%MZ), commit $(git rev-parse --short HEAD), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), OpenSSL $(openssl version | cut -d' ' -f2)."
   echo "Load average before the run: $(cut -d' ' -f1-3 /proc/loadavg) (other processes share these cores; figures are lower bounds)."
   echo "Checkpoint rows: a ${MIB} MiB generated file, best of 3, both read from the page cache. Key rows: one thread."
-  echo "TLS rows: in-process client and server over loopback, blocking Asio, no HTTP layer; the gateway's own TLS numbers come once it serves TLS."
+  echo "TLS rows: in-process client and server over loopback, blocking Asio, no HTTP layer."
+  echo "moat serve rows: bench/security/serve_bench.py, one Python client thread over loopback against a TLS and a plaintext"
+  echo "moat serve (2 I/O threads, echo backend), 5 s each; the client costs more per request than the gateway, so compare the rows"
+  echo "with each other, not with the in-process ones."
   echo
   "$BIN" "$WORK" "$MIB"
+  if [[ -x "$MOAT_BUILD/bin/moat" ]]; then
+    python3 bench/security/serve_bench.py "$MOAT_BUILD" "$WORK" 5
+  else
+    echo "| moat serve rows | skipped: no $MOAT_BUILD/bin/moat (build it or set MOAT_BUILD) |"
+  fi
 } > "$OUT"
 cat "$OUT"
