@@ -72,7 +72,8 @@ test-e2e: build deps-python
 test-fuzz: deps-apt
 	bash fuzz/run.sh --ci
 	bash fuzz/policy/build.sh
-	build-fuzz-policy/stream_fuzz -seed=1 -runs=20000 -max_len=512 fuzz/policy/corpus
+	mkdir -p build-fuzz-policy/corpus
+	build-fuzz-policy/stream_fuzz -seed=1 -runs=20000 -max_len=512 build-fuzz-policy/corpus fuzz/policy/corpus
 
 fuzz: deps-apt
 	bash fuzz/run.sh --long

@@ -10,13 +10,37 @@ namespace {
 constexpr size_t context_bytes = 8;
 }  // namespace
 
+std::string valid_utf8(std::string_view text, std::string* pending) {
+  static constexpr std::string_view replacement = "\xEF\xBF\xBD";
+  std::string out;
+  out.reserve(text.size());
+  for (size_t i = 0; i < text.size();) {
+    char32_t cp;
+    const size_t len = decode_utf8(text, i, &cp);
+    if (len == 0 && pending) {
+      pending->assign(text.substr(i));
+      break;
+    }
+    if (len == 0 || cp == invalid_cp) {
+      out.append(replacement);
+      ++i;
+      continue;
+    }
+    out.append(text, i, len);
+    i += len;
+  }
+  return out;
+}
+
 std::string default_render(const rule& r, std::string_view matched) {
   return r.action == rule_action::audit ? std::string(matched) : r.replace;
 }
 
-std::string redact_text(const rule_scanner& scanner, std::string_view text, const hit_renderer& render) {
+std::string redact_text(const rule_scanner& scanner, std::string_view raw, const hit_renderer& render) {
+  const std::string valid = valid_utf8(raw);
+  const std::string_view text = valid;
   const auto hits = scanner.find_all(text);
-  if (hits.empty()) return std::string(text);
+  if (hits.empty()) return valid;
   const auto& rules = scanner.rules();
   return apply_hits(text, hits, [&](const rule_hit& h) {
     return render(rules[h.rule], text.substr(h.begin, h.end - h.begin));
@@ -70,7 +94,11 @@ size_t stream_redactor::local_hold() const {
   return g > base_ ? g - base_ : 0;
 }
 
-std::string stream_redactor::push(std::string_view delta) {
+std::string stream_redactor::push(std::string_view raw) {
+  std::string joined = std::move(utf8_pending_);
+  utf8_pending_.clear();
+  joined.append(raw);
+  const std::string delta = valid_utf8(joined, &utf8_pending_);
   text_.append(delta);
   run_.feed(delta);
   const size_t hold = local_hold();
@@ -79,6 +107,13 @@ std::string stream_redactor::push(std::string_view delta) {
 }
 
 std::string stream_redactor::finish() {
+  if (!utf8_pending_.empty()) {
+    // A sequence still cut at the end of the answer is invalid: its bytes become U+FFFD.
+    const std::string tail = valid_utf8(utf8_pending_);
+    utf8_pending_.clear();
+    text_.append(tail);
+    run_.feed(tail);
+  }
   std::string out = release(text_.size() + 1);
   text_.clear();
   pend_ = 0;

@@ -6,6 +6,10 @@
 //   out += r.push(" 1111 1111 ok");                // "[CARD] ok" minus what is still open
 //   out += r.finish();                             // the rest; equals the whole-text redaction
 //
+// Text is matched as valid UTF-8: each invalid byte becomes U+FFFD first (what the client gets
+// anyway, since the JSON writer does the same), so RE2 and the NFA never disagree about where a
+// character starts after a stray byte. A sequence cut at the end of a chunk waits for the next.
+//
 // Exactness: the scanner's semantics depend only on the text (rule_scanner.h), the NFA says which
 // starts are still open, and a hit is committed only when it starts before every open start, so
 // the output equals whole-text redaction for every chunking. A property test checks this with
@@ -49,7 +53,12 @@ class stream_redactor {
   size_t base_ = 0;    // global offset of text_[0]
   size_t pend_ = 0;    // index in text_ of the first unreleased byte
   std::vector<rule_hit> hits_;
+  std::string utf8_pending_;  // the start of a UTF-8 sequence cut at the end of the last chunk
 };
+
+// `text` with every byte that is not part of a valid UTF-8 sequence replaced by U+FFFD. With
+// `pending`, a sequence incomplete at the end is left out and stored there instead (streaming).
+std::string valid_utf8(std::string_view text, std::string* pending = nullptr);
 
 // The whole-text form of the same redaction.
 std::string redact_text(const rule_scanner& scanner, std::string_view text,

@@ -76,6 +76,20 @@ TEST(stream, chunks_of_1_2_3_equal_whole_text) {
   }
 }
 
+// The fuzzer found that a stray continuation byte before "é" made the stream and the whole text
+// disagree; both now match on valid UTF-8, invalid bytes turned into U+FFFD.
+TEST(stream, invalid_utf8_is_replaced_and_matches_like_the_whole_text) {
+  auto s = make({{.name = "utf8", .pattern = "é+ü?"}, {.name = "greek", .pattern = "αβγ+"}});
+  const std::string text = "x `\xa9\xc3\xa9\xc3\xa9\xc3\xbc y \xce\xb1\xce\xb2\xce\xb3 \xc3";
+  const std::string whole = redact_text(*s, text);
+  EXPECT_EQ(whole, "x `\xEF\xBF\xBD[UTF8] y [GREEK] \xEF\xBF\xBD");
+  for (size_t n : {1, 2, 3, 4, 5}) EXPECT_EQ(fixed_chunks(s, text, n), whole) << "chunk " << n;
+  EXPECT_EQ(valid_utf8("ok \xc3\xa9"), "ok \xc3\xa9");
+  std::string pending;
+  EXPECT_EQ(valid_utf8("a\xe2\x82", &pending), "a");
+  EXPECT_EQ(pending, "\xe2\x82");
+}
+
 TEST(stream, releases_what_cannot_match_at_once) {
   auto s = sample_rules();
   stream_redactor r(s);
