@@ -65,7 +65,7 @@ test-asan: build-asan
 
 # --basetemp keeps each build's server logs apart from other pytest runs on the machine.
 test-e2e: build deps-python
-	MOAT_BUILD=$(CURDIR)/$(BUILD) $(PY) -m pytest -q tests/e2e --basetemp=$(CURDIR)/$(BUILD)/e2e-tmp
+	MOAT_BUILD=$(CURDIR)/$(BUILD) $(PY) -m pytest -q -rs tests/e2e --basetemp=$(CURDIR)/$(BUILD)/e2e-tmp
 
 # libFuzzer targets (clang): the kept regression inputs, then a fixed-seed run of each target,
 # so that `make test` is repeatable. `make fuzz` fuzzes for minutes per target.
