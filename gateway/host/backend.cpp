@@ -195,7 +195,60 @@ metrics::model_live backend::live() const {
       l.kv_cache_usage = s.kv_cache_usage;
     }
   }
+  if (handle_ != nullptr && api.metrics != nullptr) l.backend_families = backend_metrics();
   return l;
+}
+
+std::shared_ptr<const metrics::backend_exposition> backend::backend_metrics() const {
+  // Collects the pieces; stops keeping text past the size limit (the parser then drops it all
+  // with a reason) so a runaway plugin cannot grow the scrape without bound.
+  struct collector {
+    std::string text;
+    bool over = false;
+  } got;
+  auto on_text = [](void* user_data, moat_str piece) noexcept {
+    auto* c = static_cast<collector*>(user_data);
+    if (piece.data == nullptr || piece.size == 0 || c->over) return;
+    if (c->text.size() + piece.size > metrics::backend_exposition_max_bytes) {
+      c->over = true;
+      return;
+    }
+    try {
+      c->text.append(piece.data, piece.size);
+    } catch (...) {  // nothing crosses the ABI; the text is dropped below
+      c->over = true;
+    }
+  };
+  try {
+    const moat_status st = plugin_->api().metrics(handle_, on_text, &got);
+    if (st != MOAT_OK) {
+      warn_metrics_once(fmt::format("the plugin's metrics() failed with {}; its families are left out of /metrics",
+                                    status_name(st)));
+      return nullptr;
+    }
+    if (got.over) {
+      warn_metrics_once(fmt::format("the plugin's metrics text exceeds {} bytes; left out of /metrics",
+                                    metrics::backend_exposition_max_bytes));
+      return nullptr;
+    }
+    auto parsed = std::make_shared<metrics::backend_exposition>(
+        metrics::parse_backend_exposition(got.text, model_.name));
+    if (!parsed->problems.empty()) {
+      std::string all;
+      for (const auto& p : parsed->problems) all.append(all.empty() ? "" : "; ").append(p);
+      warn_metrics_once("lines of the plugin's metrics text were dropped: " + all);
+    }
+    return parsed;
+  } catch (const std::exception& e) {
+    warn_metrics_once(std::string("backend metrics left out: ") + e.what());
+    return nullptr;
+  }
+}
+
+void backend::warn_metrics_once(const std::string& why) const {
+  // Once per backend: a scrape every few seconds must not flood the log with the same defect.
+  if (metrics_warned_.exchange(true)) return;
+  spdlog::warn("model '{}': {} (said once)", model_.name, why);
 }
 
 }  // namespace moat::host

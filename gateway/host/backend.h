@@ -59,7 +59,9 @@ class backend {
                        std::string& message);
   moat_status detokenize(const std::vector<int32_t>& tokens, std::string& text, std::string& message);
 
-  metrics::model_live live() const;  // for /metrics
+  // For /metrics: the host's and the plugin's stats(), and the plugin's own families (the
+  // optional `metrics` slot, parsed and checked; left out with one warning when it fails).
+  metrics::model_live live() const;
 
   const std::string& name() const { return model_.name; }
   const config::model_config& model() const { return model_; }
@@ -75,6 +77,8 @@ class backend {
   friend class call;
   static void log_sink(void* user_data, moat_log_level level, moat_str message) noexcept;
   void release_slot() { in_flight_.fetch_sub(1, std::memory_order_relaxed); }
+  std::shared_ptr<const metrics::backend_exposition> backend_metrics() const;
+  void warn_metrics_once(const std::string& why) const;
 
   config::model_config model_;
   std::shared_ptr<plugin_library> plugin_;
@@ -84,6 +88,7 @@ class backend {
   moat_backend* handle_ = nullptr;
   capabilities caps_;
   std::atomic<int64_t> in_flight_{0};
+  mutable std::atomic<bool> metrics_warned_{false};
   std::shared_ptr<std::atomic<bool>> alive_ = std::make_shared<std::atomic<bool>>(true);
 };
 

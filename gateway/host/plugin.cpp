@@ -55,11 +55,19 @@ std::shared_ptr<plugin_library> load_plugin(const std::filesystem::path& path) {
     throw host_error(fmt::format("{}: function table is {} bytes; ABI version {} needs at least {}",
                                  file, table->struct_size, MOAT_BACKEND_ABI_VERSION, min_api_size));
   }
-  // Copy what the plugin declared; slots it does not know stay NULL (optional by construction).
-  moat_backend_api api;
-  std::memset(&api, 0, sizeof api);
+  // Copy what the plugin declared; slots it does not know stay NULL (optional by construction):
+  // an older plugin's smaller struct_size leaves every slot appended since (e.g. `metrics`)
+  // NULL, so callers test the slot, never the size.
+  moat_backend_api api{};
   std::memcpy(&api, table, std::min<size_t>(table->struct_size, sizeof api));
   api.struct_size = sizeof api;
+  // A size that ends inside an optional slot (a plugin miscounting) would leave half a
+  // pointer: such a slot counts as absent.
+  auto covered = [&](size_t offset) { return table->struct_size >= offset + sizeof(void*); };
+  if (!covered(offsetof(moat_backend_api, tokenize))) api.tokenize = nullptr;
+  if (!covered(offsetof(moat_backend_api, detokenize))) api.detokenize = nullptr;
+  if (!covered(offsetof(moat_backend_api, stats))) api.stats = nullptr;
+  if (!covered(offsetof(moat_backend_api, metrics))) api.metrics = nullptr;
   const struct {
     const char* name;
     bool present;

@@ -5,7 +5,7 @@
 //   moat::metrics::registry reg({"echo"}, "0.1.0", "abc123");
 //   reg.http_request(moat::metrics::route::chat_completions, 200);
 //   auto* m = reg.model("echo");  m->ttft.observe(0.004);
-//   std::string text = reg.render(live_figures);   // GET /metrics
+//   std::string text = reg.render(live_figures);   // GET /metrics, backends' own families last
 #pragma once
 
 #include <array>
@@ -15,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include "metrics/exposition.h"
 #include "metrics/instruments.h"
 
 namespace moat::metrics {
@@ -57,6 +58,9 @@ struct model_live {
   int64_t waiting = 0;        // backend's admitted-but-not-scheduled requests
   int64_t queue_depth = 0;    // host: requests in flight toward this backend
   double kv_cache_usage = 0;  // 0..1
+  // The backend's own families (the plugin's `metrics` slot), already parsed and checked;
+  // null when the plugin has none. Families the gateway exports itself are left out at render.
+  std::shared_ptr<const backend_exposition> backend_families = nullptr;
 };
 
 class registry {

@@ -261,6 +261,15 @@ typedef struct moat_tokenize_request {
 
 /* ---- the function table ------------------------------------------------------------------ */
 
+/* Slots appended after the first release default to NULL in C++, so that a table written as a
+ * positional aggregate before the slot existed still compiles under -Wextra
+ * (-Wmissing-field-initializers) and leaves the slot empty. C zero-fills omitted members anyway. */
+#ifdef __cplusplus
+#define MOAT_SLOT_DEFAULT_NULL = nullptr
+#else
+#define MOAT_SLOT_DEFAULT_NULL
+#endif
+
 typedef struct moat_backend_api {
   uint32_t struct_size;
   uint32_t abi_version; /* MOAT_BACKEND_ABI_VERSION the plugin was built against */
@@ -293,6 +302,22 @@ typedef struct moat_backend_api {
 
   /* Optional. Load and queue figures for /metrics; any thread; never blocks. */
   moat_status (*stats)(moat_backend* backend, moat_stats* stats);
+
+  /* Optional, appended after `stats` without an ABI version bump: a plugin built against an
+   * older backend.h declares a smaller struct_size, and the host reads this slot only when
+   * struct_size covers it (it reads as NULL otherwise). Extra Prometheus text-format families
+   * for GET /metrics (e.g. the cuda plugin's GPU gauges), called at each scrape.
+   * The text: `# HELP name ...` / `# TYPE name gauge|counter|untyped|histogram|summary` before
+   * each family's samples, family names starting with `moat:` or `moat_`, one line per sample.
+   * The host adds the label model_name="<the model's name>" to every sample, so do not write
+   * one; it drops, with one warning per backend, lines that do not parse, a family already
+   * exported by the gateway, a family declared twice and samples without a declared family.
+   * on_text may be called any number of times (pieces are concatenated) and only during this
+   * call. A status other than MOAT_OK drops the whole text; /metrics still answers.
+   * Any thread; must not block for long (cache slow readings).
+   * OWNERSHIP: the text is the plugin's, valid only during on_text. */
+  moat_status (*metrics)(moat_backend* backend, moat_text_fn on_text, void* user_data)
+      MOAT_SLOT_DEFAULT_NULL;
 } moat_backend_api;
 
 /* The one exported symbol. Returns static storage; never NULL. */

@@ -1,10 +1,16 @@
 // A scripted backend for the host and API tests, built as a shared library like a real plugin.
 // Options (substrings of options_json): "fail_create", "fail_submit", "hang" (no events until
-// cancelled), "fail_mid" (a delta, then an ERROR), "busy" (submit answers MOAT_ERR_BUSY).
-// Built twice: FAKE_ABI_VERSION selects a wrong ABI version for the refusal test.
+// cancelled), "fail_mid" (a delta, then an ERROR), "busy" (submit answers MOAT_ERR_BUSY),
+// and for the `metrics` slot: "metrics_fail" (answers MOAT_ERR_INTERNAL after writing text),
+// "metrics_junk" (good families mixed with lines the host must drop), "metrics_huge" (more
+// text than the host keeps); otherwise two well-formed families in three pieces.
+// Built three times: FAKE_ABI_VERSION selects a wrong ABI version for the refusal test;
+// FAKE_OLD_TABLE declares the table size of a plugin built before the `metrics` slot existed
+// (the slot is still filled in, so a host that read past struct_size would call it).
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstddef>
 #include <cstdio>
 #include <cstring>
 #include <mutex>
@@ -21,6 +27,7 @@
 namespace {
 
 std::atomic<int> g_cancels{0};
+std::atomic<int> g_metrics_calls{0};
 
 struct pending {
   uint64_t id;
@@ -190,10 +197,50 @@ moat_status fake_detokenize(moat_backend*, const int32_t* tokens, size_t count, 
   return MOAT_OK;
 }
 
+void text(moat_text_fn fn, void* user, const std::string& s) { fn(user, moat_str{s.data(), s.size()}); }
+
+moat_status fake_metrics(moat_backend* b, moat_text_fn fn, void* user) noexcept {
+  g_metrics_calls.fetch_add(1);
+  if (b->options.find("metrics_huge") != std::string::npos) {
+    const std::string line = "# a comment line that only takes room in the text, over and over\n";
+    for (int i = 0; i < 20000; ++i) text(fn, user, line);  // ~1.3 MB
+    return MOAT_OK;
+  }
+  text(fn, user, "# HELP moat_fake_temperature_celsius Fake device temperature\n# TYPE moat_fake_temp");
+  text(fn, user, "erature_celsius gauge\nmoat_fake_temperature_celsius{device=\"0\"} 61\n");
+  text(fn, user,
+       "moat_fake_temperature_celsius{device=\"1\"} 64.5\n"
+       "# HELP moat:fake_swaps_total Fake swaps\n# TYPE moat:fake_swaps_total counter\n"
+       "moat:fake_swaps_total 3\n");
+  if (b->options.find("metrics_junk") != std::string::npos) {
+    text(fn, user,
+         "# TYPE other_family gauge\nother_family 1\n"             // not a moat family
+         "# TYPE moat:num_requests_running gauge\n"                   // the gateway's own
+         "moat:num_requests_running 99\n"
+         "moat_fake_temperature_celsius{device=\"2\"} 70\n"         // after its family closed
+         "# TYPE moat_fake_temperature_celsius gauge\n"               // declared twice
+         "# TYPE moat_fake_broken gauge\n"
+         "moat_fake_broken{device=\"0} 1\n"                          // unterminated label
+         "moat_fake_broken{model_name=\"spoof\"} 1\n"               // the host's label
+         "moat_fake_broken NaNa\n"                                   // not a number
+         "moat_fake_broken{device=\"9\"} 2\n"                       // kept
+         "moat_fake_broken{device=\"9\"} 3\n");                     // same series again
+  }
+  if (b->options.find("metrics_fail") != std::string::npos) return MOAT_ERR_INTERNAL;
+  return MOAT_OK;
+}
+
+#ifdef FAKE_OLD_TABLE
+// What a plugin built before the `metrics` slot declares.
+constexpr uint32_t table_size = offsetof(moat_backend_api, metrics);
+#else
+constexpr uint32_t table_size = sizeof(moat_backend_api);
+#endif
+
 const moat_backend_api api = {
-    sizeof(moat_backend_api), FAKE_ABI_VERSION, {"fake", 4}, fake_create, fake_destroy,
-    fake_capabilities,        fake_submit,      fake_cancel, fake_tokenize, fake_detokenize,
-    nullptr,
+    table_size,        FAKE_ABI_VERSION, {"fake", 4}, fake_create,   fake_destroy,    fake_capabilities,
+    fake_submit,       fake_cancel,      fake_tokenize, fake_detokenize, nullptr /* stats */,
+    fake_metrics,
 };
 
 }  // namespace
@@ -201,3 +248,5 @@ const moat_backend_api api = {
 extern "C" MOAT_EXPORT const moat_backend_api* moat_backend_entry(void) { return &api; }
 // Test hook: how many cancel() calls reached the plugin.
 extern "C" MOAT_EXPORT int fake_plugin_cancels(void) { return g_cancels.load(); }
+// Test hook: how many metrics() calls reached the plugin.
+extern "C" MOAT_EXPORT int fake_plugin_metrics_calls(void) { return g_metrics_calls.load(); }
