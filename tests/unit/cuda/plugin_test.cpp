@@ -27,6 +27,18 @@ TEST(CudaPlugin, CreateFailsWithAClearMessage) {
   EXPECT_EQ(b, nullptr);
   EXPECT_EQ(std::string(err.message).rfind("cuda backend: ", 0), 0u) << err.message;
   std::printf("create(): %s\n", err.message);
+
+  // The metrics slot is in the table (its instance-side behaviour: gpu_monitor_test).
+  EXPECT_EQ(api->struct_size, sizeof(moat_backend_api));
+  EXPECT_NE(api->metrics, nullptr);
+  EXPECT_EQ(api->metrics(nullptr, nullptr, nullptr), MOAT_OK);
+
+  // Options are checked before the device: a bad value names its key on any machine.
+  const std::string bad = "{\"tensor_parallel\": 2, \"devices\": [0, 0]}";
+  cfg.options_json = moat_str{bad.data(), bad.size()};
+  EXPECT_EQ(api->create(&cfg, &b, &err), MOAT_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(err.message).find("options.devices"), std::string::npos) << err.message;
+  EXPECT_EQ(b, nullptr);
   dlclose(h);
 }
 
