@@ -41,4 +41,21 @@ void paged_attention(const paged_attention_args& a);
 void sample(const float* logits, int32_t n_rows, int32_t vocab, const sampling_params& p, const float* u,
             int32_t* out);
 
+// The CPU sampler's semantics (backends/engine/sampling.cpp), computed the way the device can:
+// no sort, only counting and mass passes over value thresholds. Logits already carry the logit
+// bias and penalties (backends/cuda/sampling_prep.h); u: [n_rows] from the sequence's seeded
+// generator (double, as the CPU draws it). Per row:
+//   temperature < 1e-5: the first maximum;
+//   e[i] = exp(logit[i] * (1/T) - max), all in float as the CPU computes them;
+//   no top_k/top_p/min_p: the first index, in vocabulary order, where the running mass exceeds
+//     u * total (the mode when rounding leaves the walk short);
+//   otherwise the order is (e descending, index ascending) and every mask keeps a prefix of it:
+//     top_k exactly k (ties at the cut by lowest index), min_p the e >= min_p (at least one),
+//     top_p the shortest prefix whose mass reaches top_p * kept; the token is the first in that
+//     order where the running mass exceeds u * kept.
+// A prefix is represented as (v, c): every e > v plus the e == v at indices <= c, which is how
+// the device marks membership without ranks.
+void sample_ordered(const float* logits, int32_t n_rows, int32_t vocab, const sampling_params& p, const double* u,
+                    int32_t* out);
+
 }  // namespace moat::kernels::reference
