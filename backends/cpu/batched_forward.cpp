@@ -41,36 +41,43 @@ void batched_forward::attention(int32_t layer, int64_t n_tokens) {
   const int64_t min_pairs = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, static_cast<int64_t>(hd) * (max_pos + 1)));
   pool_.parallel_for(n_tokens * c.n_heads, [&](int64_t b, int64_t e, int worker) {
     float* att = worker_scratch_[worker].data();
+    float* deq = att + max_ctx_;  // [head_dim]: an int8 K/V row dequantized
     for (int64_t th = b; th < e; ++th) {
       const int64_t t = th / c.n_heads;
       const int32_t h = static_cast<int32_t>(th % c.n_heads);
-      const int32_t slot = tok_slot_[t], pos = tok_pos_[t], kvh = h / group;
+      const int32_t pos = tok_pos_[t], kvh = h / group, bs = kv_.block_size();
+      const int32_t* table = tables_[static_cast<size_t>(tok_item_[t])].data();
       const float* qh = q_.data() + t * q_dim + h * hd;
-      for (int32_t p = 0; p <= pos; ++p) att[p] = dot(qh, kv_.k(slot, layer, p) + kvh * hd, hd) * scale;
+      // Position p is offset p % bs of block table[p / bs]; each score is the same dot() as in
+      // a contiguous cache, so the block size never changes a result.
+      for (int32_t p = 0; p <= pos; ++p) att[p] = dot(qh, kv_.k_head(table[p / bs], layer, p % bs, kvh, deq), hd) * scale;
       softmax(att, pos + 1);
       float* out = att_out_.data() + t * q_dim + h * hd;
       std::memset(out, 0, sizeof(float) * hd);
       for (int32_t p = 0; p <= pos; ++p) {
         const float a = att[p];
-        const float* vp = kv_.v(slot, layer, p) + kvh * hd;
+        const float* vp = kv_.v_head(table[p / bs], layer, p % bs, kvh, deq);
         for (int32_t i = 0; i < hd; ++i) out[i] += a * vp[i];
       }
     }
   }, min_pairs);
 }
 
-void batched_forward::run(std::span<const engine::forward_item> items, float* logits, float* hidden) {
+void batched_forward::run(std::span<const engine::forward_item> items,
+                          std::span<const std::span<const int32_t>> tables, float* logits, float* hidden) {
   const auto& c = mv_.cfg;
   const int64_t dim = c.hidden_size, q_dim = c.q_dim(), kv_dim = c.kv_dim(), ff = c.intermediate_size;
 
-  tok_slot_.clear();
+  tok_item_.clear();
   tok_pos_.clear();
   tok_id_.clear();
+  tables_.assign(tables.begin(), tables.end());
   std::vector<int64_t> logit_rows;  // token indices whose logits are wanted, in output order
-  for (const auto& it : items) {
+  for (size_t item = 0; item < items.size(); ++item) {
+    const auto& it = items[item];
     const int64_t first = static_cast<int64_t>(tok_id_.size());
     for (size_t i = 0; i < it.tokens.size(); ++i) {
-      tok_slot_.push_back(it.slot);
+      tok_item_.push_back(static_cast<int32_t>(item));
       tok_pos_.push_back(it.start_pos + static_cast<int32_t>(i));
       tok_id_.push_back(it.tokens[i]);
       if (it.all_logits) logit_rows.push_back(first + static_cast<int64_t>(i));
@@ -90,7 +97,7 @@ void batched_forward::run(std::span<const engine::forward_item> items, float* lo
   grow(h1_, T * ff);
   grow(h3_, T * ff);
   grow(proj_, T * dim);
-  const int64_t scratch = std::max<int64_t>({dim, q_dim, ff, kv_.max_ctx()});
+  const int64_t scratch = std::max<int64_t>({dim, q_dim, ff, max_ctx_ + c.head_dim});
   worker_scratch_.resize(static_cast<size_t>(pool_.size()));
   for (auto& s : worker_scratch_) grow(s, scratch);
 
@@ -104,14 +111,15 @@ void batched_forward::run(std::span<const engine::forward_item> items, float* lo
     matmul(lw.wq, xb_.data(), T, q_.data());
     matmul(lw.wk, xb_.data(), T, k_.data());
     matmul(lw.wv, xb_.data(), T, v_.data());
-    // RoPE, then K/V into the slots: every token's K/V of this layer is in the cache before any
+    // RoPE, then K/V into the blocks: every token's K/V of this layer is in the cache before any
     // attention reads it, so a prefill chunk attends causally within itself.
     for (int64_t t = 0; t < T; ++t) {
       for (int32_t h = 0; h < c.n_heads; ++h) rope(q_.data() + t * q_dim + h * c.head_dim, c.head_dim, tok_pos_[t], mv_.inv_freq.data(), c.rope);
       float* kt = k_.data() + t * kv_dim;
       for (int32_t h = 0; h < c.n_kv_heads; ++h) rope(kt + h * c.head_dim, c.head_dim, tok_pos_[t], mv_.inv_freq.data(), c.rope);
-      std::memcpy(kv_.k(tok_slot_[t], l, tok_pos_[t]), kt, sizeof(float) * kv_dim);
-      std::memcpy(kv_.v(tok_slot_[t], l, tok_pos_[t]), v_.data() + t * kv_dim, sizeof(float) * kv_dim);
+      const int32_t p = tok_pos_[t], bs = kv_.block_size();
+      kv_.write(tables_[static_cast<size_t>(tok_item_[t])][static_cast<size_t>(p / bs)], l, p % bs, kt,
+                v_.data() + t * kv_dim);
     }
     attention(l, T);
     matmul(lw.wo, att_out_.data(), T, proj_.data());

@@ -2,8 +2,8 @@
 // matrix together (one read of the weights per step, not per sequence), with the rows of each
 // matmul, and the (token, head) pairs of attention, split over a thread pool.
 //
-//   batched_forward fwd(mv, kv, pool);
-//   fwd.run(items, logits_or_null, hidden_or_null);
+//   batched_forward fwd(mv, kv, pool, max_ctx);
+//   fwd.run(items, tables, logits_or_null, hidden_or_null);   // tables[i]: item i's block table
 //
 // Each output element is computed the same way whatever else is in the batch (see kernels.h),
 // so batching never changes a sequence's logits.
@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "cpu/model_view.h"
+#include "cpu/paged_kv.h"
 #include "cpu/thread_pool.h"
 #include "engine/model_runner.h"
 
@@ -20,12 +21,15 @@ namespace moat::cpu {
 
 class batched_forward {
  public:
-  batched_forward(const model_view& mv, kv_pool& kv, thread_pool& pool) : mv_(mv), kv_(kv), pool_(pool) {}
+  batched_forward(const model_view& mv, paged_kv& kv, thread_pool& pool, int32_t max_ctx)
+      : mv_(mv), kv_(kv), pool_(pool), max_ctx_(max_ctx) {}
 
+  // tables: one block table per item (the item's own, or its legacy slot's), in item order.
   // logits: [model_runner::logits_rows(items)][vocab] or null.
   // hidden: [total tokens][hidden] after the final norm, or null.
-  // Items are already validated by the runner.
-  void run(std::span<const engine::forward_item> items, float* logits, float* hidden);
+  // Items and tables are already validated by the runner.
+  void run(std::span<const engine::forward_item> items, std::span<const std::span<const int32_t>> tables,
+           float* logits, float* hidden);
 
  private:
   // Y[T][w.rows()] = X[T][w.cols()] W^T, rows of W split over the pool.
@@ -33,17 +37,19 @@ class batched_forward {
   void attention(int32_t layer, int64_t n_tokens);
 
   const model_view& mv_;
-  kv_pool& kv_;
+  paged_kv& kv_;
   thread_pool& pool_;
+  const int32_t max_ctx_;
 
   // Per-step scratch, grown as needed and reused across steps. T = tokens in the step.
-  std::vector<int32_t> tok_slot_, tok_pos_, tok_id_;  // [T]
+  std::vector<int32_t> tok_item_, tok_pos_, tok_id_;  // [T]
+  std::vector<std::span<const int32_t>> tables_;     // [items]: block tables
   std::vector<float> x_, xb_;                        // [T][hidden]
   std::vector<float> q_, k_, v_, att_out_;           // [T][q_dim], [T][kv_dim] x2, [T][q_dim]
   std::vector<float> h1_, h3_;                       // [T][intermediate]
   std::vector<float> proj_;                          // [T][hidden]
   std::vector<float> final_rows_;                    // [rows needing logits][hidden]
-  std::vector<std::vector<float>> worker_scratch_;   // per worker: max(in_features, max_ctx)
+  std::vector<std::vector<float>> worker_scratch_;   // per worker: max(in_features, max_ctx) + head_dim
   std::vector<quant::block_q8_0> xq_;                // quantized activations of one matmul
 };
 

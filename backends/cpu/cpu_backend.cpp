@@ -1,6 +1,7 @@
 // libmoat_cpu.so: the backend.h glue. create() loads the model, tokenizer and chat template and
 // starts the scheduler's engine thread; submit/cancel hand work to it; every function is noexcept
 // and reports failures as a moat_status plus a message.
+#include <cstddef>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -184,6 +185,22 @@ std::vector<int32_t> chat_prompt(moat_backend& b, const moat_message* messages, 
   return ids;
 }
 
+// The request body's `cache_salt` (vLLM's field; the gateway may set it per API key): a string,
+// absent or null = "". Anything else is the client's error.
+static std::string cache_salt(const moat_request& req) {
+  if (req.struct_size < offsetof(moat_request, body_json) + sizeof(moat_str)) return {};
+  if (req.body_json.data == nullptr || req.body_json.size == 0) return {};
+  simdjson::dom::parser parser;
+  simdjson::padded_string padded(std::string_view(req.body_json.data, req.body_json.size));
+  simdjson::dom::object obj;
+  if (parser.parse(padded).get_object().get(obj) != simdjson::SUCCESS) return {};
+  simdjson::dom::element v;
+  if (obj["cache_salt"].get(v) != simdjson::SUCCESS || v.is_null()) return {};
+  std::string_view s;
+  if (v.get_string().get(s) != simdjson::SUCCESS) throw std::invalid_argument("cache_salt must be a string");
+  return std::string(s);
+}
+
 engine::generate_request translate_request(moat_backend& b, const moat_request& req) {
   engine::generate_request out;
   out.id = req.request_id;
@@ -212,6 +229,7 @@ engine::generate_request translate_request(moat_backend& b, const moat_request& 
     default:
       throw std::invalid_argument("unknown request kind");
   }
+  out.cache_salt = cache_salt(req);
   if (out.embedding) return out;
 
   const moat_sampling& s = req.sampling;
@@ -327,6 +345,18 @@ backend_options parse_options(std::string_view json, std::vector<std::string>& i
       std::string_view s;
       if (value.get_string().get(s) != simdjson::SUCCESS || s.empty())
         throw std::invalid_argument(fmt::format("options.{}: expected a file path or a variable name", key));
+    } else if (key == "kv_block_size") {
+      o.kv_block_size = static_cast<int32_t>(get_int(value, key, 1, 1 << 16));
+    } else if (key == "prefix_caching") {
+      bool b = true;
+      if (value.get_bool().get(b) != simdjson::SUCCESS)
+        throw std::invalid_argument("options.prefix_caching: expected true or false");
+      o.prefix_caching = b;
+    } else if (key == "kv_dtype") {
+      std::string_view s;
+      if (value.get_string().get(s) != simdjson::SUCCESS || (s != "f32" && s != "int8"))
+        throw std::invalid_argument("options.kv_dtype: expected f32 or int8");
+      o.kv_dtype = std::string(s);
     } else if (key == "quant") {
       std::string_view s;
       if (value.get_string().get(s) != simdjson::SUCCESS ||
@@ -425,24 +455,28 @@ moat_status do_create(const moat_backend_config* config, moat_backend** out, moa
     ro.threads = opts.threads;
     ro.kv_cache_mb = static_cast<size_t>(opts.kv_cache_mb);
     ro.max_ctx = opts.ctx;
-    ro.max_slots = opts.max_batch;
+    ro.max_slots = 0;  // the paged pool is bounded by kv_cache_mb alone
     ro.reference = opts.reference;
     ro.quant = opts.quant;
+    ro.kv_block_size = opts.kv_block_size;
+    ro.kv_dtype = opts.kv_dtype;
     b->runner = make_cpu_runner(b->model, ro);
     b->codec = std::make_unique<tokenizer_codec>(*b->tokenizer);
     b->scheduler = std::make_unique<engine::scheduler>(
         *b->runner, *b->codec,
-        engine::scheduler_options{opts.max_batch, opts.max_queue, opts.prefill_chunk});
+        engine::scheduler_options{opts.max_batch, opts.max_queue, opts.prefill_chunk, opts.prefix_caching});
   } catch (const std::exception& e) {
     set_error(err, MOAT_ERR_IO, fmt::format("model {}: {}", name, e.what()));
     return MOAT_ERR_IO;
   }
   log(MOAT_LOG_INFO,
       fmt::format("loaded {} ({}, {} layers, vocab {}, tokenizer {}, template {}): ctx {}, "
-                  "{} KV slots, {} path",
+                  "{} KV blocks of {} positions ({} KV{}), {} path",
                   path.filename().string(), b->model->format, b->model->config.n_layers,
                   b->model->config.vocab_size, b->tokenizer->name(), b->chat->name(),
-                  b->scheduler->max_ctx(), b->scheduler->slot_count(),
+                  b->scheduler->max_ctx(), b->scheduler->block_count(), b->scheduler->block_size(),
+                  opts.kv_dtype.empty() ? "f32" : opts.kv_dtype,
+                  opts.prefix_caching ? ", prefix caching" : "",
                   opts.reference ? "reference" : "batched"));
   *out = b.release();
   return MOAT_OK;

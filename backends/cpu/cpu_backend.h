@@ -4,10 +4,15 @@
 //   options (the model's `options:` map, as JSON):
 //     path          model folder, .gguf or llama2.c .bin (relative to the config file)   required
 //     threads       worker threads for the batched forward; 0 = all cores                 0
-//     max_batch     sequences decoded together (and KV slots)                             16
+//     max_batch     sequences decoded together                                            16
 //     ctx           context length per sequence; 0 = the model's max_position_embeddings   0
-//     kv_cache_mb   KV pool; slots = kv_cache_mb / (kv bytes per token * ctx)              256
-//     max_queue     requests waiting for a slot before submit says busy (429)              64
+//     kv_cache_mb   the paged KV pool; blocks = kv_cache_mb / (kv bytes per token *        256
+//                   kv_block_size); must hold at least one sequence of ctx positions
+//     kv_block_size positions per KV block (1..65536)                                      16
+//     prefix_caching share cached full KV blocks between prompts with the same prefix and  true
+//                   cache_salt (the request body's `cache_salt` string, absent = "")
+//     kv_dtype      f32 | int8: K/V stored as f32, or int8 with one scale per (token, head)  f32
+//     max_queue     requests waiting for admission before submit says busy (429)           64
 //     prefill_chunk prompt tokens per engine step                                          256
 //     reference     the plain scalar forward pass (slow; for checks)                       false
 //     seed          base for the seeds of requests that bring none; unset = random         unset
@@ -45,6 +50,9 @@ struct backend_options {
   std::optional<uint64_t> seed;
   std::string chat_template = "plain";
   std::string quant;  // "" = as stored, else int8 / int4 / nf4
+  int32_t kv_block_size = 16;
+  bool prefix_caching = true;
+  std::string kv_dtype;  // "" (f32) or "int8"
 };
 
 // Parses the options JSON; throws std::invalid_argument naming the key. Unknown keys are

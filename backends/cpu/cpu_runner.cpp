@@ -8,6 +8,7 @@
 
 #include "cpu/batched_forward.h"
 #include "cpu/model_view.h"
+#include "cpu/paged_kv.h"
 #include "cpu/reference_forward.h"
 #include "cpu/thread_pool.h"
 #include "engine/model_error.h"
@@ -16,7 +17,7 @@ namespace moat::cpu {
 
 namespace {
 
-constexpr int32_t default_max_slots = 256;
+constexpr int64_t max_pool_blocks = int64_t{1} << 24;
 
 engine::dtype quant_dtype(const std::string& name) {
   if (name.empty()) return engine::dtype::f32;
@@ -24,47 +25,60 @@ engine::dtype quant_dtype(const std::string& name) {
   throw engine::model_error("quant: '" + name + "' is not one of int8, int4, nf4");
 }
 
+kv_dtype kv_type(const std::string& name) {
+  if (name.empty()) return kv_dtype::f32;
+  if (auto d = parse_kv_dtype(name)) return *d;
+  throw engine::model_error("kv_dtype: '" + name + "' is not one of f32, int8");
+}
+
 class cpu_runner final : public engine::model_runner {
  public:
-  cpu_runner(std::shared_ptr<const engine::loaded_model> model, const cpu_options& opts, int32_t max_ctx, int32_t n_slots)
+  cpu_runner(std::shared_ptr<const engine::loaded_model> model, const cpu_options& opts, int32_t max_ctx,
+             int32_t block_size, int32_t n_blocks)
       : model_(std::move(model)),
         view_(*model_, quant_dtype(opts.quant)),
-        kv_(model_->config.n_layers, max_ctx, model_->config.kv_dim(), n_slots),
+        kv_(model_->config.n_layers, model_->config.n_kv_heads, model_->config.head_dim, block_size, n_blocks,
+            kv_type(opts.kv_dtype)),
+        max_ctx_(max_ctx),
         pool_(opts.reference ? 1 : opts.threads),
-        batched_(view_, kv_, pool_),
+        batched_(view_, kv_, pool_, max_ctx),
         reference_(opts.reference) {}
 
   const engine::model_config& config() const override { return model_->config; }
-  int32_t n_slots() const override { return kv_.n_slots(); }
-  int32_t max_ctx() const override { return kv_.max_ctx(); }
+  int32_t max_ctx() const override { return max_ctx_; }
+  int32_t n_blocks() const override { return kv_.n_blocks(); }
+  int32_t block_size() const override { return kv_.block_size(); }
   size_t kv_bytes_per_token() const override {
-    return 2 * static_cast<size_t>(model_->config.n_layers) * model_->config.kv_dim() * sizeof(float);
+    const auto& c = model_->config;
+    return paged_kv::bytes_per_token(c.n_layers, c.n_kv_heads, c.head_dim, kv_.type());
   }
 
   void forward(std::span<const engine::forward_item> items, std::span<float> logits) override {
     const size_t rows = logits_rows(items);
-    check(items);
+    resolve(items);
     const size_t vocab = static_cast<size_t>(model_->config.vocab_size);
     if (logits.size() < rows * vocab) {
       throw engine::model_error("forward: logits buffer holds " + std::to_string(logits.size()) + " floats, needs " +
                                 std::to_string(rows * vocab));
     }
     if (!reference_) {
-      batched_.run(items, logits.data(), nullptr);
+      batched_.run(items, tables_, logits.data(), nullptr);
       return;
     }
     float* out = logits.data();
-    for (const auto& it : items) {
+    for (size_t n = 0; n < items.size(); ++n) {
+      const auto& it = items[n];
       for (size_t i = 0; i < it.tokens.size(); ++i) {
         const bool want = it.all_logits || i + 1 == it.tokens.size();
-        reference_forward(view_, kv_, it.slot, it.tokens[i], it.start_pos + static_cast<int32_t>(i), want ? out : nullptr, nullptr);
+        reference_forward(view_, kv_, tables_[n], it.tokens[i], it.start_pos + static_cast<int32_t>(i),
+                          want ? out : nullptr, nullptr);
         if (want) out += vocab;
       }
     }
   }
 
   void hidden_states(std::span<const engine::forward_item> items, std::span<float> hidden) override {
-    check(items);
+    resolve(items);
     size_t tokens = 0;
     for (const auto& it : items) tokens += it.tokens.size();
     const size_t dim = static_cast<size_t>(model_->config.hidden_size);
@@ -73,54 +87,82 @@ class cpu_runner final : public engine::model_runner {
                                 std::to_string(tokens * dim));
     }
     if (!reference_) {
-      batched_.run(items, nullptr, hidden.data());
+      batched_.run(items, tables_, nullptr, hidden.data());
       return;
     }
     float* out = hidden.data();
-    for (const auto& it : items) {
+    for (size_t n = 0; n < items.size(); ++n) {
+      const auto& it = items[n];
       for (size_t i = 0; i < it.tokens.size(); ++i, out += dim) {
-        reference_forward(view_, kv_, it.slot, it.tokens[i], it.start_pos + static_cast<int32_t>(i), nullptr, out);
+        reference_forward(view_, kv_, tables_[n], it.tokens[i], it.start_pos + static_cast<int32_t>(i), nullptr, out);
       }
     }
   }
 
-  void copy_slot(int32_t from, int32_t to, int32_t n_tokens) override {
-    if (from < 0 || from >= n_slots() || to < 0 || to >= n_slots() || n_tokens < 0 || n_tokens > max_ctx()) {
-      throw engine::model_error("copy_slot: slot or length out of range");
+  void copy_block(int32_t from, int32_t to, int32_t n_tokens) override {
+    if (from < 0 || from >= n_blocks() || to < 0 || to >= n_blocks() || n_tokens < 0 || n_tokens > block_size()) {
+      throw engine::model_error("copy_block: block or length out of range");
     }
-    if (from == to) return;
-    const size_t bytes = sizeof(float) * static_cast<size_t>(n_tokens) * kv_.kv_dim();
-    for (int32_t l = 0; l < kv_.n_layers(); ++l) {
-      std::memcpy(kv_.k(to, l, 0), kv_.k(from, l, 0), bytes);
-      std::memcpy(kv_.v(to, l, 0), kv_.v(from, l, 0), bytes);
-    }
+    if (from != to) kv_.copy(from, to, n_tokens);
   }
 
  private:
-  // Rejects a bad batch before any slot is touched.
-  void check(std::span<const engine::forward_item> items) const {
-    std::set<int32_t> slots;
-    for (const auto& it : items) {
-      if (it.slot < 0 || it.slot >= n_slots()) throw engine::model_error("forward: slot " + std::to_string(it.slot) + " out of range");
-      if (!slots.insert(it.slot).second) throw engine::model_error("forward: slot " + std::to_string(it.slot) + " appears twice in one batch");
+  // Checks the batch and fills tables_ (one block table per item; a legacy slot becomes its
+  // fixed run of blocks). Throws before any block is touched.
+  void resolve(std::span<const engine::forward_item> items) {
+    const int32_t bs = block_size(), per_seq = blocks_per_sequence();
+    legacy_.resize(items.size());
+    tables_.clear();
+    std::set<int32_t> written;
+    for (size_t n = 0; n < items.size(); ++n) {
+      const auto& it = items[n];
       if (it.tokens.empty()) throw engine::model_error("forward: an item has no tokens");
       if (it.start_pos < 0 || static_cast<int64_t>(it.start_pos) + static_cast<int64_t>(it.tokens.size()) > max_ctx()) {
         throw engine::model_error("forward: positions " + std::to_string(it.start_pos) + ".." +
                                   std::to_string(it.start_pos + it.tokens.size()) + " exceed the context of " +
                                   std::to_string(max_ctx()));
       }
+      std::span<const int32_t> table = it.blocks;
+      if (table.empty()) {
+        if (it.slot < 0 || it.slot >= n_slots()) {
+          throw engine::model_error("forward: slot " + std::to_string(it.slot) + " out of range (and no block table)");
+        }
+        auto& l = legacy_[n];
+        l.resize(static_cast<size_t>(per_seq));
+        for (int32_t b = 0; b < per_seq; ++b) l[static_cast<size_t>(b)] = it.slot * per_seq + b;
+        table = l;
+      }
+      const int32_t end = it.start_pos + static_cast<int32_t>(it.tokens.size());
+      const size_t needed = static_cast<size_t>((end + bs - 1) / bs);
+      if (table.size() < needed) {
+        throw engine::model_error("forward: a block table of " + std::to_string(table.size()) + " blocks cannot hold " +
+                                  std::to_string(end) + " positions");
+      }
+      for (size_t b = 0; b < needed; ++b) {
+        if (table[b] < 0 || table[b] >= n_blocks()) throw engine::model_error("forward: block " + std::to_string(table[b]) + " out of range");
+      }
+      for (int32_t b = it.start_pos / bs; b < (end + bs - 1) / bs; ++b) {
+        if (!written.insert(table[static_cast<size_t>(b)]).second) {
+          throw engine::model_error("forward: block " + std::to_string(table[static_cast<size_t>(b)]) +
+                                    " is written by two items of one batch");
+        }
+      }
       for (int32_t t : it.tokens) {
         if (t < 0 || t >= model_->config.vocab_size) throw engine::model_error("forward: token id " + std::to_string(t) + " is outside the vocabulary");
       }
+      tables_.push_back(table);
     }
   }
 
   std::shared_ptr<const engine::loaded_model> model_;
   model_view view_;
-  kv_pool kv_;
+  paged_kv kv_;
+  int32_t max_ctx_;
   thread_pool pool_;
   batched_forward batched_;
   bool reference_;
+  std::vector<std::span<const int32_t>> tables_;  // per item of the current call
+  std::vector<std::vector<int32_t>> legacy_;      // tables made for legacy slot items
 };
 
 }  // namespace
@@ -130,19 +172,26 @@ std::unique_ptr<engine::model_runner> make_cpu_runner(std::shared_ptr<const engi
   if (!model) throw engine::model_error("make_cpu_runner: no model");
   const auto& c = model->config;
   const int32_t max_ctx = opts.max_ctx > 0 ? std::min(opts.max_ctx, c.max_position_embeddings) : c.max_position_embeddings;
-  const size_t per_token = 2 * static_cast<size_t>(c.n_layers) * c.kv_dim() * sizeof(float);
-  const size_t per_slot = per_token * static_cast<size_t>(max_ctx);
-  const size_t pool_bytes = opts.kv_cache_mb * (size_t{1} << 20);
-  const size_t fit = per_slot == 0 ? 0 : pool_bytes / per_slot;
-  if (fit == 0) {
-    throw engine::model_error("kv_cache_mb = " + std::to_string(opts.kv_cache_mb) + " cannot hold one sequence of " +
-                              std::to_string(max_ctx) + " positions (" + std::to_string(per_slot >> 20) + " MiB needed)");
+  if (opts.kv_block_size < 1 || opts.kv_block_size > (1 << 20)) {
+    throw engine::model_error("kv_block_size = " + std::to_string(opts.kv_block_size) + " is outside 1..1048576");
   }
-  const int32_t cap = opts.max_slots > 0 ? opts.max_slots : default_max_slots;
-  const auto n_slots = static_cast<int32_t>(std::min<size_t>(fit, static_cast<size_t>(cap)));
-  spdlog::info("cpu runner: {} slots x {} positions, {} KiB per token, {} path, weights {}", n_slots, max_ctx,
-               per_token >> 10, opts.reference ? "reference" : "batched", opts.quant.empty() ? "as stored" : opts.quant);
-  return std::make_unique<cpu_runner>(std::move(model), opts, max_ctx, n_slots);
+  const int32_t bs = opts.kv_block_size;
+  const kv_dtype type = kv_type(opts.kv_dtype);
+  const size_t per_token = paged_kv::bytes_per_token(c.n_layers, c.n_kv_heads, c.head_dim, type);
+  const size_t per_block = per_token * static_cast<size_t>(bs);
+  const int64_t per_seq = (max_ctx + bs - 1) / bs;
+  const size_t pool_bytes = opts.kv_cache_mb * (size_t{1} << 20);
+  int64_t n_blocks = per_block == 0 ? 0 : static_cast<int64_t>(std::min<size_t>(pool_bytes / per_block, max_pool_blocks));
+  if (opts.max_slots > 0) n_blocks = std::min(n_blocks, opts.max_slots * per_seq);
+  if (n_blocks < per_seq) {
+    throw engine::model_error("kv_cache_mb = " + std::to_string(opts.kv_cache_mb) + " cannot hold one sequence of " +
+                              std::to_string(max_ctx) + " positions (" +
+                              std::to_string((per_block * static_cast<size_t>(per_seq)) >> 20) + " MiB needed)");
+  }
+  spdlog::info("cpu runner: {} KV blocks x {} positions ({} {} KiB per token), context {}, {} path, weights {}",
+               n_blocks, bs, type == kv_dtype::f32 ? "f32," : "int8,", per_token >> 10, max_ctx,
+               opts.reference ? "reference" : "batched", opts.quant.empty() ? "as stored" : opts.quant);
+  return std::make_unique<cpu_runner>(std::move(model), opts, max_ctx, bs, static_cast<int32_t>(n_blocks));
 }
 
 }  // namespace moat::cpu

@@ -99,8 +99,9 @@ class cuda_runner final : public engine::model_runner {
   }
 
   const engine::model_config& config() const override { return model_->config; }
-  int32_t n_slots() const override { return n_slots_; }
   int32_t max_ctx() const override { return max_ctx_; }
+  int32_t n_blocks() const override { return n_slots_ * blocks_per_slot_; }
+  int32_t block_size() const override { return k_block; }
   size_t kv_bytes_per_token() const override {
     return 2 * static_cast<size_t>(model_->config.n_layers) * model_->config.kv_dim() * sizeof(float);
   }
@@ -144,55 +145,69 @@ class cuda_runner final : public engine::model_runner {
     check(cudaStreamSynchronize(stream_), "hidden_states");
   }
 
-  void copy_slot(int32_t from, int32_t to, int32_t n_tokens) override {
-    if (from < 0 || from >= n_slots_ || to < 0 || to >= n_slots_ || n_tokens < 0 || n_tokens > max_ctx_)
-      throw engine::model_error("cuda: copy_slot out of range");
+  void copy_block(int32_t from, int32_t to, int32_t n_tokens) override {
+    if (from < 0 || from >= n_blocks() || to < 0 || to >= n_blocks() || n_tokens < 0 || n_tokens > k_block)
+      throw engine::model_error("cuda: copy_block out of range");
     if (from == to || n_tokens == 0) return;
     check(cudaSetDevice(device_), "cudaSetDevice");
     const size_t kv = model_->config.kv_dim();
-    const size_t bytes = static_cast<size_t>(n_tokens) * kv * sizeof(float);  // a slot's blocks are contiguous
+    const size_t bytes = static_cast<size_t>(n_tokens) * kv * sizeof(float);  // a block's rows are contiguous
     for (size_t l = 0; l < k_pool_.size(); ++l)
       for (auto* pool : {&k_pool_[l], &v_pool_[l]})
-        check(cudaMemcpyAsync(pool->get() + slot_base(to), pool->get() + slot_base(from), bytes,
-                              cudaMemcpyDeviceToDevice, stream_),
-              "copy_slot");
-    check(cudaStreamSynchronize(stream_), "copy_slot");
+        check(cudaMemcpyAsync(pool->get() + static_cast<size_t>(to) * k_block * kv,
+                              pool->get() + static_cast<size_t>(from) * k_block * kv, bytes, cudaMemcpyDeviceToDevice,
+                              stream_),
+              "copy_block");
+    check(cudaStreamSynchronize(stream_), "copy_block");
   }
 
  private:
-
-  size_t slot_base(int32_t slot) const {
-    return static_cast<size_t>(slot) * blocks_per_slot_ * k_block * model_->config.kv_dim();
-  }
-
-  void validate(std::span<const engine::forward_item> items) const {
-    std::set<int32_t> seen;
+  // Checks the batch and returns one block table per item (an item's own, or its legacy slot's
+  // fixed run of blocks), each exactly as long as the item's positions need.
+  std::vector<std::vector<int32_t>> validate(std::span<const engine::forward_item> items) const {
+    std::set<int32_t> written;
+    std::vector<std::vector<int32_t>> tables;
     for (const auto& it : items) {
-      if (it.slot < 0 || it.slot >= n_slots_) throw engine::model_error(fmt::format("cuda: slot {} out of range", it.slot));
-      if (!seen.insert(it.slot).second) throw engine::model_error("cuda: two items name the same slot");
       if (it.tokens.empty()) throw engine::model_error("cuda: a forward item has no tokens");
       if (it.start_pos < 0 || it.start_pos + static_cast<int64_t>(it.tokens.size()) > max_ctx_)
         throw engine::model_error(fmt::format("cuda: positions past max_ctx {}", max_ctx_));
+      const int32_t end = it.start_pos + static_cast<int32_t>(it.tokens.size());
+      const auto needed = static_cast<size_t>((end + k_block - 1) / k_block);
+      std::vector<int32_t> table;
+      if (it.blocks.empty()) {
+        if (it.slot < 0 || it.slot >= n_slots_) throw engine::model_error(fmt::format("cuda: slot {} out of range", it.slot));
+        for (size_t b = 0; b < needed; ++b) table.push_back(it.slot * blocks_per_slot_ + static_cast<int32_t>(b));
+      } else {
+        if (it.blocks.size() < needed) throw engine::model_error("cuda: a block table is too short for its positions");
+        table.assign(it.blocks.begin(), it.blocks.begin() + static_cast<ptrdiff_t>(needed));
+      }
+      for (int32_t b : table)
+        if (b < 0 || b >= n_blocks()) throw engine::model_error(fmt::format("cuda: block {} out of range", b));
+      for (size_t b = static_cast<size_t>(it.start_pos / k_block); b < needed; ++b)
+        if (!written.insert(table[b]).second) throw engine::model_error("cuda: two items write the same block");
       for (int32_t tok : it.tokens)
         if (tok < 0 || tok >= model_->config.vocab_size)
           throw engine::model_error(fmt::format("cuda: token id {} out of range", tok));
+      tables.push_back(std::move(table));
     }
+    return tables;
   }
 
   // The layers for every token of every item; leaves the final-normed hidden state in xb_
   // ([n_tokens][hidden]).
   void run(std::span<const engine::forward_item> items, bool) {
-    validate(items);
+    const auto item_tables = validate(items);
     check(cudaSetDevice(device_), "cudaSetDevice");  // the calling thread may not be the creating one
     const auto& c = model_->config;
     const int32_t dim = c.hidden_size, qd = c.q_dim(), kvd = c.kv_dim(), inter = c.intermediate_size;
-    // Host-side per-token tables: embeddings, positions, slots, and per token a block table row
-    // and its attended length (pos + 1: causal within a prefill chunk).
-    std::vector<int32_t> pos, slot;
-    for (const auto& it : items)
-      for (size_t j = 0; j < it.tokens.size(); ++j) {
-        pos.push_back(it.start_pos + static_cast<int32_t>(j));
-        slot.push_back(it.slot);
+    // Host-side per-token tables: embeddings, positions, the item of each token, and per token
+    // a block table row (the item's table, padded with block 0 past its length; the kernel reads
+    // only the blocks under seq_len) and its attended length (pos + 1: causal within a chunk).
+    std::vector<int32_t> pos, item_of;
+    for (size_t i = 0; i < items.size(); ++i)
+      for (size_t j = 0; j < items[i].tokens.size(); ++j) {
+        pos.push_back(items[i].start_pos + static_cast<int32_t>(j));
+        item_of.push_back(static_cast<int32_t>(i));
       }
     const auto n = static_cast<int32_t>(pos.size());
     std::vector<float> x_host(static_cast<size_t>(n) * dim);
@@ -201,10 +216,11 @@ class cuda_runner final : public engine::model_runner {
     for (const auto& it : items)
       for (int32_t tok : it.tokens) {
         model_->weights.embed.row_to_f32(tok, x_host.data() + static_cast<size_t>(t) * dim);
-        for (int32_t b = 0; b < blocks_per_slot_; ++b) tables[static_cast<size_t>(t) * blocks_per_slot_ + b] = slot[t] * blocks_per_slot_ + b;
+        const auto& table = item_tables[static_cast<size_t>(item_of[t])];
+        for (size_t b = 0; b < table.size(); ++b) tables[static_cast<size_t>(t) * blocks_per_slot_ + b] = table[b];
         lens[t] = pos[t] + 1;
-        // Pool row of (slot, pos): a slot's blocks are contiguous, so it is row pos of its run.
-        rows[t] = slot[t] * blocks_per_slot_ * k_block + pos[t];
+        // Pool row of (block, offset) for position pos: the block's rows are contiguous.
+        rows[t] = table[static_cast<size_t>(pos[t] / k_block)] * k_block + pos[t] % k_block;
         ++t;
       }
     x_.upload(x_host.data(), x_host.size(), stream_);

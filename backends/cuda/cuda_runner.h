@@ -6,8 +6,9 @@
 //
 // Weights are uploaded once: f32/f16/bf16 as stored, GGUF Q8_0/Q4_0 as f32, or quantized on the
 // way up when `weights` names a format (int8, int4, nf4 double-quantized, bf16, f16). The KV
-// cache is a paged pool per layer, [n_blocks][16][n_kv_heads][head_dim] f32, each slot owning
-// a fixed run of blocks (the block tables are ready for a shared pool).
+// cache is a paged pool per layer, [n_blocks][16][n_kv_heads][head_dim] f32 (block_size() is
+// 16); forward items bring their block tables (engine/model_runner.h), and legacy slot s is the
+// fixed run of blocks [s * B, (s + 1) * B), B = ceil(max_ctx / 16).
 // Every CUDA error becomes engine::model_error ("cuda: <what>: <cudaGetErrorString>"); no device
 // means model_error from make_cuda_runner, never an abort.
 #pragma once
@@ -24,7 +25,7 @@ namespace moat::cuda {
 
 struct cuda_options {
   int32_t device = 0;
-  size_t kv_cache_mb = 1024;  // KV pool; n_slots = pool / (kv_bytes_per_token * max_ctx)
+  size_t kv_cache_mb = 1024;  // KV pool, in whole max_ctx sequences: pool / (kv_bytes_per_token * max_ctx)
   int32_t max_ctx = 0;        // positions per slot; 0 = config.max_position_embeddings
   int32_t max_slots = 0;      // 0 = as many as fit, at most 256
   std::string weights;        // "" (as stored), "f16", "bf16", "int8", "int4", "nf4"

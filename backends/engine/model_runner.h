@@ -1,28 +1,35 @@
 // model_runner: the forward pass as the scheduler sees it. One implementation per device
-// (backends/cpu: make_cpu_runner; later backends/cuda).
+// (backends/cpu: make_cpu_runner; backends/cuda: make_cuda_runner).
 //
 //   auto runner = moat::cpu::make_cpu_runner(model, {.threads = 0, .kv_cache_mb = 256});
-//   int slot = 0;                                        // the scheduler's choice, < n_slots()
+//   std::vector<int32_t> table = {5, 9};                 // the scheduler's blocks, < n_blocks()
 //   std::vector<int32_t> prompt = {1, 403, 407};
-//   moat::engine::forward_item items[] = {{slot, prompt, /*start_pos=*/0, /*all_logits=*/false}};
+//   moat::engine::forward_item items[] = {{.tokens = prompt, .start_pos = 0, .blocks = table}};
 //   std::vector<float> logits(runner->logits_rows(items) * runner->config().vocab_size);
 //   runner->forward(items, logits);                      // logits of the last prompt token
 //   int32_t next = argmax(logits);
-//   moat::engine::forward_item step[] = {{slot, {&next, 1}, 3, false}};
+//   moat::engine::forward_item step[] = {{.tokens = {&next, 1}, .start_pos = 3, .blocks = table}};
 //   runner->forward(step, logits);                       // one decode step
 //
-// KV cache: contiguous per-sequence slots. The runner allocates n_slots() slots up front from a
-// pool bounded in bytes (kv_cache_mb); each slot holds, for K and for V,
-//   [n_layers][max_ctx][n_kv_heads * head_dim] floats,
-// so a slot costs kv_bytes_per_token() * max_ctx() bytes. A slot has no owner inside the runner:
-// the scheduler decides which sequence uses which slot, and which prefix of it is valid. A
-// forward item writes K/V for positions [start_pos, start_pos + tokens.size()) into its slot and
-// attends over [0, start_pos + tokens.size()) of the same slot — whatever the slot held before
-// start_pos is taken as that sequence's history. Reusing a slot needs no clearing: start at 0.
+// KV cache: a paged pool. The runner owns n_blocks() blocks of block_size() positions each,
+// sized from a byte bound (kv_cache_mb). A block has no owner inside the runner: the scheduler
+// (engine/kv_cache/block_pool.h) decides which sequence uses which blocks, shares full blocks
+// between sequences with a common prefix, and knows which positions are valid. A forward item
+// carries its sequence's block table: position p lives in block blocks[p / block_size()] at
+// offset p % block_size(). The item writes K/V for positions [start_pos, start_pos +
+// tokens.size()) and attends over [0, start_pos + tokens.size()) through the table; whatever
+// the blocks held before start_pos is that sequence's history. A sequence that grows appends a
+// block to its table: nothing is copied or reallocated.
+//
+// Legacy slot addressing (tests and tools written before the pool was paged): an item with an
+// empty `blocks` names `slot` instead, which means the fixed table {slot * B, ..., slot * B +
+// B - 1} with B = blocks_per_sequence(). n_slots() = n_blocks() / B. Do not mix the two
+// addressings on one runner: slot s and the explicit tables use the same blocks.
 //
 // Threading: one caller at a time (the scheduler's step thread); the runner uses its own worker
-// threads inside a call. Errors (bad slot, positions past max_ctx, token ids out of range) throw
-// model_error before any slot is modified.
+// threads inside a call. Errors (a bad block id, a table too short for the positions, positions
+// past max_ctx, token ids out of range, two items writing one block) throw model_error before
+// any block is modified.
 #pragma once
 
 #include <cstddef>
@@ -35,10 +42,14 @@
 namespace moat::engine {
 
 struct forward_item {
-  int32_t slot = 0;                   // 0 <= slot < n_slots()
+  int32_t slot = -1;                  // legacy addressing, used only when `blocks` is empty
   std::span<const int32_t> tokens;    // >= 1 token; a prefill chunk or one decode token
   int32_t start_pos = 0;              // position of tokens[0]; start_pos + size <= max_ctx()
   bool all_logits = false;            // logits for every token (prompt logprobs) or only the last
+  // The sequence's block table; at least ceil((start_pos + tokens.size()) / block_size())
+  // entries, each < n_blocks(). Blocks written by this item (those holding positions >=
+  // start_pos) must not appear in another item's writes in the same call.
+  std::span<const int32_t> blocks = {};
 };
 
 class model_runner {
@@ -46,10 +57,17 @@ class model_runner {
   virtual ~model_runner() = default;
 
   virtual const model_config& config() const = 0;
-  virtual int32_t n_slots() const = 0;
-  virtual int32_t max_ctx() const = 0;  // positions per slot
-  // K and V bytes one token occupies across all layers: 2 * n_layers * kv_dim * sizeof(float).
+  virtual int32_t max_ctx() const = 0;     // positions a sequence may reach
+  virtual int32_t n_blocks() const = 0;    // blocks in the KV pool
+  virtual int32_t block_size() const = 0;  // positions per block
+  // K and V bytes one token occupies across all layers (2 * n_layers * kv_dim * sizeof(float)
+  // for f32 KV; less for int8 KV).
   virtual size_t kv_bytes_per_token() const = 0;
+
+  // Blocks a sequence of max_ctx() positions needs.
+  int32_t blocks_per_sequence() const { return (max_ctx() + block_size() - 1) / block_size(); }
+  // Legacy slots (see above): whole max_ctx() sequences the pool holds.
+  int32_t n_slots() const { return n_blocks() / blocks_per_sequence(); }
 
   // Rows of logits forward() writes: per item, tokens.size() if all_logits else 1.
   static size_t logits_rows(std::span<const forward_item> items) {
@@ -60,16 +78,27 @@ class model_runner {
 
   // Runs the batch (all items in one set of batched matmuls). `logits` is
   // [logits_rows(items)][vocab_size] floats, rows in item order then token order; it must have
-  // at least that many elements. Items must name distinct slots.
+  // at least that many elements.
   virtual void forward(std::span<const forward_item> items, std::span<float> logits) = 0;
 
-  // For embeddings: like forward (K/V are written to the slots the same way) but returns the
+  // For embeddings: like forward (K/V are written to the blocks the same way) but returns the
   // hidden state after the final RMSNorm for every token of every item:
   // `hidden` is [sum of tokens.size()][hidden_size] floats. all_logits is ignored.
   virtual void hidden_states(std::span<const forward_item> items, std::span<float> hidden) = 0;
 
-  // Copies positions [0, n_tokens) of slot `from` into slot `to` (n > 1 choices share a prompt).
-  virtual void copy_slot(int32_t from, int32_t to, int32_t n_tokens) = 0;
+  // Copies positions [0, n_tokens) of block `from` into block `to` (n_tokens <= block_size()):
+  // the copy-on-write of a partly filled block that two sequences share (n > 1 choices).
+  virtual void copy_block(int32_t from, int32_t to, int32_t n_tokens) = 0;
+
+  // Legacy: copies positions [0, n_tokens) of slot `from` into slot `to`.
+  void copy_slot(int32_t from, int32_t to, int32_t n_tokens) {
+    if (from < 0 || from >= n_slots() || to < 0 || to >= n_slots() || n_tokens < 0 || n_tokens > max_ctx())
+      throw model_error("copy_slot: slot or length out of range");
+    if (from == to) return;
+    const int32_t per = blocks_per_sequence(), bs = block_size();
+    for (int32_t b = 0; b * bs < n_tokens; ++b)
+      copy_block(from * per + b, to * per + b, n_tokens - b * bs < bs ? n_tokens - b * bs : bs);
+  }
 };
 
 }  // namespace moat::engine

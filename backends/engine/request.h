@@ -88,6 +88,10 @@ struct generate_request {
   // special tokens), so its first token keeps its leading space. Missing entries mean false.
   std::vector<bool> continuation;
   sampling_params sampling;            // n choices per prompt: index = prompt * n + i
+  // Prefix caching salt (the request body's `cache_salt`, as vLLM names it; the gateway may fill
+  // it per API key): it starts the hash chain of every KV block, so requests with different
+  // salts never share cached blocks. "" is a salt like any other.
+  std::string cache_salt;
   std::shared_ptr<request_sink> sink;
 };
 

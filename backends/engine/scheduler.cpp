@@ -8,6 +8,8 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "engine/kv_cache/prefix_hash.h"
+
 namespace moat::engine {
 
 scheduler::scheduler(model_runner& runner, const text_codec& codec, scheduler_options options)
@@ -16,11 +18,11 @@ scheduler::scheduler(model_runner& runner, const text_codec& codec, scheduler_op
       options_(options),
       max_ctx_(runner.max_ctx()),
       vocab_size_(runner.config().vocab_size),
-      slot_total_(static_cast<size_t>(
-          std::max(1, std::min(options.max_batch > 0 ? options.max_batch : runner.n_slots(),
-                               runner.n_slots())))) {
-  // Lowest slot first: pop_back takes the smallest id.
-  for (size_t s = slot_total_; s-- > 0;) free_slots_.push_back(static_cast<int32_t>(s));
+      n_blocks_(runner.n_blocks()),
+      block_size_(runner.block_size()),
+      running_cap_(static_cast<size_t>(std::max(1, options.max_batch))),
+      pool_(runner.n_blocks(), runner.block_size(), options.prefix_caching) {
+  publish_stats();
   thread_ = std::thread([this] { run(); });
 }
 
@@ -69,6 +71,7 @@ submit_result scheduler::submit(generate_request request) {
     for (uint32_t i = 0; i < per_prompt; ++i)
       state->seqs.push_back(std::make_unique<sequence>(*state, p * per_prompt + i, p, vocab_size_));
   for (const auto& prompt : req.prompts) state->usage.prompt_tokens += prompt.size();
+  state->hash_root = kv_cache::prefix_root(req.cache_salt);
 
   {
     std::lock_guard lock(mutex_);
@@ -94,14 +97,30 @@ scheduler_stats scheduler::stats() const {
   scheduler_stats s;
   s.running = running_count_.load();
   s.waiting = waiting_.load();
-  s.kv_usage = static_cast<double>(s.running) / static_cast<double>(slot_total_);
+  s.kv_blocks_used = blocks_used_.load();
+  s.kv_blocks_total = static_cast<uint32_t>(n_blocks_);
+  s.kv_blocks_peak = blocks_peak_.load();
+  s.kv_usage = static_cast<double>(s.kv_blocks_used) / static_cast<double>(n_blocks_);
+  s.kv_blocks_allocated = blocks_allocated_.load();
+  s.prefix_cache_queries = prefix_queries_.load();
+  s.prefix_cache_hits = prefix_hits_.load();
+  s.preemptions = preemptions_.load();
   return s;
+}
+
+void scheduler::publish_stats() {
+  const auto used = static_cast<uint32_t>(pool_.used());
+  blocks_used_.store(used);
+  if (used > blocks_peak_.load()) blocks_peak_.store(used);
+  blocks_allocated_.store(pool_.allocations());
 }
 
 bool scheduler::has_work() const {
   if (!running_.empty()) return true;
+  // Nothing runs, so every block is free or evictable: whatever waits can be admitted.
+  if (!preempted_.empty()) return true;
   for (const auto& r : requests_)
-    if (r->next_to_admit < r->seqs.size() && !free_slots_.empty()) return true;
+    if (!r->ended && r->next_to_admit < r->seqs.size()) return true;
   return false;
 }
 
@@ -164,32 +183,17 @@ void scheduler::apply_cancels(const std::vector<uint64_t>& cancels) {
 }
 
 void scheduler::admit() {
+  while (!preempted_.empty()) {
+    sequence& seq = *preempted_.front();
+    if (!try_admit(seq.owner, seq, false)) return;  // the oldest waits first
+    preempted_.pop_front();
+  }
   for (auto& r : requests_) {
     if (r->ended) continue;
     while (r->next_to_admit < r->seqs.size()) {
-      if (free_slots_.empty()) return;  // first come, first served: later requests wait too
-      sequence& seq = *r->seqs[r->next_to_admit++];
-      seq.slot = free_slots_.back();
-      free_slots_.pop_back();
-      seq.pos = 0;
-      seq.phase = sequence_phase::prefill;
-      // Another choice of the same prompt, admitted while the first still prefills: copy its
-      // KV prefix when it is done instead of computing the prompt again.
-      if (r->next_to_admit >= 2 && !r->request.embedding && r->request.sampling.max_tokens != 0) {
-        sequence& prev = *r->seqs[r->next_to_admit - 2];
-        sequence* lead = prev.leader ? prev.leader : &prev;
-        if (lead->prompt_index == seq.prompt_index && lead->phase == sequence_phase::prefill) {
-          seq.leader = lead;
-          seq.phase = sequence_phase::follow;
-        }
-      }
-      running_.push_back(&seq);
-      ++running_count_;
-      seq.start(codec_);
-      if (!r->request.embedding && r->request.sampling.max_tokens == 0) {
-        seq.finish(finish_reason::length);
-        release(seq);
-      }
+      // First come, first served: when this one cannot run yet, later requests wait too.
+      if (!try_admit(*r, *r->seqs[r->next_to_admit], true)) return;
+      ++r->next_to_admit;
     }
     if (r->counted_waiting) {
       r->counted_waiting = false;
@@ -198,13 +202,188 @@ void scheduler::admit() {
   }
 }
 
+// Admits `seq` when a batch place and the blocks of its whole prompt (or recompute context) are
+// there; returns false, with nothing changed, otherwise.
+bool scheduler::try_admit(request_state& r, sequence& seq, bool fresh) {
+  if (running_.size() >= running_cap_) return false;
+  const auto& req = r.request;
+  const int32_t bs = block_size_;
+  const bool generates = !req.embedding && req.sampling.max_tokens != 0;
+
+  // Another choice of the same prompt, admitted while the first still prefills: it shares the
+  // leader's prompt blocks when they are done instead of computing the prompt again.
+  if (fresh && generates && r.next_to_admit >= 1) {
+    sequence& prev = *r.seqs[r.next_to_admit - 1];
+    sequence* lead = prev.leader ? prev.leader : &prev;
+    if (lead->prompt_index == seq.prompt_index && lead->phase == sequence_phase::prefill && lead->generated == 0) {
+      const bool partial = lead->prompt().size() % static_cast<size_t>(bs) != 0;
+      if (partial) {
+        if (pool_.available() < 1) return false;
+        seq.cow_block = pool_.allocate();
+      }
+      seq.leader = lead;
+      seq.phase = sequence_phase::follow;
+      seq.pos = 0;
+      running_.push_back(&seq);
+      seq.running = true;
+      ++running_count_;
+      if (!seq.started) {
+        seq.started = true;
+        seq.start(codec_);
+      }
+      publish_stats();
+      return true;
+    }
+  }
+
+  // Prefix lookup: the leading full blocks of the context, up to the one before the block that
+  // holds the last token (that token is always computed so its logits exist). Embeddings need
+  // every token's hidden state and look nothing up.
+  const auto& ctx = seq.context();
+  const auto len = static_cast<int32_t>(ctx.size());
+  std::vector<int32_t> hits;
+  uint64_t chain = r.hash_root;
+  int32_t revived = 0;  // hits with no reference now: taking them shrinks what is available
+  if (pool_.prefix_caching() && !req.embedding) {
+    const int32_t max_hits = (len - 1) / bs;
+    for (int32_t i = 0; i < max_hits; ++i) {
+      std::span<const int32_t> toks(ctx.data() + static_cast<size_t>(i) * bs, static_cast<size_t>(bs));
+      const uint64_t h = kv_cache::block_hash(chain, toks);
+      const int32_t b = pool_.lookup(h, chain, toks);
+      if (b < 0) break;
+      hits.push_back(b);
+      if (pool_.refcount(b) == 0) ++revived;
+      chain = h;
+    }
+  }
+  const int32_t needed = (len + bs - 1) / bs - static_cast<int32_t>(hits.size());
+  if (pool_.available() - revived < needed) return false;
+
+  if (pool_.prefix_caching() && !req.embedding) {
+    prefix_queries_ += static_cast<uint64_t>(len);
+    prefix_hits_ += static_cast<uint64_t>(hits.size()) * static_cast<uint64_t>(bs);
+  }
+  seq.blocks.clear();
+  for (int32_t b : hits) {
+    pool_.ref(b);
+    seq.blocks.push_back(b);
+  }
+  for (int32_t i = 0; i < needed; ++i) seq.blocks.push_back(pool_.allocate());
+  seq.n_published = static_cast<int32_t>(hits.size());
+  seq.chain_hash = chain;
+  seq.pos = static_cast<int32_t>(hits.size()) * bs;
+  seq.phase = sequence_phase::prefill;
+  seq.leader = nullptr;
+  running_.push_back(&seq);
+  seq.running = true;
+  ++running_count_;
+  if (!seq.started) {
+    seq.started = true;
+    seq.start(codec_);
+  }
+  publish_stats();
+  if (generates || req.embedding) return true;
+  seq.finish(finish_reason::length);  // max_tokens == 0: nothing to generate
+  release(seq);
+  return true;
+}
+
+// Gives every decoding sequence the block its next position needs, preempting the most recently
+// admitted sequences while the pool has none. Returns false when nothing could be made to fit.
+bool scheduler::grow_blocks() {
+  std::erase_if(running_, [](sequence* s) { return s->phase == sequence_phase::done; });
+  for (size_t i = 0; i < running_.size(); ++i) {
+    sequence& seq = *running_[i];
+    if (seq.phase != sequence_phase::decode) continue;
+    if (static_cast<size_t>(seq.pos / block_size_) < seq.blocks.size()) continue;
+    for (;;) {
+      const int32_t b = pool_.allocate();
+      if (b >= 0) {
+        seq.blocks.push_back(b);
+        break;
+      }
+      // The youngest sequence loses the least work; embeddings are never preempted (their
+      // pooled sum cannot be recomputed in part), so they are skipped as victims.
+      sequence* victim = nullptr;
+      for (size_t j = running_.size(); j-- > 0;) {
+        sequence* c = running_[j];
+        if (c->owner.request.embedding) continue;
+        victim = c;
+        break;
+      }
+      if (victim == nullptr) return false;
+      const bool self = victim == &seq;
+      preempt(*victim);
+      if (self) {
+        --i;  // running_[i] is gone; continue with what follows it
+        break;
+      }
+    }
+  }
+  publish_stats();
+  return true;
+}
+
+// Frees every block of `seq` and requeues it (before any request not yet admitted) to recompute
+// its context. A leader takes its waiting followers with it.
+void scheduler::preempt(sequence& seq) {
+  if (seq.phase != sequence_phase::follow) {
+    for (sequence* f : running_) {
+      if (f->phase == sequence_phase::follow && f->leader == &seq) preempt(*f);
+    }
+  }
+  const bool decoded = seq.phase == sequence_phase::decode;
+  drop_blocks(seq);
+  if (decoded) seq.prepare_recompute();
+  seq.pos = 0;
+  seq.leader = nullptr;
+  seq.phase = sequence_phase::waiting;
+  std::erase(running_, &seq);
+  seq.running = false;
+  --running_count_;
+  ++preemptions_;
+  // Victims go youngest first, so each one preempted later is older: it goes in front.
+  preempted_.push_front(&seq);
+  spdlog::debug("engine: preempted request {} choice {} (KV pool full)", seq.owner.request.id, seq.index);
+}
+
+void scheduler::drop_blocks(sequence& seq) {
+  for (int32_t b : seq.blocks) pool_.unref(b);
+  seq.blocks.clear();
+  if (seq.cow_block >= 0) pool_.unref(seq.cow_block);
+  seq.cow_block = -1;
+  seq.n_published = 0;
+}
+
+// Hashes and publishes the blocks that became full (all their positions computed).
+void scheduler::publish_full_blocks(sequence& seq) {
+  if (!pool_.prefix_caching()) return;
+  const int32_t bs = block_size_;
+  std::vector<int32_t> toks(static_cast<size_t>(bs));
+  while ((seq.n_published + 1) * bs <= seq.pos && static_cast<size_t>(seq.n_published) < seq.blocks.size()) {
+    const int32_t first = seq.n_published * bs;
+    for (int32_t i = 0; i < bs; ++i) toks[static_cast<size_t>(i)] = seq.token_at(first + i);
+    const uint64_t h = kv_cache::block_hash(seq.chain_hash, toks);
+    pool_.publish(seq.blocks[static_cast<size_t>(seq.n_published)], h, seq.chain_hash, toks);
+    seq.chain_hash = h;
+    ++seq.n_published;
+  }
+}
+
 void scheduler::step() {
+  if (!grow_blocks()) {
+    spdlog::error("engine: the KV pool cannot hold the running sequences");
+    for (sequence* seq : running_)
+      end_request(seq->owner, engine_status::internal, "the KV cache cannot hold this request");
+    return;
+  }
   // Item i of `items` belongs to running sequence owners[i].
   std::vector<forward_item> items, embed_items;
   std::vector<sequence*> owners, embed_owners;
   for (sequence* seq : running_) {
     if (seq->phase != sequence_phase::decode) continue;
-    items.push_back({seq->slot, std::span<const int32_t>(&seq->next_token, 1), seq->pos, false});
+    items.push_back({.tokens = std::span<const int32_t>(&seq->next_token, 1), .start_pos = seq->pos,
+                     .blocks = seq->blocks});
     owners.push_back(seq);
   }
   int32_t budget = std::max(1, options_.prefill_chunk);
@@ -212,8 +391,8 @@ void scheduler::step() {
     if (seq->phase != sequence_phase::prefill || budget <= 0) continue;
     const int32_t n = std::min(seq->prompt_remaining(), budget);
     budget -= n;
-    std::span<const int32_t> chunk(seq->prompt().data() + seq->pos, static_cast<size_t>(n));
-    forward_item item{seq->slot, chunk, seq->pos, false};
+    std::span<const int32_t> chunk(seq->context().data() + seq->pos, static_cast<size_t>(n));
+    forward_item item{.tokens = chunk, .start_pos = seq->pos, .blocks = seq->blocks};
     if (seq->owner.request.embedding) {
       embed_items.push_back(item);
       embed_owners.push_back(seq);
@@ -236,9 +415,10 @@ void scheduler::step() {
     }
     for (size_t i = 0; i < items.size(); ++i) {
       sequence& seq = *owners[i];
-      if (seq.owner.ended) continue;
+      if (seq.owner.ended || seq.phase == sequence_phase::done) continue;
       const bool was_decode = seq.phase == sequence_phase::decode;
       seq.pos += static_cast<int32_t>(items[i].tokens.size());
+      publish_full_blocks(seq);
       if (!was_decode && seq.prompt_remaining() > 0) continue;  // more prompt chunks to come
       seq.phase = sequence_phase::decode;
       std::span<float> row(logits_.data() + i * vocab, vocab);
@@ -271,27 +451,39 @@ void scheduler::step() {
       for (size_t t = 0; t < n; ++t, ++row)
         seq.pool(std::span<const float>(hidden_.data() + row * hidden, hidden));
       seq.pos += static_cast<int32_t>(n);
+      publish_full_blocks(seq);
       if (seq.prompt_remaining() == 0) {
         seq.emit_embedding();
         release(seq);
       }
     }
   }
+  publish_stats();
 }
 
-// The leader finished its prompt: each follower takes a copy of the prompt's KV and samples its
-// first token from the same logits (before the leader's sampler modifies them in place).
+// The leader finished its prompt: each follower takes a reference to the prompt's full blocks,
+// a copy of the partly filled last block, and samples its first token from the same logits
+// (before the leader's sampler modifies them in place).
 void scheduler::start_followers(sequence& lead, std::span<const float> logits) {
+  const int32_t n = static_cast<int32_t>(lead.prompt().size());
+  const int32_t full = n / block_size_, rest = n % block_size_;
   for (sequence* f : running_) {
     if (f->phase != sequence_phase::follow || f->leader != &lead) continue;
-    const int32_t n = static_cast<int32_t>(lead.prompt().size());
-    try {
-      runner_.copy_slot(lead.slot, f->slot, n);
-    } catch (const std::exception& e) {
-      spdlog::error("engine: copying a prompt's KV failed: {}", e.what());
-      end_request(f->owner, engine_status::internal, "the model failed to run this batch");
-      return;
+    if (rest > 0) {
+      try {
+        runner_.copy_block(lead.blocks[static_cast<size_t>(full)], f->cow_block, rest);
+      } catch (const std::exception& e) {
+        spdlog::error("engine: copying a prompt's KV block failed: {}", e.what());
+        end_request(f->owner, engine_status::internal, "the model failed to run this batch");
+        return;
+      }
     }
+    f->blocks.assign(lead.blocks.begin(), lead.blocks.begin() + full);
+    for (int32_t b : f->blocks) pool_.ref(b);
+    if (rest > 0) f->blocks.push_back(f->cow_block);
+    f->cow_block = -1;
+    f->n_published = std::min(lead.n_published, full);
+    f->chain_hash = lead.chain_hash;
     f->pos = n;
     f->phase = sequence_phase::decode;
     f->leader = nullptr;
@@ -300,13 +492,11 @@ void scheduler::start_followers(sequence& lead, std::span<const float> logits) {
   }
 }
 
-// A finished sequence gives its slot back; the last one of a request sends DONE.
+// A finished sequence drops its block references; the last one of a request sends DONE.
 void scheduler::release(sequence& seq) {
-  if (seq.slot >= 0) {
-    free_slots_.push_back(seq.slot);
-    seq.slot = -1;
-    --running_count_;
-  }
+  if (seq.running) --running_count_;
+  seq.running = false;
+  drop_blocks(seq);
   seq.phase = sequence_phase::done;
   request_state& r = seq.owner;
   if (++r.finished == r.seqs.size() && !r.ended) {
@@ -319,25 +509,23 @@ void scheduler::end_request(request_state& r, engine_status code, const std::str
   if (r.ended) return;
   r.ended = true;
   for (auto& seq : r.seqs) {
-    if (seq->slot >= 0) {
-      free_slots_.push_back(seq->slot);
-      seq->slot = -1;
-      --running_count_;
-    }
+    if (seq->running) --running_count_;
+    seq->running = false;
+    drop_blocks(*seq);
     seq->phase = sequence_phase::done;
   }
   if (r.counted_waiting) {
     r.counted_waiting = false;
     --waiting_;
   }
+  publish_stats();
   r.request.sink->on_error(code, message);
 }
 
 void scheduler::sweep() {
   std::erase_if(running_, [](sequence* s) { return s->phase == sequence_phase::done; });
+  std::erase_if(preempted_, [](sequence* s) { return s->phase == sequence_phase::done; });
   std::erase_if(requests_, [](const std::unique_ptr<request_state>& r) { return r->ended; });
-  // Keep the lowest slot ids on top so slot use is stable (it makes runs easy to compare).
-  std::sort(free_slots_.begin(), free_slots_.end(), std::greater<>());
 }
 
 }  // namespace moat::engine

@@ -16,6 +16,21 @@ const std::vector<int32_t>& sequence::prompt() const {
   return owner.request.prompts[prompt_index];
 }
 
+int32_t sequence::token_at(int32_t p) const {
+  const auto& pr = prompt();
+  const auto n = static_cast<int32_t>(pr.size());
+  return p < n ? pr[static_cast<size_t>(p)] : outputs_[static_cast<size_t>(p - n)];
+}
+
+void sequence::prepare_recompute() {
+  if (outputs_.empty()) {
+    recompute_.clear();
+    return;
+  }
+  recompute_ = prompt();
+  recompute_.insert(recompute_.end(), outputs_.begin(), outputs_.end());
+}
+
 void sequence::start(const text_codec& codec) {
   const auto& req = owner.request;
   if (req.embedding) return;
@@ -29,6 +44,7 @@ bool sequence::on_token(const sample_result& sampled, int32_t max_ctx, const tex
   ++owner.usage.completion_tokens;
   sampling.accept(sampled.token);
   next_token = sampled.token;
+  outputs_.push_back(sampled.token);
 
   if (codec.is_end_of_generation(sampled.token)) {
     // The end-of-generation token counts in usage but adds no text, tokens or logprobs.

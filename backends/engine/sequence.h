@@ -3,7 +3,7 @@
 // stop strings, EOS, max_tokens and the context limit.
 //
 //   sequence& s = *state.seqs[i];
-//   s.slot = free_slot;                               // the scheduler assigns a KV slot
+//   s.blocks.push_back(pool.allocate());              // the scheduler assigns KV blocks
 //   ... forward, sample ...
 //   if (s.on_token(result, max_ctx, codec)) release(s);   // true: the sequence finished
 //
@@ -33,14 +33,17 @@ namespace moat::engine {
 struct request_state;
 
 // follow: a choice n > 1 waiting for the first choice of its prompt (its leader) to finish the
-// prompt; the leader's KV prefix is then copied into its slot, so a prompt is computed once.
+// prompt; it then shares the leader's full prompt blocks by reference and takes a copy of the
+// partly filled last one (copy-on-write at the block level), so a prompt is computed once.
+// waiting also marks a preempted sequence: its blocks were freed and it recomputes
+// context() (prompt + the tokens it already generated) when admitted again.
 enum class sequence_phase { waiting, prefill, follow, decode, done };
 
 class sequence {
  public:
   sequence(request_state& owner, uint32_t index, uint32_t prompt_index, int32_t vocab_size);
 
-  // Called once when the sequence gets its slot: sets up the decoder and emits the echo text.
+  // Called once when the sequence is first admitted: sets up the decoder and emits the echo text.
   void start(const text_codec& codec);
 
   // Handles one sampled token; emits deltas and the finish event. Returns true when finished.
@@ -55,13 +58,25 @@ class sequence {
   void emit_embedding();
 
   const std::vector<int32_t>& prompt() const;
-  int32_t prompt_remaining() const { return static_cast<int32_t>(prompt().size()) - pos; }
+  // What prefill feeds: the prompt, or after a preemption the prompt and every generated token
+  // (the last one included, so the prefill ends with the logits decode would have produced).
+  const std::vector<int32_t>& context() const { return recompute_.empty() ? prompt() : recompute_; }
+  int32_t prompt_remaining() const { return static_cast<int32_t>(context().size()) - pos; }
+  // The token at position p (p < prompt size + generated tokens).
+  int32_t token_at(int32_t p) const;
+  // Preemption: the next prefill recomputes prompt + generated tokens.
+  void prepare_recompute();
 
   request_state& owner;
   const uint32_t index;         // choice index (prompt * n + i) or embedding input index
   const uint32_t prompt_index;
-  int32_t slot = -1;
-  int32_t pos = 0;              // positions of this sequence already in its KV slot
+  std::vector<int32_t> blocks;  // KV block table: position p is in blocks[p / block_size]
+  int32_t cow_block = -1;       // follow: the block that receives the copy of the leader's last one
+  int32_t n_published = 0;      // leading blocks already hashed (published or found in the cache)
+  uint64_t chain_hash = 0;      // hash of block n_published - 1 (the salt's root when 0 blocks)
+  bool started = false;         // start() ran
+  bool running = false;         // in the scheduler's running set (counted in stats().running)
+  int32_t pos = 0;              // positions of this sequence already in its KV blocks
   int32_t next_token = -1;      // decode: the token fed at position `pos` in the next step
   sequence_phase phase = sequence_phase::waiting;
   int32_t generated = 0;
@@ -71,6 +86,8 @@ class sequence {
  private:
   void emit(std::string text, bool final_delta);
 
+  std::vector<int32_t> outputs_;              // every sampled token, in order
+  std::vector<int32_t> recompute_;            // after a preemption: prompt + outputs_
   std::unique_ptr<stream_decoder> decoder_;
   stop_matcher stops_;
   std::vector<int32_t> pending_tokens_;       // sampled, not yet reported in a delta
@@ -83,7 +100,8 @@ class sequence {
 struct request_state {
   generate_request request;
   std::vector<std::unique_ptr<sequence>> seqs;
-  size_t next_to_admit = 0;  // seqs before this have (had) a slot
+  size_t next_to_admit = 0;  // seqs before this have been admitted (they may be preempted since)
+  uint64_t hash_root = 0;    // kv_cache::prefix_root(request.cache_salt)
   size_t finished = 0;
   usage_counts usage;
   bool ended = false;        // the terminal event was sent

@@ -1,8 +1,11 @@
-// Fakes at the scheduler's seams: a model_runner whose logits are a function of each slot's
-// whole token history (so a wrong KV position, a chunking bug or a slot mix-up changes the
-// output), a text codec mapping ids to letters, and a sink recording events.
+// Fakes at the scheduler's seams: a paged model_runner whose "KV cache" holds the token id of
+// every (block, offset) and whose logits are a function of the whole token history read back
+// through the item's block table (so a wrong KV position, a chunking bug, a wrong block table,
+// a wrongly shared or stale block changes the output), a text codec mapping ids to letters, and
+// a sink recording events.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <map>
@@ -30,15 +33,18 @@ class fake_codec : public text_codec {
 
 class fake_runner : public model_runner {
  public:
-  fake_runner(int32_t slots, int32_t ctx, int32_t vocab = 32) : slots_(slots), ctx_(ctx) {
+  // A pool of `slots` whole sequences of `ctx` positions, in blocks of `block_size`.
+  fake_runner(int32_t slots, int32_t ctx, int32_t vocab = 32, int32_t block_size = 16)
+      : ctx_(ctx), block_size_(block_size), n_blocks_(slots * ((ctx + block_size - 1) / block_size)) {
     cfg_.vocab_size = vocab;
     cfg_.hidden_size = 4;
-    history_.resize(static_cast<size_t>(slots));
+    store_.assign(static_cast<size_t>(n_blocks_) * static_cast<size_t>(block_size_), -1);
   }
 
   const model_config& config() const override { return cfg_; }
-  int32_t n_slots() const override { return slots_; }
   int32_t max_ctx() const override { return ctx_; }
+  int32_t n_blocks() const override { return n_blocks_; }
+  int32_t block_size() const override { return block_size_; }
   size_t kv_bytes_per_token() const override { return 64; }
 
   // The next token the fake "model" prefers after `history`: any change in history changes it.
@@ -59,7 +65,7 @@ class fake_runner : public model_runner {
     const size_t vocab = static_cast<size_t>(cfg_.vocab_size);
     size_t row = 0;
     for (const auto& it : items) {
-      auto& h = write(it);
+      const auto h = write(it);
       for (size_t t = 0; t < it.tokens.size(); ++t) {
         if (!it.all_logits && t + 1 < it.tokens.size()) continue;
         std::vector<int32_t> prefix(h.begin(), h.begin() + it.start_pos + static_cast<int32_t>(t) + 1);
@@ -90,10 +96,12 @@ class fake_runner : public model_runner {
     }
   }
 
-  void copy_slot(int32_t from, int32_t to, int32_t n) override {
+  void copy_block(int32_t from, int32_t to, int32_t n) override {
     std::lock_guard lock(mutex_);
-    history_[static_cast<size_t>(to)].assign(history_[static_cast<size_t>(from)].begin(),
-                                             history_[static_cast<size_t>(from)].begin() + n);
+    if (from < 0 || from >= n_blocks_ || to < 0 || to >= n_blocks_ || n < 0 || n > block_size_)
+      throw std::runtime_error("bad copy_block");
+    for (int32_t i = 0; i < n; ++i) at(to, i) = at(from, i);
+    ++block_copies_;
   }
 
   void pause(bool p) {
@@ -111,29 +119,50 @@ class fake_runner : public model_runner {
   int max_step_tokens_prefill() const { std::lock_guard l(mutex_); return max_prefill_tokens_; }
   bool saw_mixed_step() const { std::lock_guard l(mutex_); return mixed_; }
   int total_prefill_tokens() const { std::lock_guard l(mutex_); return total_prefill_tokens_; }
+  int block_copies() const { std::lock_guard l(mutex_); return block_copies_; }
   int64_t steps() const { std::lock_guard l(mutex_); return steps_; }
   std::string misuse() const { std::lock_guard l(mutex_); return misuse_; }
 
  private:
-  std::vector<int32_t>& write(const forward_item& it) {
-    if (it.slot < 0 || it.slot >= slots_) throw std::runtime_error("bad slot");
-    auto& h = history_[static_cast<size_t>(it.slot)];
-    // The scheduler must continue a slot exactly where its sequence left off (or restart at 0).
-    if (it.start_pos > static_cast<int32_t>(h.size())) misuse_ = "gap in a slot's positions";
-    if (it.start_pos + static_cast<int32_t>(it.tokens.size()) > ctx_) misuse_ = "past max_ctx";
-    h.resize(static_cast<size_t>(std::min<int32_t>(it.start_pos, static_cast<int32_t>(h.size()))));
-    h.insert(h.end(), it.tokens.begin(), it.tokens.end());
+  int32_t& at(int32_t block, int32_t off) {
+    return store_[static_cast<size_t>(block) * static_cast<size_t>(block_size_) + static_cast<size_t>(off)];
+  }
+  // Writes the item's tokens through its table; returns the history [0, end) read back.
+  std::vector<int32_t> write(const forward_item& it) {
+    const int32_t end = it.start_pos + static_cast<int32_t>(it.tokens.size());
+    if (end > ctx_) {
+      misuse_ = "past max_ctx";
+      throw std::runtime_error("past max_ctx");
+    }
+    if (it.blocks.size() * static_cast<size_t>(block_size_) < static_cast<size_t>(end)) {
+      misuse_ = "block table too short";
+      throw std::runtime_error("block table too short");
+    }
+    for (int32_t b : it.blocks)
+      if (b < 0 || b >= n_blocks_) throw std::runtime_error("bad block");
+    std::vector<int32_t> h;
+    for (int32_t p = 0; p < end; ++p) {
+      int32_t& cell = at(it.blocks[static_cast<size_t>(p / block_size_)], p % block_size_);
+      if (p >= it.start_pos) cell = it.tokens[static_cast<size_t>(p - it.start_pos)];
+      // The scheduler must continue exactly where the sequence's KV left off.
+      else if (cell < 0) misuse_ = "gap in a sequence's positions";
+      h.push_back(cell);
+    }
     return h;
   }
   void record(std::span<const forward_item> items) {
     max_items_ = std::max(max_items_, static_cast<int>(items.size()));
     int prefill = 0;
     bool decode = false, pre = false;
-    std::vector<int32_t> slots;
+    std::vector<int32_t> written;
     for (const auto& it : items) {
-      for (int32_t s : slots)
-        if (s == it.slot) misuse_ = "two items share a slot";
-      slots.push_back(it.slot);
+      const int32_t end = it.start_pos + static_cast<int32_t>(it.tokens.size());
+      for (int32_t b = it.start_pos / block_size_; b < (end + block_size_ - 1) / block_size_; ++b) {
+        if (static_cast<size_t>(b) >= it.blocks.size()) break;
+        const int32_t id = it.blocks[static_cast<size_t>(b)];
+        if (std::find(written.begin(), written.end(), id) != written.end()) misuse_ = "two items write one block";
+        written.push_back(id);
+      }
       if (it.tokens.size() == 1 && it.start_pos > 0) decode = true;
       else {
         pre = true;
@@ -146,14 +175,14 @@ class fake_runner : public model_runner {
   }
 
   model_config cfg_;
-  int32_t slots_, ctx_;
+  int32_t ctx_, block_size_, n_blocks_;
   mutable std::mutex mutex_;
   std::condition_variable gate_, changed_;
   bool paused_ = false, fail_next_ = false, mixed_ = false;
-  int max_items_ = 0, max_prefill_tokens_ = 0, total_prefill_tokens_ = 0;
+  int max_items_ = 0, max_prefill_tokens_ = 0, total_prefill_tokens_ = 0, block_copies_ = 0;
   int64_t steps_ = 0;
   std::string misuse_;
-  std::vector<std::vector<int32_t>> history_;
+  std::vector<int32_t> store_;  // [n_blocks][block_size] token ids; -1 = never written
 };
 
 // Records every event; wait() blocks until the terminal event (or a timeout).
