@@ -4,11 +4,12 @@
 // tokens generated so far, applied as the CPU applies them), the knobs normalized, and the one
 // uniform number from the sequence's own generator, seeded from (seed, choice index) exactly
 // as the CPU sampler seeds it and drawn only when the CPU would draw (never for greedy).
-// The device then runs kernels::reference::sample_ordered's semantics on the adjusted row.
+// The device then applies the adds (kernels::apply_logit_adds) and samples with
+// kernels::sample_ordered, whose semantics kernels::reference::sample_ordered specifies.
 //
 //   device_sampling_state s(params, /*stream=*/choice_index, vocab);
 //   device_row row = s.next();           // adds, knobs, u
-//   apply_adds(row, logits_row);          // on the host here; a tiny scatter kernel on the device
+//   apply_adds(row, logits_row);          // the host version of kernels::apply_logit_adds
 //   ... sample ..., then s.accept(token);
 #pragma once
 
