@@ -5,7 +5,11 @@ scores and token types), tensors named token_embd / blk.N.attn_q / ... / output_
 Meta's layout (adjacent-pair RoPE; llama.cpp's converter un-permutes HF weights back to it).
 Standard library only, so tests can run it.
 
-    python3 tools/llama2c_to_gguf.py stories260K.bin tok512.bin out/stories260K.gguf [--dtype f16|q8_0]
+    python3 tools/llama2c_to_gguf.py stories260K.bin tok512.bin out/stories260K.gguf [--dtype f16|q8_0|q4_0]
+
+q8_0 / q4_0 write ggml's block formats with the same rounding as ggml's reference quantizers
+(quantize_row_q8_0_ref / quantize_row_q4_0_ref), so tests can make quantized GGUF files at run
+time without the `gguf` package; matrices whose rows are not a multiple of 32 fall back to F16.
 """
 import argparse
 import math
@@ -19,7 +23,7 @@ from llama2c_format import read_checkpoint, read_tokenizer  # noqa: E402
 
 ALIGN = 32
 GGUF_U32, GGUF_F32, GGUF_BOOL, GGUF_STRING, GGUF_ARRAY, GGUF_I32 = 4, 6, 7, 8, 9, 5
-GGML_F32, GGML_F16, GGML_Q8_0 = 0, 1, 8
+GGML_F32, GGML_F16, GGML_Q4_0, GGML_Q8_0 = 0, 1, 2, 8
 
 
 def quantize_q8_0(data):
@@ -32,6 +36,22 @@ def quantize_q8_0(data):
         inv = 1.0 / d if d else 0.0
         out += struct.pack("<e", d)
         out += struct.pack("<32b", *(int(math.copysign(math.floor(abs(v) * inv + 0.5), v)) for v in block))
+    return bytes(out)
+
+
+def quantize_q4_0(data):
+    """ggml's Q4_0: blocks of 32 values as an f16 scale d = m / -8, m the value of largest
+    magnitude (sign kept), and 16 bytes: byte j holds min(15, trunc(x[j]/d + 8.5)) in its low
+    nibble and the same of x[j+16] in its high nibble."""
+    out = bytearray()
+    for b in range(0, len(data), 32):
+        block = data[b:b + 32]
+        m = max(block, key=abs)
+        d = m / -8.0
+        inv = 1.0 / d if d else 0.0
+        q = [min(15, int(v * inv + 8.5)) for v in block]
+        out += struct.pack("<e", d)
+        out += bytes(q[j] | (q[j + 16] << 4) for j in range(16))
     return bytes(out)
 
 
@@ -72,7 +92,9 @@ class Writer:
     def add_tensor(self, name, shape, data, dtype):
         if dtype == "q8_0" and len(shape) > 1 and shape[-1] % 32 == 0:
             raw, gtype = quantize_q8_0(data), GGML_Q8_0
-        elif dtype in ("f16", "q8_0") and len(shape) > 1:  # norms stay F32, as llama.cpp writes them;
+        elif dtype == "q4_0" and len(shape) > 1 and shape[-1] % 32 == 0:
+            raw, gtype = quantize_q4_0(data), GGML_Q4_0
+        elif dtype in ("f16", "q8_0", "q4_0") and len(shape) > 1:  # norms stay F32, as llama.cpp writes them;
             raw, gtype = struct.pack(f"<{len(data)}e", *data), GGML_F16  # rows not in 32s fall back to F16
         else:
             raw, gtype = data.tobytes() if sys.byteorder == "little" else _swapped(data), GGML_F32
@@ -107,8 +129,8 @@ def main():
     ap.add_argument("checkpoint")
     ap.add_argument("tokenizer")
     ap.add_argument("out_file")
-    ap.add_argument("--dtype", choices=["f32", "f16", "q8_0"], default="f32",
-                    help="matrix storage type (norms stay f32; q8_0 rows not a multiple of 32 use f16)")
+    ap.add_argument("--dtype", choices=["f32", "f16", "q8_0", "q4_0"], default="f32",
+                    help="matrix storage type (norms stay f32; q8_0/q4_0 rows not a multiple of 32 use f16)")
     args = ap.parse_args()
 
     ck = read_checkpoint(args.checkpoint)
@@ -121,7 +143,7 @@ def main():
     w.add("general.architecture", GGUF_STRING, "llama")
     w.add("general.name", GGUF_STRING, os.path.splitext(os.path.basename(args.checkpoint))[0])
     w.add("general.alignment", GGUF_U32, ALIGN)
-    w.add("general.file_type", GGUF_U32, {"f32": 0, "f16": 1, "q8_0": 7}[args.dtype])
+    w.add("general.file_type", GGUF_U32, {"f32": 0, "f16": 1, "q8_0": 7, "q4_0": 2}[args.dtype])
     w.add("llama.context_length", GGUF_U32, c["seq_len"])
     w.add("llama.embedding_length", GGUF_U32, dim)
     w.add("llama.block_count", GGUF_U32, c["n_layers"])

@@ -57,6 +57,9 @@ model_view::model_view(const engine::loaded_model& m, engine::dtype quant)
   quantized_.reserve(linear.size());
   std::vector<float> full;
   for (engine::tensor* t : linear) {
+    // Already in the target format (a bitsandbytes NF4 or int8 checkpoint): used as stored,
+    // not re-quantized from its own dequantized values.
+    if (t->type == quant) continue;
     const int64_t rows = t->rows(), cols = t->cols();
     if (quant == engine::dtype::nf4 && cols % 2 != 0) throw engine::model_error(t->name + ": nf4 needs an even row length");
     full.resize(static_cast<size_t>(rows * cols));

@@ -21,7 +21,10 @@ namespace moat::cpu {
 
 // quant: dtype::f32 (weights as stored), or int8 / int4 / nf4: the 2-D linear weights (q, k, v,
 // o, gate, up, down, and lm_head unless tied to the embedding) are quantized from their stored
-// 16/32-bit values into buffers owned here; embeddings and norms stay as stored.
+// values into buffers owned here (those already in that format are kept); embeddings and norms
+// stay as stored. Weights stored quantized (GGUF Q8_0 / Q4_0, bitsandbytes NF4 / int8) reach
+// the kernels as views over the mapped file (quantized_view); the token lookup dequantizes one
+// embedding row per token.
 struct model_view {
   explicit model_view(const engine::loaded_model& m, engine::dtype quant = engine::dtype::f32);
 

@@ -7,9 +7,12 @@
 
 #include <cstring>
 #include <map>
+#include <stdexcept>
+#include <string_view>
 
 #include "engine/llama2c.h"
 #include "engine/model_error.h"
+#include "engine/quant/bnb_checkpoint.h"
 #include "engine/safetensors.h"
 #include "engine/weight_storage.h"
 
@@ -32,6 +35,11 @@ tensor take(const tensor_map& ts, const std::string& name, std::vector<int64_t> 
   const tensor& t = it->second;
   if (t.data == nullptr) {
     throw model_error(source + ": tensor '" + name + "' has a GGML type moat cannot read (supported: F32, F16, BF16, Q8_0, Q4_0)");
+  }
+  if (t.type == dtype::u8 || t.type == dtype::i8) {
+    throw model_error(source + ": tensor '" + name + "' is stored as " + std::string(dtype_name(t.type)) +
+                      ", which is a weight only as part of a bitsandbytes checkpoint (its quant_state or SCB "
+                      "companion is missing)");
   }
   if (t.shape != shape) {
     throw model_error(source + ": tensor '" + name + "' has shape " + shape_str(t.shape) + ", expected " + shape_str(shape));
@@ -83,28 +91,102 @@ model_weights assemble(const tensor_map& ts, const model_config& c, const name_s
   return w;
 }
 
-// Quantized weights are dequantized to f32 for now; the quantization issue adds kernels that
-// read the blocks directly (a tensor keeps its dtype, so only this function goes away).
-// Tied embed/lm_head share one buffer.
-void dequantize_used(model_weights& w, weight_storage& storage) {
-  std::map<const void*, const float*> done;
-  auto convert = [&](tensor& t) {
-    if (t.type != dtype::q8_0 && t.type != dtype::q4_0) return;
-    auto it = done.find(t.data);
-    if (it == done.end()) {
-      auto buf = std::make_unique<float[]>(static_cast<size_t>(t.numel()));
-      for (int64_t r = 0; r < t.rows(); ++r) t.row_to_f32(r, buf.get() + r * t.cols());
-      it = done.emplace(t.data, buf.get()).first;
-      storage.buffers.push_back(std::move(buf));
+bool ends_with(std::string_view s, std::string_view suffix) {
+  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
+
+// Bytes a safetensors tensor holds (a scalar, shape [], is one element).
+size_t stored_bytes(const tensor& t) {
+  size_t n = 1;
+  for (int64_t d : t.shape) n *= static_cast<size_t>(d);
+  return n * dtype_row_bytes(t.type, 1);
+}
+
+// bitsandbytes 4-bit checkpoints (transformers' load_in_4bit, see engine/quant/bnb_checkpoint.h):
+// each NF4 weight W becomes one dtype::nf4 tensor of its original shape whose data are the
+// packed codes in the mapping (not copied) and whose scales are the fp32 absmax rebuilt from
+// the double-quantized statistics (owned by storage). The companion tensors stay in `ts`, unused.
+void adopt_bnb_nf4(tensor_map& ts, weight_storage& storage, const std::string& source) {
+  bool any = false;
+  for (const auto& [name, t] : ts) {
+    if (ends_with(name, ".quant_state.bitsandbytes__fp4")) {
+      throw model_error(source + ": tensor '" + name + "': bitsandbytes FP4 is not supported (NF4 is)");
     }
-    t.type = dtype::f32;
-    t.data = it->second;
-  };
-  convert(w.embed);
-  convert(w.lm_head);
-  convert(w.final_norm);
-  for (auto& l : w.layers) {
-    for (tensor* t : {&l.attn_norm, &l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_norm, &l.w_gate, &l.w_up, &l.w_down}) convert(*t);
+    any = any || ends_with(name, ".quant_state.bitsandbytes__nf4");
+  }
+  if (!any) return;
+  std::map<std::string, quant::raw_tensor> raw;
+  for (const auto& [name, t] : ts) {
+    raw.emplace(name, quant::raw_tensor{std::string(dtype_name(t.type)), t.shape, static_cast<const uint8_t*>(t.data),
+                                        stored_bytes(t)});
+  }
+  std::map<std::string, quant::bnb_nf4_weight> weights;
+  try {
+    weights = quant::collect_bnb_nf4(raw);
+  } catch (const std::invalid_argument& e) {
+    throw model_error(source + ": " + e.what());
+  }
+  for (auto& [name, w] : weights) {
+    auto bad = [&](const std::string& why) { return model_error(source + ": bitsandbytes weight '" + name + "': " + why); };
+    // The engine's nf4 dtype and the kernels use bitsandbytes' default blocks of 64 and read a
+    // row at element r * cols, which must fall on a byte.
+    if (w.state.blocksize != 64) throw bad("blocksize " + std::to_string(w.state.blocksize) + " (moat reads 64)");
+    if (w.state.shape.size() != 2) throw bad("quant_state shape is not 2-D");
+    if (w.state.shape[1] % 2 != 0) throw bad("odd row length " + std::to_string(w.state.shape[1]));
+    tensor& t = ts.at(name);
+    t.type = dtype::nf4;
+    t.shape = {static_cast<int64_t>(w.state.shape[0]), static_cast<int64_t>(w.state.shape[1])};
+    t.data = w.packed;
+    t.scales = storage.scales.emplace_back(std::move(w.absmax)).data();
+  }
+  spdlog::debug("{}: {} bitsandbytes NF4 weights read as they are", source, weights.size());
+}
+
+// bitsandbytes 8-bit checkpoints (LLM.int8, transformers' load_in_8bit): `<module>.weight` I8
+// [rows, cols] with `<module>.SCB` F32 [rows], each row's absmax. That is the engine's int8 per
+// output channel with scale = SCB / 127: the int8 rows are used as they are, only the scales
+// are computed (owned by storage).
+void adopt_bnb_int8(tensor_map& ts, weight_storage& storage, const std::string& source) {
+  for (auto& [name, t] : ts) {
+    if (t.type != dtype::i8 || !ends_with(name, ".weight")) continue;
+    const std::string module = name.substr(0, name.size() - std::string_view(".weight").size());
+    auto bad = [&](const std::string& why) { return model_error(source + ": bitsandbytes int8 weight '" + name + "': " + why); };
+    auto scb = ts.find(module + ".SCB");
+    if (scb == ts.end()) continue;  // take() names the missing companion if the model uses it
+    if (t.shape.size() != 2) throw bad("is not 2-D");
+    if (scb->second.type != dtype::f32 || scb->second.shape != std::vector<int64_t>{t.shape[0]}) {
+      throw bad("SCB must be F32 [" + std::to_string(t.shape[0]) + "]");
+    }
+    // weight_format 0 is "row"; the col32/turing/ampere tile layouts are GPU-only and not saved
+    // by current bitsandbytes, so refuse rather than misread them.
+    if (auto wf = ts.find(module + ".weight_format"); wf != ts.end() && wf->second.type == dtype::u8 &&
+                                                     stored_bytes(wf->second) == 1 &&
+                                                     *static_cast<const uint8_t*>(wf->second.data) != 0) {
+      throw bad("weight_format is not row-major");
+    }
+    const auto* absmax = static_cast<const float*>(scb->second.data);
+    std::vector<float> scales(static_cast<size_t>(t.shape[0]));
+    for (size_t r = 0; r < scales.size(); ++r) scales[r] = quant::bnb_int8_scale(absmax[r]);
+    t.type = dtype::int8;
+    t.scales = storage.scales.emplace_back(std::move(scales)).data();
+  }
+}
+
+// config.json's quantization_config: only bitsandbytes checkpoints hold weights moat reads
+// (GPTQ, AWQ and the like pack int4 into I32 tensors with other layouts); say so by name.
+void check_quantization_config(const std::filesystem::path& config_json) {
+  simdjson::dom::parser parser;
+  simdjson::padded_string text;
+  simdjson::dom::element doc;
+  if (simdjson::padded_string::load(config_json.string()).get(text) != simdjson::SUCCESS ||
+      parser.parse(text).get(doc) != simdjson::SUCCESS) {
+    return;  // load_hf_config has already reported an unreadable file
+  }
+  std::string_view method;
+  if (doc["quantization_config"]["quant_method"].get_string().get(method) != simdjson::SUCCESS) return;
+  if (method != "bitsandbytes") {
+    throw model_error(config_json.string() + ": quantization_config.quant_method '" + std::string(method) +
+                      "' is not supported (bitsandbytes NF4 and int8 checkpoints are)");
   }
 }
 
@@ -155,6 +237,9 @@ loaded_model load_hf_folder(const std::filesystem::path& dir, const crypto::key_
   } else {
     throw model_error(dir.string() + ": no model.safetensors or model.safetensors.index.json");
   }
+  check_quantization_config(dir / "config.json");
+  adopt_bnb_nf4(ts, *storage, dir.string());
+  adopt_bnb_int8(ts, *storage, dir.string());
   name_scheme n{"model.embed_tokens.weight", "model.norm.weight", "lm_head.weight", hf_layer};
   m.weights = assemble(ts, m.config, n, /*hf=*/true, dir.string());
   m.storage = std::move(storage);
@@ -193,8 +278,9 @@ loaded_model load_gguf(const std::filesystem::path& file, const crypto::key_sour
     ts.emplace(info.name, std::move(t));
   }
   name_scheme n{"token_embd.weight", "output_norm.weight", "output.weight", gguf_layer};
+  // Q8_0 / Q4_0 weights stay as they are in the mapping: the CPU matmul reads the blocks
+  // (cpu/quant/matmul.h) and the token lookup dequantizes one embedding row at a time.
   m.weights = assemble(ts, m.config, n, /*hf=*/false, file.string());
-  dequantize_used(m.weights, *storage);
   m.storage = std::move(storage);
   m.tokenizer.gguf = g;
   return m;

@@ -2,14 +2,18 @@
 //
 //   moat::engine::loaded_model m = moat::engine::load_model("../shared/fixtures/tinystories-656K-hf");
 //   m.config.hidden_size;        // 128
-//   m.weights.layers[0].wq;      // tensor {q_dim, hidden}, dtype as stored (F32/F16/BF16)
+//   m.weights.layers[0].wq;      // tensor {q_dim, hidden}, dtype as stored (F32/F16/BF16, Q8_0, NF4...)
 //   m.tokenizer.tokenizer_json;  // for the tokenizer ("text" engineer)
 //
 // Accepted inputs:
 //  - a Hugging Face folder: config.json + model.safetensors, or sharded safetensors with
-//    model.safetensors.index.json (weights are mmapped, not copied, when F32/F16/BF16); a path
-//    to its config.json or a .safetensors file inside it means the folder;
-//  - a .gguf file (F32/F16/BF16 mapped; Q8_0/Q4_0 dequantized to f32 at load for now);
+//    model.safetensors.index.json (weights are mmapped, not copied); a path to its config.json
+//    or a .safetensors file inside it means the folder. F32/F16/BF16 weights, and bitsandbytes
+//    checkpoints as transformers saves them: 4-bit NF4 (double-quantized or not; dtype::nf4,
+//    packed codes mapped, absmax rebuilt in f32) and 8-bit LLM.int8 (dtype::int8, int8 rows
+//    mapped, scales = SCB / 127);
+//  - a .gguf file (F32/F16/BF16/Q8_0/Q4_0, all mapped as stored: dtype::q8_0 / q4_0 tensors
+//    are read block by block by the kernels);
 //  - a llama2.c .bin checkpoint (f32, legacy "version 0" layout), with tokenizer.bin or
 //    tok512.bin beside it recorded in tokenizer.llama2c_bin.
 // Errors are model_error, naming the file and the tensor/key: missing tensors, wrong shapes,

@@ -19,6 +19,8 @@ bool dtype_from_name(std::string_view s, dtype& t) {
   if (s == "F32") t = dtype::f32;
   else if (s == "F16") t = dtype::f16;
   else if (s == "BF16") t = dtype::bf16;
+  else if (s == "U8") t = dtype::u8;  // bitsandbytes: packed NF4 codes, absmax codes, quant_state
+  else if (s == "I8") t = dtype::i8;  // bitsandbytes 8-bit rows
   else return false;
   return true;
 }
@@ -57,7 +59,7 @@ void parse_safetensors(std::span<const uint8_t> bytes, const std::string& name,
     if (info["dtype"].get_string().get(dt) != simdjson::SUCCESS) throw bad("no dtype");
     tensor t;
     t.name = tname;
-    if (!dtype_from_name(dt, t.type)) throw bad("dtype " + std::string(dt) + " is not supported (F32, F16, BF16)");
+    if (!dtype_from_name(dt, t.type)) throw bad("dtype " + std::string(dt) + " is not supported (F32, F16, BF16, U8, I8)");
     simdjson::dom::array shape;
     if (info["shape"].get_array().get(shape) != simdjson::SUCCESS) throw bad("no shape");
     for (auto d : shape) {
@@ -81,7 +83,7 @@ void parse_safetensors(std::span<const uint8_t> bytes, const std::string& name,
       if (d != 0 && numel > (uint64_t{1} << 48) / static_cast<uint64_t>(d)) throw bad("shape is absurdly large");
       numel *= static_cast<uint64_t>(d);
     }
-    const uint64_t want = numel * (t.type == dtype::f32 ? 4 : 2);
+    const uint64_t want = numel * dtype_row_bytes(t.type, 1);
     if (want != end - begin) {
       throw bad("holds " + std::to_string(end - begin) + " bytes but its shape needs " + std::to_string(want));
     }

@@ -25,7 +25,8 @@ void parse_safetensors(std::span<const uint8_t> bytes, const std::string& name,
 
 // Parses the header of one .safetensors file, maps it into `storage` and adds its tensors to
 // `out`. Throws model_error (naming the file and tensor) on a truncated file, a bad header,
-// offsets past the end, a size that does not match the shape, or a dtype other than F32/F16/BF16.
+// offsets past the end, a size that does not match the shape, or a dtype other than F32/F16/BF16
+// and the U8/I8 of bitsandbytes checkpoints (kept as dtype::u8 / i8 for the loader to convert).
 // key: the model's key_file/key_env when its weights are encrypted checkpoints (see mapped_file).
 void read_safetensors(const std::filesystem::path& file, weight_storage& storage, std::map<std::string, tensor, std::less<>>& out,
                       const crypto::key_source* key = nullptr);

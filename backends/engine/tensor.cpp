@@ -41,6 +41,8 @@ std::string_view dtype_name(dtype t) {
     case dtype::int8: return "INT8";
     case dtype::int4: return "INT4";
     case dtype::nf4: return "NF4";
+    case dtype::u8: return "U8";
+    case dtype::i8: return "I8";
   }
   return "?";
 }
@@ -55,6 +57,8 @@ size_t dtype_row_bytes(dtype t, int64_t n) {
     case dtype::int8: return static_cast<size_t>(n);
     case dtype::int4: return static_cast<size_t>((n + int4_group - 1) / int4_group) * (int4_group / 2);
     case dtype::nf4: return static_cast<size_t>(n) / 2;
+    case dtype::u8:
+    case dtype::i8: return static_cast<size_t>(n);
   }
   return 0;
 }
@@ -179,6 +183,12 @@ void tensor::row_to_f32(int64_t r, float* out) const {
         const int code = (i % 2 == 0) ? (byte >> 4) : (byte & 0x0f);
         out[i] = nf4_values[code] * scales[flat / nf4_block];
       }
+      return;
+    case dtype::u8:
+      for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(p[i]);
+      return;
+    case dtype::i8:
+      for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(static_cast<int8_t>(p[i]));
       return;
   }
   throw model_error("tensor " + name + ": unsupported dtype");

@@ -29,6 +29,11 @@ enum class dtype : uint8_t {
   int4,  // per row int4_row_bytes(cols, 64) bytes (Q4_0 nibble order), scales [rows][ceil(cols/64)]
   nf4,   // bitsandbytes packing over the whole matrix (first element in the high nibble), cols
          // even; scales = absmax per 64 consecutive elements of the flattened matrix
+  // Raw integer tensors of a safetensors file (U8 / I8): bitsandbytes packed codes, int8 rows,
+  // quant_state JSON. Not weights by themselves: the loader turns them into nf4 / int8 tensors
+  // (or refuses them); row_to_f32 converts the integers as they are.
+  u8,
+  i8,
 };
 
 std::string_view dtype_name(dtype t);
@@ -41,6 +46,8 @@ struct tensor {
   std::vector<int64_t> shape;  // PyTorch order, outermost first
   const void* data = nullptr;  // not owned: lives as long as the loaded_model's storage
   const float* scales = nullptr;  // int8 / int4 / nf4 only; not owned, like data
+  // An nf4 tensor of a bitsandbytes checkpoint holds its weight as it is stored: blocks of 64
+  // over the flattened matrix, so row r starts at element r * cols (cols must be even).
 
   int64_t numel() const;
   int64_t rows() const { return shape.empty() ? 0 : shape.size() == 1 ? 1 : shape[0]; }

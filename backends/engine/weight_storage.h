@@ -14,6 +14,9 @@ struct weight_storage {
   std::vector<std::shared_ptr<mapped_file>> maps;       // safetensors / llama2.c mappings
   std::shared_ptr<const gguf_file> gguf;                // keeps a GGUF mapping alive
   std::vector<std::unique_ptr<float[]>> buffers;        // dequantized copies
+  // Per-block / per-row f32 scales of bitsandbytes weights (nf4 absmax rebuilt from the
+  // double-quantized statistics, int8 SCB / 127); tensor::scales points into them.
+  std::vector<std::vector<float>> scales;
 };
 
 }  // namespace moat::engine

@@ -112,8 +112,16 @@ std::map<std::string, bnb_nf4_weight> collect_bnb_nf4(const std::map<std::string
       if (it->second.bytes % elem_bytes != 0) bad_weight(name, part + " has a partial element");
       return &it->second;
     };
+    // Errors of the state and statistics name the weight they belong to.
+    auto named = [&](auto&& f) {
+      try {
+        return f();
+      } catch (const std::invalid_argument& e) {
+        bad_weight(name, e.what());
+      }
+    };
     bnb_nf4_weight w;
-    w.state = parse_bnb_quant_state({reinterpret_cast<const char*>(state_tensor.data), state_tensor.bytes});
+    w.state = named([&] { return parse_bnb_quant_state({reinterpret_cast<const char*>(state_tensor.data), state_tensor.bytes}); });
     const size_t numel = w.state.numel();
     const size_t blocks = nf4_blocks(numel, w.state.blocksize);
     const raw_tensor* packed = find("", "U8", 1);
@@ -133,13 +141,17 @@ std::map<std::string, bnb_nf4_weight> collect_bnb_nf4(const std::map<std::string
         bad_weight(name, "absmax, nested_absmax or nested_quant_map is missing");
       }
       if (nested_map->bytes != 256 * 4) bad_weight(name, "nested_quant_map does not hold 256 values");
-      w.absmax = bnb_absmax(w.state, codes->data, nullptr, codes->bytes, reinterpret_cast<const float*>(nested->data),
-                            nested->bytes / 4, reinterpret_cast<const float*>(nested_map->data), qmap);
+      w.absmax = named([&] {
+        return bnb_absmax(w.state, codes->data, nullptr, codes->bytes, reinterpret_cast<const float*>(nested->data),
+                          nested->bytes / 4, reinterpret_cast<const float*>(nested_map->data), qmap);
+      });
     } else {
       const raw_tensor* absmax = find("absmax", "F32", 4);
       if (absmax == nullptr) bad_weight(name, "absmax is missing");
-      w.absmax = bnb_absmax(w.state, nullptr, reinterpret_cast<const float*>(absmax->data), absmax->bytes / 4, nullptr, 0,
-                            nullptr, qmap);
+      w.absmax = named([&] {
+        return bnb_absmax(w.state, nullptr, reinterpret_cast<const float*>(absmax->data), absmax->bytes / 4, nullptr, 0,
+                          nullptr, qmap);
+      });
     }
     if (w.absmax.size() != blocks) bad_weight(name, "absmax size does not match the shape");
     out.emplace(name, std::move(w));

@@ -87,7 +87,7 @@ TEST_F(converters, gguf_copies_match_the_original) {
   EXPECT_EQ(run(out_ / "f16.gguf", nullptr), expected_ids(64));
 }
 
-// The Q8_0 copy (dequantized at load for now) stays close to the f32 original.
+// The Q8_0 copy (served as Q8_0 blocks) stays close to the f32 original.
 TEST_F(converters, q8_0_copy_tracks_the_original) {
   auto g = engine::gguf_file::open(out_ / "q8_0.gguf");
   EXPECT_EQ(g->find_tensor("blk.0.attn_q.weight")->type, 8u);   // Q8_0
