@@ -353,6 +353,7 @@ void scheduler::drop_blocks(sequence& seq) {
   if (seq.cow_block >= 0) pool_.unref(seq.cow_block);
   seq.cow_block = -1;
   seq.n_published = 0;
+  publish_stats();  // before any terminal event, so a client that saw it sees the blocks back
 }
 
 // Hashes and publishes the blocks that became full (all their positions computed).
