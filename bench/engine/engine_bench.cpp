@@ -2,22 +2,30 @@
 //
 //   moat_engine_bench --model ../shared/fixtures/tinystories-656K-hf [--threads 0]
 //   moat_engine_bench --synthetic 512,8,1408,32000      # dim,layers,ffn,vocab; random f32 weights
+//   moat_engine_bench --model bench/out/synthetic-tinyllama-1.1b --quant int8 --threads 2
+//                     --prompt 128 --ctx 64 --decode 16 --streams 1,8,32 --json
 //
-// Prints one markdown table row per measurement: prefill tokens/s, time to first token, decode
-// tokens/s for 1/8/32 streams, and beside each decode figure the bound from a copy loop:
+// Prints one markdown table row per measurement (or, with --json, one JSON object that
+// bench/engine/llamacpp.py reads): prefill tokens/s, time to first token, decode tokens/s for
+// each stream count, and beside each decode figure the bound from a copy loop:
 // streams * bandwidth / (weight bytes + streams * KV bytes read per token). RSS at the end.
+// --quant int8|int4|nf4 quantizes the linear weights on load (cpu_options.quant). Decode
+// streams are first prefilled with --ctx random tokens each (default: --prompt), then run
+// --decode greedy steps all together, one forward per step (the runner's continuous batch).
 // Never run as a test: figures depend on the machine and on what else runs on it.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "cpu/cpu_runner.h"
+#include "cpu/quant/matmul.h"
 #include "engine/loader.h"
 #include <spdlog/spdlog.h>
 
@@ -44,11 +52,13 @@ double copy_bandwidth() {
   return 2.0 * static_cast<double>(n) / best;
 }
 
-long rss_kib() {
+// A "Key:   123 kB" line of /proc/self/status, in KiB (-1 when absent).
+long status_kib(const char* key) {
   std::ifstream in("/proc/self/status");
   std::string line;
+  const size_t n = std::strlen(key);
   while (std::getline(in, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+    if (line.compare(0, n, key) == 0 && line.size() > n && line[n] == ':') return std::stol(line.substr(n + 1));
   }
   return -1;
 }
@@ -100,36 +110,77 @@ struct synthetic {
   }
 };
 
-size_t weight_bytes(const moat::engine::model_weights& w) {
-  size_t b = w.lm_head.bytes() + w.final_norm.bytes();
+// Bytes one forward step reads from the weights: every linear weight and norm once (the
+// embedding only one row per token, left out). With a quant the linear weights (and an untied
+// lm_head) are read in that format, as model_view quantizes them.
+size_t weight_bytes(const moat::engine::model_weights& w, const std::string& quant) {
+  const auto parsed = moat::cpu::quant::parse_weight_format(quant);
+  const bool as_stored = quant.empty() || !parsed;
+  const auto fmt = parsed.value_or(moat::cpu::quant::weight_format::q8_0);
+  auto linear = [&](const moat::engine::tensor& t) {
+    if (as_stored) return t.bytes();
+    return moat::cpu::quant::weight_bytes(fmt, static_cast<size_t>(t.rows()), static_cast<size_t>(t.cols()));
+  };
+  size_t b = (w.lm_head.data == w.embed.data ? w.lm_head.bytes() : linear(w.lm_head)) + w.final_norm.bytes();
   for (const auto& l : w.layers) {
-    for (const auto* t : {&l.attn_norm, &l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_norm, &l.w_gate, &l.w_up, &l.w_down}) b += t->bytes();
+    b += l.attn_norm.bytes() + l.ffn_norm.bytes();
+    for (const auto* t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) b += linear(*t);
   }
   return b;
 }
 
+std::vector<int> parse_list(const std::string& s) {
+  std::vector<int> out;
+  std::stringstream ss(s);
+  std::string part;
+  while (std::getline(ss, part, ',')) out.push_back(std::stoi(part));
+  return out;
+}
+
+struct results {
+  double prefill_tps = 0, ttft_ms = 0, bandwidth = 0, load_s = 0;
+  std::vector<std::pair<int, double>> decode;  // (streams, tokens/s)
+  std::vector<double> bound;                   // tokens/s per decode entry
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string model_path, synth;
-  int threads = 0, prompt_len = 128, decode_steps = 32;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string k = argv[i], v = argv[i + 1];
+  std::string model_path, synth, quant, streams_arg = "1,8,32";
+  int threads = 0, prompt_len = 128, ctx_len = -1, decode_steps = 32;
+  bool json = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string k = i + 1 < argc || std::strcmp(argv[i], "--json") == 0 ? argv[i] : "--missing-value";
+    if (k == "--json") {
+      json = true;
+      continue;
+    }
+    const std::string v = i + 1 < argc ? argv[++i] : "";
     if (k == "--model") model_path = v;
     else if (k == "--synthetic") synth = v;
+    else if (k == "--quant") quant = v;
     else if (k == "--threads") threads = std::stoi(v);
     else if (k == "--prompt") prompt_len = std::stoi(v);
+    else if (k == "--ctx") ctx_len = std::stoi(v);
     else if (k == "--decode") decode_steps = std::stoi(v);
+    else if (k == "--streams") streams_arg = v;
     else {
-      std::fprintf(stderr, "usage: %s (--model PATH | --synthetic dim,layers,ffn,vocab) [--threads N] [--prompt N] [--decode N]\n", argv[0]);
+      std::fprintf(stderr,
+                   "usage: %s (--model PATH | --synthetic dim,layers,ffn,vocab) [--quant int8|int4|nf4] [--threads N]\n"
+                   "          [--prompt N] [--ctx N] [--decode N] [--streams 1,8,32] [--json]\n",
+                   argv[0]);
       return 2;
     }
   }
+  if (ctx_len < 0) ctx_len = prompt_len;
   spdlog::set_level(spdlog::level::warn);  // keep load/runner info lines out of the table
   try {
+    const std::vector<int> stream_counts = parse_list(streams_arg);
+    const int max_streams = std::max(1, *std::max_element(stream_counts.begin(), stream_counts.end()));
     std::shared_ptr<const moat::engine::loaded_model> model;
     std::unique_ptr<synthetic> synth_model;
     std::string name;
+    auto t_load = clock_type::now();
     if (!synth.empty()) {
       int d = 0, l = 0, f = 0, v = 0;
       if (std::sscanf(synth.c_str(), "%d,%d,%d,%d", &d, &l, &f, &v) != 4) throw std::runtime_error("bad --synthetic");
@@ -139,53 +190,87 @@ int main(int argc, char** argv) {
       name = "synthetic " + synth;
     } else {
       model = std::make_shared<const moat::engine::loaded_model>(moat::engine::load_model(model_path));
-      name = model_path.substr(model_path.find_last_of('/') + 1);
+      std::string p = model_path;
+      while (p.size() > 1 && p.back() == '/') p.pop_back();
+      name = p.substr(p.find_last_of('/') + 1);
     }
+    if (!quant.empty()) name += " " + quant;
     const auto& c = model->config;
-    const int max_streams = 32;
-    const int ctx = std::min(c.max_position_embeddings, prompt_len + decode_steps + 1);
-    auto runner = moat::cpu::make_cpu_runner(model, {.threads = threads, .kv_cache_mb = 1 << 16, .max_ctx = ctx, .max_slots = max_streams});
-    const double bw = copy_bandwidth();
-    const size_t wbytes = weight_bytes(model->weights);
+    const int ctx = std::min(c.max_position_embeddings, std::max(prompt_len, ctx_len + decode_steps) + 1);
+    auto runner = moat::cpu::make_cpu_runner(
+        model, {.threads = threads, .kv_cache_mb = 1 << 16, .max_ctx = ctx, .max_slots = max_streams, .quant = quant});
+    results r;
+    r.load_s = seconds_since(t_load);
+    r.bandwidth = copy_bandwidth();
+    // Weight bytes one step reads: the quantized tensors when --quant (the runner's own copies).
+    const size_t wbytes = weight_bytes(model->weights, quant);
     const size_t vocab = static_cast<size_t>(c.vocab_size);
     std::mt19937 rng(7);
-    std::vector<std::vector<int32_t>> prompts(max_streams, std::vector<int32_t>(static_cast<size_t>(prompt_len)));
+    const int plen = std::max(prompt_len, ctx_len);
+    std::vector<std::vector<int32_t>> prompts(static_cast<size_t>(max_streams), std::vector<int32_t>(static_cast<size_t>(plen)));
     for (auto& p : prompts) for (auto& t : p) t = static_cast<int32_t>(rng() % vocab);
 
-    std::printf("| model | measurement | value | bound (copy loop %.1f GB/s) |\n| --- | --- | --- | --- |\n", bw / 1e9);
-    std::printf("| %s | weights read per step | %.1f MB | |\n", name.c_str(), static_cast<double>(wbytes) / 1e6);
-
-    std::vector<float> logits(vocab * max_streams);
+    std::vector<float> logits(vocab * static_cast<size_t>(max_streams));
     {  // prefill and time to first token: one stream, the whole prompt in one forward
-      forward_item it{0, prompts[0], 0, false};
+      const std::span<const int32_t> prompt(prompts[0].data(), static_cast<size_t>(prompt_len));
+      moat::engine::forward_item it{.slot = 0, .tokens = prompt, .start_pos = 0};
       runner->forward({&it, 1}, logits);  // warm-up (page faults, pool start)
       auto t0 = clock_type::now();
       runner->forward({&it, 1}, logits);
       const double t = seconds_since(t0);
-      std::printf("| %s | prefill %d tokens | %.0f tokens/s | |\n", name.c_str(), prompt_len, prompt_len / t);
-      std::printf("| %s | time to first token (%d-token prompt) | %.1f ms | |\n", name.c_str(), prompt_len, t * 1e3);
+      r.prefill_tps = prompt_len / t;
+      r.ttft_ms = t * 1e3;
     }
-    for (int streams : {1, 8, 32}) {
-      std::vector<forward_item> items;
-      for (int s = 0; s < streams; ++s) items.push_back({s, prompts[s], 0, false});
-      runner->forward(items, logits);
+    for (int streams : stream_counts) {
+      std::vector<moat::engine::forward_item> items;
+      for (int s = 0; s < streams; ++s) {
+        items.push_back({.slot = s, .tokens = std::span<const int32_t>(prompts[s].data(), static_cast<size_t>(ctx_len)), .start_pos = 0});
+      }
+      runner->forward(items, logits);  // every stream's context, one batched prefill (not timed)
       std::vector<int32_t> next(static_cast<size_t>(streams));
-      auto t0 = clock_type::now();
-      for (int step = 0; step < decode_steps; ++step) {
+      auto step = [&](int pos) {
         for (int s = 0; s < streams; ++s) {
           const float* row = logits.data() + static_cast<size_t>(s) * vocab;
           next[s] = static_cast<int32_t>(std::max_element(row, row + vocab) - row);
-          items[s] = {s, {&next[s], 1}, prompt_len + step, false};
+          items[s] = {.slot = s, .tokens = {&next[s], 1}, .start_pos = pos};
         }
         runner->forward(items, logits);
-      }
+      };
+      step(ctx_len);  // warm-up: the first decode-shaped step grows scratch buffers
+      auto t0 = clock_type::now();
+      for (int i = 1; i <= decode_steps; ++i) step(ctx_len + i);
       const double t = seconds_since(t0);
-      const double kv_read = static_cast<double>(runner->kv_bytes_per_token()) * (prompt_len + decode_steps / 2.0);
-      const double bound = streams * bw / (static_cast<double>(wbytes) + streams * kv_read);
-      std::printf("| %s | decode, %d stream%s | %.1f tokens/s | %.1f tokens/s |\n", name.c_str(), streams,
-                  streams == 1 ? "" : "s", streams * decode_steps / t, bound);
+      const double kv_read = static_cast<double>(runner->kv_bytes_per_token()) * (ctx_len + decode_steps / 2.0);
+      r.decode.emplace_back(streams, streams * decode_steps / t);
+      r.bound.push_back(streams * r.bandwidth / (static_cast<double>(wbytes) + streams * kv_read));
     }
-    std::printf("| %s | resident memory | %.1f MB | |\n", name.c_str(), rss_kib() / 1024.0);
+    const double rss = status_kib("VmRSS") / 1024.0, hwm = status_kib("VmHWM") / 1024.0;
+    const double anon = status_kib("RssAnon") / 1024.0, file = status_kib("RssFile") / 1024.0;
+    if (json) {
+      std::printf("{\"model\": \"%s\", \"quant\": \"%s\", \"isa\": \"%s\", \"threads\": %d, \"prompt\": %d, \"ctx\": %d, "
+                  "\"decode_steps\": %d, \"load_s\": %.2f, \"copy_bandwidth\": %.4g, \"weight_bytes\": %zu, "
+                  "\"kv_bytes_per_token\": %zu, \"prefill_tps\": %.2f, \"ttft_ms\": %.2f, \"rss_mib\": %.1f, "
+                  "\"hwm_mib\": %.1f, \"rss_anon_mib\": %.1f, \"rss_file_mib\": %.1f, \"decode\": [",
+                  name.c_str(), quant.c_str(), moat::cpu::quant::isa_name(moat::cpu::quant::kernels().which), threads,
+                  prompt_len, ctx_len, decode_steps, r.load_s, r.bandwidth, wbytes, runner->kv_bytes_per_token(),
+                  r.prefill_tps, r.ttft_ms, rss, hwm, anon, file);
+      for (size_t i = 0; i < r.decode.size(); ++i) {
+        std::printf("%s{\"streams\": %d, \"tps\": %.3f, \"bound_tps\": %.3f}", i ? ", " : "", r.decode[i].first,
+                    r.decode[i].second, r.bound[i]);
+      }
+      std::printf("]}\n");
+      return 0;
+    }
+    std::printf("| model | measurement | value | bound (copy loop %.1f GB/s) |\n| --- | --- | --- | --- |\n", r.bandwidth / 1e9);
+    std::printf("| %s | weights read per step | %.1f MB | |\n", name.c_str(), static_cast<double>(wbytes) / 1e6);
+    std::printf("| %s | prefill %d tokens | %.0f tokens/s | |\n", name.c_str(), prompt_len, r.prefill_tps);
+    std::printf("| %s | time to first token (%d-token prompt) | %.1f ms | |\n", name.c_str(), prompt_len, r.ttft_ms);
+    for (size_t i = 0; i < r.decode.size(); ++i) {
+      const int streams = r.decode[i].first;
+      std::printf("| %s | decode, %d stream%s | %.1f tokens/s | %.1f tokens/s |\n", name.c_str(), streams,
+                  streams == 1 ? "" : "s", r.decode[i].second, r.bound[i]);
+    }
+    std::printf("| %s | resident memory | %.1f MB | |\n", name.c_str(), rss);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "moat_engine_bench: %s\n", e.what());
     return 1;

@@ -68,23 +68,27 @@ const dot_kernels& kernels() {
 
 void gemv_q8_0(const dot_kernels& k, const block_q8_0* w, size_t cols, const block_q8_0* xq, float* y,
                size_t row_begin, size_t row_end) {
+  if (k.gemm_q8_0 != nullptr) return k.gemm_q8_0(w, cols, xq, 1, y, 0, row_begin, row_end);
   const size_t nb = engine::quant::q8_0_blocks(cols);
   for (size_t r = row_begin; r < row_end; ++r) y[r] = k.q8_0_q8_0(w + r * nb, xq, cols);
 }
 
 void gemv_q4_0(const dot_kernels& k, const block_q4_0* w, size_t cols, const block_q8_0* xq, float* y,
                size_t row_begin, size_t row_end) {
+  if (k.gemm_q4_0 != nullptr) return k.gemm_q4_0(w, cols, xq, 1, y, 0, row_begin, row_end);
   const size_t nb = engine::quant::q4_0_blocks(cols);
   for (size_t r = row_begin; r < row_end; ++r) y[r] = k.q4_0_q8_0(w + r * nb, xq, cols);
 }
 
 void gemv_int8(const dot_kernels& k, const engine::quant::int8_matrix& w, const block_q8_0* xq, float* y,
                size_t row_begin, size_t row_end) {
+  if (k.gemm_int8 != nullptr) return k.gemm_int8(w.q.data(), w.scales.data(), w.cols, xq, 1, y, 0, row_begin, row_end);
   for (size_t r = row_begin; r < row_end; ++r) y[r] = k.int8_q8_0(w.row(r), w.scales[r], xq, w.cols);
 }
 
 void gemv_int4(const dot_kernels& k, const uint8_t* w, const float* scales, size_t cols, size_t group,
                const block_q8_0* xq, float* y, size_t row_begin, size_t row_end) {
+  if (k.gemm_int4 != nullptr) return k.gemm_int4(w, scales, group, cols, xq, 1, y, 0, row_begin, row_end);
   const size_t row_bytes = engine::quant::int4_row_bytes(cols, group);
   const size_t row_groups = engine::quant::int4_row_groups(cols, group);
   for (size_t r = row_begin; r < row_end; ++r) {
@@ -99,6 +103,7 @@ void gemv_nf4(const dot_kernels& k, const uint8_t* packed, const float* absmax, 
 
 void gemm_q8_0(const dot_kernels& k, const block_q8_0* w, size_t cols, const block_q8_0* xq, size_t batch,
                float* y, size_t y_stride, size_t row_begin, size_t row_end) {
+  if (k.gemm_q8_0 != nullptr) return k.gemm_q8_0(w, cols, xq, batch, y, y_stride, row_begin, row_end);
   const size_t nb = engine::quant::q8_0_blocks(cols);
   for (size_t r = row_begin; r < row_end; ++r) {
     for (size_t b = 0; b < batch; ++b) y[b * y_stride + r] = k.q8_0_q8_0(w + r * nb, xq + b * nb, cols);
@@ -107,6 +112,7 @@ void gemm_q8_0(const dot_kernels& k, const block_q8_0* w, size_t cols, const blo
 
 void gemm_q4_0(const dot_kernels& k, const block_q4_0* w, size_t cols, const block_q8_0* xq, size_t batch,
                float* y, size_t y_stride, size_t row_begin, size_t row_end) {
+  if (k.gemm_q4_0 != nullptr) return k.gemm_q4_0(w, cols, xq, batch, y, y_stride, row_begin, row_end);
   const size_t nb = engine::quant::q4_0_blocks(cols);
   for (size_t r = row_begin; r < row_end; ++r) {
     for (size_t b = 0; b < batch; ++b) y[b * y_stride + r] = k.q4_0_q8_0(w + r * nb, xq + b * nb, cols);

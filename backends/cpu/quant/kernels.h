@@ -45,6 +45,25 @@ struct dot_kernels {
   float (*nf4_f32)(const uint8_t* packed, const float* absmax, size_t blocksize, size_t start, const float* x,
                    size_t n);
   void (*quantize_q8_0)(const float* x, size_t n, block_q8_0* out);
+
+  // Matrix-matrix tiles: y[b * y_stride + r] = row r of W . xq[b] for r in [row_begin,
+  // row_end), b < batch, each weight block loaded (and unpacked) once for a tile of activation
+  // rows (see gemm_avx512.inc). Each output is computed the same way whatever the batch and
+  // the row split. Null where the path has none: the gemm_* / matmul_rows entry points then
+  // fall back to one dot product per (row, activation row).
+  void (*gemm_q8_0)(const block_q8_0* w, size_t cols, const block_q8_0* xq, size_t batch, float* y, size_t y_stride,
+                    size_t row_begin, size_t row_end);
+  void (*gemm_q4_0)(const block_q4_0* w, size_t cols, const block_q8_0* xq, size_t batch, float* y, size_t y_stride,
+                    size_t row_begin, size_t row_end);
+  // w: [rows, cols] int8, scales: [rows]
+  void (*gemm_int8)(const int8_t* w, const float* scales, size_t cols, const block_q8_0* xq, size_t batch, float* y,
+                    size_t y_stride, size_t row_begin, size_t row_end);
+  // w: rows * int4_row_bytes(cols, group) bytes, scales: rows * int4_row_groups(cols, group)
+  void (*gemm_int4)(const uint8_t* w, const float* scales, size_t group, size_t cols, const block_q8_0* xq,
+                    size_t batch, float* y, size_t y_stride, size_t row_begin, size_t row_end);
+  // NF4 with blocks of 64 and cols % 64 == 0 (rows start on a block); x: [batch, cols] floats.
+  void (*gemm_nf4)(const uint8_t* packed, const float* absmax, size_t cols, const float* x, size_t batch, float* y,
+                   size_t y_stride, size_t row_begin, size_t row_end);
 };
 
 // The table of one path, or nullptr when isa_supported(i) is false.
@@ -53,7 +72,8 @@ const dot_kernels* kernels_for(isa i);
 const dot_kernels& kernels();
 
 // y[r] = row r of W . x for r in [row_begin, row_end). W is [rows, cols]; xq is x quantized with
-// k.quantize_q8_0 (q8_0_blocks(cols) blocks).
+// k.quantize_q8_0 (q8_0_blocks(cols) blocks). Where the path has tiles, gemv is the gemm tile
+// with batch 1 (bit for bit the same as a gemm row).
 void gemv_q8_0(const dot_kernels& k, const block_q8_0* w, size_t cols, const block_q8_0* xq, float* y,
                size_t row_begin, size_t row_end);
 void gemv_q4_0(const dot_kernels& k, const block_q4_0* w, size_t cols, const block_q8_0* xq, float* y,

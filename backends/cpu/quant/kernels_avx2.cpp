@@ -185,7 +185,9 @@ void quantize_q8_0(const float* x, size_t n, block_q8_0* out) {
 }  // namespace
 
 const dot_kernels* avx2_kernels() {
-  static const dot_kernels table{isa::avx2, q8_0_q8_0, q4_0_q8_0, int8_q8_0, int4_q8_0, nf4_f32, quantize_q8_0};
+  // No matrix-matrix tiles on this path yet: the dispatch loops over the dots.
+  static const dot_kernels table{isa::avx2, q8_0_q8_0, q4_0_q8_0, int8_q8_0, int4_q8_0, nf4_f32, quantize_q8_0,
+                                 nullptr,     nullptr,   nullptr,   nullptr,   nullptr};
   return &table;
 }
 

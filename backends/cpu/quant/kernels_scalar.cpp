@@ -12,6 +12,11 @@ const dot_kernels* scalar_kernels() {
       engine::quant::dot_int4_q8_0,
       engine::quant::dot_nf4_f32,
       engine::quant::quantize_q8_0,
+      nullptr,  // no tiles: the dispatch loops over the reference dots
+      nullptr,
+      nullptr,
+      nullptr,
+      nullptr,
   };
   return &table;
 }

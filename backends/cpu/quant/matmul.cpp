@@ -123,7 +123,29 @@ void matmul_rows(const dot_kernels& k, const qmatrix_view& w, const float* x, co
                  float* y, size_t y_stride, size_t row_begin, size_t row_end) {
   const size_t cols = w.cols;
   const size_t nb = q::q8_0_blocks(cols);
-  // Each weight row is used for the whole batch while it is in L1.
+  // The tiles, where this path has them (each weight block read once for the whole batch).
+  switch (w.format) {
+    case weight_format::q8_0:
+      if (k.gemm_q8_0 == nullptr) break;
+      return k.gemm_q8_0(static_cast<const block_q8_0*>(w.data), cols, xq, batch, y, y_stride, row_begin, row_end);
+    case weight_format::q4_0:
+      if (k.gemm_q4_0 == nullptr) break;
+      return k.gemm_q4_0(static_cast<const block_q4_0*>(w.data), cols, xq, batch, y, y_stride, row_begin, row_end);
+    case weight_format::int8:
+      if (k.gemm_int8 == nullptr) break;
+      return k.gemm_int8(static_cast<const int8_t*>(w.data), w.scales, cols, xq, batch, y, y_stride, row_begin, row_end);
+    case weight_format::int4_g32:
+    case weight_format::int4_g64:
+    case weight_format::int4_g128:
+      if (k.gemm_int4 == nullptr) break;
+      return k.gemm_int4(static_cast<const uint8_t*>(w.data), w.scales, group_of(w.format), cols, xq, batch, y, y_stride,
+                         row_begin, row_end);
+    case weight_format::nf4:
+      static_assert(q::nf4_blocksize == 64, "gemm_nf4 reads blocks of 64");
+      if (k.gemm_nf4 == nullptr || cols % 64 != 0) break;
+      return k.gemm_nf4(static_cast<const uint8_t*>(w.data), w.scales, cols, x, batch, y, y_stride, row_begin, row_end);
+  }
+  // Otherwise one dot per (row, activation row); each weight row is used for the whole batch while it is in L1.
   for (size_t r = row_begin; r < row_end; ++r) {
     for (size_t b = 0; b < batch; ++b) {
       const block_q8_0* a = xq + b * nb;

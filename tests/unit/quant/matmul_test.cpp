@@ -100,6 +100,60 @@ TEST_P(matmul, every_format_matches_float_matmul) {
   }
 }
 
+// The matrix-matrix tiles (each weight block loaded once for a tile of activation rows)
+// against the same path's one-dot-per-output loop, and against the scalar reference, for every
+// batch size up to 9 (full tiles of 4 and each remainder), row counts that leave single rows,
+// and row lengths with odd block counts and partial blocks. Each output must not depend on the
+// batch or the row split: row b of a batch equals that row run alone, bit for bit.
+TEST_P(matmul, tiles_match_dots_at_every_batch_and_split) {
+  if (!isa_supported(GetParam())) GTEST_SKIP() << "this CPU (or build) has no " << isa_name(GetParam()) << " path";
+  const dot_kernels& k = *kernels_for(GetParam());
+  dot_kernels dots = k;  // the same path without tiles: the fallback loop over k's dots
+  dots.gemm_q8_0 = nullptr;
+  dots.gemm_q4_0 = nullptr;
+  dots.gemm_int8 = nullptr;
+  dots.gemm_int4 = nullptr;
+  dots.gemm_nf4 = nullptr;
+  const dot_kernels& scalar = *kernels_for(isa::scalar);
+  const size_t rows = 11;
+  for (size_t cols : {32u, 96u, 136u, 192u, 2112u}) {
+    const std::vector<float> w = random_values(rows * cols, 40 + static_cast<uint32_t>(cols));
+    const std::vector<float> x = random_values(9 * cols, 50 + static_cast<uint32_t>(cols));
+    for (weight_format f : {weight_format::q8_0, weight_format::q4_0, weight_format::int8, weight_format::int4_g32,
+                            weight_format::int4_g64, weight_format::int4_g128, weight_format::nf4}) {
+      SCOPED_TRACE(std::string(weight_format_name(f)) + " cols " + std::to_string(cols));
+      const quantized_matrix m = quantize_matrix(f, w.data(), rows, cols);
+      for (size_t batch = 1; batch <= 9; ++batch) {
+        std::vector<block_q8_0> xq(activation_blocks(f, cols, batch));
+        prepare_activations(k, f, x.data(), batch, cols, xq.data());
+        std::vector<float> y(batch * rows), y_dots(batch * rows), y_ref(batch * rows), y_split(batch * rows);
+        matmul_rows(k, m.view(), x.data(), xq.data(), batch, y.data(), rows, 0, rows);
+        matmul_rows(dots, m.view(), x.data(), xq.data(), batch, y_dots.data(), rows, 0, rows);
+        matmul_rows(scalar, m.view(), x.data(), xq.data(), batch, y_ref.data(), rows, 0, rows);
+        matmul_rows(k, m.view(), x.data(), xq.data(), batch, y_split.data(), rows, 0, 5);
+        matmul_rows(k, m.view(), x.data(), xq.data(), batch, y_split.data(), rows, 5, rows);
+        EXPECT_EQ(y, y_split) << "batch " << batch;
+        for (size_t b = 0; b < batch; ++b) {
+          std::vector<float> alone(rows);
+          const block_q8_0* xq_b = f == weight_format::nf4 ? nullptr : xq.data() + b * q::q8_0_blocks(cols);
+          matmul_rows(k, m.view(), x.data() + b * cols, xq_b, 1, alone.data(), rows, 0, rows);
+          double xn = 0;
+          for (size_t c = 0; c < cols; ++c) xn += double(x[b * cols + c]) * x[b * cols + c];
+          for (size_t r = 0; r < rows; ++r) {
+            EXPECT_EQ(y[b * rows + r], alone[r]) << "batch " << batch << " b " << b << " r " << r;
+            double wn = 0;
+            for (size_t c = 0; c < cols; ++c) wn += double(w[r * cols + c]) * w[r * cols + c];
+            // Same integer (or float) products, only the order of the float sums differs.
+            const double tol = 1e-5 * std::sqrt(wn * xn) + 1e-6;
+            EXPECT_NEAR(y[b * rows + r], y_dots[b * rows + r], tol) << "batch " << batch << " b " << b << " r " << r;
+            EXPECT_NEAR(y[b * rows + r], y_ref[b * rows + r], tol) << "batch " << batch << " b " << b << " r " << r;
+          }
+        }
+      }
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(paths, matmul, testing::Values(isa::scalar, isa::avx2, isa::avx512, isa::avx512_vnni),
                          [](const testing::TestParamInfo<isa>& info) { return std::string(isa_name(info.param)); });
 
