@@ -27,6 +27,7 @@
 #include "checkpoint_support.h"
 #include "engine/quant/nf4.h"
 #include "engine/quant/quantize_folder.h"
+#include "engine/quant/safetensors_writer.h"
 #include "engine/safetensors.h"
 
 namespace moat::test {
@@ -185,6 +186,58 @@ TEST_F(quantized_fixture, loads_as_stored_with_the_codes_of_quant_nf4) {
   EXPECT_LT(vs_on_load, 0.05);
   EXPECT_LT(vs_f32, 0.35);
   EXPECT_GE(same_argmax(stored, ref, vocab), 7);
+}
+
+// Without double quantization (bnb_4bit_use_double_quant=False: W.absmax stored in f32) the
+// checkpoint holds exactly what quant: nf4 computes on load, so the two must give the same
+// logits to the bit. The checkpoint is written here in transformers' layout from the fixture.
+TEST_F(quantized_fixture, single_level_checkpoint_equals_quant_nf4_on_load) {
+  auto f32 = load_shared(src_);
+  const fs::path out = dir_.path / "nf4_single";
+  fs::create_directories(out);
+  std::vector<engine::quant::safetensors_entry> entries;
+  // Bytes the entries point at, alive until the write (a moved vector keeps its buffer).
+  std::vector<std::vector<uint8_t>> keep;
+  auto bytes_of = [&](const void* p, size_t n) {
+    const auto* b = static_cast<const uint8_t*>(p);
+    keep.emplace_back(b, b + n);
+    return std::span<const uint8_t>(keep.back());
+  };
+  for (const auto* t : linear_weights(f32->weights)) {
+    const size_t n = static_cast<size_t>(t->numel());
+    std::vector<float> x(n);
+    for (int64_t r = 0; r < t->rows(); ++r) t->row_to_f32(r, x.data() + r * t->cols());
+    const auto q = engine::quant::quantize_nf4(x.data(), n);
+    const std::string state = "{\"quant_type\": \"nf4\", \"blocksize\": 64, \"dtype\": \"float32\", \"shape\": [" +
+                              std::to_string(t->rows()) + ", " + std::to_string(t->cols()) + "]}";
+    entries.push_back({t->name, "U8", {static_cast<int64_t>(q.packed.size()), 1}, bytes_of(q.packed.data(), q.packed.size())});
+    entries.push_back({t->name + ".absmax", "F32", {static_cast<int64_t>(q.absmax.size())},
+                       bytes_of(q.absmax.data(), q.absmax.size() * 4)});
+    entries.push_back({t->name + ".quant_map", "F32", {16}, bytes_of(engine::quant::nf4_code.data(), 64)});
+    entries.push_back({t->name + ".quant_state.bitsandbytes__nf4", "U8", {static_cast<int64_t>(state.size())},
+                       bytes_of(state.data(), state.size())});
+  }
+  // Everything else as stored (all F32 in this fixture): embedding, norms.
+  auto plain = [&](const engine::tensor& t) {
+    ASSERT_EQ(t.type, engine::dtype::f32) << t.name;
+    entries.push_back({t.name, "F32", t.shape, bytes_of(t.data, static_cast<size_t>(t.numel()) * 4)});
+  };
+  plain(f32->weights.embed);
+  plain(f32->weights.final_norm);
+  for (const auto& l : f32->weights.layers) {
+    plain(l.attn_norm);
+    plain(l.ffn_norm);
+  }
+  engine::quant::write_safetensors(out / "model.safetensors", entries);
+  fs::copy_file(src_ / "config.json", out / "config.json");
+
+  auto bnb = load_shared(out);
+  ASSERT_EQ(bnb->weights.layers[0].wq.type, engine::dtype::nf4);
+  const std::vector<int32_t> ids = {1, 365, 1462, 301, 50, 1021, 9, 707, 26, 1999};
+  for (bool reference : {true, false}) {
+    EXPECT_EQ(all_logits(*runner(bnb, reference), ids), all_logits(*runner(f32, reference, "nf4"), ids))
+        << (reference ? "reference" : "batched");
+  }
 }
 
 }  // namespace
