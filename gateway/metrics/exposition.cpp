@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <unordered_set>
+#include <vector>
 
 #include "metrics/instruments.h"
 
@@ -44,6 +45,7 @@ bool belongs(std::string_view sample, const exposition_family& f) {
 bool parse_labels(std::string_view s, size_t& pos, std::string_view& inside, std::string& why) {
   const size_t open = pos++;
   bool expect_label = true;
+  std::vector<std::string_view> seen;  // a repeated label name makes the scrape invalid
   while (pos < s.size()) {
     if (s[pos] == '}') {
       inside = s.substr(open + 1, pos - open - 1);
@@ -64,6 +66,13 @@ bool parse_labels(std::string_view s, size_t& pos, std::string_view& inside, std
       why = "label model_name is set by the host";
       return false;
     }
+    for (const auto& l : seen) {
+      if (l == label) {
+        why = "label " + std::string(label) + " repeated";
+        return false;
+      }
+    }
+    seen.push_back(label);
     if (pos + 1 >= s.size() || s[pos] != '=' || s[pos + 1] != '"') break;
     pos += 2;
     bool closed = false;

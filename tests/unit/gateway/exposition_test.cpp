@@ -65,7 +65,9 @@ TEST(exposition, each_defect_costs_only_its_line) {
       "moat_h 1\n"                                    // 16: a histogram has no bare series
       "# TYPE moat_bad_type sometimes\n"              // 17: unknown type
       "moat_bad_type 1\n"                             // 18
-      "# HELP moat_no_type help only\n",              // 19: never typed
+      "# HELP moat_no_type help only\n"               // 19: never typed
+      "# TYPE moat_y gauge\n"                         // 20
+      "moat_y{a=\"1\",a=\"2\"} 1\n",                    // 21: a label twice
       "m");
   const auto* x = family(e, "moat_x");
   ASSERT_NE(x, nullptr);
@@ -74,6 +76,8 @@ TEST(exposition, each_defect_costs_only_its_line) {
   EXPECT_EQ(family(e, "gpu_temp"), nullptr);
   EXPECT_EQ(family(e, "moat_bad_type"), nullptr);
   EXPECT_EQ(family(e, "moat_no_type"), nullptr);
+  ASSERT_NE(family(e, "moat_y"), nullptr);
+  EXPECT_TRUE(family(e, "moat_y")->samples.empty());
   ASSERT_NE(family(e, "moat_h"), nullptr);
   EXPECT_TRUE(family(e, "moat_h")->samples.empty());
   // Reported with line numbers, capped, and never quoting the dropped values.
