@@ -6,11 +6,13 @@
 // The `metrics` slot is written already (GPU gauges through NVML, KV pool use, threshold
 // warnings): it answers for an instance as soon as create() returns one.
 // Every exported function is noexcept; no CUDA error or C++ exception escapes.
+#include <cuda_runtime_api.h>
 #include <moat/backend.h>
 
 #include <cstddef>
 #include <cstdio>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -50,6 +52,20 @@ void start_monitor(moat_backend& b) {
   b.monitor = std::make_unique<moat::cuda::gpu_monitor>(
       [nvml](std::vector<moat::cuda::gpu_sample>& s) { return nvml->available() && nvml->read(s); },
       b.options.thresholds, [self](const std::string& w) { self->say(MOAT_LOG_WARN, w); });
+  // Only this model's GPUs, under their CUDA ordinals; all of NVML's when a bus id cannot be
+  // matched (then the labels are NVML's indices, as docs/metrics.md says).
+  std::map<int32_t, int32_t> nvml_to_cuda;
+  for (const int32_t d : b.options.devices) {
+    char bus[32] = {};
+    if (cudaDeviceGetPCIBusId(bus, sizeof bus, d) != cudaSuccess) {
+      cudaGetLastError();
+      return;
+    }
+    const int32_t index = nvml->index_of_pci_bus(bus);
+    if (index < 0) return;
+    nvml_to_cuda[index] = d;
+  }
+  b.monitor->set_devices(std::move(nvml_to_cuda));
 }
 
 moat_status cuda_create(const moat_backend_config* config, moat_backend** out, moat_error* err) noexcept {

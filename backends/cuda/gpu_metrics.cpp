@@ -28,6 +28,8 @@ struct nvml_api {
   nvml_return (*temperature)(nvml_device, unsigned, unsigned int*) = nullptr;
   nvml_return (*power)(nvml_device, unsigned int*) = nullptr;  // milliwatts
   nvml_return (*throttle)(nvml_device, unsigned long long*) = nullptr;
+  nvml_return (*by_pci)(const char*, nvml_device*) = nullptr;  // optional
+  nvml_return (*index)(nvml_device, unsigned int*) = nullptr;   // optional
 };
 
 nvml_api& api() {
@@ -99,6 +101,8 @@ nvml_reader::nvml_reader() {
   // Renamed "EventReasons" in newer drivers; the old name is still exported. Optional either way.
   if (!load(lib_, "nvmlDeviceGetCurrentClocksThrottleReasons", a.throttle))
     load(lib_, "nvmlDeviceGetCurrentClocksEventReasons", a.throttle);
+  if (!load(lib_, "nvmlDeviceGetHandleByPciBusId_v2", a.by_pci)) a.by_pci = nullptr;
+  if (!load(lib_, "nvmlDeviceGetIndex", a.index)) a.index = nullptr;
   if (const nvml_return r = a.init(); r != 0) {
     error_ = fmt::format("nvmlInit failed (NVML error {})", r);
     return;
@@ -145,6 +149,15 @@ bool nvml_reader::read(std::vector<gpu_sample>& samples) {
     samples.push_back(s);
   }
   return true;
+}
+
+int32_t nvml_reader::index_of_pci_bus(const std::string& bus_id) {
+  auto& a = api();
+  if (!ready_ || a.by_pci == nullptr || a.index == nullptr) return -1;
+  nvml_device d = nullptr;
+  unsigned int i = 0;
+  if (a.by_pci(bus_id.c_str(), &d) != 0 || a.index(d, &i) != 0) return -1;
+  return static_cast<int32_t>(i);
 }
 
 }  // namespace moat::cuda

@@ -51,6 +51,10 @@ class nvml_reader {
   const std::string& error() const { return error_; }
   // Fills one sample per device; false (samples cleared) with error() set on failure.
   bool read(std::vector<gpu_sample>& samples);
+  // NVML's index of the device at a PCI bus id (cudaDeviceGetPCIBusId's form,
+  // "0000:65:00.0"), or -1 when unknown. NVML and CUDA may number devices differently
+  // (CUDA_VISIBLE_DEVICES, CUDA_DEVICE_ORDER); the bus id is what both agree on.
+  int32_t index_of_pci_bus(const std::string& bus_id);
 
  private:
   void* lib_ = nullptr;

@@ -45,6 +45,12 @@ gpu_monitor::gpu_monitor(sample_fn read, gpu_thresholds thresholds, warn_fn warn
                          clock_fn now)
     : read_(std::move(read)), warn_(std::move(warn)), refresh_(refresh), now_(std::move(now)), watch_(thresholds) {}
 
+void gpu_monitor::set_devices(std::map<int32_t, int32_t> nvml_to_cuda) {
+  std::lock_guard lock(mu_);
+  nvml_to_cuda_ = std::move(nvml_to_cuda);
+  ever_read_ = false;  // the next scrape reads again with the new selection
+}
+
 std::string gpu_monitor::text(const kv_pool_usage& kv) {
   std::lock_guard lock(mu_);
   const auto t = now_();
@@ -58,6 +64,16 @@ std::string gpu_monitor::text(const kv_pool_usage& kv) {
       ok = read_ && read_(fresh);
     } catch (...) {
       ok = false;  // a reader that throws is a reader without a reading
+    }
+    if (ok && !nvml_to_cuda_.empty()) {
+      std::vector<gpu_sample> mine;
+      for (auto s : fresh) {
+        const auto it = nvml_to_cuda_.find(s.device);
+        if (it == nvml_to_cuda_.end()) continue;
+        s.device = it->second;
+        mine.push_back(s);
+      }
+      fresh = std::move(mine);
     }
     have_reading_ = ok;
     samples_ = ok ? std::move(fresh) : std::vector<gpu_sample>{};

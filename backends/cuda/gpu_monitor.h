@@ -55,6 +55,11 @@ class gpu_monitor {
               std::chrono::milliseconds refresh = std::chrono::seconds(1),
               clock_fn now = [] { return std::chrono::steady_clock::now(); });
 
+  // Reports only the model's GPUs, labelled with their CUDA ordinals: NVML index -> CUDA
+  // ordinal (from the PCI bus ids). Empty (the default): every device NVML sees, as NVML
+  // numbers them.
+  void set_devices(std::map<int32_t, int32_t> nvml_to_cuda);
+
   // The text for one scrape: GPU gauges (absent when the source has no reading) and the KV
   // pool's use. Thread-safe; reads the source only when the cached reading is older than
   // `refresh`. Never throws out of a failed read.
@@ -73,6 +78,7 @@ class gpu_monitor {
   bool have_reading_ = false;
   std::chrono::steady_clock::time_point read_at_{};
   std::vector<gpu_sample> samples_;
+  std::map<int32_t, int32_t> nvml_to_cuda_;
   int64_t reads_ = 0;
 };
 

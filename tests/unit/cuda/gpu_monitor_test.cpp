@@ -94,6 +94,17 @@ TEST_F(monitor_fixture, no_nvml_means_no_gpu_families_and_no_warning) {
   EXPECT_TRUE(mon.text({}).empty());
 }
 
+TEST_F(monitor_fixture, only_the_models_gpus_under_their_cuda_ordinals) {
+  gpus.samples = {device(0, 60, 10), device(1, 61, 10), device(2, 95, 10)};
+  mon.set_devices({{2, 0}, {0, 1}});  // NVML 2 is CUDA 0, NVML 0 is CUDA 1; NVML 1 is not ours
+  const std::string text = mon.text({});
+  EXPECT_NE(text.find("moat_gpu_temperature_celsius{device=\"0\"} 95\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("moat_gpu_temperature_celsius{device=\"1\"} 60\n"), std::string::npos);
+  EXPECT_EQ(text.find("} 61\n"), std::string::npos) << "another model's GPU was reported";
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_NE(warnings[0].find("GPU 0 temperature 95 C"), std::string::npos) << warnings[0];
+}
+
 TEST_F(monitor_fixture, a_throwing_source_is_a_source_without_a_reading) {
   gpu_monitor m([](std::vector<gpu_sample>&) -> bool { throw std::runtime_error("driver gone"); }, {}, {});
   EXPECT_TRUE(m.text({}).empty());
