@@ -1,5 +1,6 @@
 #include "kv_blocks.h"
 
+#include <algorithm>
 #include <stdexcept>
 
 namespace moat::cuda {
@@ -102,6 +103,29 @@ bool kv_block_manager::swapped(uint64_t seq) const {
 const std::vector<int32_t>& kv_block_manager::table(uint64_t seq) const {
   auto it = seqs_.find(seq);
   return it == seqs_.end() || it->second.on_host ? k_empty : it->second.blocks;
+}
+
+std::vector<copy_run> coalesce_copies(std::vector<block_copy> copies) {
+  std::sort(copies.begin(), copies.end(), [](const block_copy& a, const block_copy& b) { return a.from < b.from; });
+  std::vector<copy_run> runs;
+  for (const auto& c : copies) {
+    if (!runs.empty()) {
+      copy_run& last = runs.back();
+      if (c.from == last.from + last.count && c.to == last.to + last.count) {
+        ++last.count;
+        continue;
+      }
+    }
+    runs.push_back({c.from, c.to, 1});
+  }
+  return runs;
+}
+
+int32_t host_kv_blocks_for(int64_t mb, int32_t n_layers, size_t block_bytes) {
+  if (mb <= 0 || n_layers <= 0 || block_bytes == 0) return 0;
+  const size_t per_block = static_cast<size_t>(n_layers) * 2 * block_bytes;
+  const size_t n = (static_cast<size_t>(mb) << 20) / per_block;
+  return static_cast<int32_t>(std::min<size_t>(n, INT32_MAX));
 }
 
 }  // namespace moat::cuda

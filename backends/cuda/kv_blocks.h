@@ -15,6 +15,7 @@
 // (vLLM's policy: the newest loses least work and the oldest keeps its latency).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -25,6 +26,19 @@ namespace moat::cuda {
 struct block_copy {
   int32_t from = 0, to = 0;  // swap_out: device block -> host block; swap_in: host -> device
 };
+
+// A run of consecutive blocks on both sides: [from, from + count) -> [to, to + count).
+struct copy_run {
+  int32_t from = 0, to = 0, count = 0;
+  bool operator==(const copy_run&) const = default;
+};
+
+// The copies sorted by source block with consecutive pairs joined, so a swap costs one
+// cudaMemcpyAsync per run and layer (kv_swap.h) rather than one per block.
+std::vector<copy_run> coalesce_copies(std::vector<block_copy> copies);
+
+// Host blocks that options.host_kv_mb MiB hold for `n_layers` layers (a K and a V block each).
+int32_t host_kv_blocks_for(int64_t mb, int32_t n_layers, size_t block_bytes);
 
 class kv_block_manager {
  public:

@@ -1,7 +1,8 @@
 // The device halves of the host logic tested on the CPU elsewhere: CUDA-graph capture and replay
 // on a real stream (graph_cache_test has the bookkeeping), the cuBLASLt prefill GEMM against a
 // double-precision reference, and NCCL with one rank (TP=1: the all-reduce is the identity,
-// the all-gather a copy). Built wherever nvcc is; every test skips without a device.
+// the all-gather a copy), and a KV swap out to pinned memory and back. Built wherever nvcc is;
+// every test skips without a device.
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 
@@ -16,6 +17,7 @@
 #include "engine/model_error.h"
 #include "kernels/add.cuh"
 #include "kernels/convert.cuh"
+#include "kv_swap.h"
 #include "nccl_comm.h"
 
 namespace moat::cuda {
@@ -121,6 +123,38 @@ TEST(Nccl, OneRankAllReduceIsTheIdentity) {
     throw;
   }
   EXPECT_THROW(nccl_group({0, 4096}), engine::model_error);
+  cudaStreamDestroy(s);
+}
+
+TEST(KvSwapDevice, BlocksSurviveARoundTripThroughPinnedMemory) {
+  SKIP_WITHOUT_DEVICE();
+  cudaStream_t s = nullptr;
+  check(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "stream");
+  const size_t block_floats = 16 * 2 * 8, bb = block_floats * sizeof(float);
+  const int32_t device_blocks = 12, layers = 2;
+  kv_block_manager m(device_blocks, 12, 16);
+  ASSERT_TRUE(m.reserve(1, 16 * 3));
+  ASSERT_TRUE(m.reserve(2, 16 * 4));
+  ASSERT_TRUE(m.reserve(1, 16 * 5));  // interleaved with sequence 2's blocks
+  std::vector<float> h(device_blocks * block_floats);
+  for (size_t i = 0; i < h.size(); ++i) h[i] = float(i);
+  std::vector<device_buffer<float>> k(layers);
+  for (auto& pool : k) pool.upload(h.data(), h.size(), s);
+  host_kv_pool host(layers, 12, bb);
+  const std::vector<int32_t> before = m.table(1);
+  const auto out = coalesce_copies(*m.swap_out(1));
+  for (int32_t l = 0; l < layers; ++l) copy_runs(out, k[l].get(), host.k(l), bb, cudaMemcpyDeviceToHost, s);
+  // Sequence 2 takes the freed blocks and overwrites them (poison).
+  check(cudaMemsetAsync(k[0].get(), 0xff, h.size() * sizeof(float), s), "poison");
+  const auto in = coalesce_copies(*m.swap_in(1));
+  for (int32_t l = 0; l < layers; ++l) copy_runs(in, host.k(l), k[l].get(), bb, cudaMemcpyHostToDevice, s);
+  check(cudaStreamSynchronize(s), "sync");
+  const auto after = download(k[0], h.size());
+  const std::vector<int32_t>& table = m.table(1);
+  ASSERT_EQ(table.size(), before.size());
+  for (size_t b = 0; b < table.size(); ++b)
+    for (size_t i = 0; i < block_floats; ++i)
+      ASSERT_EQ(after[table[b] * block_floats + i], h[before[b] * block_floats + i]) << "block " << b;
   cudaStreamDestroy(s);
 }
 
