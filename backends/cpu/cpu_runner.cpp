@@ -17,7 +17,9 @@ namespace moat::cpu {
 
 namespace {
 
-constexpr int64_t max_pool_blocks = int64_t{1} << 24;
+// The scheduler keeps ~50 bytes of bookkeeping per block: a pool past a million blocks (16M
+// positions at the default block size) is capped rather than paid for.
+constexpr int64_t max_pool_blocks = int64_t{1} << 20;
 
 engine::dtype quant_dtype(const std::string& name) {
   if (name.empty()) return engine::dtype::f32;

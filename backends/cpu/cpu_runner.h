@@ -22,7 +22,7 @@ namespace moat::cpu {
 
 struct cpu_options {
   int32_t threads = 0;        // worker threads for the batched path; 0 = all cores
-  size_t kv_cache_mb = 256;   // KV pool bound; n_blocks = pool / (kv_bytes_per_token * kv_block_size)
+  size_t kv_cache_mb = 256;   // KV pool bound; n_blocks = pool / (kv_bytes_per_token * kv_block_size), at most 2^20
   int32_t max_ctx = 0;        // positions per sequence; 0 = config.max_position_embeddings
   int32_t max_slots = 0;      // cap the pool at this many whole max_ctx sequences (0 = no cap)
   bool reference = false;     // the plain scalar path (tests, debugging)

@@ -328,9 +328,10 @@ bool scheduler::grow_blocks() {
 // its context. A leader takes its waiting followers with it.
 void scheduler::preempt(sequence& seq) {
   if (seq.phase != sequence_phase::follow) {
-    for (sequence* f : running_) {
-      if (f->phase == sequence_phase::follow && f->leader == &seq) preempt(*f);
-    }
+    std::vector<sequence*> followers;  // collected first: preempt() edits running_
+    for (sequence* f : running_)
+      if (f->phase == sequence_phase::follow && f->leader == &seq) followers.push_back(f);
+    for (auto it = followers.rbegin(); it != followers.rend(); ++it) preempt(**it);  // youngest first
   }
   const bool decoded = seq.phase == sequence_phase::decode;
   drop_blocks(seq);

@@ -11,7 +11,7 @@ block_pool::block_pool(int32_t n_blocks, int32_t block_size, bool prefix_caching
   refs_.assign(static_cast<size_t>(n_blocks), 0);
   meta_.resize(static_cast<size_t>(n_blocks));
   for (int32_t b = n_blocks; b-- > 0;) free_.push_back(b);
-  if (caching_) tokens_.assign(static_cast<size_t>(n_blocks) * static_cast<size_t>(block_size), 0);
+  if (caching_) tokens_.reset(new int32_t[static_cast<size_t>(n_blocks) * static_cast<size_t>(block_size)]);
 }
 
 int32_t block_pool::allocate() {
@@ -69,7 +69,7 @@ int32_t block_pool::lookup(uint64_t hash, uint64_t parent, std::span<const int32
   const int32_t b = it->second;
   const auto& m = meta_[static_cast<size_t>(b)];
   // Equal hashes with different content (a 64-bit collision) are a miss, never a wrong block.
-  const int32_t* held = tokens_.data() + static_cast<size_t>(b) * block_size_;
+  const int32_t* held = tokens_.get() + static_cast<size_t>(b) * block_size_;
   if (m.parent != parent || !std::equal(tokens.begin(), tokens.end(), held)) return -1;
   return b;
 }
@@ -81,7 +81,7 @@ void block_pool::publish(int32_t block, uint64_t hash, uint64_t parent, std::spa
   m.hash = hash;
   m.parent = parent;
   m.published = true;
-  std::copy(tokens.begin(), tokens.end(), tokens_.begin() + static_cast<ptrdiff_t>(block) * block_size_);
+  std::copy(tokens.begin(), tokens.end(), tokens_.get() + static_cast<size_t>(block) * block_size_);
   by_hash_.emplace(hash, block);
 }
 

@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <list>
+#include <memory>
 #include <span>
 #include <unordered_map>
 #include <vector>
@@ -71,7 +72,9 @@ class block_pool {
   std::vector<int32_t> free_;          // a stack, lowest id on top
   std::list<int32_t> lru_;             // evictable, least recently freed first
   std::vector<cached> meta_;
-  std::vector<int32_t> tokens_;        // [n_blocks][block_size]: a published block's tokens
+  // [n_blocks][block_size]: a published block's tokens. Left uninitialized (written on publish,
+  // read only for published blocks), so a large pool costs memory only as blocks are cached.
+  std::unique_ptr<int32_t[]> tokens_;
   std::unordered_map<uint64_t, int32_t> by_hash_;
   uint64_t allocations_ = 0;
 };
