@@ -60,11 +60,27 @@ tensor tp_slice_rows(const tensor& t, tp_range r) {
   tensor out = t;
   out.shape = {r.size(), t.cols()};
   out.data = r.size() > 0 ? t.row_ptr(r.begin) : t.data;
+  // Scales follow the rows: one per row (int8, e.g. a bitsandbytes 8-bit checkpoint), one per
+  // 64 elements of the flattened matrix (nf4, a bitsandbytes 4-bit checkpoint).
+  if (t.type == dtype::int8) {
+    out.scales = t.scales + r.begin;
+  } else if (t.type == dtype::nf4) {
+    if ((r.begin * t.cols()) % 64 != 0)
+      throw model_error(fmt::format("{}: rows [{}, {}) do not start on a 64-element NF4 block", t.name, r.begin, r.end));
+    out.scales = t.scales + r.begin * t.cols() / 64;
+  } else if (t.scales != nullptr) {
+    throw model_error(fmt::format("{}: {} weights cannot be split for tensor parallelism", t.name, dtype_name(t.type)));
+  }
   return out;
 }
 
 tensor tp_slice_cols(const tensor& t, tp_range r, std::vector<std::unique_ptr<uint8_t[]>>& owned) {
   const int64_t block = block_elems(t.type);
+  // int8 keeps one scale per row, which a column slice leaves as it is; NF4 / int4 scales are
+  // per block of the row-major data and would need regrouping.
+  if (t.scales != nullptr && t.type != dtype::int8)
+    throw model_error(fmt::format("{}: {} weights cannot be split by columns for tensor parallelism", t.name,
+                                  dtype_name(t.type)));
   if (t.shape.size() != 2 || r.begin < 0 || r.end > t.cols() || r.begin > r.end)
     throw model_error(fmt::format("{}: cannot take columns [{}, {}) of a tensor with {} columns", t.name,
                                   r.begin, r.end, t.cols()));

@@ -20,7 +20,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   // Every tensor it accepted must lie inside the input: touch its first and last byte.
   volatile std::uint8_t sink = 0;
   for (const auto& [name, t] : out) {
-    std::size_t bytes = t.type == moat::engine::dtype::f32 ? 4 : 2;
+    std::size_t bytes = moat::engine::dtype_row_bytes(t.type, 1);
     for (std::int64_t d : t.shape) bytes *= static_cast<std::size_t>(d);
     if (bytes == 0) continue;
     const auto* p = static_cast<const std::uint8_t*>(t.data);
