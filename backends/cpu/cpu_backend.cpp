@@ -610,6 +610,36 @@ moat_status cpu_stats(moat_backend* b, moat_stats* stats) noexcept {
 
 #undef MOAT_SET_FIELD
 
+// The paged KV cache's counters for GET /metrics (vLLM's names with `moat:`; the host adds
+// model_name). Atomics read without a lock: never blocks the engine.
+moat_status cpu_metrics(moat_backend* b, moat_text_fn on_text, void* user_data) noexcept {
+  if (!b || !on_text || !b->scheduler) return MOAT_ERR_INVALID_ARGUMENT;
+  try {
+    const auto s = b->scheduler->stats();
+    const std::string text = fmt::format(
+        "# HELP moat:prefix_cache_queries_total Prompt tokens looked up in the KV prefix cache.\n"
+        "# TYPE moat:prefix_cache_queries_total counter\n"
+        "moat:prefix_cache_queries_total {}\n"
+        "# HELP moat:prefix_cache_hits_total Prompt tokens found in the KV prefix cache (not computed).\n"
+        "# TYPE moat:prefix_cache_hits_total counter\n"
+        "moat:prefix_cache_hits_total {}\n"
+        "# HELP moat:num_preemptions_total Sequences preempted (to recompute) because the KV pool was full.\n"
+        "# TYPE moat:num_preemptions_total counter\n"
+        "moat:num_preemptions_total {}\n"
+        "# HELP moat_kv_blocks_used KV blocks referenced by running sequences.\n"
+        "# TYPE moat_kv_blocks_used gauge\n"
+        "moat_kv_blocks_used {}\n"
+        "# HELP moat_kv_blocks_total KV blocks in the pool.\n"
+        "# TYPE moat_kv_blocks_total gauge\n"
+        "moat_kv_blocks_total {}\n",
+        s.prefix_cache_queries, s.prefix_cache_hits, s.preemptions, s.kv_blocks_used, s.kv_blocks_total);
+    on_text(user_data, {text.data(), text.size()});
+    return MOAT_OK;
+  } catch (const std::exception&) {
+    return MOAT_ERR_INTERNAL;
+  }
+}
+
 }  // namespace
 }  // namespace moat::cpu
 
@@ -626,6 +656,7 @@ extern "C" MOAT_EXPORT const moat_backend_api* moat_backend_entry(void) {
       moat::cpu::cpu_tokenize,
       moat::cpu::cpu_detokenize,
       moat::cpu::cpu_stats,
+      moat::cpu::cpu_metrics,
   };
   return &api;
 }

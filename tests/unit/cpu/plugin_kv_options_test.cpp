@@ -1,11 +1,13 @@
 // libmoat_cpu.so's paged-KV options and the request's cache_salt, through the C ABI with the
 // tinystories-656K fixture: the options are accepted and refused by name, block size, prefix
 // caching and salts never change greedy tokens, int8 KV serves, a non-string cache_salt is the
-// client's error, and kv_cache_usage falls back to 0 when the requests are done.
+// client's error, kv_cache_usage falls back to 0 when the requests are done, and metrics()
+// counts prefix-cache queries and hits.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cstdio>
+#include <cstddef>
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
@@ -50,7 +52,8 @@ class cpu_plugin_kv : public ::testing::Test {
   // Greedy completion of a fixed story opening; returns its tokens (empty on any error).
   std::vector<int32_t> complete(moat_backend* b, const std::string& body_json = "", moat_status* status = nullptr) {
     request_builder rb(++id_, MOAT_REQUEST_COMPLETION);
-    rb.text_prompt("Once upon a time, there was a little girl named Lily. She loved to play outside in the park with her friends.");
+    rb.text_prompt("Once upon a time, there was a little girl named Lily. She loved to play outside in the park "
+                   "with her friends. One day, she found a big red ball under a tree and ran to show her mom.");
     rb.req.sampling.max_tokens = 24;
     rb.req.body_json = str(body_json);
     const moat_request& req = rb.build();
@@ -127,6 +130,36 @@ TEST_F(cpu_plugin_kv, kv_cache_usage_returns_to_zero) {
   ASSERT_EQ(lib_->api->stats(b, &s), MOAT_OK);
   EXPECT_EQ(s.kv_cache_usage, 0.0);  // its blocks stay cached, but unreferenced blocks are free
   EXPECT_EQ(s.requests_running, 0u);
+}
+
+// The metrics() slot: the prefix cache's counters (tokens) and the pool's blocks.
+TEST_F(cpu_plugin_kv, metrics_count_prefix_cache_queries_and_hits) {
+  ASSERT_GE(lib_->api->struct_size, offsetof(moat_backend_api, metrics) + sizeof(lib_->api->metrics));
+  ASSERT_NE(lib_->api->metrics, nullptr);
+  auto* b = create("");
+  ASSERT_NE(b, nullptr);
+  auto scrape = [&] {
+    std::string text;
+    auto append = [](void* user, moat_str t) { static_cast<std::string*>(user)->append(t.data, t.size); };
+    EXPECT_EQ(lib_->api->metrics(b, append, &text), MOAT_OK);
+    return text;
+  };
+  auto value = [](const std::string& text, const std::string& name) {
+    const auto at = text.find("\n" + name + " ");
+    return at == std::string::npos ? -1.0 : std::stod(text.substr(at + name.size() + 2));
+  };
+  ASSERT_FALSE(complete(b).empty());
+  const std::string first = scrape();
+  EXPECT_NE(first.find("# TYPE moat:prefix_cache_hits_total counter"), std::string::npos) << first;
+  const double queries = value(first, "moat:prefix_cache_queries_total");
+  EXPECT_GT(queries, 0);
+  EXPECT_EQ(value(first, "moat:prefix_cache_hits_total"), 0);
+  EXPECT_GT(value(first, "moat_kv_blocks_total"), 0);
+  ASSERT_FALSE(complete(b).empty());  // the same prompt again: its full blocks are cached
+  const std::string second = scrape();
+  EXPECT_EQ(value(second, "moat:prefix_cache_queries_total"), 2 * queries);
+  EXPECT_GT(value(second, "moat:prefix_cache_hits_total"), 0);
+  EXPECT_EQ(static_cast<int64_t>(value(second, "moat:prefix_cache_hits_total")) % 16, 0);  // whole blocks
 }
 
 }  // namespace
