@@ -45,17 +45,27 @@ bool load(void* lib, const char* name, F& out) {
 
 }  // namespace
 
+bool too_hot(const gpu_sample& s, const gpu_thresholds& t) { return s.temperature_c >= t.temperature_c; }
+
+bool too_full(const gpu_sample& s, const gpu_thresholds& t) {
+  return s.memory_total_bytes > 0 &&
+         static_cast<double>(s.memory_used_bytes) >= t.memory_fraction * static_cast<double>(s.memory_total_bytes);
+}
+
+std::string hot_warning(const gpu_sample& s, const gpu_thresholds& t) {
+  return fmt::format("GPU {} temperature {} C is at or above {} C", s.device, s.temperature_c, t.temperature_c);
+}
+
+std::string full_warning(const gpu_sample& s, const gpu_thresholds& t) {
+  return fmt::format("GPU {} memory {:.1f} of {:.1f} GiB used (threshold {:.0f}%)", s.device,
+                     s.memory_used_bytes / 1073741824.0, s.memory_total_bytes / 1073741824.0, t.memory_fraction * 100);
+}
+
 std::vector<std::string> check_thresholds(const std::vector<gpu_sample>& samples, const gpu_thresholds& t) {
   std::vector<std::string> out;
   for (const auto& s : samples) {
-    if (s.temperature_c >= t.temperature_c)
-      out.push_back(fmt::format("GPU {} temperature {} C is at or above {} C", s.device, s.temperature_c,
-                                t.temperature_c));
-    if (s.memory_total_bytes > 0 &&
-        static_cast<double>(s.memory_used_bytes) >= t.memory_fraction * static_cast<double>(s.memory_total_bytes))
-      out.push_back(fmt::format("GPU {} memory {:.1f} of {:.1f} GiB used (threshold {:.0f}%)", s.device,
-                                s.memory_used_bytes / 1073741824.0, s.memory_total_bytes / 1073741824.0,
-                                t.memory_fraction * 100));
+    if (too_hot(s, t)) out.push_back(hot_warning(s, t));
+    if (too_full(s, t)) out.push_back(full_warning(s, t));
   }
   return out;
 }

@@ -33,6 +33,11 @@ struct gpu_thresholds {
 
 // One human-readable warning per device and threshold crossed (no payloads, no secrets).
 std::vector<std::string> check_thresholds(const std::vector<gpu_sample>& samples, const gpu_thresholds& t);
+// The two tests check_thresholds applies, and its wording for each.
+bool too_hot(const gpu_sample& s, const gpu_thresholds& t);
+bool too_full(const gpu_sample& s, const gpu_thresholds& t);
+std::string hot_warning(const gpu_sample& s, const gpu_thresholds& t);
+std::string full_warning(const gpu_sample& s, const gpu_thresholds& t);
 
 // Prometheus text format: moat_gpu_utilization_ratio, moat_gpu_memory_used_bytes,
 // moat_gpu_memory_total_bytes, moat_gpu_temperature_celsius, moat_gpu_power_watts,

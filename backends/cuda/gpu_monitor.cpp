@@ -27,16 +27,12 @@ std::string kv_pool_text(const kv_pool_usage& kv) {
 std::vector<std::string> threshold_watch::update(const std::vector<gpu_sample>& samples) {
   std::vector<std::string> out;
   for (const auto& s : samples) {
-    // check_thresholds on one sample says which limits it is at or above, in its wording.
-    const auto now = check_thresholds({s}, thresholds_);
-    bool hot = false, full = false;
-    for (const auto& w : now) {
-      const bool is_temperature = w.find(" temperature ") != std::string::npos;
-      (is_temperature ? hot : full) = true;
-      auto& was = above_[s.device];
-      if ((is_temperature ? was.first : was.second) == false) out.push_back(w);
-    }
-    above_[s.device] = {hot, full};
+    const bool hot = too_hot(s, thresholds_), full = too_full(s, thresholds_);
+    auto& [was_hot, was_full] = above_[s.device];
+    if (hot && !was_hot) out.push_back(hot_warning(s, thresholds_));
+    if (full && !was_full) out.push_back(full_warning(s, thresholds_));
+    was_hot = hot;
+    was_full = full;
   }
   return out;
 }
