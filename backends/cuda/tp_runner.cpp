@@ -6,10 +6,12 @@
 #include <cmath>
 #include <set>
 
+#include "cublaslt_gemm.h"
 #include "cuda_memory.h"
 #include "cuda_runner.h"
 #include "cuda_weights.h"
 #include "kernels/add.cuh"
+#include "kernels/convert.cuh"
 #include "kernels/gemv.cuh"
 #include "kernels/kv_write.cuh"
 #include "kernels/paged_attention.cuh"
@@ -43,7 +45,25 @@ struct rank_state {
   std::vector<device_buffer<float>> k_pool, v_pool;  // per layer, local kv heads
   device_buffer<float> x, xb, proj, q, att, k, v, h1, h3, sel, logits;
   device_buffer<int32_t> pos, tables, lens, rows;
+  std::unique_ptr<lt_gemm> gemm;  // prefill of 16-bit weights on tensor cores
+  device_buffer<uint16_t> x16;    // activations rounded for it
 };
+
+// y = W x for n tokens: cuBLASLt for 16-bit weights once there are enough tokens to reuse
+// them (prefill), the fused GEMV kernel otherwise (decode, quantized and f32 weights).
+void linear(rank_state& s, const kernels::gemv_weights& w, const float* x, int32_t n, float* y, const char* what) {
+  const bool sixteen = w.format == kernels::weight_format::f16 || w.format == kernels::weight_format::bf16;
+  if (s.gemm && sixteen && prefer_lt_gemm(w.format == kernels::weight_format::bf16 ? "bf16" : "f16", n)) {
+    const size_t count = static_cast<size_t>(n) * static_cast<size_t>(w.cols);
+    s.x16.resize(count);
+    const bool bf16 = w.format == kernels::weight_format::bf16;
+    check(kernels::f32_to_16(x, s.x16.get(), static_cast<int64_t>(count), bf16, s.stream), what);
+    s.gemm->run(bf16 ? lt_type::bf16 : lt_type::f16, s.x16.get(), w.data, y, n, static_cast<int32_t>(w.rows),
+                static_cast<int32_t>(w.cols), s.stream);
+    return;
+  }
+  check(kernels::gemv(w, x, n, y, s.stream), what);
+}
 
 class tp_runner final : public engine::model_runner {
  public:
@@ -161,6 +181,7 @@ class tp_runner final : public engine::model_runner {
     check(cudaSetDevice(s.device), "cudaSetDevice");
     check(cudaStreamCreateWithFlags(&s.stream, cudaStreamNonBlocking), "cudaStreamCreate");
     s.shard = upload_tp_shard(*model_, plan_, r, o.weights, o.int4_group, s.stream);
+    s.gemm = std::make_unique<lt_gemm>();
     const auto inv = engine::rope_inv_freq(model_->config);
     s.inv_freq.upload(inv.data(), inv.size(), s.stream);
     const size_t pool = static_cast<size_t>(n_slots_) * blocks_per_slot_ * k_block * plan_.kv_heads_per_rank *
@@ -173,6 +194,7 @@ class tp_runner final : public engine::model_runner {
   }
 
   static void release(rank_state& s) {
+    s.gemm.reset();
     cudaStream_t stream = s.stream;
     const int32_t device = s.device;
     s = rank_state{};  // frees the device buffers (this thread's device is the rank's)
@@ -251,9 +273,9 @@ class tp_runner final : public engine::model_runner {
     for (int32_t l = 0; l < c.n_layers; ++l) {
       const auto& L = s.shard.layers[static_cast<size_t>(l)];
       check(kernels::rmsnorm(s.x.get(), L.attn_norm.get(), c.rms_norm_eps, n, dim, s.xb.get(), s.stream), "rmsnorm");
-      check(kernels::gemv(L.wq.view, s.xb.get(), n, s.q.get(), s.stream), "wq");
-      check(kernels::gemv(L.wk.view, s.xb.get(), n, s.k.get(), s.stream), "wk");
-      check(kernels::gemv(L.wv.view, s.xb.get(), n, s.v.get(), s.stream), "wv");
+      linear(s, L.wq.view, s.xb.get(), n, s.q.get(), "wq");
+      linear(s, L.wk.view, s.xb.get(), n, s.k.get(), "wk");
+      linear(s, L.wv.view, s.xb.get(), n, s.v.get(), "wv");
       check(kernels::rope(s.q.get(), s.pos.get(), s.inv_freq.get(), n, lc.n_heads, c.head_dim, pairs, s.stream), "rope q");
       check(kernels::rope(s.k.get(), s.pos.get(), s.inv_freq.get(), n, lc.n_kv_heads, c.head_dim, pairs, s.stream),
             "rope k");
@@ -275,14 +297,14 @@ class tp_runner final : public engine::model_runner {
       a.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
       check(kernels::paged_attention(a, s.stream), "attention");
       // Row-parallel: a partial [n][hidden] per rank, summed over ranks.
-      check(kernels::gemv(L.wo.view, s.att.get(), n, s.proj.get(), s.stream), "wo");
+      linear(s, L.wo.view, s.att.get(), n, s.proj.get(), "wo");
       comm_->all_reduce_sum(r, s.proj.get(), hidden_floats, s.stream);
       check(kernels::add(s.x.get(), s.proj.get(), static_cast<int64_t>(hidden_floats), s.stream), "residual");
       check(kernels::rmsnorm(s.x.get(), L.ffn_norm.get(), c.rms_norm_eps, n, dim, s.xb.get(), s.stream), "rmsnorm");
-      check(kernels::gemv(L.w_gate.view, s.xb.get(), n, s.h1.get(), s.stream), "w_gate");
-      check(kernels::gemv(L.w_up.view, s.xb.get(), n, s.h3.get(), s.stream), "w_up");
+      linear(s, L.w_gate.view, s.xb.get(), n, s.h1.get(), "w_gate");
+      linear(s, L.w_up.view, s.xb.get(), n, s.h3.get(), "w_up");
       check(kernels::swiglu(s.h1.get(), s.h3.get(), static_cast<int64_t>(n) * inter, s.stream), "swiglu");
-      check(kernels::gemv(L.w_down.view, s.h1.get(), n, s.proj.get(), s.stream), "w_down");
+      linear(s, L.w_down.view, s.h1.get(), n, s.proj.get(), "w_down");
       comm_->all_reduce_sum(r, s.proj.get(), hidden_floats, s.stream);
       check(kernels::add(s.x.get(), s.proj.get(), static_cast<int64_t>(hidden_floats), s.stream), "residual");
     }
