@@ -1,8 +1,14 @@
 #include "host/call.h"
 
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/execution/context.hpp>
+#include <boost/asio/execution_context.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/query.hpp>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+
+#include <optional>
 
 #include "host/backend.h"
 
@@ -29,6 +35,58 @@ metrics::finish finish_label(moat_finish_reason reason) {
 }
 
 }  // namespace
+
+// Calls with events to deliver, per io_context (an asio service, so it lives and dies with the
+// context). Backend threads push; the first push of a batch posts one task, on the pushing
+// call's strand, that hands every queued call its drain: inline for that strand's own call,
+// posted from the I/O thread (no cross-thread wakeup) for the others.
+class completion_queue : public boost::asio::execution_context::service {
+ public:
+  static inline boost::asio::execution_context::id id;
+  explicit completion_queue(boost::asio::execution_context& ctx) : service(ctx) {}
+
+  static completion_queue& of(const boost::asio::any_io_executor& ex) {
+    return boost::asio::use_service<completion_queue>(boost::asio::query(ex, boost::asio::execution::context));
+  }
+
+  // Backend threads. `c` holds the call alive until its drain ran.
+  void push(std::shared_ptr<call> c) {
+    std::optional<boost::asio::any_io_executor> post_on;
+    {
+      std::lock_guard lock(mutex_);
+      if (!posted_) {
+        posted_ = true;
+        post_on = c->strand_;
+      }
+      ready_.push_back(std::move(c));
+    }
+    if (post_on) boost::asio::post(*post_on, [this] { run(); });
+  }
+
+ private:
+  void run() {
+    std::vector<std::shared_ptr<call>> batch;
+    {
+      std::lock_guard lock(mutex_);
+      batch.swap(ready_);
+      posted_ = false;
+    }
+    for (auto& c : batch) {
+      call& target = *c;  // named first: the lambda takes c over
+      boost::asio::dispatch(target.strand_, [keep = std::move(c)] { keep->drain(); });
+    }
+  }
+
+  void shutdown() override {
+    std::vector<std::shared_ptr<call>> dropped;
+    std::lock_guard lock(mutex_);
+    dropped.swap(ready_);
+  }
+
+  std::mutex mutex_;
+  std::vector<std::shared_ptr<call>> ready_;
+  bool posted_ = false;  // a run() is posted and has not yet taken the batch
+};
 
 owned_event copy_event(const moat_event& ev) {
   owned_event out;
@@ -62,6 +120,7 @@ call::call(backend& owner, uint64_t id, std::shared_ptr<event_sink> sink,
       id_(id),
       sink_(std::move(sink)),
       strand_(strand),
+      completions_(completion_queue::of(strand_)),
       deadline_(strand),
       started_(std::chrono::steady_clock::now()) {}
 
@@ -88,8 +147,8 @@ void call::on_event(void* user_data, const moat_event* event) noexcept {
     }
     if (terminal) released->owner_.release_slot();
     if (post_ref) {
-      call& target = *post_ref;  // named first: the lambda below takes post_ref over
-      boost::asio::post(target.strand_, [keep = std::move(post_ref)] { keep->drain(); });
+      completion_queue& queue = post_ref->completions_;  // named first: push takes post_ref over
+      queue.push(std::move(post_ref));
     }
   } catch (const std::exception& e) {
     // Out of memory while copying: nothing may cross the ABI. The deadline still ends it.

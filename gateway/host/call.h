@@ -1,8 +1,10 @@
 // One accepted request on its way through a backend. The backend's threads call on_event();
-// each event is copied into the call's queue, and the strand is posted to only when that queue
-// goes from empty to non-empty (a burst of deltas costs one cross-thread wakeup, not one per
-// delta); on the strand the call drains the queue in order, updates the model's metrics and
-// hands each copy to the request's event_sink. A call outlives its sink's
+// each event is copied into the call's queue, and the call is handed to its io_context's
+// completion queue only when that queue goes from empty to non-empty (a burst of deltas costs
+// one hand-over, not one per delta). The completion queue in turn posts one task per batch of
+// ready calls, whichever requests they belong to, so a backend answering many requests at once
+// wakes the I/O threads once, not once per request. On the strand the call drains its queue in
+// order, updates the model's metrics and hands each copy to the request's event_sink. A call outlives its sink's
 // interest: it is freed only when the backend has sent its terminal event (the ABI rule), so
 // the user_data pointer the backend holds never dangles.
 //
@@ -28,6 +30,7 @@
 namespace moat::host {
 
 class backend;
+class completion_queue;
 
 // A moat_event copied out of the backend's storage.
 struct owned_event {
@@ -71,6 +74,7 @@ class call : public std::enable_shared_from_this<call> {
 
  private:
   friend class backend;
+  friend class completion_queue;
   void start_deadline(std::chrono::milliseconds timeout);
   void drain();                       // on the strand: delivers every queued event in order
   void deliver(owned_event&& event);  // on the strand
@@ -82,6 +86,7 @@ class call : public std::enable_shared_from_this<call> {
   const uint64_t id_;
   std::shared_ptr<event_sink> sink_;  // strand only; released at the terminal event
   boost::asio::any_io_executor strand_;
+  completion_queue& completions_;  // the strand's io_context's
   boost::asio::steady_timer deadline_;
   std::shared_ptr<call> self_;  // the backend's reference (under queue_mutex_): dropped with its terminal event
 

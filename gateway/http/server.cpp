@@ -17,13 +17,16 @@ using tcp = boost::asio::ip::tcp;
 server::server(const config::server_config& limits, handler& app, metrics::registry& metrics)
     : acceptor_(io_), drain_timer_(io_) {
   ctx_.limits = limits;
+  ctx_.deadlines = &deadlines_;
   ctx_.app = &app;
   ctx_.metrics = &metrics;
   ctx_.per_ip = auth::connection_limiter(limits.max_connections_per_ip);
 }
 
 server::~server() {
+  deadlines_.stop();
   io_.stop();
+  deadlines_.release();
   boost::system::error_code ec;
   acceptor_.close(ec);
 }
@@ -51,6 +54,7 @@ config::listen_address server::listen(const std::string& host, uint16_t port) {
   if (ec) throw std::system_error(ec, "cannot listen on " + where);
   const auto local = acceptor_.local_endpoint();
   do_accept();
+  deadlines_.start(io_);
   return {local.address().to_string(), local.port()};
 }
 
@@ -97,7 +101,10 @@ void server::run(unsigned threads) {
   for (auto& t : pool) t.join();
 }
 
-void server::stop() { io_.stop(); }
+void server::stop() {
+  deadlines_.stop();
+  io_.stop();
+}
 
 void server::drain(std::chrono::milliseconds timeout, std::function<void()> done) {
   net::post(io_, [this, timeout, done = std::move(done)]() mutable {

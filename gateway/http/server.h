@@ -22,6 +22,7 @@
 
 #include "auth/edge_guard.h"
 #include "config/config.h"
+#include "http/deadlines.h"
 #include "tls/tls_context.h"
 #include "http/message.h"
 #include "metrics/registry.h"
@@ -37,6 +38,7 @@ struct server_context {
   std::atomic<int64_t> requests_in_flight{0};  // dispatched to the handler, not yet answered
   auth::connection_limiter per_ip{0};  // server.max_connections_per_ip, set by the server
   tls::server_context_holder* tls = nullptr;  // set: every connection speaks TLS
+  deadline_sweeper* deadlines = nullptr;  // read/write/idle timeouts of every connection
 
   bool draining() const { return state.load(std::memory_order_relaxed) == static_cast<int>(lifecycle::draining); }
 };
@@ -73,8 +75,9 @@ class server {
   void do_accept();
   void check_drained();
 
-  // ctx_ first: sessions destroyed with io_'s pending handlers still read it.
+  // ctx_ and deadlines_ first: sessions destroyed with io_'s pending handlers still use them.
   server_context ctx_;
+  deadline_sweeper deadlines_{std::chrono::milliseconds(100)};
   boost::asio::io_context io_;
   boost::asio::ip::tcp::acceptor acceptor_;
   boost::asio::steady_timer drain_timer_;

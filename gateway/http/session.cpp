@@ -56,10 +56,13 @@ basic_session<Stream>::basic_session(Stream stream, server_context& ctx, auth::c
   peer_ = std::move(peer);
   // User-level non-blocking, so the disconnect probe's peek never blocks an I/O thread.
   lowest().socket().non_blocking(true, ec);
+  if (ctx_.deadlines != nullptr) ctx_.deadlines->add(*this);
 }
 
 template <class Stream>
 basic_session<Stream>::~basic_session() {
+  // First: a sweep running now must not call expire() on a half-destroyed session.
+  if (ctx_.deadlines != nullptr) ctx_.deadlines->remove(*this);
   if (client_) client_->fire();
   if (counted_) ctx_.requests_in_flight.fetch_sub(1);
   ctx_.metrics->connections_active.add(-1);
@@ -70,7 +73,7 @@ void basic_session<Stream>::run() {
   if constexpr (is_tls) {
     // The handshake has read_timeout_s too. A failed one (plain HTTP, TLS below 1.2, a missing or
     // foreign client certificate under mTLS) closes the connection without an answer.
-    lowest().expires_after(to_ms(ctx_.limits.read_timeout_s));
+    set_deadline(to_ms(ctx_.limits.read_timeout_s));
     stream_.async_handshake(net::ssl::stream_base::server, [self = this->shared_from_this()](beast::error_code ec) {
       if (ec) {
         spdlog::debug("TLS handshake refused: {}", ec.message());
@@ -105,7 +108,7 @@ void basic_session<Stream>::do_read_header() {
   // A keep-alive connection may idle for idle_timeout_s; a first request must arrive within
   // read_timeout_s of the connect.
   const bool idle = !first_request_ && buffer_.size() == 0;
-  lowest().expires_after(to_ms(idle ? ctx_.limits.idle_timeout_s : ctx_.limits.read_timeout_s));
+  set_deadline(to_ms(idle ? ctx_.limits.idle_timeout_s : ctx_.limits.read_timeout_s));
   read_raw_header();
 }
 
@@ -131,10 +134,21 @@ void basic_session<Stream>::read_raw_header() {
   if (auth::has_obs_fold(raw.substr(0, end + 4))) {
     return reply_and_close(400, "obsolete line folding (obs-fold) in a header is not accepted");
   }
-  bhttp::async_read_header(stream_, buffer_, *parser_,
-                           [self = this->shared_from_this()](beast::error_code ec, size_t n) {
-                             self->on_read_header(ec, n);
-                           });
+  // The header is buffered whole: parse it here rather than through Beast's async_read_header,
+  // whose completion would cost one more trip through the strand per request.
+  beast::error_code ec;
+  const size_t n = parser_->put(buffer_.data(), ec);
+  buffer_.consume(n);
+  if (ec == bhttp::error::need_more) {
+    // Only possible for bytes Beast skips before a request line; read on.
+    stream_.async_read_some(buffer_.prepare(4096), [self = this->shared_from_this()](beast::error_code rec, size_t got) {
+      if (rec) return self->on_read_error(rec);
+      self->buffer_.commit(got);
+      self->read_raw_header();
+    });
+    return;
+  }
+  on_read_header(ec, n);
 }
 
 template <class Stream>
@@ -149,7 +163,7 @@ void basic_session<Stream>::on_read_header(beast::error_code ec, size_t bytes) {
   if (!verdict.ok) return reply_and_close(verdict.status, verdict.reason);
   const auto expect = parser_->get()[bhttp::field::expect];
   if (!expect.empty() && iequals(expect, "100-continue") && !parser_->is_done()) {
-    lowest().expires_after(to_ms(ctx_.limits.read_timeout_s));
+    set_deadline(to_ms(ctx_.limits.read_timeout_s));
     net::async_write(stream_, net::buffer(continue_100.data(), continue_100.size()),
                      [self = this->shared_from_this()](beast::error_code wec, size_t) {
                        if (wec) return self->close_gracefully();
@@ -163,11 +177,31 @@ void basic_session<Stream>::on_read_header(beast::error_code ec, size_t bytes) {
 template <class Stream>
 void basic_session<Stream>::do_read_body() {
   if (parser_->is_done()) return on_read_body({}, 0);
-  lowest().expires_after(to_ms(ctx_.limits.read_timeout_s));
-  bhttp::async_read(stream_, buffer_, *parser_,
-                    [self = this->shared_from_this()](beast::error_code ec, size_t n) {
-                      self->on_read_body(ec, n);
-                    });
+  set_deadline(to_ms(ctx_.limits.read_timeout_s));
+  parser_->eager(true);  // from here on a put() takes all the body bytes it is given
+  read_body();
+}
+
+// Feeds the buffered bytes to the parser and reads more only while it needs more: a body that
+// came with its header (the usual case) is complete without another read. Bytes after the body
+// (a pipelined request) stay in buffer_.
+template <class Stream>
+void basic_session<Stream>::read_body() {
+  while (!parser_->is_done() && buffer_.size() > 0) {
+    beast::error_code ec;
+    const size_t n = parser_->put(buffer_.data(), ec);
+    buffer_.consume(n);
+    bytes_in_ += n;
+    if (ec == bhttp::error::need_more) break;
+    if (ec) return on_read_error(ec);
+    if (n == 0) break;
+  }
+  if (parser_->is_done()) return on_read_body({}, 0);
+  stream_.async_read_some(buffer_.prepare(16384), [self = this->shared_from_this()](beast::error_code ec, size_t n) {
+    if (ec) return self->on_read_error(ec);
+    self->buffer_.commit(n);
+    self->read_body();
+  });
 }
 
 template <class Stream>
@@ -215,7 +249,7 @@ void basic_session<Stream>::dispatch() {
   req.client = client_;
   req.peer = peer_;
 
-  lowest().expires_never();
+  clear_deadline();  // the backend's time is bounded by request_timeout_s, not by the client
   phase_ = phase::handling;
   counted_ = true;
   ctx_.requests_in_flight.fetch_add(1);
@@ -249,7 +283,7 @@ void basic_session<Stream>::respond(response res) {
   if (res.close || ctx_.draining()) keep_alive_ = false;
   out_.clear();
   append_response_head(out_, res, request_id_, res.body.size(), keep_alive_);
-  lowest().expires_after(to_ms(ctx_.limits.read_timeout_s));
+  set_deadline(to_ms(ctx_.limits.read_timeout_s));
   if (res.stream) {
     phase_ = phase::streaming;
     source_ = std::move(res.stream);
@@ -257,6 +291,7 @@ void basic_session<Stream>::respond(response res) {
                      [self = this->shared_from_this()](beast::error_code ec, size_t n) {
                        self->ctx_.metrics->bytes_sent.add(n);
                        if (ec) return self->fail_response();
+                       self->clear_deadline();  // waiting for the backend, not the client
                        self->do_pull();
                      });
     return;
@@ -292,7 +327,7 @@ void basic_session<Stream>::on_chunk(std::string data, bool last) {
   append_chunk(out_, data);
   if (last) out_.append(last_chunk);
   if (out_.empty()) return do_pull();
-  lowest().expires_after(to_ms(ctx_.limits.read_timeout_s));
+  set_deadline(to_ms(ctx_.limits.read_timeout_s));
   net::async_write(stream_, net::buffer(out_),
                    [self = this->shared_from_this(), last](beast::error_code ec, size_t n) {
                      self->on_chunk_written(ec, n, last);
@@ -304,6 +339,7 @@ void basic_session<Stream>::on_chunk_written(beast::error_code ec, size_t bytes,
   ctx_.metrics->bytes_sent.add(bytes);
   if (ec) return fail_response();
   if (last) return finish_response();
+  clear_deadline();  // waiting for the backend, not the client
   do_pull();
 }
 
@@ -335,6 +371,27 @@ void basic_session<Stream>::fail_response() {
     ctx_.requests_in_flight.fetch_sub(1);
   }
   phase_ = phase::closed;
+  beast::error_code ec;
+  lowest().socket().close(ec);
+}
+
+// ---- timeouts ---------------------------------------------------------------------------------
+
+template <class Stream>
+void basic_session<Stream>::expire() {
+  // Called under the sweeper's lock; a session being destroyed cannot be locked any more.
+  if (auto self = this->weak_from_this().lock()) {
+    net::post(stream_.get_executor(), [self = std::move(self)] { self->on_deadline(); });
+  }
+}
+
+template <class Stream>
+void basic_session<Stream>::on_deadline() {
+  if (!overdue(clock::now())) return;  // re-armed or cleared since the sweep
+  clear_deadline();
+  // As Beast's own expiry did: close the socket, so the pending read or write ends with an
+  // error and its handler closes the session (a stalled writer's request is cancelled).
+  spdlog::debug("[{}] connection timed out ({})", request_id_, static_cast<int>(phase_));
   beast::error_code ec;
   lowest().socket().close(ec);
 }
@@ -380,7 +437,7 @@ void basic_session<Stream>::reply_and_close(int status, std::string_view message
   out_.clear();
   append_response_head(out_, res, request_id_.empty() ? make_request_id() : request_id_,
                        body_.size(), false);
-  lowest().expires_after(to_ms(ctx_.limits.read_timeout_s));
+  set_deadline(to_ms(ctx_.limits.read_timeout_s));
   const std::array<net::const_buffer, 2> buffers{net::buffer(out_), net::buffer(body_)};
   net::async_write(stream_, buffers, [self = this->shared_from_this()](beast::error_code ec, size_t n) {
     self->ctx_.metrics->bytes_sent.add(n);
@@ -401,7 +458,7 @@ void basic_session<Stream>::close_gracefully() {
     return;
   }
   linger_buf_ = std::make_unique<char[]>(4096);
-  lowest().expires_after(std::chrono::seconds(2));
+  set_deadline(std::chrono::seconds(2));
   do_linger();
 }
 

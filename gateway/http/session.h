@@ -24,7 +24,7 @@ namespace moat::http {
 // Stream: beast::tcp_stream (plain HTTP) or beast::ssl_stream<beast::tcp_stream> (TLS, which
 // handshakes first and records the client certificate in the request's peer_info).
 template <class Stream>
-class basic_session : public std::enable_shared_from_this<basic_session<Stream>> {
+class basic_session : public std::enable_shared_from_this<basic_session<Stream>>, public timed_connection {
  public:
   // `keep`: what must outlive the stream (the TLS context the connection started with).
   basic_session(Stream stream, server_context& ctx, auth::connection_limiter::slot ip_slot,
@@ -42,6 +42,7 @@ class basic_session : public std::enable_shared_from_this<basic_session<Stream>>
   void read_raw_header();
   void on_read_header(boost::beast::error_code ec, size_t bytes);
   void do_read_body();
+  void read_body();
   void on_read_body(boost::beast::error_code ec, size_t bytes);
   void on_read_error(boost::beast::error_code ec);
   void dispatch();
@@ -53,6 +54,12 @@ class basic_session : public std::enable_shared_from_this<basic_session<Stream>>
   void on_chunk_written(boost::beast::error_code ec, size_t bytes, bool last);
   void finish_response();
   void fail_response();
+
+  // Timeouts: one coarse deadline per connection, set per phase (read_timeout_s while reading
+  // a request or writing, idle_timeout_s between keep-alive requests, none while the backend
+  // works) and enforced by the server's deadline_sweeper; Beast's per-operation expiry stays off.
+  void expire() override;  // sweeper thread: posts on_deadline
+  void on_deadline();      // strand: cuts the connection if the deadline still stands
 
   void watch_client();
   void on_watch(boost::beast::error_code ec);

@@ -23,6 +23,9 @@ bool scheduler::start(std::unique_ptr<echo_job> job) {
       return true;
     }
     enqueue(id, e, clock::now());
+    // A worker that is awake takes the job on its next turn: no wakeup (a futex call and a
+    // context switch) per request while the workers keep up.
+    if (awake_ > 0) return true;
   }
   wake_.notify_one();
   return true;
@@ -77,17 +80,22 @@ size_t scheduler::in_flight() const {
 
 void scheduler::worker_loop() {
   std::unique_lock lock(mutex_);
+  ++awake_;
   for (;;) {
     if (timers_.empty()) {
-      if (stopping_ && jobs_.empty()) return;
+      if (stopping_ && jobs_.empty()) break;
+      --awake_;
       wake_.wait(lock);
+      ++awake_;
       continue;
     }
     const auto first = timers_.begin();
     // A copy: another thread may erase the entry while this one waits.
     const clock::time_point due = first->first;
     if (due > clock::now()) {
+      --awake_;
       wake_.wait_until(lock, due);
+      ++awake_;
       continue;
     }
     const uint64_t id = first->second;
@@ -102,6 +110,11 @@ void scheduler::worker_loop() {
     bool done = false;
     try {
       done = job->step(cancelled, code);
+      // No delay between deltas: the whole answer goes out in one turn. Re-queueing after every
+      // delta would cost a lock and a timer entry per delta, and would hand the host one
+      // cross-thread wakeup per delta instead of one per answer. A cancel arriving meanwhile
+      // finds the job gone (the answer took microseconds).
+      while (!done && delay_.count() == 0) done = job->step(false, MOAT_OK);
     } catch (...) {
       // A step only throws on allocation failure; end the request rather than the process.
       done = job->step(true, MOAT_ERR_INTERNAL);
@@ -117,6 +130,7 @@ void scheduler::worker_loop() {
     enqueue(id, e, e.cancel ? clock::now() : clock::now() + delay_);
     if (e.cancel) wake_.notify_one();
   }
+  --awake_;
 }
 
 }  // namespace moat::echo

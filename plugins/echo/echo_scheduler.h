@@ -66,6 +66,7 @@ class scheduler {
   std::unordered_map<uint64_t, entry> jobs_;  // node-based: entry references stay valid
   std::multimap<clock::time_point, uint64_t> timers_;
   bool stopping_ = false;
+  unsigned awake_ = 0;  // workers not blocked in a wait: start() wakes one only when none is
   std::vector<std::thread> workers_;
 };
 
