@@ -7,9 +7,11 @@
 #include <set>
 
 #include "cublaslt_gemm.h"
+#include "cuda_graphs.h"
 #include "cuda_memory.h"
 #include "cuda_runner.h"
 #include "cuda_weights.h"
+#include "graph_cache.h"
 #include "kernels/add.cuh"
 #include "kernels/convert.cuh"
 #include "kernels/gemv.cuh"
@@ -31,9 +33,11 @@ constexpr int32_t k_block = 16;  // KV positions per block, as the single-GPU ru
 // What every rank reads for one step, prepared once on the calling thread. Read-only during
 // the step; the ranks' async uploads read it, so each rank synchronizes before the step ends.
 struct batch {
-  int32_t n = 0;                       // tokens
+  int32_t n = 0;                       // tokens (the real ones)
+  int32_t rows = 0;                    // n, or n padded to a graph bucket (empty rows after n)
   std::vector<float> x;                // [n][hidden] embeddings
-  std::vector<int32_t> pos, tables, lens, rows;
+  std::vector<int32_t> pos, tables, lens;
+  std::vector<int32_t> kv_rows;        // pool row each token's K/V goes to
   std::vector<int32_t> pick;           // token rows that get logits
 };
 
@@ -47,6 +51,12 @@ struct rank_state {
   device_buffer<int32_t> pos, tables, lens, rows;
   std::unique_ptr<lt_gemm> gemm;  // prefill of 16-bit weights on tensor cores
   device_buffer<uint16_t> x16;    // activations rounded for it
+  // Decode graphs (options.cuda_graphs): the stream wrapper, the cache, and the buffer
+  // addresses the graphs were captured with (a change bumps the layout epoch).
+  std::unique_ptr<cuda_graph_stream> gstream;
+  std::unique_ptr<graph_cache> graphs;
+  std::vector<const void*> captured_with;
+  uint64_t epoch = 0;
 };
 
 // y = W x for n tokens: cuBLASLt for 16-bit weights once there are enough tokens to reuse
@@ -87,6 +97,9 @@ class tp_runner final : public engine::model_runner {
     if (n_slots_ < 1)
       throw engine::model_error(fmt::format("cuda: kv_cache_mb {} per GPU cannot hold one sequence of {} positions",
                                             o.kv_cache_mb, max_ctx_));
+    graphs_on_ = o.cuda_graphs && o.graph_max_batch > 0;
+    graph_max_batch_ = std::max(1, o.graph_max_batch);
+    buckets_ = graph_buckets::defaults(graph_max_batch_);
     comm_ = std::make_unique<nccl_group>(o.devices);
     ranks_.resize(static_cast<size_t>(world));
     for (int32_t r = 0; r < world; ++r) ranks_[r].device = o.devices[static_cast<size_t>(r)];
@@ -117,10 +130,19 @@ class tp_runner final : public engine::model_runner {
     const int32_t vocab = model_->config.vocab_size;
     if (logits.size() < rows * static_cast<size_t>(vocab))
       throw engine::model_error("cuda: logits buffer too small for the batch");
-    const batch b = prepare(items);
+    // A decode step (one token per item) of a batch a graph bucket holds runs as a graph.
+    bool decode = graphs_on_ && static_cast<int32_t>(items.size()) <= graph_max_batch_;
+    for (const auto& it : items) decode = decode && it.tokens.size() == 1;
+    const int32_t pad = decode ? buckets_.bucket_for(static_cast<int32_t>(items.size())) : -1;
+    const batch b = prepare(items, pad);
     workers_->run([&](int32_t r) {
       rank_state& s = ranks_[r];
-      run_layers(r, b);
+      if (pad > 0) {
+        decode_step(r, b, logits);
+        return;
+      }
+      upload(r, b);
+      layers(r, b.rows);
       const int32_t dim = model_->config.hidden_size;
       const auto np = static_cast<int32_t>(b.pick.size());
       s.sel.resize(static_cast<size_t>(np) * dim);
@@ -145,9 +167,10 @@ class tp_runner final : public engine::model_runner {
     for (const auto& it : items) n += it.tokens.size();
     const size_t dim = model_->config.hidden_size;
     if (hidden.size() < n * dim) throw engine::model_error("cuda: hidden buffer too small for the batch");
-    const batch b = prepare(items);
+    const batch b = prepare(items, -1);
     workers_->run([&](int32_t r) {
-      run_layers(r, b);
+      upload(r, b);
+      layers(r, b.rows);
       rank_state& s = ranks_[r];
       // Every rank holds the same (all-reduced) hidden state; rank 0 hands it back.
       if (r == 0)
@@ -184,16 +207,71 @@ class tp_runner final : public engine::model_runner {
     s.gemm = std::make_unique<lt_gemm>();
     const auto inv = engine::rope_inv_freq(model_->config);
     s.inv_freq.upload(inv.data(), inv.size(), s.stream);
-    const size_t pool = static_cast<size_t>(n_slots_) * blocks_per_slot_ * k_block * plan_.kv_heads_per_rank *
+    // One block more than n_blocks(): padded rows of a graph step write their K/V there.
+    const size_t pool = (static_cast<size_t>(n_slots_) * blocks_per_slot_ + 1) * k_block * plan_.kv_heads_per_rank *
                         model_->config.head_dim;
     for (int32_t l = 0; l < model_->config.n_layers; ++l) {
       s.k_pool.emplace_back(pool);
       s.v_pool.emplace_back(pool);
     }
+    if (graphs_on_) {
+      // Every buffer a decode step touches, at its largest bucket, so decode steps never
+      // reallocate (a reallocation would invalidate the graphs).
+      const auto& c = model_->config;
+      const auto& lc = s.shard.config;
+      const auto cap = static_cast<size_t>(graph_max_batch_);
+      s.x.resize(cap * c.hidden_size);
+      s.xb.resize(cap * c.hidden_size);
+      s.proj.resize(cap * c.hidden_size);
+      s.q.resize(cap * lc.q_dim());
+      s.att.resize(cap * lc.q_dim());
+      s.k.resize(cap * lc.kv_dim());
+      s.v.resize(cap * lc.kv_dim());
+      s.h1.resize(cap * lc.intermediate_size);
+      s.h3.resize(cap * lc.intermediate_size);
+      s.logits.resize(cap * static_cast<size_t>(s.shard.vocab.size()));
+      s.x16.resize(cap * static_cast<size_t>(std::max({c.hidden_size, lc.q_dim(), lc.intermediate_size})));
+      s.pos.resize(cap);
+      s.lens.resize(cap);
+      s.rows.resize(cap);
+      s.tables.resize(cap * static_cast<size_t>(blocks_per_slot_));
+      s.gstream = std::make_unique<cuda_graph_stream>(s.stream);
+      s.graphs = std::make_unique<graph_cache>(*s.gstream, buckets_, true);
+    }
     check(cudaStreamSynchronize(s.stream), "model upload");
   }
 
+  // One decode step from a graph: inputs uploaded into the fixed buffers, the layers and the
+  // lm_head replayed (captured the first time for this bucket), the real rows' logits copied
+  // out. Every rank runs b.rows rows whichever way its cache goes (a failed capture runs
+  // eagerly, still padded), so the ranks' all-reduces always match.
+  void decode_step(int32_t r, const batch& b, std::span<float> logits) {
+    rank_state& s = ranks_[r];
+    upload(r, b);
+    const std::vector<const void*> now = {s.x.get(), s.xb.get(), s.proj.get(), s.q.get(),   s.att.get(),
+                                          s.k.get(), s.v.get(),  s.h1.get(),   s.h3.get(),  s.logits.get(),
+                                          s.x16.get(), s.pos.get(), s.lens.get(), s.rows.get(), s.tables.get()};
+    if (now != s.captured_with) {
+      s.captured_with = now;
+      ++s.epoch;
+    }
+    s.graphs->set_layout({.table_width = blocks_per_slot_, .epoch = s.epoch});
+    const engine::tp_range vr = s.shard.vocab;
+    s.graphs->run(b.n, [&](int32_t) {
+      layers(r, b.rows);
+      check(kernels::gemv(s.shard.lm_head.view, s.xb.get(), b.rows, s.logits.get(), s.stream), "lm_head");
+    });
+    const int32_t vocab = model_->config.vocab_size;
+    check(cudaMemcpy2DAsync(logits.data() + vr.begin, static_cast<size_t>(vocab) * sizeof(float), s.logits.get(),
+                            static_cast<size_t>(vr.size()) * sizeof(float), static_cast<size_t>(vr.size()) * sizeof(float),
+                            static_cast<size_t>(b.n), cudaMemcpyDeviceToHost, s.stream),
+          "download logits");
+    check(cudaStreamSynchronize(s.stream), "decode step");
+  }
+
   static void release(rank_state& s) {
+    s.graphs.reset();  // destroys the graphs before their stream
+    s.gstream.reset();
     s.gemm.reset();
     cudaStream_t stream = s.stream;
     const int32_t device = s.device;
@@ -204,7 +282,8 @@ class tp_runner final : public engine::model_runner {
 
   // Validates the batch and builds the host tables every rank uploads (the single-GPU runner's
   // rules: legacy slots or block tables, no two items writing one block, ids in range).
-  batch prepare(std::span<const engine::forward_item> items) const {
+  // pad_to > 0: rows up to pad_to are empty (zero input, length 0, K/V into the spare block).
+  batch prepare(std::span<const engine::forward_item> items, int32_t pad_to) const {
     const auto& c = model_->config;
     batch b;
     std::set<int32_t> written;
@@ -236,7 +315,7 @@ class tp_runner final : public engine::model_runner {
         model_->weights.embed.row_to_f32(tok, b.x.data() + static_cast<size_t>(t) * c.hidden_size);
         b.pos.push_back(p);
         b.lens.push_back(p + 1);  // causal within a chunk
-        b.rows.push_back(table[static_cast<size_t>(p / k_block)] * k_block + p % k_block);
+        b.kv_rows.push_back(table[static_cast<size_t>(p / k_block)] * k_block + p % k_block);
         const size_t at = b.tables.size();
         b.tables.resize(at + static_cast<size_t>(blocks_per_slot_), 0);  // padded with block 0, never read
         std::copy(table.begin(), table.end(), b.tables.begin() + static_cast<ptrdiff_t>(at));
@@ -245,20 +324,35 @@ class tp_runner final : public engine::model_runner {
       }
     }
     b.n = t;
+    b.rows = t;
+    for (; b.rows < pad_to; ++b.rows) {
+      b.x.resize(b.x.size() + static_cast<size_t>(c.hidden_size), 0.0f);
+      b.pos.push_back(0);
+      b.lens.push_back(0);  // attention writes zeros for it
+      b.kv_rows.push_back(n_blocks() * k_block);  // the spare block past n_blocks()
+      b.tables.resize(b.tables.size() + static_cast<size_t>(blocks_per_slot_), 0);
+    }
     return b;
   }
 
-  // The layers on rank r for the whole batch; leaves the final-normed hidden state in s.xb.
-  void run_layers(int32_t r, const batch& b) {
+  // The batch's inputs into rank r's buffers (asynchronous; the step synchronizes before the
+  // host vectors go).
+  void upload(int32_t r, const batch& b) {
     rank_state& s = ranks_[r];
-    const auto& c = model_->config;
-    const auto& lc = s.shard.config;  // this rank's heads and ffn rows
-    const int32_t n = b.n, dim = c.hidden_size, qd = lc.q_dim(), kvd = lc.kv_dim(), inter = lc.intermediate_size;
     s.x.upload(b.x.data(), b.x.size(), s.stream);
     s.pos.upload(b.pos.data(), b.pos.size(), s.stream);
     s.tables.upload(b.tables.data(), b.tables.size(), s.stream);
     s.lens.upload(b.lens.data(), b.lens.size(), s.stream);
-    s.rows.upload(b.rows.data(), b.rows.size(), s.stream);
+    s.rows.upload(b.kv_rows.data(), b.kv_rows.size(), s.stream);
+  }
+
+  // The layers on rank r for n uploaded rows; leaves the final-normed hidden state in s.xb.
+  // Only kernels and collectives on s.stream: the sequence a decode graph captures.
+  void layers(int32_t r, int32_t n) {
+    rank_state& s = ranks_[r];
+    const auto& c = model_->config;
+    const auto& lc = s.shard.config;  // this rank's heads and ffn rows
+    const int32_t dim = c.hidden_size, qd = lc.q_dim(), kvd = lc.kv_dim(), inter = lc.intermediate_size;
     s.xb.resize(static_cast<size_t>(n) * dim);
     s.proj.resize(static_cast<size_t>(n) * dim);
     s.q.resize(static_cast<size_t>(n) * qd);
@@ -315,6 +409,9 @@ class tp_runner final : public engine::model_runner {
   std::shared_ptr<const engine::loaded_model> model_;
   engine::tp_plan plan_;
   int32_t max_ctx_ = 0, blocks_per_slot_ = 0, n_slots_ = 0;
+  bool graphs_on_ = false;
+  int32_t graph_max_batch_ = 64;
+  graph_buckets buckets_;
   std::unique_ptr<nccl_group> comm_;
   std::vector<rank_state> ranks_;
   std::unique_ptr<tp_workers> workers_;  // last: its threads stop before the state they use goes

@@ -30,6 +30,10 @@ struct tp_runner_options {
   int32_t max_slots = 0;            // 0 = as many as fit, at most 256
   std::string weights;              // as cuda_options::weights
   int32_t int4_group = 64;
+  // Decode steps (one token per item, at most graph_max_batch items) as CUDA graphs captured
+  // per batch bucket (graph_cache.h). Off by default until it has run on a GPU.
+  bool cuda_graphs = false;
+  int32_t graph_max_batch = 64;
 };
 
 // Throws engine::model_error: no NCCL in this build, a device missing, a world size that does
