@@ -209,6 +209,17 @@ bool scheduler::try_admit(request_state& r, sequence& seq, bool fresh) {
   const auto& req = r.request;
   const int32_t bs = block_size_;
   const bool generates = !req.embedding && req.sampling.max_tokens != 0;
+  if (!generates && !req.embedding) {
+    // max_tokens == 0: nothing to compute (completions may still echo the prompt).
+    running_.push_back(&seq);
+    seq.running = true;
+    ++running_count_;
+    seq.started = true;
+    seq.start(codec_);
+    seq.finish(finish_reason::length);
+    release(seq);
+    return true;
+  }
 
   // Another choice of the same prompt, admitted while the first still prefills: it shares the
   // leader's prompt blocks when they are done instead of computing the prompt again.
@@ -282,9 +293,6 @@ bool scheduler::try_admit(request_state& r, sequence& seq, bool fresh) {
     seq.start(codec_);
   }
   publish_stats();
-  if (generates || req.embedding) return true;
-  seq.finish(finish_reason::length);  // max_tokens == 0: nothing to generate
-  release(seq);
   return true;
 }
 
