@@ -1,6 +1,7 @@
 // Run-time choice of the kernel path, and the row loops of the matrix products.
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 #include "cpu/quant/kernel_tables.h"
 
@@ -59,6 +60,12 @@ const dot_kernels* kernels_for(isa i) {
     case isa::avx512_vnni: return detail::avx512_vnni_kernels();
   }
   return nullptr;
+}
+
+float* detail::thread_scratch(size_t n) {
+  thread_local std::vector<float> buffer;
+  if (buffer.size() < n) buffer.resize(n);
+  return buffer.data();
 }
 
 const dot_kernels& kernels() {

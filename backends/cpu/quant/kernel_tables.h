@@ -11,4 +11,9 @@ const dot_kernels* avx2_kernels();
 const dot_kernels* avx512_kernels();
 const dot_kernels* avx512_vnni_kernels();
 
+// A per-thread float buffer of at least n elements, valid until the thread's next call. It
+// lives in dispatch.cpp (baseline ISA): a std::vector instantiated inside an ISA-specific file
+// could emit weak out-of-line copies with that ISA's instructions that baseline callers link to.
+float* thread_scratch(size_t n);
+
 }  // namespace moat::cpu::quant::detail
