@@ -41,19 +41,34 @@ void batched_forward::attention(int32_t layer, int64_t n_tokens) {
   const int64_t min_pairs = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, static_cast<int64_t>(hd) * (max_pos + 1)));
   pool_.parallel_for(n_tokens * c.n_heads, [&](int64_t b, int64_t e, int worker) {
     float* att = worker_scratch_[worker].data();
-    float* deq = att + max_ctx_;  // [head_dim]: an int8 K/V row dequantized
+    float* deq = att + max_ctx_;  // [head_dim]: k_head/v_head scratch (f32 KV is read in place)
     for (int64_t th = b; th < e; ++th) {
       const int64_t t = th / c.n_heads;
       const int32_t h = static_cast<int32_t>(th % c.n_heads);
       const int32_t pos = tok_pos_[t], kvh = h / group, bs = kv_.block_size();
       const int32_t* table = tables_[static_cast<size_t>(tok_item_[t])].data();
       const float* qh = q_.data() + t * q_dim + h * hd;
-      // Position p is offset p % bs of block table[p / bs]; each score is the same dot() as in
-      // a contiguous cache, so the block size never changes a result.
-      for (int32_t p = 0; p <= pos; ++p) att[p] = dot(qh, kv_.k_head(table[p / bs], layer, p % bs, kvh, deq), hd) * scale;
-      softmax(att, pos + 1);
       float* out = att_out_.data() + t * q_dim + h * hd;
       std::memset(out, 0, sizeof(float) * hd);
+      // Position p is offset p % bs of block table[p / bs]; each score is the same dot() as in
+      // a contiguous cache, so the block size never changes a result.
+      if (kv_.type() == kv_dtype::int8) {
+        // int8 KV read in place: q . (s k_q) = s (q . k_q), and a (s v_q) = (a s) v_q.
+        float s = 0.0f;
+        for (int32_t p = 0; p <= pos; ++p) {
+          const int8_t* kq = kv_.k_int8(table[p / bs], layer, p % bs, kvh, &s);
+          att[p] = dot_i8(qh, kq, hd) * s * scale;
+        }
+        softmax(att, pos + 1);
+        for (int32_t p = 0; p <= pos; ++p) {
+          const int8_t* vq = kv_.v_int8(table[p / bs], layer, p % bs, kvh, &s);
+          const float a = att[p] * s;
+          for (int32_t i = 0; i < hd; ++i) out[i] += a * static_cast<float>(vq[i]);
+        }
+        continue;
+      }
+      for (int32_t p = 0; p <= pos; ++p) att[p] = dot(qh, kv_.k_head(table[p / bs], layer, p % bs, kvh, deq), hd) * scale;
+      softmax(att, pos + 1);
       for (int32_t p = 0; p <= pos; ++p) {
         const float a = att[p];
         const float* vp = kv_.v_head(table[p / bs], layer, p % bs, kvh, deq);

@@ -36,6 +36,16 @@ float dot(const float* a, const float* b, int64_t n) {
   return out;
 }
 
+float dot_i8(const float* a, const int8_t* b, int64_t n) {
+  float acc[8] = {};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (int k = 0; k < 8; ++k) acc[k] += a[i + k] * static_cast<float>(b[i + k]);
+  }
+  for (int64_t j = i, k = 0; j < n; ++j, ++k) acc[k] += a[j] * static_cast<float>(b[j]);
+  return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+
 // Compiled twice (AVX2 and baseline), chosen at load time. No FMA: -std=c++20 keeps
 // floating-point contraction off, so both clones round identically.
 __attribute__((target_clones("avx2", "default")))

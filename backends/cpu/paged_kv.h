@@ -48,6 +48,15 @@ class paged_kv {
     return head(block, layer, 1, off, kvh, scratch);
   }
 
+  // int8 only: one head's quantized K (or V) row at (block, layer, off), head_dim values, and
+  // its scale in *scale (the value is q * scale). Lets attention skip the dequantized copy.
+  const int8_t* k_int8(int32_t block, int32_t layer, int32_t off, int32_t kvh, float* scale) const {
+    return head_int8(row(block, layer, 0, off), kvh, scale);
+  }
+  const int8_t* v_int8(int32_t block, int32_t layer, int32_t off, int32_t kvh, float* scale) const {
+    return head_int8(row(block, layer, 1, off), kvh, scale);
+  }
+
   // Copies offsets [0, n_tokens) of every layer from block `from` to block `to`.
   void copy(int32_t from, int32_t to, int32_t n_tokens);
 
@@ -63,6 +72,10 @@ class paged_kv {
     return ((static_cast<size_t>(block) * n_layers_ + layer) * 2 + which) * block_size_ + off;
   }
   const float* head(int32_t block, int32_t layer, int which, int32_t off, int32_t kvh, float* scratch) const;
+  const int8_t* head_int8(size_t r, int32_t kvh, float* scale) const {
+    *scale = scales_[r * static_cast<size_t>(n_kv_heads_) + static_cast<size_t>(kvh)];
+    return q_.get() + r * static_cast<size_t>(kv_dim()) + static_cast<size_t>(kvh) * static_cast<size_t>(head_dim_);
+  }
   void store(size_t r, const float* x);
 
   int32_t n_layers_, n_kv_heads_, head_dim_, block_size_, n_blocks_;
