@@ -183,11 +183,17 @@ void quantize_q8_0(const float* x, size_t n, block_q8_0* out) {
 }
 
 }  // namespace
+}  // namespace moat::cpu::quant::detail
+
+#include "cpu/quant/gemm_avx2.inc"
+
+namespace moat::cpu::quant::detail {
 
 const dot_kernels* avx2_kernels() {
-  // No matrix-matrix tiles on this path yet: the dispatch loops over the dots.
-  static const dot_kernels table{isa::avx2, q8_0_q8_0, q4_0_q8_0, int8_q8_0, int4_q8_0, nf4_f32, quantize_q8_0,
-                                 nullptr,     nullptr,   nullptr,   nullptr,   nullptr};
+  // Tiles for the integer formats; NF4 batches loop over its dots here.
+  static const dot_kernels table{isa::avx2,      q8_0_q8_0,       q4_0_q8_0,       int8_q8_0,
+                                 int4_q8_0,       nf4_f32,         quantize_q8_0,   gemm_q8_0_tiles,
+                                 gemm_q4_0_tiles, gemm_int8_tiles, gemm_int4_tiles, nullptr};
   return &table;
 }
 

@@ -47,7 +47,7 @@ int main(int argc, char** argv) {
       dots.gemm_int8 = nullptr;
       dots.gemm_int4 = nullptr;
       dots.gemm_nf4 = nullptr;
-      const bool has_tiles = path->gemm_q8_0 != nullptr;
+      const bool has_tiles = f == weight_format::nf4 ? path->gemm_nf4 != nullptr : path->gemm_q8_0 != nullptr;
       for (const dot_kernels* k : {path, static_cast<const dot_kernels*>(&dots)}) {
         if (k == &dots && !has_tiles) continue;  // identical to the line above
         for (size_t batch : batches) {
