@@ -56,6 +56,7 @@ class generation_job : public host::event_sink,
   void on_event(host::owned_event&& event) override;  // strand
   void pull(next_fn next) override;                  // strand
   uint64_t tokens_used() const override { return tokens_used_; }  // strand
+  bool ready() const override { return !serialized_.empty() || dirty_ || ended_; }  // strand
 
   // Unsent stream text (coalesced, before JSON framing) above which the request is cancelled:
   // the client reads far slower than the backend writes.

@@ -132,6 +132,7 @@ class metered_stream : public http::stream_source {
     });
   }
   uint64_t tokens_used() const override { return inner_->tokens_used(); }
+  bool ready() const override { return inner_->ready(); }
 
  private:
   std::shared_ptr<http::stream_source> inner_;

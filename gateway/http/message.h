@@ -92,6 +92,9 @@ class stream_source {
   // source does not count tokens. Lets a key's tpm be charged whether or not the client asked
   // for a usage chunk.
   virtual uint64_t tokens_used() const { return 0; }
+  // True when a pull() now would call `next` at once (bytes are waiting, or the stream ended):
+  // the session then sends the response head and those bytes in one write. Called on the strand.
+  virtual bool ready() const { return false; }
 };
 
 struct response {

@@ -287,6 +287,12 @@ void basic_session<Stream>::respond(response res) {
   if (res.stream) {
     phase_ = phase::streaming;
     source_ = std::move(res.stream);
+    if (source_->ready()) {
+      // The first bytes are already there: they go out with the head, in one write (for a fast
+      // backend, the whole stream does).
+      head_pending_ = true;
+      return do_pull();
+    }
     net::async_write(stream_, net::buffer(out_),
                      [self = this->shared_from_this()](beast::error_code ec, size_t n) {
                        self->ctx_.metrics->bytes_sent.add(n);
@@ -323,7 +329,8 @@ void basic_session<Stream>::do_pull() {
 template <class Stream>
 void basic_session<Stream>::on_chunk(std::string data, bool last) {
   if (phase_ != phase::streaming) return;
-  out_.clear();
+  if (!head_pending_) out_.clear();  // else out_ holds the unsent head: the chunk follows it
+  head_pending_ = false;
   append_chunk(out_, data);
   if (last) out_.append(last_chunk);
   if (out_.empty()) return do_pull();

@@ -81,6 +81,7 @@ class basic_session : public std::enable_shared_from_this<basic_session<Stream>>
   bool first_request_ = true;
   bool keep_alive_ = true;
   bool watching_ = false;
+  bool head_pending_ = false;  // streaming: out_ holds the head, to be sent with the first chunk
   bool counted_ = false;  // this request is in ctx_.requests_in_flight
   size_t bytes_in_ = 0;
   int status_ = 0;
