@@ -1,6 +1,7 @@
 // The HTTP layer alone, in process: a server on port 0 with a scripted handler, driven by a
 // Beast client over loopback. Covers keep-alive, request ids, limits (400/413/431), streams,
-// 100-continue, a client that leaves mid-request, and the drain.
+// 100-continue, a client that leaves mid-request, the drain, and the read/idle timeouts with
+// the deadline sweeper behind them.
 #include <gtest/gtest.h>
 
 #include <boost/asio/connect.hpp>
@@ -16,6 +17,7 @@
 #include <future>
 #include <thread>
 
+#include "http/deadlines.h"
 #include "http/server.h"
 #include "http/wire.h"
 
@@ -43,6 +45,19 @@ class abc_stream : public http::stream_source {
   int i_ = 0;
 };
 
+// Has everything at once: ready() before the first pull, and each pull answers inline.
+class ready_stream : public http::stream_source {
+ public:
+  bool ready() const override { return i_ < 2; }
+  void pull(next_fn next) override {
+    const int i = i_++;
+    next(i == 0 ? "data: 1\n\n" : "data: 2\n\n", i == 1);
+  }
+
+ private:
+  int i_ = 0;
+};
+
 class scripted_handler : public http::handler {
  public:
   void handle(const http::request& req, http::responder respond) override {
@@ -58,14 +73,20 @@ class scripted_handler : public http::handler {
       res.content_type = "text/event-stream";
       res.stream = std::make_shared<abc_stream>(req.strand);
       respond(std::move(res));
+    } else if (req.path == "/ready-stream") {
+      http::response res;
+      res.content_type = "text/event-stream";
+      res.stream = std::make_shared<ready_stream>();
+      respond(std::move(res));
     } else if (req.path == "/hang") {
       // Never answers until the client leaves; then answers (as the host does after cancel).
       req.client->on_gone([this, respond] {
         gone.set_value();
         respond(http::response{});
       });
-    } else if (req.path == "/slow") {
-      auto timer = std::make_shared<net::steady_timer>(req.strand, std::chrono::milliseconds(300));
+    } else if (req.path == "/slow" || req.path == "/slower") {
+      const auto delay = std::chrono::milliseconds(req.path == "/slow" ? 300 : 2600);
+      auto timer = std::make_shared<net::steady_timer>(req.strand, delay);
       timer->async_wait([timer, respond](boost::system::error_code) {
         http::response res;
         res.body = "slow";
@@ -113,6 +134,23 @@ class http_server : public ::testing::Test {
     return res;
   }
   static void send(tcp::socket& s, const std::string& raw) { net::write(s, net::buffer(raw)); }
+  // Seconds until the server closes `s` (reads and drops whatever comes first); -1 after `limit`.
+  static double seconds_until_closed(tcp::socket& s, double limit) {
+    const auto start = std::chrono::steady_clock::now();
+    s.non_blocking(true);
+    char buf[512];
+    for (;;) {
+      const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      if (t > limit) return -1;
+      boost::system::error_code ec;
+      s.read_some(net::buffer(buf), ec);
+      if (ec == net::error::would_block) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        continue;
+      }
+      if (ec) return t;  // eof or reset
+    }
+  }
 
   metrics::registry registry_{{}, "test", "none"};
   scripted_handler handler_;
@@ -315,3 +353,89 @@ TEST(wire, response_head_and_chunks) {
 }
 
 }  // namespace
+
+// ---- timeouts: one coarse deadline per connection, swept by the server ----------------------
+
+namespace {
+
+struct counting_connection : http::timed_connection {
+  std::atomic<int> expired{0};
+  void expire() override { ++expired; }
+};
+
+}  // namespace
+
+TEST(deadline_sweeper, expires_only_overdue_connections_until_removed) {
+  net::io_context io;
+  http::deadline_sweeper sweeper(std::chrono::milliseconds(10));
+  counting_connection due, cleared, never_set;
+  sweeper.add(due);
+  sweeper.add(cleared);
+  sweeper.add(never_set);
+  EXPECT_EQ(sweeper.size(), 3u);
+  due.set_deadline(std::chrono::milliseconds(30));
+  cleared.set_deadline(std::chrono::milliseconds(30));
+  cleared.clear_deadline();
+  sweeper.start(io);
+  io.run_for(std::chrono::milliseconds(150));
+  EXPECT_GT(due.expired.load(), 0);  // swept on every tick while overdue: the owner clears it
+  EXPECT_EQ(cleared.expired.load(), 0);
+  EXPECT_EQ(never_set.expired.load(), 0);
+  EXPECT_TRUE(due.overdue(std::chrono::steady_clock::now()));
+  sweeper.remove(due);
+  sweeper.remove(due);  // twice is harmless
+  const int before = due.expired.load();
+  io.restart();
+  io.run_for(std::chrono::milliseconds(60));
+  EXPECT_EQ(due.expired.load(), before);
+  EXPECT_EQ(sweeper.size(), 2u);
+  sweeper.stop();
+  sweeper.remove(cleared);
+  sweeper.remove(never_set);
+  EXPECT_EQ(sweeper.size(), 0u);
+}
+
+TEST_F(http_server, idle_keep_alive_connection_is_closed_after_idle_timeout) {
+  auto s = connect();
+  boost::beast::flat_buffer buf;
+  send(s, "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_EQ(read_response(s, buf).result_int(), 200);
+  const double t = seconds_until_closed(s, 6);
+  EXPECT_GE(t, 1.5);  // idle_timeout_s is 2; the sweep adds at most a tick
+  EXPECT_LE(t, 3.5);
+}
+
+TEST_F(http_server, request_trickled_past_read_timeout_is_cut) {
+  auto s = connect();
+  send(s, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc");
+  const double t = seconds_until_closed(s, 6);
+  EXPECT_GE(t, 1.5);  // read_timeout_s is 2
+  EXPECT_LE(t, 3.5);
+}
+
+TEST_F(http_server, handler_slower_than_the_read_timeout_is_not_cut) {
+  // While the handler works the connection has no deadline (request_timeout_s bounds the
+  // backend): 2.6 s against read_timeout_s 2, then the connection is kept alive for another.
+  auto s = connect();
+  boost::beast::flat_buffer buf;
+  for (const char* path : {"/slower", "/slow"}) {
+    send(s, std::string("GET ") + path + " HTTP/1.1\r\nHost: x\r\n\r\n");
+    auto res = read_response(s, buf);
+    EXPECT_EQ(res.result_int(), 200);
+    EXPECT_EQ(res.body(), "slow");
+  }
+}
+
+TEST_F(http_server, ready_stream_goes_out_with_its_head_and_the_connection_survives) {
+  // A source with bytes waiting (ready()) is pulled before the head is written, so head and
+  // bytes leave together: the framing must be the same as for a late source.
+  auto s = connect();
+  boost::beast::flat_buffer buf;
+  for (int i = 0; i < 2; ++i) {
+    send(s, "GET /ready-stream HTTP/1.1\r\nHost: x\r\n\r\n");
+    auto res = read_response(s, buf);
+    EXPECT_EQ(res.result_int(), 200);
+    EXPECT_EQ(res[bhttp::field::transfer_encoding], "chunked");
+    EXPECT_EQ(res.body(), "data: 1\n\ndata: 2\n\n");
+  }
+}
