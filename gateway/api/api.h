@@ -28,6 +28,8 @@ class key_store;
 
 namespace moat::api {
 
+std::string make_cache_salt_secret();  // cache_salt.h
+
 struct api_context {
   host::plugin_host& host;
   metrics::registry& metrics;
@@ -43,6 +45,8 @@ struct api_context {
   // Fills who is asking (the API key's name, the TLS client subject) into a request's policy
   // context, for the policies and the audit line. Set by the auth wiring; empty: anonymous.
   std::function<void(const http::request&, policy::request_context&)> identify = nullptr;
+  // The per-process secret the cache_salt of keyed requests is derived from (cache_salt.h).
+  std::string cache_salt_secret = make_cache_salt_secret();
 };
 
 // Endpoint handlers (each in its own file).

@@ -1,4 +1,5 @@
 // POST /v1/chat/completions
+#include "api/cache_salt.h"
 #include "api/common.h"
 #include "api/generation.h"
 #include "api/request_trail.h"
@@ -38,7 +39,8 @@ void chat_completions(api_context& ctx, const http::request& req, http::responde
   } else {
     body = std::string(req.body);
   }
-  trail->set_request_payload(body);
+  trail->set_request_payload(body);  // as the client sent it (after policies), without the salt below
+  if (auto err = apply_cache_salt(ctx, req, body)) return respond(error_response(ctx.metrics, *err, route));
 
   host::backend* b = find_backend(ctx, chat.model, route, respond);
   if (b == nullptr) return;

@@ -108,6 +108,42 @@ std::string redacted_body_json(std::string_view body, std::string_view model,
   return out;
 }
 
+std::string with_string_field(std::string_view body, std::string_view key, std::string_view value) {
+  std::string out;
+  out.reserve(body.size() + key.size() + value.size() + 8);
+  out += '{';
+  bool first = true;
+  auto write_key = [&](std::string_view k) {
+    if (!first) out += ',';
+    first = false;
+    openai::append_json_string(out, k);
+    out += ':';
+  };
+  bool written = false;
+  simdjson::dom::parser parser;
+  simdjson::dom::object root;
+  if (parser.parse(simdjson::padded_string(body)).get(root) == simdjson::SUCCESS) {
+    for (auto field : root) {
+      const std::string_view k = field.key;
+      if (k == key) {
+        if (written) continue;  // a duplicate key: the one value we set stands alone
+        write_key(k);
+        openai::append_json_string(out, value);
+        written = true;
+      } else {
+        write_key(k);
+        out += simdjson::minify(field.value);
+      }
+    }
+  }
+  if (!written) {
+    write_key(key);
+    openai::append_json_string(out, value);
+  }
+  out += '}';
+  return out;
+}
+
 void request_builder::fill_messages(const std::vector<openai::chat_message>& messages) {
   messages_.clear();
   messages_.reserve(messages.size());

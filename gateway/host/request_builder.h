@@ -24,6 +24,11 @@ std::string redacted_body_json(std::string_view body, std::string_view model,
                                const std::vector<openai::chat_message>* messages,
                                const std::vector<openai::prompt>* prompts, std::string_view prompt_key);
 
+// `body` with the top-level string field `key` set to `value` (replaced where it was, appended
+// otherwise); every other field kept as sent, minified. A body that does not parse as a JSON
+// object comes back as an object holding only `key`.
+std::string with_string_field(std::string_view body, std::string_view key, std::string_view value);
+
 class request_builder {
  public:
   moat_request& chat(const openai::chat_request& req, std::string_view body_json);

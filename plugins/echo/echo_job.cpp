@@ -106,6 +106,7 @@ std::unique_ptr<echo_job> echo_job::create(const echo_options& options, vocabula
       if (prompt_words > options.max_context) return context_error(prompt_words);
       job->usage_.prompt_tokens = prompt_words;
       job->answers_.resize(1);
+      if (options.answer_body) last_user = view(request.body_json);
       job->plan_answer(job->answers_[0], {}, last_user, budget(prompt_words), stops,
                        options.chunk_chars, n, vocab);
       break;
@@ -125,7 +126,8 @@ std::unique_ptr<echo_job> echo_job::create(const echo_options& options, vocabula
         if (request.kind == MOAT_REQUEST_EMBEDDING) {
           job->answers_[p].text = text;  // embedded on the worker, not here
         } else {
-          job->plan_answer(job->answers_[p], request.echo ? std::string_view(text) : "", text,
+          const std::string_view source = options.answer_body ? view(request.body_json) : std::string_view(text);
+          job->plan_answer(job->answers_[p], request.echo ? std::string_view(text) : "", source,
                            budget(words), stops, options.chunk_chars, n, vocab);
         }
       }

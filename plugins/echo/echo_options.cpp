@@ -83,6 +83,15 @@ bool parse_options(std::string_view json, echo_options& out, std::string& proble
       ok = read_uint(value, key, 1, 65536, out.embedding_dim, problem);
     } else if (key == "workers") {
       ok = read_uint(value, key, 1, 64, out.workers, problem);
+    } else if (key == "answer") {
+      std::string_view name;
+      if (value.get_string().get(name) != simdjson::SUCCESS) name = "?";
+      if (name == "message" || name == "body") {
+        out.answer_body = name == "body";
+      } else {
+        problem = "echo: option 'answer' must be message or body";
+        ok = false;
+      }
     } else if (key == "fault") {
       std::string_view name;
       if (value.get_string().get(name) != simdjson::SUCCESS) name = "?";
@@ -101,8 +110,8 @@ bool parse_options(std::string_view json, echo_options& out, std::string& proble
       }
     } else {
       problem = "echo: unknown option '" + std::string(key) +
-                "' (known: chunk_chars, delay_ms, fault, fault_after_deltas, max_context, "
-                "embedding_dim, workers)";
+                "' (known: answer, chunk_chars, delay_ms, fault, fault_after_deltas, "
+                "max_context, embedding_dim, workers)";
       ok = false;
     }
     if (!ok) return false;

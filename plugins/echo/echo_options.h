@@ -26,6 +26,10 @@ struct echo_options {
   uint32_t max_context = 8192;      // words
   uint32_t embedding_dim = 64;
   uint32_t workers = 2;             // threads that emit events for all requests
+  // answer: message (default) echoes the text as above; answer: body answers every chat and
+  // completion choice with the request body (body_json) exactly as the backend received it,
+  // so tests can see what the gateway forwards (policy rewrites, routed model, cache_salt).
+  bool answer_body = false;
 };
 
 // Parses a JSON object (empty text = all defaults). Unknown keys, wrong types and values out of

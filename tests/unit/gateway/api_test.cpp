@@ -12,8 +12,10 @@
 #include <thread>
 
 #include "api/api.h"
+#include "api/cache_salt.h"
 #include "api/errors.h"
 #include "api/generation.h"
+#include "host/request_builder.h"
 #include "http/server.h"
 
 namespace {
@@ -362,3 +364,28 @@ TEST(errors, every_status_maps_to_the_documented_http_status) {
 }
 
 }  // namespace
+
+// ---- cache_salt ------------------------------------------------------------------------------
+
+TEST(cache_salt, derived_per_key_and_secret_and_stable) {
+  const std::string secret = api::make_cache_salt_secret();
+  EXPECT_EQ(secret.size(), 32u);
+  EXPECT_NE(secret, api::make_cache_salt_secret());
+  const auto a = api::derive_cache_salt(secret, "team-a", "");
+  EXPECT_EQ(a.size(), 64u);
+  EXPECT_EQ(a, api::derive_cache_salt(secret, "team-a", ""));
+  EXPECT_NE(a, api::derive_cache_salt(secret, "team-b", ""));
+  EXPECT_NE(a, api::derive_cache_salt(secret, "team-a", "x"));
+  EXPECT_NE(a, api::derive_cache_salt(api::make_cache_salt_secret(), "team-a", ""));
+  // The separator keeps (key, client salt) pairs apart that would concatenate alike.
+  EXPECT_NE(api::derive_cache_salt(secret, "ab", "c"), api::derive_cache_salt(secret, "a", "bc"));
+}
+
+TEST(cache_salt, with_string_field_replaces_or_appends_and_keeps_the_rest) {
+  EXPECT_EQ(host::with_string_field(R"({"model":"m","cache_salt":"old","n":2})", "cache_salt", "new"),
+            R"({"model":"m","cache_salt":"new","n":2})");
+  EXPECT_EQ(host::with_string_field(R"({"model":"m", "messages":[{"role":"user","content":"a\"b"}]})", "cache_salt", "s"),
+            R"({"model":"m","messages":[{"role":"user","content":"a\"b"}],"cache_salt":"s"})");
+  EXPECT_EQ(host::with_string_field("not json", "cache_salt", "s"), R"({"cache_salt":"s"})");
+  EXPECT_EQ(host::with_string_field(R"({"cache_salt":1,"cache_salt":2})", "cache_salt", "q\""), R"({"cache_salt":"q\""})");
+}
