@@ -118,4 +118,10 @@ std::shared_ptr<engine::request_sink> make_abi_sink(const engine::tokenizer& tok
 
 moat_status to_moat_status(engine::engine_status s);
 
+// cpu_backend_kv.cpp: the request body's `cache_salt` (a string; absent or null = ""; any other
+// type throws std::invalid_argument, a message safe for clients).
+std::string cache_salt(const moat_request& req);
+// The metrics() slot: prefix-cache counters, preemptions and the KV pool's blocks. noexcept.
+moat_status cpu_metrics(moat_backend* b, moat_text_fn on_text, void* user_data) noexcept;
+
 }  // namespace moat::cpu
