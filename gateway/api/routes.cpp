@@ -36,6 +36,11 @@ constexpr route_entry routes[] = {
 };
 constexpr route_entry model_route = {"/v1/models/", "GET", get_model, metrics::route::model};
 
+// HEAD is served wherever GET is, as HTTP/1.1 asks (the session sends the head only).
+bool method_allowed(const route_entry& r, std::string_view method) {
+  return method == r.method || (method == "HEAD" && r.method == "GET");
+}
+
 const route_entry* match(std::string_view path) {
   // A trailing slash is tolerated, as most servers do (/v1/models/ lists models).
   if (path.size() > 1 && path.back() == '/') {
@@ -197,7 +202,7 @@ void route_table::handle(const http::request& req_in, http::responder respond) {
     auto c = std::make_shared<caller>();
     c->key = who;
     c->key_name = d.key_name;
-    if (r != nullptr && req.method == r->method) {
+    if (r != nullptr && method_allowed(*r, req.method)) {
       auto a = ctx_.keys->admit(who, model_of(*r, req));
       if (!a.allowed()) return respond(refusal(ctx_.metrics, a, label));
       if (c->key_name.empty()) c->key_name = a.key_name;
@@ -218,13 +223,13 @@ void route_table::handle(const http::request& req_in, http::responder respond) {
     e.status = 404;
     return respond(error_response(ctx_.metrics, e, metrics::route::unknown));
   }
-  if (req.method != r->method) {
+  if (!method_allowed(*r, req.method)) {
     openai::api_error e = openai::invalid_request(
         fmt::format("Method {} is not allowed for {}; use {}", req.method, r->path, r->method), {},
         "method_not_allowed");
     e.status = 405;
     auto res = error_response(ctx_.metrics, e, r->label);
-    res.headers.push_back({"Allow", std::string(r->method)});
+    res.headers.push_back({"Allow", r->method == "GET" ? std::string("GET, HEAD") : std::string(r->method)});
     return respond(std::move(res));
   }
   r->fn(ctx_, req, std::move(respond));

@@ -284,6 +284,16 @@ void basic_session<Stream>::respond(response res) {
   out_.clear();
   append_response_head(out_, res, request_id_, res.body.size(), keep_alive_);
   set_deadline(to_ms(ctx_.limits.read_timeout_s));
+  if (parser_->get().method() == bhttp::verb::head) {
+    // HEAD: the head GET would get (its Content-Length included), no body (RFC 9110 9.3.2).
+    // A HEAD answer never has a body, chunked or not: a stream source is dropped unread.
+    phase_ = phase::writing;
+    body_.clear();
+    net::async_write(stream_, net::buffer(out_), [self = this->shared_from_this()](beast::error_code ec, size_t n) {
+      self->on_write(ec, n);
+    });
+    return;
+  }
   if (res.stream) {
     phase_ = phase::streaming;
     source_ = std::move(res.stream);

@@ -229,6 +229,7 @@ TEST_F(api_fixture, route_table_404_and_405) {
   EXPECT_EQ(r["Allow"], "POST");
   r = call("POST", "/health");
   EXPECT_EQ(r.result_int(), 405);
+  EXPECT_EQ(r["Allow"], "GET, HEAD");
   EXPECT_EQ(call("GET", "/v1/models/").result_int(), 200);  // trailing slash tolerated
 }
 
