@@ -1,4 +1,5 @@
 #include "auth/edge_guard.h"
+#include "util/ascii.h"
 
 #include <mutex>
 #include <unordered_map>
@@ -6,13 +7,6 @@
 namespace moat::auth {
 
 namespace {
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i)
-    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i]))) return false;
-  return true;
-}
 
 bool is_tchar(unsigned char c) {
   return std::isalnum(c) || std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) != std::string_view::npos;
@@ -50,15 +44,15 @@ header_verdict check_request_headers(const std::vector<header_view>& headers, st
     for (unsigned char c : h.value)
       if (c == '\r' || c == '\n' || c == '\0')
         return bad(400, "invalid character in the value of " + std::string(h.name));
-    if (iequals(h.name, "content-length")) {
+    if (util::iequals(h.name, "content-length")) {
       ++content_length;
       const auto v = trim(h.value);
       if (v.empty() || v.size() > 19 || v.find_first_not_of("0123456789") != std::string_view::npos)
         return bad(400, "Content-Length is not a decimal number");
-    } else if (iequals(h.name, "transfer-encoding")) {
+    } else if (util::iequals(h.name, "transfer-encoding")) {
       ++transfer_encoding;
-      if (!iequals(trim(h.value), "chunked")) return bad(400, "only Transfer-Encoding: chunked is accepted");
-    } else if (iequals(h.name, "host")) {
+      if (!util::iequals(trim(h.value), "chunked")) return bad(400, "only Transfer-Encoding: chunked is accepted");
+    } else if (util::iequals(h.name, "host")) {
       ++host;
     }
   }

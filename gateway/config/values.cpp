@@ -7,21 +7,11 @@
 #include <string>
 
 #include "config/config.h"
+#include "util/ascii.h"
 
 namespace moat::config {
 
 namespace {
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    char x = a[i], y = b[i];
-    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
-    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
-    if (x != y) return false;
-  }
-  return true;
-}
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -143,7 +133,7 @@ std::optional<uint64_t> parse_size(std::string_view text) {
       {"tib", 1ull << 40}, {"tb", 1000000000000ull},
   };
   for (const auto& u : units) {
-    if (iequals(unit, u.name)) {
+    if (util::iequals(unit, u.name)) {
       if (number > std::numeric_limits<uint64_t>::max() / u.scale) return std::nullopt;
       return number * u.scale;
     }

@@ -9,6 +9,7 @@
 #include <array>
 
 #include "http/wire.h"
+#include "util/ascii.h"
 #include "tls/tls_context.h"
 
 namespace moat::http {
@@ -22,16 +23,6 @@ namespace {
 
 std::chrono::milliseconds to_ms(double seconds) {
   return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000.0));
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i]))) {
-      return false;
-    }
-  }
-  return true;
 }
 
 std::string error_body(std::string_view message, std::string_view type) {
@@ -162,7 +153,7 @@ void basic_session<Stream>::on_read_header(beast::error_code ec, size_t bytes) {
   const auto verdict = auth::check_request_headers(fields, {}, {.max_count = ctx_.limits.max_headers, .max_bytes = ctx_.limits.max_header_bytes});
   if (!verdict.ok) return reply_and_close(verdict.status, verdict.reason);
   const auto expect = parser_->get()[bhttp::field::expect];
-  if (!expect.empty() && iequals(expect, "100-continue") && !parser_->is_done()) {
+  if (!expect.empty() && util::iequals(expect, "100-continue") && !parser_->is_done()) {
     set_deadline(to_ms(ctx_.limits.read_timeout_s));
     net::async_write(stream_, net::buffer(continue_100.data(), continue_100.size()),
                      [self = this->shared_from_this()](beast::error_code wec, size_t) {
