@@ -1,15 +1,15 @@
-// libmoat_cuda.so — the CUDA plugin. create() parses the cuda options, finds out whether a
-// device is usable and, since serving is not wired yet, fails with a clear error: serving waits
-// for the engine backend glue (scheduler, tokenizer, events) that the cpu plugin has in
-// cpu_backend.cpp, to be shared with a runner factory so this plugin passes make_cuda_runner
-// (cuda_runner.h) instead of the CPU runner. See docs/cuda.md.
-// The `metrics` slot is written already (GPU gauges through NVML, KV pool use, threshold
-// warnings): it answers for an instance as soon as create() returns one.
+// libmoat_cuda.so — the CUDA plugin. create() parses the cuda options (cuda_options.h), checks
+// that the named devices exist, starts the GPU monitor and then builds an
+// engine::serving_backend (engine/serving.h: model, tokenizer, chat template, scheduler, the
+// ABI calls) whose runner is make_cuda_runner (tensor_parallel 1) or make_tp_runner (> 1). The
+// other ABI functions forward to it; metrics() is the engine's KV text plus the GPU gauges.
+// Without a device create() fails with MOAT_ERR_UNAVAILABLE before touching the model.
 // Every exported function is noexcept; no CUDA error or C++ exception escapes.
 #include <cuda_runtime_api.h>
 #include <moat/backend.h>
 
 #include <cstddef>
+#include <algorithm>
 #include <cstdio>
 #include <functional>
 #include <map>
@@ -18,16 +18,20 @@
 
 #include "cuda_options.h"
 #include "cuda_runner.h"
+#include "engine/model_error.h"
+#include "engine/serving.h"
 #include "gpu_monitor.h"
+#include "tp_runner.h"
 
 struct moat_backend {
   moat::cuda::cuda_plugin_options options;
   std::unique_ptr<moat::cuda::nvml_reader> nvml;
   std::unique_ptr<moat::cuda::gpu_monitor> monitor;
-  // The KV pool's use, from the serving glue's block manager (kv_blocks.h); empty until then.
-  std::function<moat::cuda::kv_pool_usage()> kv_usage;
   moat_log_fn log = nullptr;
   void* log_user_data = nullptr;
+  // Last member: destroyed first, so the scheduler ends every request (and the runner frees its
+  // device memory) while the monitor still exists.
+  std::unique_ptr<moat::engine::serving_backend> serving;
 
   void say(moat_log_level level, const std::string& text) const {
     if (log != nullptr) log(log_user_data, level, moat_str{text.data(), text.size()});
@@ -68,6 +72,50 @@ void start_monitor(moat_backend& b) {
   b.monitor->set_devices(std::move(nvml_to_cuda));
 }
 
+// The serving glue's runner: one GPU, or tensor parallelism over options.devices. Shared keys the
+// device runners cannot honour fail create() by name instead of being silently dropped.
+moat::engine::serving_plugin cuda_serving_plugin(const moat::cuda::cuda_plugin_options& co) {
+  moat::engine::serving_plugin p;
+  p.name = "cuda";
+  p.own_keys = {"device",          "devices",   "tensor_parallel", "host_kv_mb", "cuda_graphs",
+                "gpu_warn_temperature_c", "gpu_warn_memory_fraction"};
+  p.make_runner = [co](std::shared_ptr<const moat::engine::loaded_model> model,
+                       const moat::engine::serving_options& o) -> std::unique_ptr<moat::engine::model_runner> {
+    if (!o.kv_dtype.empty() && o.kv_dtype != "f32")
+      throw moat::engine::model_error("options.kv_dtype: the cuda backend stores K/V as f32 only");
+    if (o.kv_block_size != 16)
+      throw moat::engine::model_error("options.kv_block_size: the cuda backend uses blocks of 16 positions");
+    if (o.reference) throw moat::engine::model_error("options.reference: the scalar reference is cpu-only");
+    if (co.tensor_parallel <= 1) {
+      moat::cuda::cuda_options ro;
+      ro.device = co.devices.empty() ? 0 : co.devices.front();
+      ro.kv_cache_mb = static_cast<size_t>(o.kv_cache_mb);
+      ro.max_ctx = o.ctx;
+      ro.max_slots = 0;
+      ro.weights = o.quant;
+      return moat::cuda::make_cuda_runner(std::move(model), ro);
+    }
+    moat::cuda::tp_runner_options ro;
+    ro.devices = co.devices;
+    ro.kv_cache_mb = static_cast<size_t>(o.kv_cache_mb);
+    ro.max_ctx = o.ctx;
+    ro.max_slots = 0;
+    ro.weights = o.quant;
+    ro.cuda_graphs = co.cuda_graphs;
+    ro.graph_max_batch = std::max<int32_t>(1, std::min<int32_t>(o.max_batch, 256));
+    return moat::cuda::make_tp_runner(std::move(model), ro);
+  };
+  p.describe = [co](const moat::engine::serving_options&) {
+    std::string gpus;
+    for (const int32_t d : co.devices) {
+      if (!gpus.empty()) gpus.push_back(',');
+      gpus.append(std::to_string(d));
+    }
+    return co.tensor_parallel > 1 ? "tensor parallel over GPUs " + gpus : "GPU " + gpus;
+  };
+  return p;
+}
+
 moat_status cuda_create(const moat_backend_config* config, moat_backend** out, moat_error* err) noexcept {
   if (out != nullptr) *out = nullptr;
   try {
@@ -99,32 +147,94 @@ moat_status cuda_create(const moat_backend_config* config, moat_backend** out, m
         return MOAT_ERR_INVALID_ARGUMENT;
       }
     }
+    if (config == nullptr || out == nullptr) {
+      set_error(err, MOAT_ERR_INVALID_ARGUMENT, "cuda backend: create: missing config or output handle");
+      return MOAT_ERR_INVALID_ARGUMENT;
+    }
     start_monitor(*b);
-    set_error(err, MOAT_ERR_UNSUPPORTED,
-              "cuda backend: a device is present, but serving requests through libmoat_cuda.so is not wired "
-              "yet (docs/cuda.md); use the cpu backend");
-    return MOAT_ERR_UNSUPPORTED;
+    // The engine's messages ("model <name>: ...") keep this plugin's prefix.
+    moat_error inner{};
+    inner.struct_size = sizeof inner;
+    const moat_status s =
+        moat::engine::serving_backend::create(config, cuda_serving_plugin(b->options), b->serving, &inner);
+    if (s != MOAT_OK) {
+      set_error(err, s, std::string("cuda backend: ") + inner.message);
+      return s;
+    }
+    *out = b.release();
+    return MOAT_OK;
   } catch (const std::exception& e) {
     set_error(err, MOAT_ERR_INTERNAL, std::string("cuda backend: ") + e.what());
+    return MOAT_ERR_INTERNAL;
+  } catch (...) {
+    set_error(err, MOAT_ERR_INTERNAL, "cuda backend: unknown failure while loading the model");
     return MOAT_ERR_INTERNAL;
   }
 }
 
-void cuda_destroy(moat_backend* b) noexcept { delete b; }
-moat_status cuda_capabilities(moat_backend*, moat_capabilities*) noexcept { return MOAT_ERR_UNAVAILABLE; }
-moat_status cuda_submit(moat_backend*, const moat_request*, moat_event_fn, void*, moat_error* err) noexcept {
-  set_error(err, MOAT_ERR_UNAVAILABLE, "cuda backend: not serving yet");
-  return MOAT_ERR_UNAVAILABLE;
+void cuda_destroy(moat_backend* b) noexcept {
+  try {
+    delete b;  // the scheduler's destructor sends every open request its terminal event
+  } catch (...) {
+  }
 }
-void cuda_cancel(moat_backend*, uint64_t) noexcept {}
 
-// The optional metrics slot: moat_gpu_* gauges per device and the KV pool's use. Without NVML
-// the GPU families are absent and the call still succeeds.
+moat_status cuda_capabilities(moat_backend* b, moat_capabilities* caps) noexcept {
+  if (b == nullptr || caps == nullptr || !b->serving) return MOAT_ERR_INVALID_ARGUMENT;
+  return b->serving->capabilities(caps);
+}
+
+moat_status cuda_submit(moat_backend* b, const moat_request* request, moat_event_fn on_event, void* user_data,
+                        moat_error* err) noexcept {
+  if (b == nullptr || !b->serving) {
+    set_error(err, MOAT_ERR_INVALID_ARGUMENT, "submit: missing request or event sink");
+    return MOAT_ERR_INVALID_ARGUMENT;
+  }
+  return b->serving->submit(request, on_event, user_data, err);
+}
+
+void cuda_cancel(moat_backend* b, uint64_t request_id) noexcept {
+  if (b != nullptr && b->serving) b->serving->cancel(request_id);
+}
+
+moat_status cuda_tokenize(moat_backend* b, const moat_tokenize_request* request, moat_tokens_fn on_tokens,
+                          void* user_data, moat_error* err) noexcept {
+  if (b == nullptr || !b->serving) {
+    set_error(err, MOAT_ERR_INVALID_ARGUMENT, "tokenize: missing request or sink");
+    return MOAT_ERR_INVALID_ARGUMENT;
+  }
+  return b->serving->tokenize(request, on_tokens, user_data, err);
+}
+
+moat_status cuda_detokenize(moat_backend* b, const int32_t* tokens, size_t count, moat_text_fn on_text,
+                            void* user_data, moat_error* err) noexcept {
+  if (b == nullptr || !b->serving) {
+    set_error(err, MOAT_ERR_INVALID_ARGUMENT, "detokenize: missing tokens or sink");
+    return MOAT_ERR_INVALID_ARGUMENT;
+  }
+  return b->serving->detokenize(tokens, count, on_text, user_data, err);
+}
+
+moat_status cuda_stats(moat_backend* b, moat_stats* stats) noexcept {
+  if (b == nullptr || stats == nullptr || !b->serving) return MOAT_ERR_INVALID_ARGUMENT;
+  return b->serving->stats(stats);
+}
+
+// The optional metrics slot: the engine's prefix-cache / preemption / KV block families, then
+// moat_gpu_* gauges per device and the device KV pool's use. Without NVML the GPU families are
+// absent and the call still succeeds.
 moat_status cuda_metrics(moat_backend* b, moat_text_fn on_text, void* user_data) noexcept {
   if (b == nullptr || on_text == nullptr || !b->monitor) return MOAT_OK;
   try {
-    const moat::cuda::kv_pool_usage kv = b->kv_usage ? b->kv_usage() : moat::cuda::kv_pool_usage{};
-    const std::string text = b->monitor->text(kv);
+    std::string text;
+    moat::cuda::kv_pool_usage kv;
+    if (b->serving) {
+      text = b->serving->metrics_text();
+      const auto s = b->serving->engine_scheduler().stats();
+      kv.device_used = s.kv_blocks_used;
+      kv.device_total = s.kv_blocks_total;
+    }
+    text += b->monitor->text(kv);
     if (!text.empty()) on_text(user_data, moat_str{text.data(), text.size()});
     return MOAT_OK;
   } catch (...) {
@@ -145,6 +255,9 @@ extern "C" MOAT_EXPORT const moat_backend_api* moat_backend_entry(void) {
     a.capabilities = cuda_capabilities;
     a.submit = cuda_submit;
     a.cancel = cuda_cancel;
+    a.tokenize = cuda_tokenize;
+    a.detokenize = cuda_detokenize;
+    a.stats = cuda_stats;
     a.metrics = cuda_metrics;
     return a;
   }();

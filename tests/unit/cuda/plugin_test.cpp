@@ -1,5 +1,6 @@
-// libmoat_cuda.so through the C ABI: it loads, exports moat_backend_entry, and create() fails
-// with a clear message (no device here, or serving not wired yet), never a crash.
+// libmoat_cuda.so through the C ABI: it loads, exports moat_backend_entry, and create() without
+// a model fails with a clear message (no device: unavailable; a device: options.path missing),
+// never a crash. Serving a real model: plugin_serve_test.cpp.
 #include <dlfcn.h>
 #include <gtest/gtest.h>
 #include <moat/backend.h>
@@ -23,9 +24,12 @@ TEST(CudaPlugin, CreateFailsWithAClearMessage) {
   moat_error err{};
   err.struct_size = sizeof(err);
   const moat_status s = api->create(&cfg, &b, &err);
-  EXPECT_TRUE(s == MOAT_ERR_UNAVAILABLE || s == MOAT_ERR_UNSUPPORTED) << s;
+  EXPECT_TRUE(s == MOAT_ERR_UNAVAILABLE || s == MOAT_ERR_INVALID_ARGUMENT) << s;
   EXPECT_EQ(b, nullptr);
   EXPECT_EQ(std::string(err.message).rfind("cuda backend: ", 0), 0u) << err.message;
+  if (s == MOAT_ERR_INVALID_ARGUMENT) {  // a device is present: the engine asks for the model
+    EXPECT_NE(std::string(err.message).find("options.path"), std::string::npos) << err.message;
+  }
   std::printf("create(): %s\n", err.message);
 
   // The metrics slot is in the table (its instance-side behaviour: gpu_monitor_test).
