@@ -37,6 +37,39 @@ void put(device_buffer<T>& buf, const T* host, size_t n, cudaStream_t s) {
 
 }  // namespace
 
+bool direct_format(const engine::tensor& t, const std::string& format, int32_t int4_group,
+                   kernels::weight_format* out) {
+  using engine::dtype;
+  kernels::weight_format f{};
+  bool ok = false;
+  if (t.type == dtype::int8 && t.scales != nullptr && (format.empty() || format == "int8")) {
+    f = kernels::weight_format::int8, ok = true;
+  } else if (t.type == dtype::int4 && t.scales != nullptr &&
+             (format.empty() || (format == "int4" && int4_group == 64))) {
+    f = kernels::weight_format::int4, ok = true;
+  } else if (t.type == dtype::nf4 && t.scales != nullptr && (format.empty() || format == "nf4")) {
+    f = kernels::weight_format::nf4, ok = true;
+  } else if (t.type == dtype::q4_0 && t.cols() % 32 == 0 && (format.empty() || format == "int4")) {
+    f = kernels::weight_format::int4, ok = true;
+  }
+  if (ok && out != nullptr) *out = f;
+  return ok;
+}
+
+void repack_q4_0_as_int4(const engine::tensor& t, std::vector<uint8_t>& q, std::vector<float>& s) {
+  const int64_t rows = t.rows(), cols = t.cols(), blocks = cols / 32;
+  q.resize(static_cast<size_t>(rows * cols / 2));
+  s.resize(static_cast<size_t>(rows * blocks));
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint8_t* p = t.row_ptr(r);
+    for (int64_t b = 0; b < blocks; ++b) {
+      const uint8_t* blk = p + b * 18;  // f16 scale, then 16 bytes of nibbles (ggml order)
+      s[r * blocks + b] = engine::f16_to_f32(static_cast<uint16_t>(blk[0] | (blk[1] << 8)));
+      std::memcpy(q.data() + r * (cols / 2) + b * 16, blk + 2, 16);
+    }
+  }
+}
+
 device_buffer<float> upload_f32(const engine::tensor& t, cudaStream_t stream) {
   auto host = rows_f32(t);
   device_buffer<float> d;
@@ -53,7 +86,30 @@ device_weight upload_weight(const engine::tensor& t, const std::string& format, 
   v.rows = t.rows();
   v.cols = t.cols();
   const size_t n = static_cast<size_t>(v.rows * v.cols);
-  if (format.empty() && (t.type == engine::dtype::f16 || t.type == engine::dtype::bf16)) {
+  kernels::weight_format direct{};
+  if (direct_format(t, format, int4_group, &direct)) {
+    v.format = direct;
+    if (t.type == engine::dtype::q4_0) {
+      std::vector<uint8_t> q;
+      std::vector<float> sc;
+      repack_q4_0_as_int4(t, q, sc);
+      v.group = 32;
+      put(w.data, q.data(), q.size(), stream);
+      put(w.scales, sc.data(), sc.size(), stream);
+      check(cudaStreamSynchronize(stream), "upload weights");
+    } else if (t.type == engine::dtype::int8) {  // [rows][cols] int8, scales [rows]
+      put(w.data, static_cast<const uint8_t*>(t.data), n, stream);
+      put(w.scales, t.scales, static_cast<size_t>(v.rows), stream);
+    } else if (t.type == engine::dtype::int4) {  // groups of 64, the kernels' layout
+      v.group = 64;
+      put(w.data, static_cast<const uint8_t*>(t.data),
+          static_cast<size_t>(v.rows * kernels::int4_row_bytes(v.cols, 64)), stream);
+      put(w.scales, t.scales, static_cast<size_t>(v.rows * kernels::int4_row_groups(v.cols, 64)), stream);
+    } else {  // nf4: flat packed codes, one f32 absmax per 64 elements (no double quantization)
+      put(w.data, static_cast<const uint8_t*>(t.data), n / 2, stream);
+      put(w.scales, t.scales, (n + 63) / 64, stream);
+    }
+  } else if (format.empty() && (t.type == engine::dtype::f16 || t.type == engine::dtype::bf16)) {
     v.format = t.type == engine::dtype::f16 ? kernels::weight_format::f16 : kernels::weight_format::bf16;
     put(w.data, static_cast<const uint8_t*>(t.data), n * 2, stream);
   } else if (format.empty()) {  // f32, and GGUF blocks dequantized by the loader's row_to_f32
@@ -116,6 +172,8 @@ device_weight upload_weight(const engine::tensor& t, const std::string& format, 
   v.absmax_codes = w.codes.get();
   v.absmax2 = w.absmax2.get();
   v.absmax_map = w.map.get();
+  // nf4 as stored: plain absmax (absmax_codes stays null), kept in the scales buffer.
+  if (v.format == kernels::weight_format::nf4 && !w.codes.get()) v.absmax = w.scales.get();
   return w;
 }
 

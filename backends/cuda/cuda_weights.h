@@ -25,11 +25,24 @@ struct device_weight {
 
 // format: "" keeps f32/f16/bf16 as stored (other dtypes become f32); "f16", "bf16", "int8",
 // "int4", "nf4" convert on the host first. Throws model_error for an unknown format.
+// Tensors the loader already holds in a kernel format go up as they are, without a detour
+// through f32 (direct_format says which): engine int8 (per-row scales: bitsandbytes 8-bit or
+// quantized on load) for "" / "int8", engine int4 (groups of 64) for "" / "int4" with group 64,
+// engine nf4 (plain absmax per 64: bitsandbytes 4-bit) for "" / "nf4", and GGUF Q4_0 as int4
+// with groups of 32 for "" / "int4". GGUF Q8_0 (a scale per 32) has no kernel format: f32.
 // Synchronizes `stream` before returning (the host staging buffers are freed).
 device_weight upload_weight(const engine::tensor& t, const std::string& format, int32_t int4_group,
                             cudaStream_t stream);
 
 bool known_weight_format(const std::string& format);
+
+// Whether upload_weight sends `t` up as stored for `format`, and in which kernel format.
+bool direct_format(const engine::tensor& t, const std::string& format, int32_t int4_group,
+                   kernels::weight_format* out);
+
+// GGUF Q4_0 rows [rows][cols/32 x (f16 scale, 16 bytes)] → the kernels' int4 with groups of 32:
+// q [rows][cols/2] bytes (the same nibbles, same order), s [rows][cols/32] f32. Lossless.
+void repack_q4_0_as_int4(const engine::tensor& t, std::vector<uint8_t>& q, std::vector<float>& s);
 
 // A 1-D f32 copy of a tensor (norm weights).
 device_buffer<float> upload_f32(const engine::tensor& t, cudaStream_t stream);
