@@ -12,8 +12,11 @@ namespace {
 constexpr std::int64_t prefill_chunk = 512;
 }  // namespace
 
-memory_model::memory_model(model_spec model, weight_format weights, int group, kv_format kv)
-    : model_(std::move(model)), weights_(weights), group_(group), kv_(kv) {
+memory_model::memory_model(model_spec model, weight_format weights, int group, kv_format kv, kv_paging paging)
+    : model_(std::move(model)), weights_(weights), group_(group), kv_(kv), paging_(paging) {
+  if (paging_.block_size < 1) throw plan_error("--kv-block-size must be at least 1");
+  if (paging_.n < 1) throw plan_error("--n must be at least 1");
+  if (paging_.prompt < 0) throw plan_error("--prompt-tokens must not be negative");
   weight_bits(weights_, group_, model_.hidden);  // validates the group size now
 }
 
@@ -67,6 +70,21 @@ double memory_model::kv_bytes_per_token() const {
   return 2.0 * static_cast<double>(m.layers * m.kv_heads * m.head_dim) * kv_element_bytes(kv_, m.head_dim);
 }
 
+std::int64_t memory_model::kv_blocks(std::int64_t context, std::int64_t concurrency) const {
+  // A request's n choices share floor(prompt / bs) full prompt blocks; each choice holds the
+  // blocks from there to `context`: the copied partial prompt block and its own answer. The
+  // last request may have fewer than n choices.
+  const std::int64_t bs = paging_.block_size;
+  const std::int64_t shared = std::min(paging_.prompt, context) / bs;
+  const std::int64_t own = (context - shared * bs + bs - 1) / bs;
+  const std::int64_t whole = concurrency / paging_.n, rest = concurrency % paging_.n;
+  return whole * (shared + paging_.n * own) + (rest > 0 ? shared + rest * own : 0);
+}
+
+double memory_model::kv_positions(std::int64_t context, std::int64_t concurrency) const {
+  return static_cast<double>(kv_blocks(context, concurrency)) * static_cast<double>(paging_.block_size);
+}
+
 double memory_model::activation_bytes(const layout& l, std::int64_t context, std::int64_t concurrency) const {
   // Per token in flight: the fp32 residual [H] (4 B) and its fp16 normed copy [H] (2 B), then the
   // fp16 q, k, v, attention output and the three SwiGLU vectors, whose widths TP splits:
@@ -94,7 +112,7 @@ per_device memory_model::on_device(const layout& l, const device& d, std::int64_
   per_device out;
   out.weights = (static_cast<double>(stage_layers) * layer_bytes() + ends) / l.tp;
   out.kv = kv_bytes_per_token() / static_cast<double>(m.layers) * static_cast<double>(stage_layers) / l.tp *
-           static_cast<double>(context) * static_cast<double>(concurrency);
+           kv_positions(context, concurrency);
   out.activations = activation_bytes(l, context, concurrency);
   out.overhead = d.runtime_overhead_gib * 1024.0 * 1024.0 * 1024.0;
   out.capacity = d.memory_bytes();

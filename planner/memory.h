@@ -25,6 +25,16 @@ struct layout {
   int devices() const { return tp * pp; }
 };
 
+// How the paged KV cache holds a workload (docs/planning.md, "KV cache"): positions live in
+// blocks of `block_size`; the `n` choices of one request share the full blocks of its `prompt`
+// tokens and each holds its own copy of the partly filled last one plus what it generates.
+// prompt 0 (unknown) or n 1 shares nothing: every sequence holds ceil(context / block_size) blocks.
+struct kv_paging {
+  std::int64_t block_size = 16;  // the backends' kv_block_size default
+  std::int64_t prompt = 0;       // tokens of each request's prompt, part of `context`
+  std::int64_t n = 1;            // choices (sequences) per request
+};
+
 // What one device holds, in bytes, for the fullest stage of a layout.
 struct per_device {
   double weights = 0;
@@ -41,7 +51,7 @@ struct per_device {
 
 class memory_model {
  public:
-  memory_model(model_spec model, weight_format weights, int group, kv_format kv);
+  memory_model(model_spec model, weight_format weights, int group, kv_format kv, kv_paging paging = {});
 
   const model_spec& model() const { return model_; }
 
@@ -60,6 +70,11 @@ class memory_model {
   // K and V for one token across all layers: 2 * L * kv_heads * head_dim * element bytes.
   double kv_bytes_per_token() const;
 
+  // KV blocks the whole deployment holds when `concurrency` sequences each reach `context`
+  // positions (see kv_paging); times block_size, the positions the KV bytes are counted for.
+  std::int64_t kv_blocks(std::int64_t context, std::int64_t concurrency) const;
+  double kv_positions(std::int64_t context, std::int64_t concurrency) const;
+
   // Working buffers on one device while a step runs (see docs/planning.md for the formula).
   double activation_bytes(const layout& l, std::int64_t context, std::int64_t concurrency) const;
 
@@ -77,6 +92,7 @@ class memory_model {
   weight_format weights_;
   int group_;
   kv_format kv_;
+  kv_paging paging_;
 };
 
 // Checks that `tp` divides the attention and KV heads; throws plan_error saying what does.

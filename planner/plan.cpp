@@ -128,7 +128,7 @@ std::optional<layout> requested_layout(const plan_inputs& in) {
   const int tp = std::min(in.gpus, d.per_node);
   const bool heads_ok = m.heads % tp == 0 && m.kv_heads % tp == 0;
   if (!heads_ok || in.gpus % tp != 0) {
-    const std::vector<int> tps = memory_model(m, in.weights, in.group, in.kv).valid_tp(d.per_node);
+    const std::vector<int> tps = memory_model(m, in.weights, in.group, in.kv, in.paging).valid_tp(d.per_node);
     std::vector<std::string> options;
     for (int t : tps)
       if (in.gpus % t == 0 && in.gpus / t <= m.layers)
@@ -178,12 +178,12 @@ void advise(plan_result& r, const memory_model& mm) {
                             r.needed->pp));
   for (weight_format f : {weight_format::int8, weight_format::nf4, weight_format::int4, weight_format::nf4_dq}) {
     if (weight_bits(f, in.group, in.model.hidden) >= weight_bits(in.weights, in.group, in.model.hidden)) continue;
-    memory_model lower(in.model, f, in.group, in.kv);
+    memory_model lower(in.model, f, in.group, in.kv, in.paging);
     if (lower.on_device(l, d, in.context, in.concurrency).fits())
       a.push_back(fmt::format("with --weights {} it fits on these {} devices", name_of(f), l.devices()));
   }
   if (in.kv != kv_format::int8) {
-    memory_model kv8(in.model, in.weights, in.group, kv_format::int8);
+    memory_model kv8(in.model, in.weights, in.group, kv_format::int8, in.paging);
     if (kv8.on_device(l, d, in.context, in.concurrency).fits())
       a.push_back(in.kv == kv_format::fp16 ? "with --kv int8 (half the KV bytes) it fits"
                                            : "with --kv int8 (a quarter of the KV bytes) it fits");
@@ -219,18 +219,22 @@ plan_result make_plan(const plan_inputs& in) {
   if (in.context < 1) throw plan_error("--context must be at least 1");
   if (in.concurrency < 1) throw plan_error("--concurrency must be at least 1");
   if (in.gpus < 0) throw plan_error("--gpus must be at least 1");
+  if (in.paging.prompt > in.context)
+    throw plan_error(fmt::format("--prompt-tokens {} exceeds --context {} (the context counts the prompt and the answer)",
+                                 in.paging.prompt, in.context));
   if (!(in.target_tokens_per_s >= 0 && in.target_tokens_per_s <= 1e12))
     throw plan_error("--target must lie between 0 and 1e12 tokens/s");
 
   plan_result r;
   r.in = in;
-  const memory_model mm(in.model, in.weights, in.group, in.kv);
+  const memory_model mm(in.model, in.weights, in.group, in.kv, in.paging);
   r.params_total = static_cast<double>(in.model.total_params());
   r.params_active = static_cast<double>(in.model.active_params());
   r.weights_bytes = mm.weights_bytes();
   r.weight_bits_per_param = r.weights_bytes * 8.0 / r.params_total;
   r.kv_bytes_per_token = mm.kv_bytes_per_token();
-  r.kv_bytes_total = r.kv_bytes_per_token * static_cast<double>(in.context) * static_cast<double>(in.concurrency);
+  r.kv_blocks = mm.kv_blocks(in.context, in.concurrency);
+  r.kv_bytes_total = r.kv_bytes_per_token * mm.kv_positions(in.context, in.concurrency);
 
   r.planned = requested_layout(in);
   r.needed = smallest_fit(in, mm, in.tp);

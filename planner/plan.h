@@ -28,6 +28,7 @@ struct plan_inputs {
   kv_format kv = kv_format::fp16;
   std::int64_t context = 4096;       // tokens per sequence, prompt and answer
   std::int64_t concurrency = 1;      // sequences decoded together
+  kv_paging paging;                  // KV block size, and the prompt the n choices of a request share
   double target_tokens_per_s = 0;    // aggregate decode target; 0 = none
   device dev;
   int gpus = 0;                      // 0: the planner chooses (gpus_needed)
@@ -56,7 +57,8 @@ struct plan_result {
   double weights_bytes = 0;
   double weight_bits_per_param = 0;   // weights_bytes * 8 / params_total
   double kv_bytes_per_token = 0;
-  double kv_bytes_total = 0;          // context * concurrency tokens
+  std::int64_t kv_blocks = 0;         // paged KV blocks of paging.block_size positions, all devices
+  double kv_bytes_total = 0;          // kv_blocks * block size * kv_bytes_per_token
   // The smallest layout (fewest devices, then widest TP) that holds everything on the devices.
   std::optional<layout> needed;
   // The layout this plan evaluates: the given --gpus/--tp, else `needed`.

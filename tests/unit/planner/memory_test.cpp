@@ -36,9 +36,9 @@ TEST(memory, kv_bytes_per_token_follow_the_formula) {
   // Llama 2 7B has no GQA: 32 KV heads, four times the 8B's cache per token.
   const memory_model m7(load_model("llama-2-7b"), weight_format::fp16, 32, kv_format::fp16);
   EXPECT_DOUBLE_EQ(m7.kv_bytes_per_token(), 2.0 * 32 * 32 * 128 * 2);
-  // int8 KV: one byte plus an fp16 scale per token and head.
+  // int8 KV: one byte plus an f32 scale per token and head (the cpu backend's paged_kv layout).
   const memory_model q8(load_model("llama-3.1-8b"), weight_format::fp16, 32, kv_format::int8);
-  EXPECT_DOUBLE_EQ(q8.kv_bytes_per_token(), 2.0 * 32 * 8 * (128 + 2));
+  EXPECT_DOUBLE_EQ(q8.kv_bytes_per_token(), 2.0 * 32 * 8 * (128 + 4));
 }
 
 TEST(memory, fp16_weights_are_two_bytes_per_parameter) {
@@ -110,6 +110,41 @@ TEST(memory, sharding_divides_weights_and_kv) {
   const per_device pp = mm.on_device({1, 2}, dev, 8192, 4);
   EXPECT_LT(pp.weights, one.weights * 0.51);
   EXPECT_DOUBLE_EQ(pp.kv, one.kv / 2);
+}
+
+TEST(memory, paged_kv_rounds_every_sequence_up_to_whole_blocks) {
+  // Without sharing each sequence holds ceil(context / block_size) blocks.
+  const auto m = load_model("llama-3.1-8b");
+  const memory_model mm(m, weight_format::fp16, 32, kv_format::fp16, kv_paging{.block_size = 16});
+  EXPECT_EQ(mm.kv_blocks(8192, 4), 4 * 512);
+  EXPECT_EQ(mm.kv_blocks(100, 3), 3 * 7);  // 100 positions take 7 blocks of 16
+  EXPECT_DOUBLE_EQ(mm.kv_positions(100, 3), 3.0 * 112);
+  const auto dev = builtin_catalogue().find("h100-80g");
+  EXPECT_DOUBLE_EQ(mm.on_device({1, 1}, dev, 100, 3).kv, mm.kv_bytes_per_token() * 3 * 112);
+  // A prompt without n > 1 shares nothing: the same blocks.
+  const memory_model alone(m, weight_format::fp16, 32, kv_format::fp16, kv_paging{.block_size = 16, .prompt = 80});
+  EXPECT_EQ(alone.kv_blocks(100, 3), 3 * 7);
+}
+
+TEST(memory, n_choices_share_the_full_prompt_blocks) {
+  // The e2e RSS workload: one request, n = 16, a prompt of 402 tokens and 64 generated each.
+  // 25 full prompt blocks (400 positions) once; each choice copies the partial block and
+  // holds positions 400..465: ceil(66 / 16) = 5 blocks. 25 + 16 * 5 = 105 blocks.
+  const auto m = load_model("stories260k");
+  const memory_model mm(m, weight_format::fp32, 32, kv_format::fp32, kv_paging{.block_size = 16, .prompt = 402, .n = 16});
+  EXPECT_EQ(mm.kv_blocks(466, 16), 105);
+  // Within the bound P + N * (M + block_size) rounded up to blocks.
+  EXPECT_LE(mm.kv_blocks(466, 16), (402 + 16 * (64 + 16) + 15) / 16);
+  // Two requests of 16, and a third with 3 choices, each sharing its own prompt.
+  EXPECT_EQ(mm.kv_blocks(466, 35), 2 * 105 + 25 + 3 * 5);
+  // A prompt that fills whole blocks: nothing to copy, each choice starts a fresh block.
+  const memory_model whole(m, weight_format::fp32, 32, kv_format::fp32, kv_paging{.block_size = 16, .prompt = 400, .n = 4});
+  EXPECT_EQ(whole.kv_blocks(464, 4), 25 + 4 * 4);
+  // Block size 1: exactly P + N * M positions.
+  const memory_model exact(m, weight_format::fp32, 32, kv_format::fp32, kv_paging{.block_size = 1, .prompt = 402, .n = 16});
+  EXPECT_DOUBLE_EQ(exact.kv_positions(466, 16), 402 + 16 * 64);
+  EXPECT_THROW(memory_model(m, weight_format::fp32, 32, kv_format::fp32, kv_paging{.block_size = 0}), plan_error);
+  EXPECT_THROW(memory_model(m, weight_format::fp32, 32, kv_format::fp32, kv_paging{.n = 0}), plan_error);
 }
 
 TEST(memory, moe_reads_only_the_experts_a_batch_touches) {

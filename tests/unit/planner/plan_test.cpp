@@ -134,6 +134,23 @@ TEST(plan, target_gives_copies_and_bad_workloads_are_errors) {
   EXPECT_THROW(make_plan(in), plan_error);
 }
 
+TEST(plan, n_choices_sharing_a_prompt_need_less_kv) {
+  // 64 choices of one 8000-token prompt, 192 tokens each: the prompt's 500 blocks once, then
+  // ceil(192 / 16) = 12 blocks per choice, against 64 * 512 blocks without sharing.
+  auto in = inputs("llama-3.1-8b", "h100-80g", weight_format::fp16, 8192, 64, 1);
+  const auto apart = make_plan(in);
+  in.paging = kv_paging{.block_size = 16, .prompt = 8000, .n = 64};
+  const auto shared = make_plan(in);
+  EXPECT_EQ(apart.kv_blocks, 64 * 512);
+  EXPECT_EQ(shared.kv_blocks, 500 + 64 * 12);
+  EXPECT_DOUBLE_EQ(shared.kv_bytes_total, shared.kv_bytes_per_token * 16 * (500 + 64 * 12));
+  EXPECT_DOUBLE_EQ(shared.on_device.kv, shared.kv_bytes_total);
+  EXPECT_FALSE(apart.fits);  // 16 GB of weights and 68.7 GB of KV on one 80 GB card
+  EXPECT_TRUE(shared.fits);  // the same weights and 2.7 GB of KV
+  in.paging.prompt = 9000;   // more than the context
+  EXPECT_THROW(make_plan(in), plan_error);
+}
+
 TEST(plan, cpu_server_never_offloads) {
   const auto r = make_plan(inputs("llama-3.1-8b", "cpu-2s", weight_format::int8, 8192, 4, 1));
   EXPECT_TRUE(r.fits);
