@@ -70,9 +70,9 @@ double unquantized_bytes(weight_format f) { return f == weight_format::fp32 ? 4.
 double kv_element_bytes(kv_format f, std::int64_t head_dim) {
   if (f == kv_format::fp32) return 4.0;
   if (f == kv_format::fp16) return 2.0;
-  // int8: the cpu backend's paged KV (backends/cpu/paged_kv.h) keeps one f32 scale per token
-  // and head beside the int8 row.
-  return 1.0 + 4.0 / static_cast<double>(head_dim);
+  // int8: one fp16 scale per token and head. The cpu backend's paged KV keeps an f32 scale
+  // (backends/cpu/paged_kv.h): 2/head_dim bytes more per element than counted here.
+  return 1.0 + 2.0 / static_cast<double>(head_dim);
 }
 
 }  // namespace moat::planner

@@ -50,7 +50,7 @@ double unquantized_bytes(weight_format f);
 // Bytes per cached K or V element for a head of `head_dim` values:
 //   fp32  4
 //   fp16  2
-//   int8  1 + 4/head_dim   (one f32 scale per token and head, as backends/cpu/paged_kv.h stores it)
+//   int8  1 + 2/head_dim   (one fp16 scale per token and head; the cpu backend stores f32)
 double kv_element_bytes(kv_format f, std::int64_t head_dim);
 
 }  // namespace moat::planner

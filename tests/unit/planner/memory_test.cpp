@@ -36,9 +36,12 @@ TEST(memory, kv_bytes_per_token_follow_the_formula) {
   // Llama 2 7B has no GQA: 32 KV heads, four times the 8B's cache per token.
   const memory_model m7(load_model("llama-2-7b"), weight_format::fp16, 32, kv_format::fp16);
   EXPECT_DOUBLE_EQ(m7.kv_bytes_per_token(), 2.0 * 32 * 32 * 128 * 2);
-  // int8 KV: one byte plus an f32 scale per token and head (the cpu backend's paged_kv layout).
+  // int8 KV: one byte plus an fp16 scale per token and head.
   const memory_model q8(load_model("llama-3.1-8b"), weight_format::fp16, 32, kv_format::int8);
-  EXPECT_DOUBLE_EQ(q8.kv_bytes_per_token(), 2.0 * 32 * 8 * (128 + 4));
+  EXPECT_DOUBLE_EQ(q8.kv_bytes_per_token(), 2.0 * 32 * 8 * (128 + 2));
+  // Paged, int8 KV is counted in the same blocks: 10 positions take one block of 16.
+  const memory_model q8p(load_model("llama-3.1-8b"), weight_format::fp16, 32, kv_format::int8, kv_paging{.block_size = 16});
+  EXPECT_DOUBLE_EQ(q8p.on_device({1, 1}, builtin_catalogue().find("h100-80g"), 10, 1).kv, 16 * 2.0 * 32 * 8 * (128 + 2));
 }
 
 TEST(memory, fp16_weights_are_two_bytes_per_parameter) {
