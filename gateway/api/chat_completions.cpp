@@ -48,6 +48,20 @@ void chat_completions(api_context& ctx, const http::request& req, http::responde
   if (!caps.has(MOAT_CAP_CHAT)) {
     return respond(error_response(ctx.metrics, unsupported(chat.model, "chat completions", "model"), route));
   }
+  // No backend calls tools or constrains its output to JSON yet (the ABI has no capability for
+  // either), so a request relying on them is refused as vLLM refuses what it was not started
+  // for, instead of answering as if the field were not there. tool_choice "none" with tools is
+  // fine: no call was wanted.
+  if (!chat.tool_choice.empty() && chat.tool_choice != "none") {
+    return respond(error_response(
+        ctx.metrics, unsupported(chat.model, "tool calling (tool_choice \"" + chat.tool_choice + "\")", "tool_choice"),
+        route));
+  }
+  if (chat.response_format != "text") {
+    return respond(error_response(
+        ctx.metrics, unsupported(chat.model, "response_format \"" + chat.response_format + "\"", "response_format"),
+        route));
+  }
   if (chat.sampling.logprobs && !caps.has(MOAT_CAP_LOGPROBS)) {
     return respond(error_response(ctx.metrics, unsupported(chat.model, "logprobs", "logprobs"), route));
   }

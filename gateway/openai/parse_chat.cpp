@@ -1,9 +1,40 @@
 // POST /v1/chat/completions: CreateChatCompletionRequest plus vLLM's top_k, min_p and
-// add_generation_prompt. Fields moat does not use (tools, response_format, metadata, ...) are
-// ignored as unknown fields are.
+// add_generation_prompt. Fields moat does not use (metadata, store, ...) are ignored as unknown
+// fields are; tool use and response_format are read so the handler can refuse them.
 #include "openai/request_common.h"
 
 namespace moat::openai {
+
+namespace {
+
+using namespace detail;
+
+// `tools` + `tool_choice`, or the deprecated `functions` + `function_call`. As OpenAI (and vLLM)
+// default it, a request offering tools without a choice asks for "auto".
+void parse_tool_use(const dom::object& object, const param_path& root, chat_request& request) {
+  const bool legacy = !optional_field(object, "tools") && optional_field(object, "functions");
+  const char* list_key = legacy ? "functions" : "tools";
+  const char* choice_key = legacy ? "function_call" : "tool_choice";
+  if (auto v = optional_field(object, list_key)) request.tools = as_array(*v, root.field(list_key)).size();
+  auto choice = optional_field(object, choice_key);
+  if (!choice) {
+    request.tool_choice = request.tools > 0 ? "auto" : "";
+    return;
+  }
+  const param_path path = root.field(choice_key);
+  std::string_view text;
+  if (choice->get_string().get(text) == simdjson::SUCCESS) {
+    if (text != "none" && text != "auto" && (legacy || text != "required")) {
+      fail_unsupported_value(path, text, legacy ? "none, auto" : "none, auto, required");
+    }
+    request.tool_choice = std::string(text);
+  } else {
+    as_object(*choice, path);  // {"type":"function","function":{"name":...}} or {"name":...}
+    request.tool_choice = "function";
+  }
+}
+
+}  // namespace
 
 chat_parse_result parse_chat_request(std::string_view body) {
   using namespace detail;
@@ -43,6 +74,12 @@ chat_parse_result parse_chat_request(std::string_view body) {
       request.add_generation_prompt = as_bool(*v, root.field("add_generation_prompt"));
     }
     request.user = optional_string(object, root.field("user"));
+    parse_tool_use(object, root, request);
+    if (auto v = optional_field(object, "response_format")) {
+      const param_path path = root.field("response_format");
+      const dom::object format = as_object(*v, path);
+      request.response_format = std::string(as_string(required_field(format, path.field("type")), path.field("type")));
+    }
     return request;
   });
 }

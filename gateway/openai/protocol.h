@@ -67,6 +67,11 @@ struct chat_request {
   stream_options stream_opts;
   bool add_generation_prompt = true;  // extension (vLLM)
   std::optional<std::string> user;
+  // What the request asks beyond plain text, read so that a backend unable to honour it is
+  // refused instead of silently ignored (the handler decides; see docs/api.md).
+  size_t tools = 0;          // `tools` (or the legacy `functions`) offered
+  std::string tool_choice;   // "none", "auto", "required" or "function" (a named one); "" without tools
+  std::string response_format = "text";  // its `type`: text, json_object, json_schema, ...
 };
 
 // A prompt as OpenAI accepts it: a text or token ids.

@@ -280,5 +280,31 @@ TEST(ParseChat, ErrorJsonHasTheOpenAIShape) {
   EXPECT_NE(json.find("\"code\":null"), std::string::npos);
 }
 
+// Tool use and structured output are read (not acted on) so the handler can refuse what no
+// backend honours; see ChatTools in the e2e suite for the answers.
+TEST(ParseChat, ToolUseAndResponseFormatAreRead) {
+  const std::string tools = R"("tools":[{"type":"function","function":{"name":"f"}}])";
+  EXPECT_EQ(ok(parse_chat_request(chat_body(""))).tool_choice, "");
+  EXPECT_EQ(ok(parse_chat_request(chat_body(tools))).tool_choice, "auto");  // OpenAI's default
+  EXPECT_EQ(ok(parse_chat_request(chat_body(tools))).tools, 1u);
+  EXPECT_EQ(ok(parse_chat_request(chat_body(tools + R"(,"tool_choice":"none")"))).tool_choice, "none");
+  EXPECT_EQ(ok(parse_chat_request(chat_body(tools + R"(,"tool_choice":"required")"))).tool_choice, "required");
+  EXPECT_EQ(ok(parse_chat_request(chat_body(tools + R"(,"tool_choice":{"type":"function","function":{"name":"f"}})")))
+                .tool_choice,
+            "function");
+  EXPECT_EQ(ok(parse_chat_request(chat_body(R"("functions":[{"name":"f"}])"))).tool_choice, "auto");
+  EXPECT_EQ(ok(parse_chat_request(chat_body(R"("functions":[{"name":"f"}],"function_call":"none")"))).tool_choice,
+            "none");
+  expect_invalid(parse_chat_request(chat_body(tools + R"(,"tool_choice":"sometimes")")), "tool_choice");
+  expect_invalid(parse_chat_request(chat_body(tools + R"(,"tool_choice":3)")), "tool_choice");
+  expect_invalid(parse_chat_request(chat_body(R"("tools":{"a":1})")), "tools");
+
+  EXPECT_EQ(ok(parse_chat_request(chat_body(""))).response_format, "text");
+  EXPECT_EQ(ok(parse_chat_request(chat_body(R"("response_format":{"type":"json_object"})"))).response_format,
+            "json_object");
+  expect_invalid(parse_chat_request(chat_body(R"("response_format":"json")")), "response_format");
+  expect_invalid(parse_chat_request(chat_body(R"("response_format":{})")), "response_format.type");
+}
+
 }  // namespace
 }  // namespace moat::openai
