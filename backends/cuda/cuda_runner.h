@@ -4,8 +4,9 @@
 //   auto runner = moat::cuda::make_cuda_runner(model, {.device = 0, .kv_cache_mb = 2048, .weights = "int4"});
 //   runner->forward(items, logits);   // same contract as the CPU runner (engine/model_runner.h)
 //
-// Weights are uploaded once: f32/f16/bf16 as stored, GGUF Q8_0/Q4_0 as f32, or quantized on the
-// way up when `weights` names a format (int8, int4, nf4 double-quantized, bf16, f16). The KV
+// Weights are uploaded once: f32/f16/bf16 as stored, GGUF Q8_0 as f32, pre-quantized int8/int4/
+// nf4 and GGUF Q4_0 as stored (cuda_weights.h), or quantized on the way up when `weights` names a
+// format (int8, int4, nf4 double-quantized, bf16, f16). The KV
 // cache is a paged pool per layer, [n_blocks][16][n_kv_heads][head_dim] f32 (block_size() is
 // 16); forward items bring their block tables (engine/model_runner.h), and legacy slot s is the
 // fixed run of blocks [s * B, (s + 1) * B), B = ceil(max_ctx / 16).
