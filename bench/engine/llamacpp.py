@@ -8,7 +8,9 @@ in one script; writes a markdown table (bench/results/engine_llamacpp.md).
 
 Each --model names a Hugging Face folder (moat loads it and quantizes on load with `quant:`) and
 the prefix of its GGUF files (GGUF_PREFIX-q8_0.gguf, -q4_0.gguf, made from the same weights by
-tools/hf_to_gguf.py). For each pair (moat quant : llama.cpp type) both engines measure, each in
+tools/hf_to_gguf.py). The pair "gguf:q8_0" has moat load that same GGUF file (its Q8_0 / Q4_0
+blocks run as stored on moat's kernels). For each pair (moat quant : llama.cpp type) both
+engines measure, each in
 its own process (so resident memory is its own):
   - prefill: one sequence, --prompt random tokens in one forward (after one warm-up forward);
     time to first token is that forward's time;
@@ -188,7 +190,8 @@ def main():
     ap.add_argument("--decode", type=int, default=16)
     ap.add_argument("--streams", default="1,8,32")
     ap.add_argument("--reps", type=int, default=3, help="best of N timed runs of each measurement")
-    ap.add_argument("--pairs", default="int8:q8_0,int4:q4_0,nf4:q4_0")
+    ap.add_argument("--pairs", default="gguf:q8_0,int8:q8_0,gguf:q4_0,int4:q4_0,nf4:q4_0",
+                    help="moat quant:llama.cpp type; moat quant 'gguf' = moat loads the same GGUF file")
     ap.add_argument("--out", default="bench/results/engine_llamacpp.md")
     ap.add_argument("--llama-no-extra-bufts", dest="no_extra_bufts", action="store_true",
                     help="load llama.cpp weights without its extra buffer types (AMX tiles, repacked Q4_0/Q8_0): "
@@ -212,7 +215,10 @@ def main():
         for pair in args.pairs.split(","):
             quant, gtype = pair.split(":")
             gguf_path = f"{prefix}-{gtype}.gguf"
-            moat_cmd = [args.moat_bin, "--model", hf_dir, "--quant", quant, "--json"] + common
+            if quant == "gguf":  # moat reads the very file llama.cpp reads, blocks as stored
+                moat_cmd = [args.moat_bin, "--model", gguf_path, "--json"] + common
+            else:
+                moat_cmd = [args.moat_bin, "--model", hf_dir, "--quant", quant, "--json"] + common
             commands.append(" ".join(moat_cmd))
             print(f"{name}: moat {quant} ...", file=sys.stderr, flush=True)
             m = run_json(moat_cmd)
@@ -246,7 +252,7 @@ def main():
                      f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset (llama.cpp spins)')}; "
                      f"moat: `{sections[0][3]['isa']}` kernels.")
     lines.append("")
-    lines.append("| model | moat quant | llama.cpp type | measurement | moat | llama.cpp | moat / llama.cpp | "
+    lines.append("| model | moat quant | llama.cpp type | measurement | moat | llama.cpp | moat's advantage (> 1: moat better) | "
                  "moat % of bound | llama.cpp % of bound |")
     lines.append("| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: |")
     for name, quant, gtype, m, lc in sections:
