@@ -2,6 +2,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <cstdint>
+
 #include "api/errors.h"
 #include "api/request_trail.h"
 #include "host/plugin.h"
@@ -24,6 +27,7 @@ generation_job::generation_job(generation_options options, http::responder respo
   if (options_.stream) {
     started_.assign(options_.choices, false);
     closed_.assign(options_.choices, false);
+    offsets_.assign(options_.choices, 0);
     pending_.resize(options_.choices);
   } else {
     results_.resize(options_.choices);
@@ -108,6 +112,7 @@ void generation_job::emit_delta(host::owned_event& event) {
     d.text = std::move(event.text);
     d.has_logprobs = options_.logprobs;
     d.logprobs = std::move(event.logprobs);
+    d.text_offset = advance_offset(event.index, d.text.size());
     append_chunk(serialized_, d);
     return flush();
   }
@@ -301,6 +306,7 @@ std::string generation_job::take_pending() {
       d.text = std::move(p.text);
       d.has_logprobs = options_.logprobs;
       d.logprobs = std::move(p.logprobs);
+      d.text_offset = advance_offset(i, d.text.size());
       started_[i] = true;
       append_chunk(out, d);
     }
@@ -319,6 +325,12 @@ std::string generation_job::take_pending() {
   dirty_ = false;
   if (ended_) out += tail_;
   return out;
+}
+
+uint32_t generation_job::advance_offset(uint32_t index, size_t bytes) {
+  const uint32_t at = offsets_[index];
+  offsets_[index] = static_cast<uint32_t>(std::min<size_t>(size_t{at} + bytes, UINT32_MAX));
+  return at;
 }
 
 void generation_job::append_chunk(std::string& out, const openai::chunk_delta& delta) const {

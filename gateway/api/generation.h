@@ -76,6 +76,9 @@ class generation_job : public host::event_sink,
   void start_stream();
   void flush();
   std::string take_pending();
+  // Streamed completions: where the next text of choice `index` starts (its logprobs'
+  // text_offset continues across chunks, as in a whole answer); advances by `bytes`.
+  uint32_t advance_offset(uint32_t index, size_t bytes);
   void append_chunk(std::string& out, const openai::chunk_delta& delta) const;
 
   // Streamed text of one choice not yet handed to the session.
@@ -94,6 +97,7 @@ class generation_job : public host::event_sink,
   std::vector<openai::choice_result> results_;  // non-streamed: text per choice
   std::vector<bool> started_;                    // streamed: the choice's first chunk went out
   std::vector<bool> closed_;                     // streamed: its finish_reason chunk went out
+  std::vector<uint32_t> offsets_;                // streamed: bytes of text sent per choice
   bool dirty_ = false;                           // streamed: pending_ holds something
   std::string serialized_;                       // streamed: chunks not yet pulled, in order
   std::vector<pending_choice> pending_;          // streamed: per choice, since the last pull

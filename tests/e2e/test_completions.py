@@ -1,5 +1,7 @@
 """POST /v1/completions through the SDK: echo answers with the prompt."""
 
+import json
+
 import pytest
 
 import checks
@@ -112,6 +114,28 @@ def test_completion_logprobs(client):
     assert offsets[0] == 0 and offsets == sorted(offsets)
     assert [PROMPT[o:o + len(t)] for o, t in zip(offsets, tokens)] == tokens
     assert len(logprobs["top_logprobs"]) == len(tokens)
+
+
+def test_streamed_completion_logprobs_text_offset_continues_across_chunks(server):
+    # One chunk per word (echo-slow spaces the deltas, so they are not coalesced): each chunk's
+    # text_offset must continue where the previous chunk's text ended, as in the whole answer.
+    body = {"model": "echo-slow", "prompt": PROMPT, "logprobs": 1, "stream": True, "max_tokens": 50}
+    status, _, raw = http_raw.request(server, "POST", "/v1/completions", body)
+    assert status == 200
+    text, tokens, offsets = "", [], []
+    for data in http_raw.sse_data(raw):
+        if data == "[DONE]":
+            break
+        chunk = json.loads(data)
+        for choice in chunk["choices"]:
+            text += choice["text"]
+            if choice.get("logprobs"):
+                tokens += choice["logprobs"]["tokens"]
+                offsets += choice["logprobs"]["text_offset"]
+    assert text == PROMPT
+    assert len(tokens) == checks.words(PROMPT) > 2
+    assert [PROMPT[o:o + len(t)] for o, t in zip(offsets, tokens)] == tokens
+    assert offsets == sorted(offsets) and len(set(offsets)) == len(offsets)
 
 
 def test_completion_token_prompt(client, server):

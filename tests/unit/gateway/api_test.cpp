@@ -390,3 +390,36 @@ TEST(cache_salt, with_string_field_replaces_or_appends_and_keeps_the_rest) {
   EXPECT_EQ(host::with_string_field("not json", "cache_salt", "s"), R"({"cache_salt":"s"})");
   EXPECT_EQ(host::with_string_field(R"({"cache_salt":1,"cache_salt":2})", "cache_salt", "q\""), R"({"cache_salt":"q\""})");
 }
+
+TEST(generation_job, completion_stream_logprobs_text_offset_continues_across_chunks) {
+  metrics::registry reg({"m"}, "v", "c");
+  api::generation_options opts;
+  opts.chat = false;
+  opts.stream = true;
+  opts.logprobs = true;
+  opts.meta = {"cmpl-x", 1, "m", "fp"};
+  std::shared_ptr<http::stream_source> source;
+  auto job = std::make_shared<api::generation_job>(opts, [&](http::response res) { source = res.stream; }, reg);
+  auto with_tokens = [](std::vector<std::string> tokens) {
+    host::owned_event ev = delta(0, "");
+    for (auto& t : tokens) {
+      ev.text += t;
+      openai::logprob_item item;
+      item.chosen.token = t;
+      ev.logprobs.push_back(std::move(item));
+    }
+    return ev;
+  };
+  std::string got;
+  job->on_event(with_tokens({"Hel", "lo"}));
+  ASSERT_NE(source, nullptr);
+  source->pull([&](std::string data, bool) { got += data; });  // first chunk, pulled at once
+  job->on_event(with_tokens({" wor", "ld"}));                  // second chunk, its own pull
+  source->pull([&](std::string data, bool) { got += data; });
+  job->on_event(with_tokens({"!"}));
+  EXPECT_TRUE(contains(got, R"("text_offset":[0,3])")) << got;
+  EXPECT_TRUE(contains(got, R"("text_offset":[5,9])")) << got;  // not [0,4]
+  std::string third;
+  source->pull([&](std::string data, bool) { third += data; });
+  EXPECT_TRUE(contains(third, R"("text_offset":[11])")) << third;
+}
