@@ -10,11 +10,14 @@ namespace moat::planner {
 namespace {
 // Tokens one prefill chunk processes at once (chunked prefill, DESIGN.md section 5).
 constexpr std::int64_t prefill_chunk = 512;
+// The largest block the cpu runner accepts (kv_block_size).
+constexpr std::int64_t max_kv_block_size = std::int64_t{1} << 20;
 }  // namespace
 
 memory_model::memory_model(model_spec model, weight_format weights, int group, kv_format kv, kv_paging paging)
     : model_(std::move(model)), weights_(weights), group_(group), kv_(kv), paging_(paging) {
-  if (paging_.block_size < 1) throw plan_error("--kv-block-size must be at least 1");
+  if (paging_.block_size < 1 || paging_.block_size > max_kv_block_size)
+    throw plan_error(fmt::format("--kv-block-size {}: must lie between 1 and {}", paging_.block_size, max_kv_block_size));
   if (paging_.n < 1) throw plan_error("--n must be at least 1");
   if (paging_.prompt < 0) throw plan_error("--prompt-tokens must not be negative");
   weight_bits(weights_, group_, model_.hidden);  // validates the group size now
@@ -70,19 +73,22 @@ double memory_model::kv_bytes_per_token() const {
   return 2.0 * static_cast<double>(m.layers * m.kv_heads * m.head_dim) * kv_element_bytes(kv_, m.head_dim);
 }
 
-std::int64_t memory_model::kv_blocks(std::int64_t context, std::int64_t concurrency) const {
+double memory_model::kv_blocks(std::int64_t context, std::int64_t concurrency) const {
   // A request's n choices share floor(prompt / bs) full prompt blocks; each choice holds the
   // blocks from there to `context`: the copied partial prompt block and its own answer. The
-  // last request may have fewer than n choices.
-  const std::int64_t bs = paging_.block_size;
-  const std::int64_t shared = std::min(paging_.prompt, context) / bs;
-  const std::int64_t own = (context - shared * bs + bs - 1) / bs;
-  const std::int64_t whole = concurrency / paging_.n, rest = concurrency % paging_.n;
-  return whole * (shared + paging_.n * own) + (rest > 0 ? shared + rest * own : 0);
+  // last request may have fewer than n choices. In doubles: whole numbers, exact below 2^53,
+  // and no overflow for absurd flags.
+  const double bs = static_cast<double>(paging_.block_size);
+  const double shared = std::floor(static_cast<double>(std::min(paging_.prompt, context)) / bs);
+  const double own = std::ceil((static_cast<double>(context) - shared * bs) / bs);
+  const double n = static_cast<double>(paging_.n);
+  const double whole = std::floor(static_cast<double>(concurrency) / n);
+  const double rest = static_cast<double>(concurrency) - whole * n;
+  return whole * (shared + n * own) + (rest > 0 ? shared + rest * own : 0.0);
 }
 
 double memory_model::kv_positions(std::int64_t context, std::int64_t concurrency) const {
-  return static_cast<double>(kv_blocks(context, concurrency)) * static_cast<double>(paging_.block_size);
+  return kv_blocks(context, concurrency) * static_cast<double>(paging_.block_size);
 }
 
 double memory_model::activation_bytes(const layout& l, std::int64_t context, std::int64_t concurrency) const {

@@ -72,7 +72,7 @@ class memory_model {
 
   // KV blocks the whole deployment holds when `concurrency` sequences each reach `context`
   // positions (see kv_paging); times block_size, the positions the KV bytes are counted for.
-  std::int64_t kv_blocks(std::int64_t context, std::int64_t concurrency) const;
+  double kv_blocks(std::int64_t context, std::int64_t concurrency) const;  // a whole number
   double kv_positions(std::int64_t context, std::int64_t concurrency) const;
 
   // Working buffers on one device while a step runs (see docs/planning.md for the formula).

@@ -57,7 +57,7 @@ struct plan_result {
   double weights_bytes = 0;
   double weight_bits_per_param = 0;   // weights_bytes * 8 / params_total
   double kv_bytes_per_token = 0;
-  std::int64_t kv_blocks = 0;         // paged KV blocks of paging.block_size positions, all devices
+  double kv_blocks = 0;               // paged KV blocks of paging.block_size positions, all devices
   double kv_bytes_total = 0;          // kv_blocks * block size * kv_bytes_per_token
   // The smallest layout (fewest devices, then widest TP) that holds everything on the devices.
   std::optional<layout> needed;

@@ -84,7 +84,7 @@ std::string render_json(const plan_result& r) {
   o.str("kv", std::string(name_of(in.kv))).num("context", static_cast<double>(in.context))
       .num("concurrency", static_cast<double>(in.concurrency)).str("gpu", in.dev.name);
   o.num("n", static_cast<double>(in.paging.n)).num("prompt_tokens", static_cast<double>(in.paging.prompt))
-      .num("kv_block_size", static_cast<double>(in.paging.block_size)).num("kv_blocks", static_cast<double>(r.kv_blocks));
+      .num("kv_block_size", static_cast<double>(in.paging.block_size)).num("kv_blocks", r.kv_blocks);
   o.bytes("weights_bytes", r.weights_bytes).bytes("kv_bytes_per_token", r.kv_bytes_per_token)
       .bytes("kv_bytes_total", r.kv_bytes_total).bytes("total_bytes", r.total_bytes);
   o.boolean("fits", r.fits).boolean("runs", r.runs);
@@ -161,7 +161,7 @@ std::string render_table(const plan_result& r) {
   row(fmt::format("KV cache {} x {} tokens", in.concurrency, in.context), gb(r.kv_bytes_total));
   if (in.paging.n > 1 && in.paging.prompt > 0)
     row(fmt::format("KV blocks, prompt shared by n={}", in.paging.n),
-        fmt::format("{} x {} positions ({} prompt tokens)", r.kv_blocks, in.paging.block_size, in.paging.prompt));
+        fmt::format("{:.0f} x {} positions ({} prompt tokens)", r.kv_blocks, in.paging.block_size, in.paging.prompt));
   if (r.planned) {
     const layout& l = *r.planned;
     const per_device& d = r.on_device;

@@ -148,6 +148,11 @@ TEST(memory, n_choices_share_the_full_prompt_blocks) {
   EXPECT_DOUBLE_EQ(exact.kv_positions(466, 16), 402 + 16 * 64);
   EXPECT_THROW(memory_model(m, weight_format::fp32, 32, kv_format::fp32, kv_paging{.block_size = 0}), plan_error);
   EXPECT_THROW(memory_model(m, weight_format::fp32, 32, kv_format::fp32, kv_paging{.n = 0}), plan_error);
+  EXPECT_THROW(memory_model(m, weight_format::fp32, 32, kv_format::fp32, kv_paging{.block_size = (1 << 20) + 1}),
+               plan_error);
+  // Absurd workloads give a large number, never an overflow.
+  const memory_model big(m, weight_format::fp32, 32, kv_format::fp32, kv_paging{.block_size = 1 << 20, .prompt = 1, .n = 3});
+  EXPECT_GT(big.kv_positions(std::int64_t{1} << 62, std::int64_t{1} << 62), 1e36);
 }
 
 TEST(memory, moe_reads_only_the_experts_a_batch_touches) {
