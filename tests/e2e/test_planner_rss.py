@@ -15,7 +15,8 @@ makes the comparison honest. Long answers (M = 300) keep that per-choice KV the 
 
 Two models: the fixture (2.6 MB of fp32 weights, where the KV and buffers weigh more than the
 weights) and a synthetic ~75 MB fp32 Llama written by the test into a temporary folder (random
-weights, the fixture's tokenizer), where the weights dominate.
+weights, the fixture's tokenizer), where the weights dominate. A third check isolates the KV
+sharing: the same request with n = 16 and n = 1, whose difference is the 15 extra choices' blocks.
 """
 
 from __future__ import annotations
@@ -195,13 +196,51 @@ def test_fixture_model_within_10_percent(echo_rss, tmp_path):
     check("tinystories-656K", rss, echo_rss, planned)
 
 
-def test_synthetic_75mb_model_within_10_percent(echo_rss, tmp_path):
-    folder = tmp_path / "synthetic-fp32"
+@pytest.fixture(scope="module")
+def synthetic(echo_rss, tmp_path_factory) -> tuple[Path, int]:
+    folder = tmp_path_factory.mktemp("rss-synthetic") / "synthetic-fp32"
     size = write_synthetic_model(folder)
     assert 60 << 20 < size < 100 << 20
+    return folder, size
+
+
+def test_synthetic_75mb_model_within_10_percent(echo_rss, synthetic, tmp_path):
+    folder, size = synthetic
     n = 4
     rss, prompt, positions = measure(tmp_path, "rss-synthetic", folder, n=n, words=50, max_tokens=16, ctx=512,
                                      kv_cache_mb=32)
     planned = plan(folder, prompt, positions, n)
     assert planned["weights_bytes"] == size
     check("synthetic fp32", rss, echo_rss, planned)
+
+
+def test_n_choices_share_their_prompt_blocks(echo_rss, synthetic, tmp_path):
+    """What 15 more choices of one request cost: the same request with n = 16 against n = 1.
+
+    Weights, code and fixed buffers cancel, so this checks the paged-KV arithmetic alone: each
+    extra choice holds a copy of the partly filled prompt block and its answer's blocks (4 of
+    192 KiB here), never its own copy of the 402-token prompt (every choice 29 blocks). The
+    answers end on a block boundary (402 + 62 = 29 blocks of 16): RSS counts pages, and a block's
+    run of one layer's K (or V) is 16 KiB here, so a partly written last block would be resident
+    only in part while the pool (and the planner) counts it whole.
+    """
+    folder, _ = synthetic
+    one, prompt, positions = measure(tmp_path, "rss-n1", folder, n=1, words=100, max_tokens=62, ctx=512,
+                                     kv_cache_mb=32)
+    many, prompt_many, _ = measure(tmp_path, "rss-n16", folder, n=16, words=100, max_tokens=62, ctx=512,
+                                   kv_cache_mb=32)
+    assert prompt_many == prompt
+    assert positions % BLOCK_SIZE == 0, f"{prompt} prompt tokens: the answers no longer end on a block boundary"
+    alone, shared = plan(folder, prompt, positions, 1), plan(folder, prompt, positions, 16)
+
+    def planned(p: dict) -> float:
+        return p["per_gpu"]["kv_bytes"] + p["per_gpu"]["activation_bytes"]
+
+    measured = many[0] - one[0]
+    estimate = planned(shared) - planned(alone)
+    copied = 15 * positions * shared["kv_bytes_per_token"]  # the KV of 15 private prompts and answers
+    error = (estimate - measured) / measured
+    print(f"\nn=16 vs n=1: measured +{measured / 2**20:.2f} MiB, planned +{estimate / 2**20:.2f} MiB "
+          f"(KV {alone['kv_blocks']} -> {shared['kv_blocks']} blocks), error {error:+.1%}; "
+          f"copying the prompt per choice would be +{copied / 2**20:.2f} MiB")
+    assert abs(error) <= TOLERANCE, f"planner +{estimate} bytes vs measured +{measured} ({error:+.1%})"
