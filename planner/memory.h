@@ -1,10 +1,12 @@
 // Memory arithmetic: weight bytes by part, KV bytes per token, activations, and what one device
 // holds for a given split of the model (tensor parallel within a server, pipeline stages across).
 //
-//   memory_model mm(model, weight_format::int4, /*group=*/32, kv_format::fp16);
+//   memory_model mm(model, weight_format::int4, /*group=*/32, kv_format::fp16,
+//                   kv_paging{.block_size = 16, .prompt = 7680, .n = 16});  // 16 answers, one prompt
 //   layout l{.tp = 8, .pp = 1};
-//   per_device d = mm.per_device(l, dev, /*context=*/8192, /*concurrency=*/16);
-//   d.fits();  // d.total() <= device memory
+//   per_device d = mm.on_device(l, dev, /*context=*/8192, /*concurrency=*/16);
+//   d.fits();                  // d.total() <= device memory
+//   mm.kv_blocks(8192, 16);    // 480 shared prompt blocks + 16 x 32 = 992
 #pragma once
 
 #include <cstdint>
