@@ -4,7 +4,6 @@
 #include "api/generation.h"
 #include "api/request_trail.h"
 #include "host/request_builder.h"
-#include "http/wire.h"
 
 namespace moat::api {
 
@@ -77,18 +76,10 @@ void chat_completions(api_context& ctx, const http::request& req, http::responde
   opts.include_usage = chat.stream && chat.stream_opts.include_usage;
   opts.logprobs = chat.sampling.logprobs;
   opts.choices = static_cast<uint32_t>(chat.sampling.n);
-  opts.meta = {"chatcmpl-" + http::random_alnum(24), unix_now(), chat.model, ctx.system_fingerprint};
   opts.route = route;
-  opts.request_id = std::string(req.request_id);
   opts.trail = trail;
-  trail->set_id(opts.meta.id);
-  auto job = std::make_shared<generation_job>(std::move(opts), std::move(respond), ctx.metrics);
-
   host::request_builder builder;
-  auto outcome = b->submit(builder.chat(chat, body), job, req.strand);
-  if (outcome.status != MOAT_OK) return job->reject(backend_error(outcome.status, std::move(outcome.message)));
-  job->attach(outcome.handle);
-  cancel_when_client_leaves(req, outcome.handle);
+  start_generation(ctx, req, *b, std::move(opts), "chatcmpl-", chat.model, std::move(respond), builder.chat(chat, body));
 }
 
 }  // namespace moat::api

@@ -1,5 +1,8 @@
 #include "api/common.h"
 
+#include "api/request_trail.h"
+#include "http/wire.h"
+
 #include <fmt/format.h>
 
 #include <chrono>
@@ -26,6 +29,19 @@ openai::api_error unsupported(std::string_view model, std::string_view what, std
 int64_t unix_now() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
+}
+
+void start_generation(api_context& ctx, const http::request& req, host::backend& b, generation_options opts,
+                      std::string_view id_prefix, std::string_view model, http::responder respond,
+                      moat_request& request) {
+  opts.meta = {std::string(id_prefix) + http::random_alnum(24), unix_now(), std::string(model), ctx.system_fingerprint};
+  opts.request_id = std::string(req.request_id);
+  if (opts.trail) opts.trail->set_id(opts.meta.id);
+  auto job = std::make_shared<generation_job>(std::move(opts), std::move(respond), ctx.metrics);
+  auto outcome = b.submit(request, job, req.strand);
+  if (outcome.status != MOAT_OK) return job->reject(backend_error(outcome.status, std::move(outcome.message)));
+  job->attach(outcome.handle);
+  cancel_when_client_leaves(req, outcome.handle);
 }
 
 void cancel_when_client_leaves(const http::request& req, const std::shared_ptr<host::call>& call) {

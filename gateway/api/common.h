@@ -7,6 +7,7 @@
 
 #include "api/api.h"
 #include "api/errors.h"
+#include "api/generation.h"
 #include "auth/key_store.h"
 
 namespace moat::api {
@@ -31,5 +32,13 @@ const caller* caller_of(const http::request& req);
 
 // Registers cancel-on-disconnect for an accepted call.
 void cancel_when_client_leaves(const http::request& req, const std::shared_ptr<host::call>& call);
+
+// The end both generation endpoints share, once the backend is chosen and the request checked:
+// the response id (`id_prefix` + 24 random characters), the generation job answering through
+// `respond`, and the submit of `request` (answered with the backend's refusal, or cancelled when
+// the client leaves). `opts` arrives with its endpoint-specific fields set.
+void start_generation(api_context& ctx, const http::request& req, host::backend& b, generation_options opts,
+                      std::string_view id_prefix, std::string_view model, http::responder respond,
+                      moat_request& request);
 
 }  // namespace moat::api

@@ -4,7 +4,6 @@
 #include "api/generation.h"
 #include "api/request_trail.h"
 #include "host/request_builder.h"
-#include "http/wire.h"
 
 namespace moat::api {
 
@@ -57,18 +56,11 @@ void completions(api_context& ctx, const http::request& req, http::responder res
   opts.include_usage = comp.stream && comp.stream_opts.include_usage;
   opts.logprobs = comp.sampling.logprobs;
   opts.choices = static_cast<uint32_t>(comp.sampling.n * std::max<size_t>(1, comp.prompts.size()));
-  opts.meta = {"cmpl-" + http::random_alnum(24), unix_now(), comp.model, ctx.system_fingerprint};
   opts.route = route;
-  opts.request_id = std::string(req.request_id);
   opts.trail = trail;
-  trail->set_id(opts.meta.id);
-  auto job = std::make_shared<generation_job>(std::move(opts), std::move(respond), ctx.metrics);
-
   host::request_builder builder;
-  auto outcome = b->submit(builder.completion(comp, body), job, req.strand);
-  if (outcome.status != MOAT_OK) return job->reject(backend_error(outcome.status, std::move(outcome.message)));
-  job->attach(outcome.handle);
-  cancel_when_client_leaves(req, outcome.handle);
+  start_generation(ctx, req, *b, std::move(opts), "cmpl-", comp.model, std::move(respond),
+                   builder.completion(comp, body));
 }
 
 }  // namespace moat::api
