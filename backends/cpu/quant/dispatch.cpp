@@ -68,6 +68,12 @@ float* detail::thread_scratch(size_t n) {
   return buffer.data();
 }
 
+float* detail::thread_scratch_weights(size_t n) {
+  thread_local std::vector<float> buffer;
+  if (buffer.size() < n) buffer.resize(n);
+  return buffer.data();
+}
+
 const dot_kernels& kernels() {
   static const dot_kernels* chosen = kernels_for(best_isa());
   return *chosen;

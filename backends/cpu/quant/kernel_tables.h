@@ -15,5 +15,7 @@ const dot_kernels* avx512_vnni_kernels();
 // lives in dispatch.cpp (baseline ISA): a std::vector instantiated inside an ISA-specific file
 // could emit weak out-of-line copies with that ISA's instructions that baseline callers link to.
 float* thread_scratch(size_t n);
+// A second, independent per-thread buffer (the tiles' weight scales of one row tile).
+float* thread_scratch_weights(size_t n);
 
 }  // namespace moat::cpu::quant::detail
