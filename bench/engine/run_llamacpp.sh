@@ -3,6 +3,8 @@
 # synthetic TinyLlama-1.1B-shaped model, same threads, same weights, Q8_0 vs int8 and Q4_0 vs
 # int4 / nf4; writes bench/results/engine_llamacpp.md (+ .json).
 #   bench/engine/run_llamacpp.sh [BUILD_DIR] [THREADS]
+# Environment: OUT (default bench/results/engine_llamacpp.md), SYNTHETIC=0 (fixture only, a
+# quick check), PROMPT / CTX / DECODE / REPS (64 / 32 / 8 / 3), LLAMACPP_ARGS (passed through).
 # Needs a Python venv with llama-cpp-python, gguf and numpy, kept out of CI (LLAMACPP_VENV,
 # default /tmp/moat-llamacpp-venv); without it the script says so and exits 0. Make one with
 #   python3 -m venv /tmp/moat-llamacpp-venv
@@ -29,9 +31,12 @@ FIX=../shared/fixtures/tinystories-656K-hf
 SYN=bench/out/synthetic-tinyllama-1.1b
 GG=bench/out/gguf
 mkdir -p "$GG"
-[ -f "$SYN/model.safetensors" ] || "$PY" tools/make_synthetic_llama.py "$SYN"
-[ -f "$GG/synthetic-tinyllama-1.1b-q4_0.gguf" ] || "$PY" tools/hf_to_gguf.py "$SYN" "$GG/synthetic-tinyllama-1.1b" --types q8_0,q4_0
-MODELS=(--model "synthetic-TinyLlama-1.1B=$SYN,$GG/synthetic-tinyllama-1.1b")
+MODELS=()
+if [ "${SYNTHETIC:-1}" != 0 ]; then
+  [ -f "$SYN/model.safetensors" ] || "$PY" tools/make_synthetic_llama.py "$SYN"
+  [ -f "$GG/synthetic-tinyllama-1.1b-q4_0.gguf" ] || "$PY" tools/hf_to_gguf.py "$SYN" "$GG/synthetic-tinyllama-1.1b" --types q8_0,q4_0
+  MODELS+=(--model "synthetic-TinyLlama-1.1B=$SYN,$GG/synthetic-tinyllama-1.1b")
+fi
 if [ -d "$FIX" ]; then
   [ -f "$GG/tinystories-656K-q4_0.gguf" ] || "$PY" tools/hf_to_gguf.py "$FIX" "$GG/tinystories-656K" --types q8_0,q4_0
   MODELS+=(--model "tinystories-656K=$FIX,$GG/tinystories-656K")
@@ -44,4 +49,4 @@ fi
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 "$PY" bench/engine/llamacpp.py --moat-bin "$BUILD/bin/moat_engine_bench" --threads "$THREADS" "${MODELS[@]}" \
   --prompt "${PROMPT:-64}" --ctx "${CTX:-32}" --decode "${DECODE:-8}" --reps "${REPS:-3}" \
-  --out bench/results/engine_llamacpp.md ${LLAMACPP_ARGS:-}
+  --out "${OUT:-bench/results/engine_llamacpp.md}" ${LLAMACPP_ARGS:-}
