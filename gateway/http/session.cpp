@@ -1,6 +1,7 @@
 #include "http/session.h"
 
 #include <boost/asio/dispatch.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/read.hpp>
@@ -289,10 +290,13 @@ void basic_session<Stream>::respond(response res) {
     phase_ = phase::streaming;
     source_ = std::move(res.stream);
     if (source_->ready()) {
-      // The first bytes are already there: they go out with the head, in one write (for a fast
-      // backend, the whole stream does).
+      // The first bytes are already there: they go out with the head, in one write. The pull is
+      // posted rather than made now: this answer usually comes from inside the host's drain of
+      // the request's queued events, so by the time the pull runs every event already queued
+      // (for a fast backend, the whole stream) has reached the source and leaves in that write.
       head_pending_ = true;
-      return do_pull();
+      net::post(stream_.get_executor(), [self = this->shared_from_this()] { self->do_pull(); });
+      return;
     }
     net::async_write(stream_, net::buffer(out_),
                      [self = this->shared_from_this()](beast::error_code ec, size_t n) {
