@@ -217,6 +217,14 @@ std::shared_ptr<const gguf_file> gguf_file::open(const std::filesystem::path& pa
     if (data_start > bytes.size() || t.offset > bytes.size() - data_start || t.bytes > bytes.size() - data_start - t.offset) {
       throw model_error(path.string() + ": truncated GGUF: tensor '" + t.name + "' extends past the end of the file");
     }
+    // The format puts every tensor at a multiple of general.alignment; the kernels read f32 as
+    // floats and the 16-bit and block types through their fp16 fields, so a tensor that is not at
+    // least naturally aligned is refused rather than read misaligned.
+    const uint64_t natural = t.type == static_cast<uint32_t>(ggml_type::f32) ? 4 : 2;
+    if (t.offset % alignment != 0 || (data_start + t.offset) % natural != 0) {
+      throw model_error(path.string() + ": tensor '" + t.name + "' is not aligned (offset " +
+                        std::to_string(t.offset) + ", general.alignment " + std::to_string(alignment) + ")");
+    }
     t.data = bytes.data() + data_start + t.offset;
   }
   return g;

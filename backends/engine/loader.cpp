@@ -164,9 +164,10 @@ void adopt_bnb_int8(tensor_map& ts, weight_storage& storage, const std::string& 
                                                      *static_cast<const uint8_t*>(wf->second.data) != 0) {
       throw bad("weight_format is not row-major");
     }
-    const auto* absmax = static_cast<const float*>(scb->second.data);
+    // SCB need not be 4-byte aligned in the mapping: copy it out before reading floats.
     std::vector<float> scales(static_cast<size_t>(t.shape[0]));
-    for (size_t r = 0; r < scales.size(); ++r) scales[r] = quant::bnb_int8_scale(absmax[r]);
+    std::memcpy(scales.data(), scb->second.data, scales.size() * sizeof(float));
+    for (float& s : scales) s = quant::bnb_int8_scale(s);
     t.type = dtype::int8;
     t.scales = storage.scales.emplace_back(std::move(scales)).data();
   }

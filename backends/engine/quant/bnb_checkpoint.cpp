@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <map>
 #include <stdexcept>
 
@@ -18,6 +19,16 @@ namespace {
 
 [[noreturn]] void bad_weight(const std::string& name, const std::string& what) {
   throw std::invalid_argument("bitsandbytes weight " + name + ": " + what);
+}
+
+// F32 tensors of a safetensors file need not be 4-byte aligned in the mapping (the header and
+// U8 neighbours set the offsets), so they are copied out rather than read through a float*.
+std::vector<float> f32_values(const raw_tensor* t) {
+  std::vector<float> v;
+  if (t == nullptr) return v;
+  v.resize(t->bytes / sizeof(float));
+  if (!v.empty()) std::memcpy(v.data(), t->data, v.size() * sizeof(float));
+  return v;
 }
 
 }  // namespace
@@ -132,7 +143,8 @@ std::map<std::string, bnb_nf4_weight> collect_bnb_nf4(const std::map<std::string
     w.packed = packed->data;
     const raw_tensor* quant_map = find("quant_map", "F32", 4);
     if (quant_map != nullptr && quant_map->bytes != 16 * 4) bad_weight(name, "quant_map does not hold 16 values");
-    const auto* qmap = quant_map ? reinterpret_cast<const float*>(quant_map->data) : nullptr;
+    const std::vector<float> qmap_values = f32_values(quant_map);
+    const float* qmap = quant_map ? qmap_values.data() : nullptr;
     if (w.state.nested) {
       const raw_tensor* codes = find("absmax", "U8", 1);
       const raw_tensor* nested = find("nested_absmax", "F32", 4);
@@ -141,16 +153,17 @@ std::map<std::string, bnb_nf4_weight> collect_bnb_nf4(const std::map<std::string
         bad_weight(name, "absmax, nested_absmax or nested_quant_map is missing");
       }
       if (nested_map->bytes != 256 * 4) bad_weight(name, "nested_quant_map does not hold 256 values");
+      const std::vector<float> nested_values = f32_values(nested), nested_map_values = f32_values(nested_map);
       w.absmax = named([&] {
-        return bnb_absmax(w.state, codes->data, nullptr, codes->bytes, reinterpret_cast<const float*>(nested->data),
-                          nested->bytes / 4, reinterpret_cast<const float*>(nested_map->data), qmap);
+        return bnb_absmax(w.state, codes->data, nullptr, codes->bytes, nested_values.data(), nested_values.size(),
+                          nested_map_values.data(), qmap);
       });
     } else {
       const raw_tensor* absmax = find("absmax", "F32", 4);
       if (absmax == nullptr) bad_weight(name, "absmax is missing");
+      const std::vector<float> absmax_values = f32_values(absmax);
       w.absmax = named([&] {
-        return bnb_absmax(w.state, nullptr, reinterpret_cast<const float*>(absmax->data), absmax->bytes / 4, nullptr, 0,
-                          nullptr, qmap);
+        return bnb_absmax(w.state, nullptr, absmax_values.data(), absmax_values.size(), nullptr, 0, nullptr, qmap);
       });
     }
     if (w.absmax.size() != blocks) bad_weight(name, "absmax size does not match the shape");
