@@ -96,7 +96,23 @@ void parse_safetensors(std::span<const uint8_t> bytes, const std::string& name,
 void read_safetensors(const std::filesystem::path& file, weight_storage& storage,
                       std::map<std::string, tensor, std::less<>>& out, const crypto::key_source* key) {
   auto map = mapped_file::open(file, key);
-  parse_safetensors(map->bytes(), file.string(), out);
+  std::map<std::string, tensor, std::less<>> mine;
+  parse_safetensors(map->bytes(), file.string(), mine);
+  for (auto& [tname, t] : mine) {
+    if (out.contains(tname)) throw model_error(file.string() + ": tensor '" + tname + "' appears in more than one file");
+    // The format does not pad between tensors: a 16/32-bit tensor after an odd-sized U8 one (a
+    // bitsandbytes checkpoint written without sorting by alignment) would be read misaligned by
+    // the kernels, so it gets an aligned copy.
+    const size_t align = t.type == dtype::f32 ? 4 : (t.type == dtype::f16 || t.type == dtype::bf16) ? 2 : 1;
+    if (reinterpret_cast<uintptr_t>(t.data) % align != 0) {
+      const size_t bytes = dtype_row_bytes(t.type, 1) * static_cast<size_t>(t.numel());
+      auto copy = std::make_unique<float[]>((bytes + sizeof(float) - 1) / sizeof(float));
+      std::memcpy(copy.get(), t.data, bytes);
+      t.data = copy.get();
+      storage.buffers.push_back(std::move(copy));
+    }
+    out.emplace(tname, std::move(t));
+  }
   storage.maps.push_back(std::move(map));
 }
 
