@@ -12,6 +12,9 @@ for script in bench/*/run.sh; do
     failed+=("$script")
   fi
 done
+# moat against llama.cpp: needs its own venv (see the script's header), else it says so and exits 0.
+echo "== bench/engine/run_llamacpp.sh"
+bash bench/engine/run_llamacpp.sh build 2 || failed+=("bench/engine/run_llamacpp.sh")
 if [ ${#failed[@]} -gt 0 ]; then
   echo "bench: failed: ${failed[*]}" >&2
   exit 1

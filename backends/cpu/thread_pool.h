@@ -8,6 +8,7 @@
 // forward is single-caller). `worker` is in [0, size()) and indexes per-thread scratch.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -26,13 +27,18 @@ class thread_pool {
 
   int size() const { return static_cast<int>(workers_.size()) + 1; }
 
-  // Splits [0, n) into at most size() contiguous chunks of at least `min_chunk` indices (so
-  // tiny loops run inline instead of paying for a wake-up) and runs fn on each. An exception
+  // Splits [0, n) into at most 4 * size() contiguous chunks of at least `min_chunk` indices (so
+  // tiny loops run inline instead of paying for a wake-up) and runs fn on each; threads claim
+  // chunks as they finish the last, so a thread the OS delays (a shared machine) does not hold
+  // everyone back at the end of the loop. fn may run several times per worker. An exception
   // from fn is rethrown here after all chunks finish.
   void parallel_for(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn, int64_t min_chunk = 1);
 
  private:
   void worker_loop(int index);
+  // Claims and runs chunks of the current job until none is left; the first error is kept.
+  void run_chunks(const std::function<void(int64_t, int64_t, int)>& fn, int64_t n, int chunks, int worker,
+                  std::exception_ptr& error);
 
   std::vector<std::thread> workers_;
   std::mutex mu_;
@@ -40,6 +46,7 @@ class thread_pool {
   const std::function<void(int64_t, int64_t, int)>* job_ = nullptr;
   int64_t job_n_ = 0;
   int job_chunks_ = 0;
+  std::atomic<int> next_chunk_{0};  // the next unclaimed chunk of the current job
   uint64_t generation_ = 0;
   int pending_ = 0;
   bool stop_ = false;
