@@ -235,14 +235,7 @@ bool scheduler::try_admit(request_state& r, sequence& seq, bool fresh) {
       seq.leader = lead;
       seq.phase = sequence_phase::follow;
       seq.pos = 0;
-      running_.push_back(&seq);
-      seq.running = true;
-      ++running_count_;
-      if (!seq.started) {
-        seq.started = true;
-        seq.start(codec_);
-      }
-      publish_stats();
+      start_running(seq);
       return true;
     }
   }
@@ -285,6 +278,13 @@ bool scheduler::try_admit(request_state& r, sequence& seq, bool fresh) {
   seq.pos = static_cast<int32_t>(hits.size()) * bs;
   seq.phase = sequence_phase::prefill;
   seq.leader = nullptr;
+  start_running(seq);
+  return true;
+}
+
+// Puts an admitted sequence into the running batch; its first admission (not a recompute after
+// preemption) starts its output.
+void scheduler::start_running(sequence& seq) {
   running_.push_back(&seq);
   seq.running = true;
   ++running_count_;
@@ -293,7 +293,6 @@ bool scheduler::try_admit(request_state& r, sequence& seq, bool fresh) {
     seq.start(codec_);
   }
   publish_stats();
-  return true;
 }
 
 // Gives every decoding sequence the block its next position needs, preempting the most recently

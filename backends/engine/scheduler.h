@@ -99,6 +99,7 @@ class scheduler {
   void apply_cancels(const std::vector<uint64_t>& cancels);
   void admit();
   bool try_admit(request_state& r, sequence& seq, bool fresh);
+  void start_running(sequence& seq);
   bool grow_blocks();
   void preempt(sequence& seq);
   void publish_full_blocks(sequence& seq);
