@@ -116,7 +116,7 @@ def test_python_ssl_client(tls_server, certs):
 
 
 def test_openai_sdk_with_custom_ca(tls_server, certs):
-    with httpx.Client(verify=str(certs / "server-ca.pem")) as http_client:
+    with httpx.Client(verify=ssl.create_default_context(cafile=str(certs / "server-ca.pem"))) as http_client:
         with openai.OpenAI(base_url=f"https://localhost:{tls_server.port}/v1", api_key="unused",
                            http_client=http_client, max_retries=0, timeout=30) as c:
             out = c.chat.completions.create(model="echo", messages=[{"role": "user", "content": "sdk tls"}])
