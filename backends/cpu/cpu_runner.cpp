@@ -112,48 +112,7 @@ class cpu_runner final : public engine::model_runner {
   // Checks the batch and fills tables_ (one block table per item; a legacy slot becomes its
   // fixed run of blocks). Throws before any block is touched.
   void resolve(std::span<const engine::forward_item> items) {
-    const int32_t bs = block_size(), per_seq = blocks_per_sequence();
-    legacy_.resize(items.size());
-    tables_.clear();
-    std::set<int32_t> written;
-    for (size_t n = 0; n < items.size(); ++n) {
-      const auto& it = items[n];
-      if (it.tokens.empty()) throw engine::model_error("forward: an item has no tokens");
-      if (it.start_pos < 0 || static_cast<int64_t>(it.start_pos) + static_cast<int64_t>(it.tokens.size()) > max_ctx()) {
-        throw engine::model_error("forward: positions " + std::to_string(it.start_pos) + ".." +
-                                  std::to_string(it.start_pos + it.tokens.size()) + " exceed the context of " +
-                                  std::to_string(max_ctx()));
-      }
-      std::span<const int32_t> table = it.blocks;
-      if (table.empty()) {
-        if (it.slot < 0 || it.slot >= n_slots()) {
-          throw engine::model_error("forward: slot " + std::to_string(it.slot) + " out of range (and no block table)");
-        }
-        auto& l = legacy_[n];
-        l.resize(static_cast<size_t>(per_seq));
-        for (int32_t b = 0; b < per_seq; ++b) l[static_cast<size_t>(b)] = it.slot * per_seq + b;
-        table = l;
-      }
-      const int32_t end = it.start_pos + static_cast<int32_t>(it.tokens.size());
-      const size_t needed = static_cast<size_t>((end + bs - 1) / bs);
-      if (table.size() < needed) {
-        throw engine::model_error("forward: a block table of " + std::to_string(table.size()) + " blocks cannot hold " +
-                                  std::to_string(end) + " positions");
-      }
-      for (size_t b = 0; b < needed; ++b) {
-        if (table[b] < 0 || table[b] >= n_blocks()) throw engine::model_error("forward: block " + std::to_string(table[b]) + " out of range");
-      }
-      for (int32_t b = it.start_pos / bs; b < (end + bs - 1) / bs; ++b) {
-        if (!written.insert(table[static_cast<size_t>(b)]).second) {
-          throw engine::model_error("forward: block " + std::to_string(table[static_cast<size_t>(b)]) +
-                                    " is written by two items of one batch");
-        }
-      }
-      for (int32_t t : it.tokens) {
-        if (t < 0 || t >= model_->config.vocab_size) throw engine::model_error("forward: token id " + std::to_string(t) + " is outside the vocabulary");
-      }
-      tables_.push_back(table);
-    }
+    tables_ = checked_tables(items, legacy_, "forward");
   }
 
   std::shared_ptr<const engine::loaded_model> model_;

@@ -162,35 +162,10 @@ class cuda_runner final : public engine::model_runner {
   }
 
  private:
-  // Checks the batch and returns one block table per item (an item's own, or its legacy slot's
-  // fixed run of blocks), each exactly as long as the item's positions need.
-  std::vector<std::vector<int32_t>> validate(std::span<const engine::forward_item> items) const {
-    std::set<int32_t> written;
-    std::vector<std::vector<int32_t>> tables;
-    for (const auto& it : items) {
-      if (it.tokens.empty()) throw engine::model_error("cuda: a forward item has no tokens");
-      if (it.start_pos < 0 || it.start_pos + static_cast<int64_t>(it.tokens.size()) > max_ctx_)
-        throw engine::model_error(fmt::format("cuda: positions past max_ctx {}", max_ctx_));
-      const int32_t end = it.start_pos + static_cast<int32_t>(it.tokens.size());
-      const auto needed = static_cast<size_t>((end + k_block - 1) / k_block);
-      std::vector<int32_t> table;
-      if (it.blocks.empty()) {
-        if (it.slot < 0 || it.slot >= n_slots_) throw engine::model_error(fmt::format("cuda: slot {} out of range", it.slot));
-        for (size_t b = 0; b < needed; ++b) table.push_back(it.slot * blocks_per_slot_ + static_cast<int32_t>(b));
-      } else {
-        if (it.blocks.size() < needed) throw engine::model_error("cuda: a block table is too short for its positions");
-        table.assign(it.blocks.begin(), it.blocks.begin() + static_cast<ptrdiff_t>(needed));
-      }
-      for (int32_t b : table)
-        if (b < 0 || b >= n_blocks()) throw engine::model_error(fmt::format("cuda: block {} out of range", b));
-      for (size_t b = static_cast<size_t>(it.start_pos / k_block); b < needed; ++b)
-        if (!written.insert(table[b]).second) throw engine::model_error("cuda: two items write the same block");
-      for (int32_t tok : it.tokens)
-        if (tok < 0 || tok >= model_->config.vocab_size)
-          throw engine::model_error(fmt::format("cuda: token id {} out of range", tok));
-      tables.push_back(std::move(table));
-    }
-    return tables;
+  // Checks the batch (engine::model_runner::checked_tables) and returns one block table per
+  // item, exactly as long as the item's positions need; legacy slot tables live in legacy_.
+  std::vector<std::span<const int32_t>> validate(std::span<const engine::forward_item> items) {
+    return checked_tables(items, legacy_, "cuda");
   }
 
   // The layers for every token of every item; leaves the final-normed hidden state in xb_
@@ -285,6 +260,7 @@ class cuda_runner final : public engine::model_runner {
   device_buffer<float> final_norm_, inv_freq_;
   device_weight lm_head_;
   std::vector<device_buffer<float>> k_pool_, v_pool_;  // per layer
+  std::vector<std::vector<int32_t>> legacy_;           // block tables made for legacy slot items
   // Activations, grown to the largest batch seen.
   device_buffer<float> x_, xb_, proj_, q_, att_, k_, v_, h1_, h3_, sel_, logits_;
   device_buffer<int32_t> pos_, tables_, lens_, rows_;

@@ -280,36 +280,21 @@ class tp_runner final : public engine::model_runner {
     if (stream != nullptr) cudaStreamDestroy(stream);
   }
 
-  // Validates the batch and builds the host tables every rank uploads (the single-GPU runner's
-  // rules: legacy slots or block tables, no two items writing one block, ids in range).
+  // Validates the batch (engine::model_runner::checked_tables) and builds the host tables every
+  // rank uploads.
   // pad_to > 0: rows up to pad_to are empty (zero input, length 0, K/V into the spare block).
   batch prepare(std::span<const engine::forward_item> items, int32_t pad_to) const {
     const auto& c = model_->config;
     batch b;
-    std::set<int32_t> written;
+    std::vector<std::vector<int32_t>> legacy;
+    const auto tables = checked_tables(items, legacy, "cuda");
     int32_t t = 0;
-    for (const auto& it : items) {
-      if (it.tokens.empty()) throw engine::model_error("cuda: a forward item has no tokens");
-      if (it.start_pos < 0 || it.start_pos + static_cast<int64_t>(it.tokens.size()) > max_ctx_)
-        throw engine::model_error(fmt::format("cuda: positions past max_ctx {}", max_ctx_));
-      const int32_t end = it.start_pos + static_cast<int32_t>(it.tokens.size());
-      const auto needed = static_cast<size_t>((end + k_block - 1) / k_block);
-      std::vector<int32_t> table;
-      if (it.blocks.empty()) {
-        if (it.slot < 0 || it.slot >= n_slots_) throw engine::model_error(fmt::format("cuda: slot {} out of range", it.slot));
-        for (size_t i = 0; i < needed; ++i) table.push_back(it.slot * blocks_per_slot_ + static_cast<int32_t>(i));
-      } else {
-        if (it.blocks.size() < needed) throw engine::model_error("cuda: a block table is too short for its positions");
-        table.assign(it.blocks.begin(), it.blocks.begin() + static_cast<ptrdiff_t>(needed));
-      }
-      for (int32_t blk : table)
-        if (blk < 0 || blk >= n_blocks()) throw engine::model_error(fmt::format("cuda: block {} out of range", blk));
-      for (size_t i = static_cast<size_t>(it.start_pos / k_block); i < needed; ++i)
-        if (!written.insert(table[i]).second) throw engine::model_error("cuda: two items write the same block");
+    for (size_t item = 0; item < items.size(); ++item) {
+      const auto& it = items[item];
+      const auto& table = tables[item];
       const auto n = static_cast<int32_t>(it.tokens.size());
       for (int32_t j = 0; j < n; ++j) {
         const int32_t tok = it.tokens[static_cast<size_t>(j)];
-        if (tok < 0 || tok >= c.vocab_size) throw engine::model_error(fmt::format("cuda: token id {} out of range", tok));
         const int32_t p = it.start_pos + j;
         b.x.resize(b.x.size() + static_cast<size_t>(c.hidden_size));
         model_->weights.embed.row_to_f32(tok, b.x.data() + static_cast<size_t>(t) * c.hidden_size);

@@ -34,7 +34,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <set>
 #include <span>
+#include <string>
+#include <vector>
 
 #include "engine/model_config.h"
 #include "engine/model_error.h"
@@ -98,6 +101,61 @@ class model_runner {
     const int32_t per = blocks_per_sequence(), bs = block_size();
     for (int32_t b = 0; b * bs < n_tokens; ++b)
       copy_block(from * per + b, to * per + b, n_tokens - b * bs < bs ? n_tokens - b * bs : bs);
+  }
+
+ protected:
+  // Checks a batch against the contract above before anything is written, and returns each
+  // item's block table cut to the blocks its positions reach. An item without `blocks` gets its
+  // legacy slot's run, built in `legacy` (which must outlive the returned spans). Errors are
+  // model_error messages starting with `who`.
+  std::vector<std::span<const int32_t>> checked_tables(std::span<const forward_item> items,
+                                                       std::vector<std::vector<int32_t>>& legacy,
+                                                       const std::string& who) const {
+    const int32_t bs = block_size(), per_seq = blocks_per_sequence();
+    legacy.resize(items.size());
+    std::vector<std::span<const int32_t>> tables;
+    std::set<int32_t> written;
+    for (size_t n = 0; n < items.size(); ++n) {
+      const auto& it = items[n];
+      if (it.tokens.empty()) throw model_error(who + ": an item has no tokens");
+      if (it.start_pos < 0 || static_cast<int64_t>(it.start_pos) + static_cast<int64_t>(it.tokens.size()) > max_ctx()) {
+        throw model_error(who + ": positions " + std::to_string(it.start_pos) + ".." +
+                          std::to_string(it.start_pos + it.tokens.size()) + " exceed the context of " +
+                          std::to_string(max_ctx()));
+      }
+      std::span<const int32_t> table = it.blocks;
+      if (table.empty()) {
+        if (it.slot < 0 || it.slot >= n_slots()) {
+          throw model_error(who + ": slot " + std::to_string(it.slot) + " out of range (and no block table)");
+        }
+        auto& l = legacy[n];
+        l.resize(static_cast<size_t>(per_seq));
+        for (int32_t b = 0; b < per_seq; ++b) l[static_cast<size_t>(b)] = it.slot * per_seq + b;
+        table = l;
+      }
+      const int32_t end = it.start_pos + static_cast<int32_t>(it.tokens.size());
+      const size_t needed = static_cast<size_t>((end + bs - 1) / bs);
+      if (table.size() < needed) {
+        throw model_error(who + ": a block table of " + std::to_string(table.size()) + " blocks cannot hold " +
+                          std::to_string(end) + " positions");
+      }
+      table = table.first(needed);
+      for (int32_t b : table) {
+        if (b < 0 || b >= n_blocks()) throw model_error(who + ": block " + std::to_string(b) + " out of range");
+      }
+      for (size_t b = static_cast<size_t>(it.start_pos / bs); b < needed; ++b) {
+        if (!written.insert(table[b]).second) {
+          throw model_error(who + ": block " + std::to_string(table[b]) + " is written by two items of one batch");
+        }
+      }
+      for (int32_t t : it.tokens) {
+        if (t < 0 || t >= config().vocab_size) {
+          throw model_error(who + ": token id " + std::to_string(t) + " is outside the vocabulary");
+        }
+      }
+      tables.push_back(table);
+    }
+    return tables;
   }
 };
 
