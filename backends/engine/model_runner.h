@@ -118,15 +118,17 @@ class model_runner {
     for (size_t n = 0; n < items.size(); ++n) {
       const auto& it = items[n];
       if (it.tokens.empty()) throw model_error(who + ": an item has no tokens");
-      if (it.start_pos < 0 || static_cast<int64_t>(it.start_pos) + static_cast<int64_t>(it.tokens.size()) > max_ctx()) {
+      if (it.start_pos < 0 ||
+          static_cast<int64_t>(it.start_pos) + static_cast<int64_t>(it.tokens.size()) > max_ctx()) {
         throw model_error(who + ": positions " + std::to_string(it.start_pos) + ".." +
-                          std::to_string(it.start_pos + it.tokens.size()) + " exceed the context of " +
-                          std::to_string(max_ctx()));
+                          std::to_string(it.start_pos + it.tokens.size()) +
+                          " exceed the context of " + std::to_string(max_ctx()));
       }
       std::span<const int32_t> table = it.blocks;
       if (table.empty()) {
         if (it.slot < 0 || it.slot >= n_slots()) {
-          throw model_error(who + ": slot " + std::to_string(it.slot) + " out of range (and no block table)");
+          throw model_error(who + ": slot " + std::to_string(it.slot) +
+                            " out of range (and no block table)");
         }
         auto& l = legacy[n];
         l.resize(static_cast<size_t>(per_seq));
@@ -136,16 +138,18 @@ class model_runner {
       const int32_t end = it.start_pos + static_cast<int32_t>(it.tokens.size());
       const size_t needed = static_cast<size_t>((end + bs - 1) / bs);
       if (table.size() < needed) {
-        throw model_error(who + ": a block table of " + std::to_string(table.size()) + " blocks cannot hold " +
-                          std::to_string(end) + " positions");
+        throw model_error(who + ": a block table of " + std::to_string(table.size()) +
+                          " blocks cannot hold " + std::to_string(end) + " positions");
       }
       table = table.first(needed);
       for (int32_t b : table) {
-        if (b < 0 || b >= n_blocks()) throw model_error(who + ": block " + std::to_string(b) + " out of range");
+        if (b < 0 || b >= n_blocks())
+          throw model_error(who + ": block " + std::to_string(b) + " out of range");
       }
       for (size_t b = static_cast<size_t>(it.start_pos / bs); b < needed; ++b) {
         if (!written.insert(table[b]).second) {
-          throw model_error(who + ": block " + std::to_string(table[b]) + " is written by two items of one batch");
+          throw model_error(who + ": block " + std::to_string(table[b]) +
+                            " is written by two items of one batch");
         }
       }
       for (int32_t t : it.tokens) {
