@@ -7,21 +7,11 @@
 #include <stdexcept>
 #include <string>
 
+#include "engine/option_values.h"
+
 namespace moat::cuda {
 
 namespace {
-
-int64_t as_int(simdjson::dom::element v, std::string_view key, int64_t lo, int64_t hi) {
-  int64_t x = 0;
-  double d = 0;
-  if (v.get_int64().get(x) != simdjson::SUCCESS) {
-    if (v.get_double().get(d) != simdjson::SUCCESS || d != static_cast<double>(static_cast<int64_t>(d)))
-      throw std::invalid_argument(fmt::format("options.{}: expected an integer", key));
-    x = static_cast<int64_t>(d);
-  }
-  if (x < lo || x > hi) throw std::invalid_argument(fmt::format("options.{}: {} is outside {}..{}", key, x, lo, hi));
-  return x;
-}
 
 double as_double(simdjson::dom::element v, std::string_view key, double lo, double hi) {
   double d = 0;
@@ -46,9 +36,9 @@ cuda_plugin_options parse_cuda_options(std::string_view options_json) {
   bool have_devices = false, have_tp = false;
   for (auto [key, value] : obj) {
     if (key == "device") {
-      device = as_int(value, key, 0, 1023);
+      device = engine::option_int(value, key, 0, 1023);
     } else if (key == "tensor_parallel") {
-      o.tensor_parallel = static_cast<int32_t>(as_int(value, key, 1, 64));
+      o.tensor_parallel = static_cast<int32_t>(engine::option_int(value, key, 1, 64));
       have_tp = true;
     } else if (key == "devices") {
       simdjson::dom::array a;
@@ -56,20 +46,20 @@ cuda_plugin_options parse_cuda_options(std::string_view options_json) {
         throw std::invalid_argument("options.devices: expected a list of GPU indices, e.g. [0, 1]");
       o.devices.clear();
       for (auto d : a) {
-        const auto id = static_cast<int32_t>(as_int(d, "devices[]", 0, 1023));
+        const auto id = static_cast<int32_t>(engine::option_int(d, "devices[]", 0, 1023));
         if (std::find(o.devices.begin(), o.devices.end(), id) != o.devices.end())
           throw std::invalid_argument(fmt::format("options.devices: GPU {} is listed twice", id));
         o.devices.push_back(id);
       }
       have_devices = true;
     } else if (key == "host_kv_mb") {
-      o.host_kv_mb = as_int(value, key, 0, int64_t{1} << 30);
+      o.host_kv_mb = engine::option_int(value, key, 0, int64_t{1} << 30);
     } else if (key == "cuda_graphs") {
       bool b = true;
       if (value.get_bool().get(b) != simdjson::SUCCESS) throw std::invalid_argument("options.cuda_graphs: expected true or false");
       o.cuda_graphs = b;
     } else if (key == "gpu_warn_temperature_c") {
-      o.thresholds.temperature_c = static_cast<uint32_t>(as_int(value, key, 1, 200));
+      o.thresholds.temperature_c = static_cast<uint32_t>(engine::option_int(value, key, 1, 200));
     } else if (key == "gpu_warn_memory_fraction") {
       o.thresholds.memory_fraction = as_double(value, key, 0.01, 1.0);
     }

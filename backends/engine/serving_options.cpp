@@ -6,26 +6,11 @@
 #include <fmt/format.h>
 #include <simdjson.h>
 
+#include "engine/option_values.h"
 #include "engine/serving.h"
 
 namespace moat::engine {
 
-namespace {
-
-int64_t get_int(simdjson::dom::element v, std::string_view key, int64_t lo, int64_t hi) {
-  int64_t x = 0;
-  double d = 0;
-  if (v.get_int64().get(x) != simdjson::SUCCESS) {
-    if (v.get_double().get(d) != simdjson::SUCCESS || d != static_cast<double>(static_cast<int64_t>(d)))
-      throw std::invalid_argument(fmt::format("options.{}: expected an integer", key));
-    x = static_cast<int64_t>(d);
-  }
-  if (x < lo || x > hi)
-    throw std::invalid_argument(fmt::format("options.{}: {} is outside {}..{}", key, x, lo, hi));
-  return x;
-}
-
-}  // namespace
 
 serving_options parse_serving_options(std::string_view json, const std::vector<std::string>& own_keys,
                                       std::vector<std::string>& ignored) {
@@ -44,24 +29,24 @@ serving_options parse_serving_options(std::string_view json, const std::vector<s
       o.path = std::string(s);
       has_path = true;
     } else if (key == "threads") {
-      o.threads = static_cast<int32_t>(get_int(value, key, 0, 1024));
+      o.threads = static_cast<int32_t>(option_int(value, key, 0, 1024));
     } else if (key == "max_batch") {
-      o.max_batch = static_cast<int32_t>(get_int(value, key, 1, 4096));
+      o.max_batch = static_cast<int32_t>(option_int(value, key, 1, 4096));
     } else if (key == "ctx") {
-      o.ctx = static_cast<int32_t>(get_int(value, key, 0, 1 << 24));
+      o.ctx = static_cast<int32_t>(option_int(value, key, 0, 1 << 24));
     } else if (key == "kv_cache_mb") {
-      o.kv_cache_mb = get_int(value, key, 1, 1 << 24);
+      o.kv_cache_mb = option_int(value, key, 1, 1 << 24);
     } else if (key == "max_queue") {
-      o.max_queue = static_cast<int32_t>(get_int(value, key, 0, 1 << 24));
+      o.max_queue = static_cast<int32_t>(option_int(value, key, 0, 1 << 24));
     } else if (key == "prefill_chunk") {
-      o.prefill_chunk = static_cast<int32_t>(get_int(value, key, 1, 1 << 20));
+      o.prefill_chunk = static_cast<int32_t>(option_int(value, key, 1, 1 << 20));
     } else if (key == "reference") {
       bool b = false;
       if (value.get_bool().get(b) != simdjson::SUCCESS)
         throw std::invalid_argument("options.reference: expected true or false");
       o.reference = b;
     } else if (key == "seed") {
-      o.seed = static_cast<uint64_t>(get_int(value, key, 0, INT64_MAX));
+      o.seed = static_cast<uint64_t>(option_int(value, key, 0, INT64_MAX));
     } else if (key == "chat_template") {
       std::string_view s;
       if (value.get_string().get(s) != simdjson::SUCCESS)
@@ -74,7 +59,7 @@ serving_options parse_serving_options(std::string_view json, const std::vector<s
       if (value.get_string().get(s) != simdjson::SUCCESS || s.empty())
         throw std::invalid_argument(fmt::format("options.{}: expected a file path or a variable name", key));
     } else if (key == "kv_block_size") {
-      o.kv_block_size = static_cast<int32_t>(get_int(value, key, 1, 1 << 16));
+      o.kv_block_size = static_cast<int32_t>(option_int(value, key, 1, 1 << 16));
     } else if (key == "prefix_caching") {
       bool b = true;
       if (value.get_bool().get(b) != simdjson::SUCCESS)
