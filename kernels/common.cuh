@@ -37,6 +37,20 @@ __device__ __forceinline__ float block_sum(float v, float* scratch) {
   return warp_sum(v);
 }
 
+// The largest non-negative float t with pred(t): pred is monotone (true at 0). Probabilities
+// are >= 0, whose bit patterns order like their values, so 31 halvings of [0, bits(1.0)] find t
+// exactly (the samplers' top-k / top-p / min-p thresholds).
+template <class Pred>
+__device__ float largest_threshold(Pred pred) {
+  uint32_t lo = 0, hi = __float_as_uint(1.0f);
+  while (lo < hi) {
+    const uint32_t mid = lo + (hi - lo + 1) / 2;
+    if (pred(__uint_as_float(mid))) lo = mid;
+    else hi = mid - 1;
+  }
+  return __uint_as_float(lo);
+}
+
 inline cudaError_t last_launch_error() { return cudaGetLastError(); }
 
 }  // namespace moat::kernels::detail

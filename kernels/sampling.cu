@@ -41,20 +41,6 @@ __device__ float mass_at_least(const float* e, int vocab, float t, bool count, f
   return detail::block_sum(s, scratch);
 }
 
-// The largest non-negative float t with pred(t): pred is monotone (true at 0). Probabilities
-// are >= 0, whose bit patterns order like their values, so 31 halvings of [0, bits(1.0)] find t
-// exactly.
-template <class Pred>
-__device__ float largest_threshold(Pred pred) {
-  uint32_t lo = 0, hi = __float_as_uint(1.0f);
-  while (lo < hi) {
-    const uint32_t mid = lo + (hi - lo + 1) / 2;
-    if (pred(__uint_as_float(mid))) lo = mid;
-    else hi = mid - 1;
-  }
-  return __uint_as_float(lo);
-}
-
 __global__ void __launch_bounds__(k_threads) sample_kernel(const float* logits, int vocab, sampling_params p,
                                                            const float* u, float* workspace, int32_t* out) {
   __shared__ float sv[32], scratch[32], s_part[k_threads];
@@ -77,13 +63,13 @@ __global__ void __launch_bounds__(k_threads) sample_kernel(const float* logits, 
   float threshold = 0.0f;
   if (p.top_k > 0 && p.top_k < vocab) {
     const float k = static_cast<float>(p.top_k);
-    threshold = largest_threshold([&](float t) { return mass_at_least(e, vocab, t, true, scratch) >= k; });
+    threshold = detail::largest_threshold([&](float t) { return mass_at_least(e, vocab, t, true, scratch) >= k; });
   }
   threshold = fmaxf(threshold, p.min_p);  // e of the most likely token is exactly 1
   if (p.top_p < 1.0f) {
     const float kept = mass_at_least(e, vocab, threshold, false, scratch);
     const float want = p.top_p * kept, floor = threshold;
-    threshold = largest_threshold(
+    threshold = detail::largest_threshold(
         [&](float t) { return mass_at_least(e, vocab, fmaxf(t, floor), false, scratch) >= want; });
     threshold = fmaxf(threshold, floor);
   }

@@ -43,18 +43,6 @@ __device__ double pass(const float* e, int n, float t, bool strict, bool mass, p
   return block_sum_d(s, scratch);
 }
 
-// The largest t in [0, 1] with pred(t) (true at 0, monotone), by bisection on the bit pattern.
-template <class Pred>
-__device__ float largest(Pred pred) {
-  uint32_t lo = 0, hi = __float_as_uint(1.0f);
-  while (lo < hi) {
-    const uint32_t mid = lo + (hi - lo + 1) / 2;
-    if (pred(__uint_as_float(mid))) lo = mid;
-    else hi = mid - 1;
-  }
-  return __uint_as_float(lo);
-}
-
 // Index of the j-th (0-based) member of w with e == v, in index order.
 __device__ int tie_index(const float* e, int n, float v, double j, prefix w, double* scratch) {
   int lo = 0, hi = n - 1;
@@ -71,14 +59,14 @@ __device__ int tie_index(const float* e, int n, float v, double j, prefix w, dou
 }
 
 __device__ prefix first(const float* e, int n, double k, prefix w, double* scratch) {
-  const float v = largest([&](float t) { return pass(e, n, t, false, false, w, scratch) >= k; });
+  const float v = detail::largest_threshold([&](float t) { return pass(e, n, t, false, false, w, scratch) >= k; });
   const double above = pass(e, n, v, true, false, w, scratch);
   return prefix{v, tie_index(e, n, v, k - above - 1.0, w, scratch)};
 }
 
 __device__ prefix reaching(const float* e, int n, double limit, prefix w, double* scratch) {
   if (pass(e, n, 0.0f, false, true, w, scratch) < limit) return w;
-  const float v = largest([&](float t) { return pass(e, n, t, false, true, w, scratch) >= limit; });
+  const float v = detail::largest_threshold([&](float t) { return pass(e, n, t, false, true, w, scratch) >= limit; });
   const double above = pass(e, n, v, true, true, w, scratch);
   const double ties = pass(e, n, v, false, false, w, scratch) - pass(e, n, v, true, false, w, scratch);
   double t = v > 0.0f ? ceil((limit - above) / v) : 1.0;
@@ -88,7 +76,7 @@ __device__ prefix reaching(const float* e, int n, double limit, prefix w, double
 
 __device__ int pick(const float* e, int n, double target, prefix w, int fallback, double* scratch) {
   if (!(pass(e, n, 0.0f, false, true, w, scratch) > target)) return fallback;
-  const float v = largest([&](float t) { return pass(e, n, t, false, true, w, scratch) > target; });
+  const float v = detail::largest_threshold([&](float t) { return pass(e, n, t, false, true, w, scratch) > target; });
   const double above = pass(e, n, v, true, true, w, scratch);
   const double ties = pass(e, n, v, false, false, w, scratch) - pass(e, n, v, true, false, w, scratch);
   double j = v > 0.0f ? floor((target - above) / v) : 0.0;
