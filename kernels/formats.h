@@ -3,7 +3,8 @@
 //
 //   f16, bf16  data: [rows][cols] uint16
 //   f32        data: [rows][cols] float (checkpoints stored in f32; tests against the CPU)
-//   int8       data: [rows][cols] int8, scales: [rows] f32 (per output channel)
+//   int8       data: [rows][cols] int8, scales: [rows] f32 (per output channel), or with
+//              int8_group 32: [rows][cols/32] f32, a scale per 32 (GGUF Q8_0's blocks)
 //   int4       data: [rows][int4_row_bytes(cols, group)] bytes, scales: [rows][groups] f32;
 //              each group is group/32 sub-blocks of 16 bytes in Q4_0 order (byte j: element j
 //              in the low nibble, element j + 16 in the high), value = scale * (nibble - 8)
@@ -32,8 +33,9 @@ struct gemv_weights {
   int64_t rows = 0;  // out features
   int64_t cols = 0;  // in features
   const void* data = nullptr;
-  const float* scales = nullptr;  // int8: [rows]; int4: [rows][ceil(cols/group)]
+  const float* scales = nullptr;  // int8: [rows] or [rows][cols/32]; int4: [rows][ceil(cols/group)]
   int32_t group = 64;             // int4 group: 32, 64 or 128
+  int32_t int8_group = 0;         // int8: 0 = a scale per row; 32 = a scale per 32 (cols % 32 == 0)
   // nf4 with double quantization
   const uint8_t* absmax_codes = nullptr;  // [ceil(rows*cols / blocksize)]; null: use `absmax`
   const float* absmax2 = nullptr;         // [ceil(blocks / nested_blocksize)]

@@ -57,13 +57,19 @@ struct f32_decoder {
   __device__ float one(int64_t r, int64_t c) const { return d[r * cols + c]; }
 };
 
+// int8 with a scale per row (group 0) or per 32 columns (GGUF Q8_0): 8 elements starting at a
+// multiple of 8 share one scale either way.
 struct int8_decoder {
   const int8_t* d;
   const float* scales;
   int64_t cols;
+  int32_t group;  // 0 or 32
+  __device__ float scale(int64_t r, int64_t c) const {
+    return group == 0 ? scales[r] : scales[r * (cols / 32) + c / 32];
+  }
   __device__ void chunk8(int64_t r, int64_t c, float* out) const {
     const uint2 v = *reinterpret_cast<const uint2*>(d + r * cols + c);
-    const float s = scales[r];
+    const float s = scale(r, c);
 #pragma unroll
     for (int k = 0; k < 4; ++k) {
       // Shift byte k to the top, then an arithmetic shift sign-extends it.
@@ -71,7 +77,7 @@ struct int8_decoder {
       out[4 + k] = s * static_cast<float>(static_cast<int32_t>(v.y << (24 - 8 * k)) >> 24);
     }
   }
-  __device__ float one(int64_t r, int64_t c) const { return scales[r] * d[r * cols + c]; }
+  __device__ float one(int64_t r, int64_t c) const { return scale(r, c) * d[r * cols + c]; }
 };
 
 // int4 groups: 8 elements starting at a multiple of 8 sit in one half of one 32-element
@@ -205,9 +211,10 @@ cudaError_t launch_bf16(const gemv_weights& w, const float* x, int32_t n, float*
   return launch(bf16_decoder{static_cast<const uint16_t*>(w.data), w.cols}, w, x, n, y, vec, s);
 }
 cudaError_t launch_int8(const gemv_weights& w, const float* x, int32_t n, float* y, cudaStream_t s) {
-  if (w.scales == nullptr) return cudaErrorInvalidValue;
+  if (w.scales == nullptr || (w.int8_group != 0 && (w.int8_group != 32 || w.cols % 32 != 0)))
+    return cudaErrorInvalidValue;
   const bool vec = w.cols % 8 == 0 && aligned(w.data, 8) && aligned(x, 16);
-  return launch(int8_decoder{static_cast<const int8_t*>(w.data), w.scales, w.cols}, w, x, n, y, vec, s);
+  return launch(int8_decoder{static_cast<const int8_t*>(w.data), w.scales, w.cols, w.int8_group}, w, x, n, y, vec, s);
 }
 cudaError_t launch_int4(const gemv_weights& w, const float* x, int32_t n, float* y, cudaStream_t s) {
   if (w.scales == nullptr || (w.group != 32 && w.group != 64 && w.group != 128)) return cudaErrorInvalidValue;

@@ -51,6 +51,8 @@ bool direct_format(const engine::tensor& t, const std::string& format, int32_t i
     f = kernels::weight_format::nf4, ok = true;
   } else if (t.type == dtype::q4_0 && t.cols() % 32 == 0 && (format.empty() || format == "int4")) {
     f = kernels::weight_format::int4, ok = true;
+  } else if (t.type == dtype::q8_0 && t.cols() % 32 == 0 && (format.empty() || format == "int8")) {
+    f = kernels::weight_format::int8, ok = true;
   }
   if (ok && out != nullptr) *out = f;
   return ok;
@@ -66,6 +68,20 @@ void repack_q4_0_as_int4(const engine::tensor& t, std::vector<uint8_t>& q, std::
       const uint8_t* blk = p + b * 18;  // f16 scale, then 16 bytes of nibbles (ggml order)
       s[r * blocks + b] = engine::f16_to_f32(static_cast<uint16_t>(blk[0] | (blk[1] << 8)));
       std::memcpy(q.data() + r * (cols / 2) + b * 16, blk + 2, 16);
+    }
+  }
+}
+
+void repack_q8_0_as_int8(const engine::tensor& t, std::vector<int8_t>& q, std::vector<float>& s) {
+  const int64_t rows = t.rows(), cols = t.cols(), blocks = cols / 32;
+  q.resize(static_cast<size_t>(rows * cols));
+  s.resize(static_cast<size_t>(rows * blocks));
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint8_t* p = t.row_ptr(r);
+    for (int64_t b = 0; b < blocks; ++b) {
+      const uint8_t* blk = p + b * 34;  // f16 scale, then 32 int8 values
+      s[r * blocks + b] = engine::f16_to_f32(static_cast<uint16_t>(blk[0] | (blk[1] << 8)));
+      std::memcpy(q.data() + r * cols + b * 32, blk + 2, 32);
     }
   }
 }
@@ -95,6 +111,14 @@ device_weight upload_weight(const engine::tensor& t, const std::string& format, 
       repack_q4_0_as_int4(t, q, sc);
       v.group = 32;
       put(w.data, q.data(), q.size(), stream);
+      put(w.scales, sc.data(), sc.size(), stream);
+      check(cudaStreamSynchronize(stream), "upload weights");
+    } else if (t.type == engine::dtype::q8_0) {
+      std::vector<int8_t> q;
+      std::vector<float> sc;
+      repack_q8_0_as_int8(t, q, sc);
+      v.int8_group = 32;
+      put(w.data, reinterpret_cast<const uint8_t*>(q.data()), q.size(), stream);
       put(w.scales, sc.data(), sc.size(), stream);
       check(cudaStreamSynchronize(stream), "upload weights");
     } else if (t.type == engine::dtype::int8) {  // [rows][cols] int8, scales [rows]

@@ -28,8 +28,8 @@ struct device_weight {
 // Tensors the loader already holds in a kernel format go up as they are, without a detour
 // through f32 (direct_format says which): engine int8 (per-row scales: bitsandbytes 8-bit or
 // quantized on load) for "" / "int8", engine int4 (groups of 64) for "" / "int4" with group 64,
-// engine nf4 (plain absmax per 64: bitsandbytes 4-bit) for "" / "nf4", and GGUF Q4_0 as int4
-// with groups of 32 for "" / "int4". GGUF Q8_0 (a scale per 32) has no kernel format: f32.
+// engine nf4 (plain absmax per 64: bitsandbytes 4-bit) for "" / "nf4", GGUF Q4_0 as int4
+// with groups of 32 for "" / "int4", and GGUF Q8_0 as int8 with a scale per 32 for "" / "int8".
 // Synchronizes `stream` before returning (the host staging buffers are freed).
 device_weight upload_weight(const engine::tensor& t, const std::string& format, int32_t int4_group,
                             cudaStream_t stream);
@@ -43,6 +43,11 @@ bool direct_format(const engine::tensor& t, const std::string& format, int32_t i
 // GGUF Q4_0 rows [rows][cols/32 x (f16 scale, 16 bytes)] → the kernels' int4 with groups of 32:
 // q [rows][cols/2] bytes (the same nibbles, same order), s [rows][cols/32] f32. Lossless.
 void repack_q4_0_as_int4(const engine::tensor& t, std::vector<uint8_t>& q, std::vector<float>& s);
+
+// GGUF Q8_0 rows [rows][cols/32 x (f16 scale, 32 int8)] → the kernels' int8 with int8_group 32:
+// q [rows][cols] int8 (the same bytes), s [rows][cols/32] f32. Lossless; 1.06 bytes a weight
+// on the device where the f32 detour took 4.
+void repack_q8_0_as_int8(const engine::tensor& t, std::vector<int8_t>& q, std::vector<float>& s);
 
 // A 1-D f32 copy of a tensor (norm weights).
 device_buffer<float> upload_f32(const engine::tensor& t, cudaStream_t stream);

@@ -184,10 +184,39 @@ TEST(CudaKernels, GemvNf4WithPlainAbsmax) {
   for (size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], want[i], 1e-4f * std::sqrt(float(cols)) + 1e-4f * std::fabs(want[i]));
 }
 
+// int8 with a scale per 32 columns (GGUF Q8_0 uploaded as stored), vectorized and scalar tails.
+TEST(CudaKernels, GemvInt8WithScalePer32) {
+  SKIP_WITHOUT_DEVICE();
+  for (auto [rows, cols] : {std::pair<int64_t, int64_t>{9, 96}, {130, 2048}}) {
+    std::mt19937 rng(uint32_t(rows + cols));
+    std::vector<int8_t> q(rows * cols);
+    for (auto& v : q) v = int8_t(int(rng() % 255) - 127);
+    auto s = randn(rows * cols / 32, 5, 0.01f);
+    gemv_weights h{weight_format::int8, rows, cols, q.data(), s.data()};
+    h.int8_group = 32;
+    auto act = randn(3 * cols, 6);
+    std::vector<float> want(3 * rows);
+    reference::gemv(h, act.data(), 3, want.data());
+    dev<int8_t> dq(q);
+    dev<float> ds(s), dx(act), dy(3 * rows);
+    gemv_weights d = h;
+    d.data = dq.p;
+    d.scales = ds.p;
+    ASSERT_EQ(gemv(d, dx.p, 3, dy.p, nullptr), cudaSuccess);
+    auto got = dy.get();
+    for (size_t i = 0; i < got.size(); ++i)
+      ASSERT_NEAR(got[i], want[i], 1e-4f * std::sqrt(float(cols)) + 1e-4f * std::fabs(want[i])) << rows << "x" << cols;
+  }
+}
+
 TEST(CudaKernels, GemvRejectsBadArguments) {
   SKIP_WITHOUT_DEVICE();
   gemv_weights w{weight_format::int4, 4, 64};
   EXPECT_EQ(gemv(w, nullptr, 1, nullptr, nullptr), cudaErrorInvalidValue);  // no data
+  const float scale = 1.0f;
+  gemv_weights i8{weight_format::int8, 4, 48, &scale, &scale};
+  i8.int8_group = 32;  // 48 columns are not whole groups of 32
+  EXPECT_EQ(gemv(i8, nullptr, 1, nullptr, nullptr), cudaErrorInvalidValue);
 }
 
 TEST(CudaKernels, RmsnormRopeSwiglu) {

@@ -57,6 +57,17 @@ TEST(KernelReference, Int8LayoutIsTheEngines) {
   for (size_t i = 0; i < rows * cols; ++i) EXPECT_EQ(reference::weight_at(w, i / cols, i % cols), deq[i]);
 }
 
+TEST(KernelReference, Int8WithScalePer32) {
+  const int64_t rows = 3, cols = 64;
+  std::vector<int8_t> q(rows * cols);
+  for (size_t i = 0; i < q.size(); ++i) q[i] = int8_t(int(i * 37 % 255) - 127);
+  std::vector<float> s = {0.5f, 2.0f, -1.0f, 0.25f, 3.0f, 1.5f};  // [3][2]
+  gemv_weights w{weight_format::int8, rows, cols, q.data(), s.data()};
+  w.int8_group = 32;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) EXPECT_EQ(reference::weight_at(w, r, c), q[r * cols + c] * s[r * 2 + c / 32]);
+}
+
 TEST(KernelReference, Int4LayoutIsTheEngines) {
   for (int32_t group : {32, 64, 128}) {
     const size_t rows = 3, cols = 200;  // a partial last group

@@ -59,6 +59,51 @@ TEST(CudaWeightsDirect, Q4_0RepackMatchesTheDequantizedRows) {
   }
 }
 
+engine::tensor make_q8_0(int64_t rows, int64_t cols, std::vector<uint8_t>& bytes, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> scale(-0.05f, 0.05f);
+  const int64_t blocks = cols / 32;
+  bytes.assign(static_cast<size_t>(rows * blocks * 34), 0);
+  for (int64_t b = 0; b < rows * blocks; ++b) {
+    uint8_t* blk = bytes.data() + b * 34;
+    const uint16_t h = engine::f32_to_f16(scale(rng));
+    blk[0] = static_cast<uint8_t>(h & 0xff);
+    blk[1] = static_cast<uint8_t>(h >> 8);
+    for (int j = 0; j < 32; ++j) blk[2 + j] = static_cast<uint8_t>(rng() & 0xff);
+  }
+  engine::tensor t;
+  t.name = "blk.0.ffn_down.weight";
+  t.type = engine::dtype::q8_0;
+  t.shape = {rows, cols};
+  t.data = bytes.data();
+  return t;
+}
+
+TEST(CudaWeightsDirect, Q8_0RepackMatchesTheDequantizedRows) {
+  std::vector<uint8_t> bytes;
+  const int64_t rows = 7, cols = 128;  // 4 blocks per row
+  const engine::tensor t = make_q8_0(rows, cols, bytes, 11);
+  std::vector<int8_t> q;
+  std::vector<float> s;
+  repack_q8_0_as_int8(t, q, s);
+  ASSERT_EQ(q.size(), static_cast<size_t>(rows * cols));
+  ASSERT_EQ(s.size(), static_cast<size_t>(rows * cols / 32));
+
+  kernels::gemv_weights w;
+  w.format = kernels::weight_format::int8;
+  w.rows = rows;
+  w.cols = cols;
+  w.int8_group = 32;
+  w.data = q.data();
+  w.scales = s.data();
+  std::vector<float> row(static_cast<size_t>(cols));
+  for (int64_t r = 0; r < rows; ++r) {
+    t.row_to_f32(r, row.data());
+    for (int64_t c = 0; c < cols; ++c)
+      ASSERT_EQ(kernels::reference::weight_at(w, r, c), row[static_cast<size_t>(c)]) << r << "," << c;
+  }
+}
+
 TEST(CudaWeightsDirect, OnlyKernelFormatsGoUpAsStored) {
   std::vector<uint8_t> bytes;
   engine::tensor q4 = make_q4_0(2, 64, bytes, 1);
@@ -91,7 +136,12 @@ TEST(CudaWeightsDirect, OnlyKernelFormatsGoUpAsStored) {
   EXPECT_FALSE(direct_format(nf, "", 64, &f));
 
   engine::tensor q8 = q4;
-  q8.type = engine::dtype::q8_0;  // no kernel format with a scale per 32: f32
+  q8.type = engine::dtype::q8_0;  // int8 with a scale per 32
+  EXPECT_TRUE(direct_format(q8, "", 64, &f));
+  EXPECT_EQ(f, kernels::weight_format::int8);
+  EXPECT_TRUE(direct_format(q8, "int8", 64, &f));
+  EXPECT_FALSE(direct_format(q8, "int4", 64, &f));
+  q8.shape = {2, 48};  // not whole blocks: no direct path
   EXPECT_FALSE(direct_format(q8, "", 64, &f));
   engine::tensor f32 = q4;
   f32.type = engine::dtype::f32;
