@@ -77,7 +77,9 @@ struct int8_decoder {
       out[4 + k] = s * static_cast<float>(static_cast<int32_t>(v.y << (24 - 8 * k)) >> 24);
     }
   }
-  __device__ float one(int64_t r, int64_t c) const { return scale(r, c) * d[r * cols + c]; }
+  __device__ float one(int64_t r, int64_t c) const {
+    return scale(r, c) * d[r * cols + c];
+  }
 };
 
 // int4 groups: 8 elements starting at a multiple of 8 sit in one half of one 32-element
@@ -214,7 +216,8 @@ cudaError_t launch_int8(const gemv_weights& w, const float* x, int32_t n, float*
   if (w.scales == nullptr || (w.int8_group != 0 && (w.int8_group != 32 || w.cols % 32 != 0)))
     return cudaErrorInvalidValue;
   const bool vec = w.cols % 8 == 0 && aligned(w.data, 8) && aligned(x, 16);
-  return launch(int8_decoder{static_cast<const int8_t*>(w.data), w.scales, w.cols, w.int8_group}, w, x, n, y, vec, s);
+  return launch(int8_decoder{static_cast<const int8_t*>(w.data), w.scales, w.cols, w.int8_group}, w,
+                x, n, y, vec, s);
 }
 cudaError_t launch_int4(const gemv_weights& w, const float* x, int32_t n, float* y, cudaStream_t s) {
   if (w.scales == nullptr || (w.group != 32 && w.group != 64 && w.group != 128)) return cudaErrorInvalidValue;

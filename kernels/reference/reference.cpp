@@ -55,7 +55,8 @@ float weight_at(const gemv_weights& w, int64_t r, int64_t c) {
       return static_cast<const float*>(w.data)[r * w.cols + c];
     case weight_format::int8:
       return static_cast<const int8_t*>(w.data)[r * w.cols + c] *
-             (w.int8_group == 0 ? w.scales[r] : w.scales[r * (w.cols / w.int8_group) + c / w.int8_group]);
+             (w.int8_group == 0 ? w.scales[r]
+                                : w.scales[r * (w.cols / w.int8_group) + c / w.int8_group]);
     case weight_format::int4: {
       const auto* row = static_cast<const uint8_t*>(w.data) + r * int4_row_bytes(w.cols, w.group);
       const uint8_t byte = row[(c / 32) * 16 + (c % 16)];

@@ -205,7 +205,8 @@ TEST(CudaKernels, GemvInt8WithScalePer32) {
     ASSERT_EQ(gemv(d, dx.p, 3, dy.p, nullptr), cudaSuccess);
     auto got = dy.get();
     for (size_t i = 0; i < got.size(); ++i)
-      ASSERT_NEAR(got[i], want[i], 1e-4f * std::sqrt(float(cols)) + 1e-4f * std::fabs(want[i])) << rows << "x" << cols;
+      ASSERT_NEAR(got[i], want[i], 1e-4f * std::sqrt(float(cols)) + 1e-4f * std::fabs(want[i]))
+          << rows << "x" << cols;
   }
 }
 

@@ -65,7 +65,8 @@ TEST(KernelReference, Int8WithScalePer32) {
   gemv_weights w{weight_format::int8, rows, cols, q.data(), s.data()};
   w.int8_group = 32;
   for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; ++c) EXPECT_EQ(reference::weight_at(w, r, c), q[r * cols + c] * s[r * 2 + c / 32]);
+    for (int64_t c = 0; c < cols; ++c)
+      EXPECT_EQ(reference::weight_at(w, r, c), q[r * cols + c] * s[r * 2 + c / 32]);
 }
 
 TEST(KernelReference, Int4LayoutIsTheEngines) {

@@ -100,7 +100,8 @@ TEST(CudaWeightsDirect, Q8_0RepackMatchesTheDequantizedRows) {
   for (int64_t r = 0; r < rows; ++r) {
     t.row_to_f32(r, row.data());
     for (int64_t c = 0; c < cols; ++c)
-      ASSERT_EQ(kernels::reference::weight_at(w, r, c), row[static_cast<size_t>(c)]) << r << "," << c;
+      ASSERT_EQ(kernels::reference::weight_at(w, r, c), row[static_cast<size_t>(c)])
+          << r << "," << c;
   }
 }
 
