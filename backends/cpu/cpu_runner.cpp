@@ -36,7 +36,7 @@ kv_dtype kv_type(const std::string& name) {
 class cpu_runner final : public engine::model_runner {
  public:
   cpu_runner(std::shared_ptr<const engine::loaded_model> model, const cpu_options& opts, int32_t max_ctx,
-             int32_t block_size, int32_t n_blocks)
+             int32_t block_size, int32_t n_blocks, int32_t host_blocks)
       : model_(std::move(model)),
         view_(*model_, quant_dtype(opts.quant)),
         kv_(model_->config.n_layers, model_->config.n_kv_heads, model_->config.head_dim, block_size, n_blocks,
@@ -44,7 +44,12 @@ class cpu_runner final : public engine::model_runner {
         max_ctx_(max_ctx),
         pool_(opts.reference ? 1 : opts.threads),
         batched_(view_, kv_, pool_, max_ctx),
-        reference_(opts.reference) {}
+        reference_(opts.reference) {
+    if (host_blocks > 0) {
+      const auto& c = model_->config;
+      host_ = std::make_unique<paged_kv>(c.n_layers, c.n_kv_heads, c.head_dim, block_size, host_blocks, kv_.type());
+    }
+  }
 
   const engine::model_config& config() const override { return model_->config; }
   int32_t max_ctx() const override { return max_ctx_; }
@@ -108,6 +113,16 @@ class cpu_runner final : public engine::model_runner {
     if (from != to) kv_.copy(from, to, n_tokens);
   }
 
+  int32_t host_blocks() const override { return host_ ? host_->n_blocks() : 0; }
+  void swap_out(std::span<const engine::block_move> moves) override {
+    check_moves(moves, /*to_host=*/true, "swap_out");
+    for (const auto& m : moves) paged_kv::copy_block(kv_, m.device, *host_, m.host);
+  }
+  void swap_in(std::span<const engine::block_move> moves) override {
+    check_moves(moves, /*to_host=*/false, "swap_in");
+    for (const auto& m : moves) paged_kv::copy_block(*host_, m.host, kv_, m.device);
+  }
+
  private:
   // Checks the batch and fills tables_ (one block table per item; a legacy slot becomes its
   // fixed run of blocks). Throws before any block is touched.
@@ -118,6 +133,7 @@ class cpu_runner final : public engine::model_runner {
   std::shared_ptr<const engine::loaded_model> model_;
   model_view view_;
   paged_kv kv_;
+  std::unique_ptr<paged_kv> host_;  // the host store (same layout); null without host_kv_mb
   int32_t max_ctx_;
   thread_pool pool_;
   batched_forward batched_;
@@ -149,10 +165,15 @@ std::unique_ptr<engine::model_runner> make_cpu_runner(std::shared_ptr<const engi
                               std::to_string(max_ctx) + " positions (" +
                               std::to_string((per_block * static_cast<size_t>(per_seq)) >> 20) + " MiB needed)");
   }
-  spdlog::info("cpu runner: {} KV blocks x {} positions ({} {} KiB per token), context {}, {} path, weights {}",
-               n_blocks, bs, type == kv_dtype::f32 ? "f32," : "int8,", per_token >> 10, max_ctx,
+  const int64_t host_blocks =
+      per_block == 0 ? 0
+                     : static_cast<int64_t>(std::min<size_t>(opts.host_kv_mb * (size_t{1} << 20) / per_block, max_pool_blocks));
+  spdlog::info("cpu runner: {} KV blocks x {} positions ({} {} KiB per token), {} host blocks, context {}, {} path, "
+               "weights {}",
+               n_blocks, bs, type == kv_dtype::f32 ? "f32," : "int8,", per_token >> 10, host_blocks, max_ctx,
                opts.reference ? "reference" : "batched", opts.quant.empty() ? "as stored" : opts.quant);
-  return std::make_unique<cpu_runner>(std::move(model), opts, max_ctx, bs, static_cast<int32_t>(n_blocks));
+  return std::make_unique<cpu_runner>(std::move(model), opts, max_ctx, bs, static_cast<int32_t>(n_blocks),
+                                      static_cast<int32_t>(host_blocks));
 }
 
 }  // namespace moat::cpu

@@ -30,6 +30,8 @@ struct cpu_options {
                               // linear weights quantized on load (see model_view.h)
   int32_t kv_block_size = 16; // positions per KV block
   std::string kv_dtype = {};  // "" or "f32" = f32 K/V; "int8" = per (token, head) int8 (paged_kv.h)
+  size_t host_kv_mb = 0;      // host KV store for swap preemption (model_runner::host_blocks()): a
+                              // second block pool in ordinary memory, blocks moved by memcpy; 0 = none
 };
 
 // Throws engine::model_error when the pool cannot hold even one sequence of max_ctx positions,

@@ -90,4 +90,17 @@ void paged_kv::copy(int32_t from, int32_t to, int32_t n_tokens) {
   }
 }
 
+void paged_kv::copy_block(const paged_kv& src, int32_t from, paged_kv& dst, int32_t to) {
+  const size_t rows = static_cast<size_t>(src.n_layers_) * 2 * static_cast<size_t>(src.block_size_);
+  const size_t dim = static_cast<size_t>(src.kv_dim());
+  const size_t s = src.row(from, 0, 0, 0), d = dst.row(to, 0, 0, 0);
+  if (src.type_ == kv_dtype::f32) {
+    std::memcpy(dst.f32_.get() + d * dim, src.f32_.get() + s * dim, sizeof(float) * rows * dim);
+  } else {
+    std::memcpy(dst.q_.get() + d * dim, src.q_.get() + s * dim, rows * dim);
+    std::memcpy(dst.scales_.get() + d * src.n_kv_heads_, src.scales_.get() + s * src.n_kv_heads_,
+                sizeof(float) * rows * static_cast<size_t>(src.n_kv_heads_));
+  }
+}
+
 }  // namespace moat::cpu

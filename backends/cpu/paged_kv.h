@@ -59,6 +59,9 @@ class paged_kv {
 
   // Copies offsets [0, n_tokens) of every layer from block `from` to block `to`.
   void copy(int32_t from, int32_t to, int32_t n_tokens);
+  // Copies the whole block `from` of `src` into block `to` of `dst` (same shape and dtype; one
+  // contiguous run each): the CPU runner's swap to and from its host store.
+  static void copy_block(const paged_kv& src, int32_t from, paged_kv& dst, int32_t to);
 
   int32_t n_blocks() const { return n_blocks_; }
   int32_t block_size() const { return block_size_; }

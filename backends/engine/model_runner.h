@@ -26,6 +26,19 @@
 // B - 1} with B = blocks_per_sequence(). n_slots() = n_blocks() / B. Do not mix the two
 // addressings on one runner: slot s and the explicit tables use the same blocks.
 //
+// Host KV store (optional; vLLM's swap space): a runner may keep host_blocks() more blocks in
+// host memory (options.host_kv_mb). The scheduler owns their bookkeeping as it owns the device
+// blocks': when the device pool runs out it moves a preempted sequence's blocks out with
+// swap_out and back, into fresh device blocks, with swap_in, instead of recomputing them. A
+// runner without a store keeps the defaults (host_blocks() == 0, the hooks throw) and the
+// scheduler recomputes.
+//
+//   std::vector<moat::engine::block_move> moves = {{.device = 7, .host = 0}, {.device = 3, .host = 1}};
+//   runner->swap_out(moves);   // device blocks 7 and 3 may be reused once this returns
+//   ... later, into whatever device blocks are free then:
+//   moves = {{.device = 12, .host = 0}, {.device = 13, .host = 1}};
+//   runner->swap_in(moves);
+//
 // Threading: one caller at a time (the scheduler's step thread); the runner uses its own worker
 // threads inside a call. Errors (a bad block id, a table too short for the positions, positions
 // past max_ctx, token ids out of range, two items writing one block) throw model_error before
@@ -53,6 +66,13 @@ struct forward_item {
   // entries, each < n_blocks(). Blocks written by this item (those holding positions >=
   // start_pos) must not appear in another item's writes in the same call.
   std::span<const int32_t> blocks = {};
+};
+
+// One whole block (every layer, K and V, all block_size() positions) moved between the device
+// pool (< n_blocks()) and the host store (< host_blocks()).
+struct block_move {
+  int32_t device = 0;
+  int32_t host = 0;
 };
 
 class model_runner {
@@ -93,6 +113,19 @@ class model_runner {
   // the copy-on-write of a partly filled block that two sequences share (n > 1 choices).
   virtual void copy_block(int32_t from, int32_t to, int32_t n_tokens) = 0;
 
+  // Blocks of the host KV store; 0 = none (the scheduler then preempts by recomputing).
+  virtual int32_t host_blocks() const { return 0; }
+  bool can_swap() const { return host_blocks() > 0; }
+  // Copies each move's device block into its host block (swap_out) or back (swap_in). Done
+  // when the call returns: the source blocks may be reused at once. Throws model_error, before
+  // anything is copied, for an id out of range or a destination named twice.
+  virtual void swap_out(std::span<const block_move> moves) {
+    if (!moves.empty()) throw model_error("swap_out: this runner has no host KV store");
+  }
+  virtual void swap_in(std::span<const block_move> moves) {
+    if (!moves.empty()) throw model_error("swap_in: this runner has no host KV store");
+  }
+
   // Legacy: copies positions [0, n_tokens) of slot `from` into slot `to`.
   void copy_slot(int32_t from, int32_t to, int32_t n_tokens) {
     if (from < 0 || from >= n_slots() || to < 0 || to >= n_slots() || n_tokens < 0 || n_tokens > max_ctx())
@@ -104,6 +137,20 @@ class model_runner {
   }
 
  protected:
+  // Checks swap moves against both pools (ids in range, no destination twice); `to_host` says
+  // which side is written. Errors are model_error messages starting with `who`.
+  void check_moves(std::span<const block_move> moves, bool to_host, const std::string& who) const {
+    std::set<int32_t> written;
+    for (const auto& m : moves) {
+      if (m.device < 0 || m.device >= n_blocks())
+        throw model_error(who + ": device block " + std::to_string(m.device) + " out of range");
+      if (m.host < 0 || m.host >= host_blocks())
+        throw model_error(who + ": host block " + std::to_string(m.host) + " out of range");
+      if (!written.insert(to_host ? m.host : m.device).second)
+        throw model_error(who + ": a block is written twice");
+    }
+  }
+
   // Checks a batch against the contract above before anything is written, and returns each
   // item's block table cut to the blocks its positions reach. An item without `blocks` gets its
   // legacy slot's run, built in `legacy` (which must outlive the returned spans). Errors are

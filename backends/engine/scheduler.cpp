@@ -21,7 +21,8 @@ scheduler::scheduler(model_runner& runner, const text_codec& codec, scheduler_op
       n_blocks_(runner.n_blocks()),
       block_size_(runner.block_size()),
       running_cap_(static_cast<size_t>(std::max(1, options.max_batch))),
-      pool_(runner.n_blocks(), runner.block_size(), options.prefix_caching) {
+      pool_(runner.n_blocks(), runner.block_size(), options.prefix_caching),
+      host_(options.swap ? runner.host_blocks() : 0) {
   publish_stats();
   thread_ = std::thread([this] { run(); });
 }
@@ -105,6 +106,14 @@ scheduler_stats scheduler::stats() const {
   s.prefix_cache_queries = prefix_queries_.load();
   s.prefix_cache_hits = prefix_hits_.load();
   s.preemptions = preemptions_.load();
+  s.preemptions_recompute = recomputes_.load();
+  s.swap_outs = swap_outs_.load();
+  s.swap_ins = swap_ins_.load();
+  s.blocks_swapped_out = blocks_out_.load();
+  s.blocks_swapped_in = blocks_in_.load();
+  s.swapped = swapped_.load();
+  s.host_blocks_used = host_used_.load();
+  s.host_blocks_total = static_cast<uint32_t>(host_.total());
   return s;
 }
 
@@ -113,6 +122,7 @@ void scheduler::publish_stats() {
   blocks_used_.store(used);
   if (used > blocks_peak_.load()) blocks_peak_.store(used);
   blocks_allocated_.store(pool_.allocations());
+  host_used_.store(static_cast<uint32_t>(host_.used()));
 }
 
 bool scheduler::has_work() const {
@@ -185,7 +195,8 @@ void scheduler::apply_cancels(const std::vector<uint64_t>& cancels) {
 void scheduler::admit() {
   while (!preempted_.empty()) {
     sequence& seq = *preempted_.front();
-    if (!try_admit(seq.owner, seq, false)) return;  // the oldest waits first
+    const bool back = seq.phase == sequence_phase::swapped ? swap_in(seq) : try_admit(seq.owner, seq, false);
+    if (!back) return;  // the oldest waits first
     preempted_.pop_front();
   }
   for (auto& r : requests_) {
@@ -331,8 +342,9 @@ bool scheduler::grow_blocks() {
   return true;
 }
 
-// Frees every block of `seq` and requeues it (before any request not yet admitted) to recompute
-// its context. A leader takes its waiting followers with it.
+// Frees every device block of `seq` and requeues it (before any request not yet admitted):
+// swapped out to the host store when it has room, else to recompute its context. A leader takes
+// its waiting followers with it.
 void scheduler::preempt(sequence& seq) {
   if (seq.phase != sequence_phase::follow) {
     std::vector<sequence*> followers;  // collected first: preempt() edits running_
@@ -340,19 +352,23 @@ void scheduler::preempt(sequence& seq) {
       if (f->phase == sequence_phase::follow && f->leader == &seq) followers.push_back(f);
     for (auto it = followers.rbegin(); it != followers.rend(); ++it) preempt(**it);  // youngest first
   }
-  const bool decoded = seq.phase == sequence_phase::decode;
-  drop_blocks(seq);
-  if (decoded) seq.prepare_recompute();
-  seq.pos = 0;
-  seq.leader = nullptr;
-  seq.phase = sequence_phase::waiting;
+  if (!swap_out(seq)) {
+    const bool decoded = seq.phase == sequence_phase::decode;
+    drop_blocks(seq);
+    if (decoded) seq.prepare_recompute();
+    seq.pos = 0;
+    seq.leader = nullptr;
+    seq.phase = sequence_phase::waiting;
+    ++recomputes_;
+  }
   std::erase(running_, &seq);
   seq.running = false;
   --running_count_;
   ++preemptions_;
   // Victims go youngest first, so each one preempted later is older: it goes in front.
   preempted_.push_front(&seq);
-  spdlog::debug("engine: preempted request {} choice {} (KV pool full)", seq.owner.request.id, seq.index);
+  spdlog::debug("engine: preempted request {} choice {} (KV pool full, {})", seq.owner.request.id, seq.index,
+                seq.phase == sequence_phase::swapped ? "swapped to host" : "to recompute");
 }
 
 void scheduler::drop_blocks(sequence& seq) {
@@ -361,6 +377,7 @@ void scheduler::drop_blocks(sequence& seq) {
   if (seq.cow_block >= 0) pool_.unref(seq.cow_block);
   seq.cow_block = -1;
   seq.n_published = 0;
+  free_host_blocks(seq);
   publish_stats();  // before any terminal event, so a client that saw it sees the blocks back
 }
 

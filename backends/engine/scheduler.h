@@ -15,8 +15,13 @@
 //      shared by reference and prefill starts after them; the last prompt token is always
 //      computed, so its logits exist. Past max_queue waiting requests submit() says busy;
 //   3. every decoding sequence that crosses into a new block takes one more block; when the
-//      pool has none left, the most recently admitted sequence is preempted (its blocks freed,
-//      it is requeued to recompute prompt + generated tokens, as vLLM's recompute preemption);
+//      pool has none left, the most recently admitted sequence is preempted and requeued, its
+//      device blocks freed. When the runner has a host KV store (model_runner::host_blocks(),
+//      options.host_kv_mb) with room for the sequence's computed blocks, they are swapped out
+//      to it and swapped back in, into fresh device blocks, when it is admitted again (nothing
+//      is recomputed); otherwise (no store, store full, nothing computed yet, a copy failed)
+//      it recomputes prompt + generated tokens, as vLLM's recompute preemption. Preempted
+//      sequences, swapped or not, are readmitted oldest first and before any new request;
 //   4. every decoding sequence contributes its one token and prefilling sequences contribute
 //      chunks of their prompts up to prefill_chunk tokens in all, in admission order;
 //   5. the forward pass runs once for the whole batch; blocks that became full are published in
@@ -42,6 +47,7 @@
 #include <vector>
 
 #include "engine/kv_cache/block_pool.h"
+#include "engine/kv_cache/swap_space.h"
 #include "engine/model_runner.h"
 #include "engine/request.h"
 #include "engine/sequence.h"
@@ -53,6 +59,7 @@ struct scheduler_options {
   int32_t max_queue = 64;       // requests waiting for admission before submit() says busy
   int32_t prefill_chunk = 256;  // prompt tokens per step, over all prefilling sequences
   bool prefix_caching = true;   // share cached full blocks between prompts (block_pool.h)
+  bool swap = true;             // preempt by swapping to the runner's host KV store when it has one
 };
 
 struct submit_result {
@@ -69,7 +76,12 @@ struct scheduler_stats {
   uint64_t kv_blocks_allocated = 0;    // blocks handed out fresh (K/V computed into them)
   uint64_t prefix_cache_queries = 0;   // prompt tokens looked up in the prefix cache
   uint64_t prefix_cache_hits = 0;      // of those, tokens found cached (not computed)
-  uint64_t preemptions = 0;            // sequences preempted for lack of blocks
+  uint64_t preemptions = 0;            // sequences preempted for lack of blocks (swapped or not)
+  uint64_t preemptions_recompute = 0;  // of those, requeued to recompute their context
+  uint64_t swap_outs = 0, swap_ins = 0;                    // sequences moved to / from the host store
+  uint64_t blocks_swapped_out = 0, blocks_swapped_in = 0;  // blocks those moves copied
+  uint32_t swapped = 0;                // sequences whose KV is in the host store now
+  uint32_t host_blocks_used = 0, host_blocks_total = 0;  // the host store (0 total: no swapping)
 };
 
 class scheduler {
@@ -102,6 +114,10 @@ class scheduler {
   void start_running(sequence& seq);
   bool grow_blocks();
   void preempt(sequence& seq);
+  // scheduler_swap.cpp: preemption to the runner's host KV store and back.
+  bool swap_out(sequence& seq);
+  bool swap_in(sequence& seq);
+  void free_host_blocks(sequence& seq);
   void publish_full_blocks(sequence& seq);
   void step();
   void start_followers(sequence& lead, std::span<const float> logits);
@@ -130,12 +146,15 @@ class scheduler {
   std::atomic<uint32_t> running_count_{0};
   std::atomic<uint32_t> blocks_used_{0}, blocks_peak_{0};
   std::atomic<uint64_t> blocks_allocated_{0}, prefix_queries_{0}, prefix_hits_{0}, preemptions_{0};
+  std::atomic<uint64_t> recomputes_{0}, swap_outs_{0}, swap_ins_{0}, blocks_out_{0}, blocks_in_{0};
+  std::atomic<uint32_t> swapped_{0}, host_used_{0};
 
   // Engine thread only.
   std::list<std::unique_ptr<request_state>> requests_;  // arrival order
   std::vector<sequence*> running_;                      // admission order
   std::deque<sequence*> preempted_;                     // oldest first; admitted before new ones
   kv_cache::block_pool pool_;
+  kv_cache::swap_space host_;                           // the runner's host store (may be empty)
   std::vector<float> logits_;
   std::vector<float> hidden_;
   std::vector<float> follower_row_;

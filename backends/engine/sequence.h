@@ -37,7 +37,9 @@ struct request_state;
 // partly filled last one (copy-on-write at the block level), so a prompt is computed once.
 // waiting also marks a preempted sequence: its blocks were freed and it recomputes
 // context() (prompt + the tokens it already generated) when admitted again.
-enum class sequence_phase { waiting, prefill, follow, decode, done };
+// swapped: preempted with its KV moved to the runner's host store (host_blocks); it resumes in
+// `resumes` (prefill or decode) at the same pos once swapped back in, nothing recomputed.
+enum class sequence_phase { waiting, prefill, follow, decode, swapped, done };
 
 class sequence {
  public:
@@ -79,6 +81,8 @@ class sequence {
   int32_t pos = 0;              // positions of this sequence already in its KV blocks
   int32_t next_token = -1;      // decode: the token fed at position `pos` in the next step
   sequence_phase phase = sequence_phase::waiting;
+  sequence_phase resumes = sequence_phase::waiting;  // swapped: the phase it goes back to
+  std::vector<int32_t> host_blocks;  // swapped: host store blocks holding positions [0, pos)
   int32_t generated = 0;
   sequence* leader = nullptr;   // follow: whose prompt KV this sequence copies
   sampler sampling;

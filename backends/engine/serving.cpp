@@ -129,7 +129,9 @@ moat_status serving_backend::create(const moat_backend_config* config, const ser
       b->codec_ = std::make_unique<tokenizer_codec>(*b->tokenizer_);
       b->scheduler_ = std::make_unique<scheduler>(
           *b->runner_, *b->codec_,
-          scheduler_options{opts.max_batch, opts.max_queue, opts.prefill_chunk, opts.prefix_caching});
+          scheduler_options{.max_batch = opts.max_batch, .max_queue = opts.max_queue,
+                            .prefill_chunk = opts.prefill_chunk, .prefix_caching = opts.prefix_caching,
+                            .swap = true});
     } catch (const std::exception& e) {
       set_error(err, MOAT_ERR_IO, fmt::format("model {}: {}", name, e.what()));
       return MOAT_ERR_IO;
@@ -276,16 +278,42 @@ std::string serving_backend::metrics_text() const {
       "# HELP moat:prefix_cache_hits_total Prompt tokens found in the KV prefix cache (not computed).\n"
       "# TYPE moat:prefix_cache_hits_total counter\n"
       "moat:prefix_cache_hits_total {}\n"
-      "# HELP moat:num_preemptions_total Sequences preempted (to recompute) because the KV pool was full.\n"
+      "# HELP moat:num_preemptions_total Sequences preempted because the KV pool was full (swapped or recomputed).\n"
       "# TYPE moat:num_preemptions_total counter\n"
       "moat:num_preemptions_total {}\n"
+      "# HELP moat:num_preemptions_recompute_total Preempted sequences requeued to recompute their context.\n"
+      "# TYPE moat:num_preemptions_recompute_total counter\n"
+      "moat:num_preemptions_recompute_total {}\n"
+      "# HELP moat:kv_swap_out_total Preempted sequences whose KV blocks were swapped out to host memory.\n"
+      "# TYPE moat:kv_swap_out_total counter\n"
+      "moat:kv_swap_out_total {}\n"
+      "# HELP moat:kv_swap_in_total Swapped-out sequences whose KV blocks were swapped back in.\n"
+      "# TYPE moat:kv_swap_in_total counter\n"
+      "moat:kv_swap_in_total {}\n"
+      "# HELP moat:kv_swap_out_blocks_total KV blocks copied to host memory.\n"
+      "# TYPE moat:kv_swap_out_blocks_total counter\n"
+      "moat:kv_swap_out_blocks_total {}\n"
+      "# HELP moat:kv_swap_in_blocks_total KV blocks copied back from host memory.\n"
+      "# TYPE moat:kv_swap_in_blocks_total counter\n"
+      "moat:kv_swap_in_blocks_total {}\n"
+      "# HELP moat:num_requests_swapped Sequences whose KV blocks are in host memory now.\n"
+      "# TYPE moat:num_requests_swapped gauge\n"
+      "moat:num_requests_swapped {}\n"
+      "# HELP moat_kv_host_blocks_used KV blocks of host memory holding swapped-out sequences.\n"
+      "# TYPE moat_kv_host_blocks_used gauge\n"
+      "moat_kv_host_blocks_used {}\n"
+      "# HELP moat_kv_host_blocks_total KV blocks of host memory for swapping (options.host_kv_mb).\n"
+      "# TYPE moat_kv_host_blocks_total gauge\n"
+      "moat_kv_host_blocks_total {}\n"
       "# HELP moat_kv_blocks_used KV blocks referenced by running sequences.\n"
       "# TYPE moat_kv_blocks_used gauge\n"
       "moat_kv_blocks_used {}\n"
       "# HELP moat_kv_blocks_total KV blocks in the pool.\n"
       "# TYPE moat_kv_blocks_total gauge\n"
       "moat_kv_blocks_total {}\n",
-      s.prefix_cache_queries, s.prefix_cache_hits, s.preemptions, s.kv_blocks_used, s.kv_blocks_total);
+      s.prefix_cache_queries, s.prefix_cache_hits, s.preemptions, s.preemptions_recompute, s.swap_outs, s.swap_ins,
+      s.blocks_swapped_out, s.blocks_swapped_in, s.swapped, s.host_blocks_used, s.host_blocks_total, s.kv_blocks_used,
+      s.kv_blocks_total);
 }
 
 }  // namespace moat::engine

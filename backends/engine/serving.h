@@ -25,6 +25,8 @@
 //   prefix_caching share cached full KV blocks between prompts with the same prefix and  true
 //                 cache_salt (the request body's `cache_salt` string, absent = "")
 //   kv_dtype      f32 | int8: K/V stored as f32, or int8 with one scale per (token, head)  f32
+//   host_kv_mb    host memory for KV blocks swapped out when the pool runs out: a preempted   0
+//                 sequence moves there and back instead of recomputing (0 = recompute only)
 //   max_queue     requests waiting for admission before submit says busy (429)           64
 //   prefill_chunk prompt tokens per engine step                                          256
 //   reference     the plain scalar forward pass (slow; for checks; cpu only)             false
@@ -73,6 +75,7 @@ struct serving_options {
   int32_t kv_block_size = 16;
   bool prefix_caching = true;
   std::string kv_dtype;  // "" (f32) or "int8"
+  int64_t host_kv_mb = 0;  // the runner's host KV store for swap preemption; 0 = none
 };
 
 // Parses the options JSON; throws std::invalid_argument naming the key. Keys neither shared nor
@@ -135,7 +138,7 @@ class serving_backend {
   moat_status detokenize(const int32_t* tokens, size_t count, moat_text_fn on_text, void* user_data,
                          moat_error* err) noexcept;
   moat_status stats(moat_stats* stats) const noexcept;
-  // Prefix-cache counters, preemptions and the KV pool's blocks (Prometheus text). Throws only
+  // Prefix-cache counters, preemptions, swaps and the KV pools' blocks (Prometheus text). Throws only
   // std::bad_alloc.
   std::string metrics_text() const;
 

@@ -36,6 +36,8 @@ serving_options parse_serving_options(std::string_view json, const std::vector<s
       o.ctx = static_cast<int32_t>(option_int(value, key, 0, 1 << 24));
     } else if (key == "kv_cache_mb") {
       o.kv_cache_mb = option_int(value, key, 1, 1 << 24);
+    } else if (key == "host_kv_mb") {
+      o.host_kv_mb = option_int(value, key, 0, int64_t{1} << 30);
     } else if (key == "max_queue") {
       o.max_queue = static_cast<int32_t>(option_int(value, key, 0, 1 << 24));
     } else if (key == "prefill_chunk") {
