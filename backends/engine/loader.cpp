@@ -9,10 +9,12 @@
 #include <map>
 #include <stdexcept>
 #include <string_view>
+#include <thread>
 
 #include "engine/llama2c.h"
 #include "engine/model_error.h"
 #include "engine/quant/bnb_checkpoint.h"
+#include "engine/quant/quantize_rows.h"
 #include "engine/safetensors.h"
 #include "engine/weight_storage.h"
 
@@ -287,6 +289,107 @@ loaded_model load_gguf(const std::filesystem::path& file, const crypto::key_sour
   return m;
 }
 
+quant::row_format row_format_of(dtype t) {
+  switch (t) {
+    case dtype::int8: return quant::row_format::int8;
+    case dtype::int4: return quant::row_format::int4_g64;
+    case dtype::nf4: return quant::row_format::nf4;
+    default: throw model_error(std::string("quant: cannot quantize on load to ") + std::string(dtype_name(t)));
+  }
+}
+
+bool overlaps(const tensor& a, const void* p, size_t n) {
+  const auto x = reinterpret_cast<uintptr_t>(a.data), y = reinterpret_cast<uintptr_t>(p);
+  return x < y + n && y < x + a.bytes();
+}
+
+// load_options::quant. The tensors quantized are the ones cpu::model_view would quantize (so
+// it finds them already in the target format and keeps them), the values are bit for bit the
+// ones its serial loop makes (quantize_rows), and each source's pages go back once it is done:
+// quantize-on-load then leaves the quantized copy resident, not the f16 source as well.
+void quantize_linear_weights(loaded_model& m, dtype target, unsigned threads, const load_options& opts) {
+  const quant::row_format f = row_format_of(target);
+  if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
+  weight_storage& st = *m.storage;
+  model_weights& w = m.weights;
+  std::vector<tensor*> linear;
+  for (auto& l : w.layers) {
+    for (tensor* t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) {
+      if (t->type != target) linear.push_back(t);
+    }
+  }
+  // A tied lm_head is the embedding: kept as stored (the token lookup reads it too).
+  if (w.lm_head.data != w.embed.data && w.lm_head.type != target) linear.push_back(&w.lm_head);
+
+  auto map_of = [&](const tensor& t) -> mapped_file* {
+    for (auto& map : st.maps) {
+      if (map->contains(t.data, t.bytes())) return map.get();
+    }
+    return nullptr;  // a GGUF mapping (gguf_file's own) or an aligned copy: kept as it is
+  };
+  std::vector<tensor> sources;  // the quantized weights' sources in a mapping, as they were
+  size_t done = 0;
+  for (tensor* t : linear) {
+    const tensor src = *t;
+    const auto rows = static_cast<size_t>(src.rows()), cols = static_cast<size_t>(src.cols());
+    if (target == dtype::nf4 && cols % 2 != 0) throw model_error(src.name + ": nf4 needs an even row length");
+    auto data = std::make_unique_for_overwrite<uint8_t[]>(quant::quantized_bytes(f, rows, cols));
+    std::vector<float> scales(quant::quantized_scales(f, rows, cols));
+    quant::quantize_rows(
+        f, rows, cols,
+        [&src, cols](size_t r0, size_t r1, float* out) {
+          for (size_t r = r0; r < r1; ++r) src.row_to_f32(static_cast<int64_t>(r), out + (r - r0) * cols);
+        },
+        data.get(), scales.data(), threads);
+    t->type = target;
+    t->data = st.quantized.emplace_back(std::move(data)).get();
+    t->scales = st.scales.emplace_back(std::move(scales)).data();
+    if (mapped_file* map = map_of(src); map != nullptr) {
+      // A file's pages can go at once (re-read if touched again), which keeps the peak low; a
+      // decrypted buffer's only once it is known that no weight still in use shares them.
+      if (!map->decrypted()) map->release(src.data, src.bytes());
+      sources.push_back(src);
+    }
+    if (opts.progress) opts.progress(++done, linear.size());
+  }
+
+  std::vector<tensor*> kept = {&w.embed, &w.final_norm, &w.lm_head};
+  for (auto& l : w.layers) {
+    for (tensor* t : {&l.attn_norm, &l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_norm, &l.w_gate, &l.w_up, &l.w_down}) {
+      kept.push_back(t);
+    }
+  }
+  // Small weights still in a mapping (the norms) get a copy of their own. The page cache may
+  // hold a file in large folios (up to 2 MiB), and touching one byte of a folio maps all of it:
+  // reading a 4 KiB norm would map back up to 2 MiB of released neighbours. It also lets a
+  // shard of norms and quantized weights be dropped whole.
+  constexpr size_t small_bytes = size_t{64} << 10;  // a norm of 16k f32 values
+  for (tensor* t : kept) {
+    if (t->bytes() > small_bytes || map_of(*t) == nullptr) continue;
+    auto copy = std::make_unique_for_overwrite<float[]>((t->bytes() + sizeof(float) - 1) / sizeof(float));
+    std::memcpy(copy.get(), t->data, t->bytes());
+    t->data = st.buffers.emplace_back(std::move(copy)).get();
+  }
+  // A mapping no weight points into any more is dropped whole: unmapped, or for a decrypted
+  // buffer wiped and freed.
+  std::erase_if(st.maps, [&](const std::shared_ptr<mapped_file>& map) {
+    return std::none_of(kept.begin(), kept.end(), [&](const tensor* t) { return map->contains(t->data, t->bytes()); });
+  });
+  // The sources again, now that all are read: a file page mapped back meanwhile (the edge of a
+  // large folio that a neighbour's quantization touched) goes too; a decrypted buffer's pages
+  // go unless a weight still in use lies on them.
+  for (const tensor& src : sources) {
+    mapped_file* map = map_of(src);
+    if (map == nullptr) continue;  // dropped above
+    const bool shared = std::any_of(kept.begin(), kept.end(), [&](const tensor* t) { return overlaps(*t, src.data, src.bytes()); });
+    if (!shared) map->release(src.data, src.bytes());
+  }
+  size_t released = 0;
+  for (const auto& map : st.maps) released += map->released_bytes();
+  spdlog::debug("{}: {} weights quantized to {} on {} threads; {:.1f} MiB of source pages released", m.source.string(),
+                linear.size(), dtype_name(target), threads, static_cast<double>(released) / (1 << 20));
+}
+
 }  // namespace
 
 loaded_model load_model(const std::filesystem::path& folder_or_file, const load_options& opts) {
@@ -331,6 +434,7 @@ loaded_model load_model(const std::filesystem::path& folder_or_file, const load_
       throw model_error(folder_or_file.string() + ": unrecognized model format (expected a Hugging Face folder, .gguf or llama2.c .bin)");
     }
   }
+  if (opts.quant != dtype::f32) quantize_linear_weights(m, opts.quant, opts.threads, opts);
   spdlog::info("loaded {} model from {}: {} layers, hidden {}, vocab {}", m.format, m.source.string(),
                m.config.n_layers, m.config.hidden_size, m.config.vocab_size);
   return m;

@@ -4,6 +4,8 @@
 //   m.config.hidden_size;        // 128
 //   m.weights.layers[0].wq;      // tensor {q_dim, hidden}, dtype as stored (F32/F16/BF16, Q8_0, NF4...)
 //   m.tokenizer.tokenizer_json;  // for the tokenizer ("text" engineer)
+//   auto q = moat::engine::load_model(dir, {.quant = moat::engine::dtype::int8, .threads = 4});
+//   q.weights.layers[0].wq.type; // dtype::int8: quantized on load, the f16 source pages released
 //
 // Accepted inputs:
 //  - a Hugging Face folder: config.json + model.safetensors, or sharded safetensors with
@@ -22,6 +24,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -81,6 +84,19 @@ struct load_options {
   // shards, the .gguf, the llama2.c .bin) are encrypted checkpoints; they are then decrypted into
   // memory and a plaintext weights file is refused. config.json and tokenizer files stay plaintext.
   std::optional<crypto::key_source> key;
+  // The model options' quant: dtype::int8, int4 or nf4 quantizes the 2-D linear weights (q, k,
+  // v, o, gate, up, down, and lm_head unless tied to the embedding) on load, on `threads`
+  // threads (0: one per hardware thread), into memory owned by storage; weights already in that
+  // format (a bitsandbytes checkpoint) are kept, embeddings and norms stay as stored.
+  // dtype::f32 (the default) serves every weight as stored. The source pages of a quantized
+  // weight are given back as soon as it is done (a mapped file's pages are re-read from the file
+  // if touched again); a decrypted buffer is freed once nothing points into it, and the parts
+  // of it that only quantized weights used are given back.
+  dtype quant = dtype::f32;
+  unsigned threads = 0;
+  // Called after each quantized weight with (done, total), on the loading thread; may be empty.
+  // For a terminal only: the caller decides whether to show it.
+  std::function<void(size_t done, size_t total)> progress;
 };
 
 loaded_model load_model(const std::filesystem::path& folder_or_file, const load_options& opts = {});

@@ -67,6 +67,26 @@ std::shared_ptr<mapped_file> mapped_file::open_plain(const std::filesystem::path
   return m;
 }
 
+bool mapped_file::contains(const void* p, size_t n) const {
+  const auto a = reinterpret_cast<uintptr_t>(p), base = reinterpret_cast<uintptr_t>(data_);
+  return data_ != nullptr && a >= base && n <= size_ && a - base <= size_ - n;
+}
+
+size_t mapped_file::release(const void* p, size_t n) {
+  if (n == 0 || !contains(p, n)) return 0;
+  static const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  // Only the whole pages inside the range: the partial pages at its ends hold bytes of the
+  // neighbouring tensors (or the header), which may still be read.
+  const auto a = reinterpret_cast<uintptr_t>(p);
+  const uintptr_t first = (a + page - 1) / page * page, last = (a + n) / page * page;
+  if (last <= first) return 0;
+  // A MAP_PRIVATE file mapping and the decrypted buffer (MAP_PRIVATE | MAP_ANONYMOUS) are both
+  // page aligned, and both are ours: dropping their pages cannot reach another process.
+  if (::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED) != 0) return 0;  // only advice
+  released_ += last - first;
+  return last - first;
+}
+
 mapped_file::~mapped_file() {
   if (data_ != nullptr && !plain_) ::munmap(const_cast<uint8_t*>(data_), size_);
 }

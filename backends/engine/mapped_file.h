@@ -6,8 +6,10 @@
 //   moat::crypto::key_source src{.key_file = "model.key"};
 //   auto e = mapped_file::open("model.safetensors", &src);       // must be encrypted, else refused
 //   std::span<const uint8_t> bytes = e->bytes();
+//   m->release(t.data, t.bytes());   // after quantizing tensor t on load: its pages go back
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
@@ -36,6 +38,17 @@ class mapped_file {
   const std::filesystem::path& path() const { return path_; }
   bool decrypted() const { return plain_.has_value(); }
 
+  // Gives the pages wholly inside [p, p + n) (a range of bytes()) back to the kernel
+  // (MADV_DONTNEED) and returns how many bytes that was. For an mmapped file this is always
+  // safe: a page touched again is read back from the file. For a decrypted buffer the bytes are
+  // gone (anonymous pages come back zeroed), so the caller must know that nothing reads them
+  // any more. Thread-safe.
+  size_t release(const void* p, size_t n);
+  // Bytes released so far (the ranges may overlap: this is the sum of release()'s results).
+  size_t released_bytes() const { return released_.load(std::memory_order_relaxed); }
+  // Whether [p, p + n) lies inside bytes().
+  bool contains(const void* p, size_t n) const;
+
  private:
   mapped_file() = default;
   static std::shared_ptr<mapped_file> open_plain(const std::filesystem::path& path);
@@ -43,6 +56,7 @@ class mapped_file {
   const uint8_t* data_ = nullptr;  // into the mmap, or into plain_ when set
   size_t size_ = 0;
   std::optional<crypto::plaintext_buffer> plain_;  // owns the decrypted bytes; no munmap of data_ then
+  std::atomic<size_t> released_{0};
 };
 
 }  // namespace moat::engine

@@ -2,6 +2,7 @@
 // loaders; everyone else holds it only through loaded_model::storage.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <vector>
 
@@ -17,6 +18,9 @@ struct weight_storage {
   // Per-block / per-row f32 scales of bitsandbytes weights (nf4 absmax rebuilt from the
   // double-quantized statistics, int8 SCB / 127); tensor::scales points into them.
   std::vector<std::vector<float>> scales;
+  // Weights quantized on load (load_options::quant): int8 / int4 / nf4 bytes; their scales are
+  // in `scales`.
+  std::vector<std::unique_ptr<uint8_t[]>> quantized;
 };
 
 }  // namespace moat::engine
