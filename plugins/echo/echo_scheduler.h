@@ -67,6 +67,7 @@ class scheduler {
   std::multimap<clock::time_point, uint64_t> timers_;
   bool stopping_ = false;
   unsigned awake_ = 0;  // workers not blocked in a wait: start() wakes one only when none is
+  bool wake_pending_ = false;  // start() notified and no worker has looked at the queue since
   std::vector<std::thread> workers_;
 };
 

@@ -137,6 +137,25 @@ TEST_F(EchoFaults, DuplicateIdInFlightIsRefused) {
   EXPECT_TRUE(second.events().empty());
 }
 
+// A submit wakes a worker only when none is awake or already told to wake. A notify that
+// reached no waiter (submits racing the workers' start, many times over with fresh backends)
+// must not leave later submits waiting for a wake that never comes.
+TEST_F(EchoFaults, SubmitsRightAfterCreateAndOneByOneAreAllServed) {
+  for (int round = 0; round < 20; ++round) {
+    moat_backend* b = create("{}");
+    ASSERT_NE(b, nullptr);
+    for (uint64_t id = 1; id <= 5; ++id) {
+      request_builder req(MOAT_REQUEST_CHAT, id);
+      req.message("user", "x y");
+      recorder rec;
+      ASSERT_EQ(submit(b, req, rec), MOAT_OK);
+      ASSERT_TRUE(rec.wait_terminal(2s)) << "round " << round << ", request " << id;
+      EXPECT_EQ(count_kind(rec.events(), MOAT_EVENT_DONE), 1u);
+    }
+    destroy(b);
+  }
+}
+
 TEST_F(EchoFaults, ManyConcurrentDelayedStreamsFewThreads) {
   moat_backend* b = create(R"({"delay_ms":5,"workers":2})");
   ASSERT_NE(b, nullptr);
