@@ -9,6 +9,8 @@
 
 #include "cuda_memory.h"
 #include "cuda_weights.h"
+#include "kv_blocks.h"
+#include "kv_swap.h"
 #include "kernels/add.cuh"
 #include "kernels/gemv.cuh"
 #include "kernels/kv_write.cuh"
@@ -88,6 +90,8 @@ class cuda_runner final : public engine::model_runner {
       k_pool_.emplace_back(pool);
       v_pool_.emplace_back(pool);
     }
+    const int32_t host_blocks = host_kv_blocks_for(o.host_kv_mb, c.n_layers, block_bytes());
+    if (host_blocks > 0) host_ = std::make_unique<host_kv_pool>(c.n_layers, host_blocks, block_bytes());
     check(cudaStreamSynchronize(stream_), "model upload");
   }
 
@@ -161,11 +165,40 @@ class cuda_runner final : public engine::model_runner {
     check(cudaStreamSynchronize(stream_), "copy_block");
   }
 
+  int32_t host_blocks() const override { return host_ ? host_->blocks() : 0; }
+  void swap_out(std::span<const engine::block_move> moves) override {
+    check_moves(moves, /*to_host=*/true, "cuda: swap_out");
+    swap(swap_runs(moves, true), cudaMemcpyDeviceToHost);
+  }
+  void swap_in(std::span<const engine::block_move> moves) override {
+    check_moves(moves, /*to_host=*/false, "cuda: swap_in");
+    swap(swap_runs(moves, false), cudaMemcpyHostToDevice);
+  }
+
  private:
   // Checks the batch (engine::model_runner::checked_tables) and returns one block table per
   // item, exactly as long as the item's positions need; legacy slot tables live in legacy_.
   std::vector<std::span<const int32_t>> validate(std::span<const engine::forward_item> items) {
     return checked_tables(items, legacy_, "cuda");
+  }
+
+  // Bytes of one block in one layer's K (or V) pool: [k_block][kv_dim] f32, contiguous.
+  size_t block_bytes() const { return static_cast<size_t>(k_block) * model_->config.kv_dim() * sizeof(float); }
+
+  // Copies the runs between the device pools and the pinned host pool, every layer, K and V.
+  // Synchronized: the scheduler reuses the source blocks as soon as the call returns.
+  void swap(const std::vector<copy_run>& runs, cudaMemcpyKind kind) {
+    if (runs.empty()) return;
+    check(cudaSetDevice(device_), "cudaSetDevice");
+    const bool out = kind == cudaMemcpyDeviceToHost;
+    for (size_t l = 0; l < k_pool_.size(); ++l) {
+      const auto layer = static_cast<int32_t>(l);
+      void* dev_k = k_pool_[l].get();
+      void* dev_v = v_pool_[l].get();
+      copy_runs(runs, out ? dev_k : host_->k(layer), out ? host_->k(layer) : dev_k, block_bytes(), kind, stream_);
+      copy_runs(runs, out ? dev_v : host_->v(layer), out ? host_->v(layer) : dev_v, block_bytes(), kind, stream_);
+    }
+    check(cudaStreamSynchronize(stream_), out ? "KV swap out" : "KV swap in");
   }
 
   // The layers for every token of every item; leaves the final-normed hidden state in xb_
@@ -260,6 +293,7 @@ class cuda_runner final : public engine::model_runner {
   device_buffer<float> final_norm_, inv_freq_;
   device_weight lm_head_;
   std::vector<device_buffer<float>> k_pool_, v_pool_;  // per layer
+  std::unique_ptr<host_kv_pool> host_;                 // swapped-out blocks; null without host_kv_mb
   std::vector<std::vector<int32_t>> legacy_;           // block tables made for legacy slot items
   // Activations, grown to the largest batch seen.
   device_buffer<float> x_, xb_, proj_, q_, att_, k_, v_, h1_, h3_, sel_, logits_;

@@ -10,6 +10,9 @@
 // cache is a paged pool per layer, [n_blocks][16][n_kv_heads][head_dim] f32 (block_size() is
 // 16); forward items bring their block tables (engine/model_runner.h), and legacy slot s is the
 // fixed run of blocks [s * B, (s + 1) * B), B = ceil(max_ctx / 16).
+// With host_kv_mb, a pinned host pool (kv_swap.h) of the same per-layer layout holds the blocks
+// of sequences the scheduler swaps out (model_runner::swap_out / swap_in): one cudaMemcpyAsync
+// per run of consecutive blocks, layer and K/V, synchronized before the call returns.
 // Every CUDA error becomes engine::model_error ("cuda: <what>: <cudaGetErrorString>"); no device
 // means model_error from make_cuda_runner, never an abort.
 #pragma once
@@ -31,6 +34,7 @@ struct cuda_options {
   int32_t max_slots = 0;      // 0 = as many as fit, at most 256
   std::string weights;        // "" (as stored), "f16", "bf16", "int8", "int4", "nf4"
   int32_t int4_group = 64;    // 32, 64 or 128
+  int64_t host_kv_mb = 0;     // pinned host memory for swapped-out KV blocks (model_runner::swap_out); 0 = none
 };
 
 // Throws engine::model_error: no device, an unknown weights format, a pool too small for one

@@ -121,6 +121,13 @@ std::vector<copy_run> coalesce_copies(std::vector<block_copy> copies) {
   return runs;
 }
 
+std::vector<copy_run> swap_runs(std::span<const engine::block_move> moves, bool to_host) {
+  std::vector<block_copy> copies;
+  copies.reserve(moves.size());
+  for (const auto& m : moves) copies.push_back(to_host ? block_copy{m.device, m.host} : block_copy{m.host, m.device});
+  return coalesce_copies(std::move(copies));
+}
+
 int32_t host_kv_blocks_for(int64_t mb, int32_t n_layers, size_t block_bytes) {
   if (mb <= 0 || n_layers <= 0 || block_bytes == 0) return 0;
   const size_t per_block = static_cast<size_t>(n_layers) * 2 * block_bytes;

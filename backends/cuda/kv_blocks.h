@@ -19,7 +19,10 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <span>
 #include <vector>
+
+#include "engine/model_runner.h"
 
 namespace moat::cuda {
 
@@ -36,6 +39,10 @@ struct copy_run {
 // The copies sorted by source block with consecutive pairs joined, so a swap costs one
 // cudaMemcpyAsync per run and layer (kv_swap.h) rather than one per block.
 std::vector<copy_run> coalesce_copies(std::vector<block_copy> copies);
+
+// The runs of one engine swap (engine/model_runner.h): device -> host blocks when `to_host`,
+// host -> device otherwise. The runner copies each run once per layer, K and V.
+std::vector<copy_run> swap_runs(std::span<const engine::block_move> moves, bool to_host);
 
 // Host blocks that options.host_kv_mb MiB hold for `n_layers` layers (a K and a V block each).
 int32_t host_kv_blocks_for(int64_t mb, int32_t n_layers, size_t block_bytes);

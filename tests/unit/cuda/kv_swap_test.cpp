@@ -1,6 +1,7 @@
 // KV swap copies (backends/cuda/kv_blocks.h, used by kv_swap.h): the block copies
 // kv_block_manager lists are coalesced into runs that copy exactly the same bytes, and the
-// pinned pool is sized from options.host_kv_mb. memcpy stands in for the DMA.
+// pinned pool is sized from options.host_kv_mb, and the engine's swap moves round-trip through the
+// host pool as the cuda runner copies them. memcpy stands in for the DMA.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -49,6 +50,59 @@ TEST(KvSwap, RunsMoveTheSameBytesAsTheBlockCopies) {
   for (const auto& c : *in) std::memcpy(back_blocks.data() + c.to * bb, host.data() + c.from * bb, bb);
   apply(coalesce_copies(*in), host, back, bb);
   EXPECT_EQ(back, back_blocks);
+}
+
+// The engine's swap moves (engine/model_runner.h) as the cuda runner copies them: per layer, K
+// and V, the device pools and the host pool indexed by block. memcpy stands in for the DMA; the
+// device blocks are poisoned between the swaps (the scheduler reuses them) and the sequence
+// comes back into other blocks.
+TEST(KvSwap, EngineMovesRoundTripThroughTheHostPool) {
+  const int32_t layers = 3, device_blocks = 12, host_blocks = 8;
+  const size_t bb = 40;
+  std::vector<std::vector<uint8_t>> dev_k(layers, std::vector<uint8_t>(device_blocks * bb)), dev_v = dev_k;
+  std::vector<std::vector<uint8_t>> host_k(layers, std::vector<uint8_t>(host_blocks * bb, 0)), host_v = host_k;
+  std::mt19937 rng(7);
+  for (int32_t l = 0; l < layers; ++l)
+    for (size_t i = 0; i < dev_k[l].size(); ++i) {
+      dev_k[l][i] = static_cast<uint8_t>(rng());
+      dev_v[l][i] = static_cast<uint8_t>(rng());
+    }
+  const std::vector<int32_t> table = {9, 2, 3, 4, 11};  // a sequence's block table
+  auto block = [&](const std::vector<uint8_t>& pool, int32_t b) {
+    return std::vector<uint8_t>(pool.begin() + b * bb, pool.begin() + (b + 1) * bb);
+  };
+  std::vector<std::vector<uint8_t>> want;  // [layer][K, V][table index] flattened
+  for (int32_t l = 0; l < layers; ++l)
+    for (int32_t b : table) {
+      want.push_back(block(dev_k[l], b));
+      want.push_back(block(dev_v[l], b));
+    }
+  std::vector<engine::block_move> out;
+  for (size_t i = 0; i < table.size(); ++i) out.push_back({.device = table[i], .host = static_cast<int32_t>(i) + 2});
+  const auto runs_out = swap_runs(out, /*to_host=*/true);
+  EXPECT_EQ(runs_out, (std::vector<copy_run>{{2, 3, 3}, {9, 2, 1}, {11, 6, 1}}));
+  for (int32_t l = 0; l < layers; ++l) {
+    apply(runs_out, dev_k[l], host_k[l], bb);
+    apply(runs_out, dev_v[l], host_v[l], bb);
+    std::fill(dev_k[l].begin(), dev_k[l].end(), uint8_t{0xAB});
+    std::fill(dev_v[l].begin(), dev_v[l].end(), uint8_t{0xAB});
+  }
+  const std::vector<int32_t> back_table = {0, 1, 5, 6, 7};
+  std::vector<engine::block_move> in;
+  for (size_t i = 0; i < table.size(); ++i) in.push_back({.device = back_table[i], .host = static_cast<int32_t>(i) + 2});
+  const auto runs_in = swap_runs(in, /*to_host=*/false);
+  EXPECT_EQ(runs_in, (std::vector<copy_run>{{2, 0, 2}, {4, 5, 3}}));
+  for (int32_t l = 0; l < layers; ++l) {
+    apply(runs_in, host_k[l], dev_k[l], bb);
+    apply(runs_in, host_v[l], dev_v[l], bb);
+  }
+  size_t n = 0;
+  for (int32_t l = 0; l < layers; ++l)
+    for (int32_t b : back_table) {
+      EXPECT_EQ(block(dev_k[l], b), want[n++]) << "layer " << l << " block " << b;
+      EXPECT_EQ(block(dev_v[l], b), want[n++]) << "layer " << l << " block " << b;
+    }
+  EXPECT_TRUE(swap_runs({}, true).empty());
 }
 
 TEST(KvSwap, PoolSizeFromHostKvMb) {
