@@ -93,7 +93,6 @@ owned_event copy_event(const moat_event& ev) {
   out.kind = ev.kind;
   out.index = ev.index;
   out.text = to_string(ev.text);
-  if (ev.tokens && ev.token_count) out.tokens.assign(ev.tokens, ev.tokens + ev.token_count);
   if (ev.logprobs) {
     out.logprobs.reserve(ev.logprob_count);
     for (size_t i = 0; i < ev.logprob_count; ++i) {
@@ -122,7 +121,11 @@ call::call(backend& owner, uint64_t id, std::shared_ptr<event_sink> sink,
       strand_(strand),
       completions_(completion_queue::of(strand_)),
       deadline_(strand),
-      started_(std::chrono::steady_clock::now()) {}
+      started_(std::chrono::steady_clock::now()) {
+  // Room for a short answer's events (one per word, FINISH, DONE), allocated here on the I/O
+  // thread rather than grown step by step by the backend's thread.
+  pending_.reserve(16);
+}
 
 call::~call() = default;
 

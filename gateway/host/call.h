@@ -32,12 +32,13 @@ namespace moat::host {
 class backend;
 class completion_queue;
 
-// A moat_event copied out of the backend's storage.
+// A moat_event copied out of the backend's storage. The event's token ids are not copied: no
+// answer shows them (usage comes with DONE, logprobs carry their own text), and a copy was one
+// allocation per delta on the backend's thread, freed on the I/O thread.
 struct owned_event {
   moat_event_kind kind = MOAT_EVENT_ERROR;
   uint32_t index = 0;
   std::string text;
-  std::vector<int32_t> tokens;
   std::vector<openai::logprob_item> logprobs;
   moat_finish_reason finish_reason = MOAT_FINISH_NONE;
   std::vector<float> embedding;

@@ -59,8 +59,12 @@ config::listen_address server::listen(const std::string& host, uint16_t port) {
 }
 
 void server::do_accept() {
-  // Each connection gets its own strand: its handlers never run concurrently.
-  acceptor_.async_accept(net::make_strand(io_), [this](boost::system::error_code ec, tcp::socket socket) {
+  // Each connection gets its own strand: its handlers never run concurrently. With one I/O
+  // thread the io_context's own executor gives that guarantee already.
+  const net::any_io_executor executor = one_thread_.load(std::memory_order_relaxed)
+                                            ? net::any_io_executor(io_.get_executor())
+                                            : net::any_io_executor(net::make_strand(io_));
+  acceptor_.async_accept(executor, [this](boost::system::error_code ec, tcp::socket socket) {
     if (ec) {
       if (ec == net::error::operation_aborted || !acceptor_.is_open()) return;
       // EMFILE and friends: keep accepting; the next attempt may succeed once fds are freed.
@@ -94,6 +98,7 @@ void server::do_accept() {
 
 void server::run(unsigned threads) {
   if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
+  one_thread_.store(threads == 1, std::memory_order_relaxed);
   std::vector<std::thread> pool;
   pool.reserve(threads - 1);
   for (unsigned i = 1; i < threads; ++i) pool.emplace_back([this] { io_.run(); });

@@ -81,6 +81,10 @@ class server {
   boost::asio::io_context io_;
   boost::asio::ip::tcp::acceptor acceptor_;
   boost::asio::steady_timer drain_timer_;
+  // Set by run(1): one I/O thread already runs every handler in order, so connections accepted
+  // from then on use the io_context's executor instead of a strand (no strand lock and queue per
+  // handler). Connections accepted before keep their strand; either is correct.
+  std::atomic<bool> one_thread_{false};
   std::chrono::steady_clock::time_point drain_deadline_;
   std::function<void()> drain_done_;
 };
