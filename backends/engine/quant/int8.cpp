@@ -52,14 +52,28 @@ float dot_q8_0_q8_0(const block_q8_0* w, const block_q8_0* a, size_t n) {
   return static_cast<float>(sum);
 }
 
+namespace {
+
+// std::clamp(std::lround(v), -127, 127), without the library call that kept the loop scalar:
+// clamp first, then round half away from zero by hand (v - trunc(v) is exact for |v| <= 127).
+// NaN gives -127, as lround's LONG_MIN clamped did.
+inline int8_t round_clamp_127(float v) {
+  float c = v > -127.0f ? v : -127.0f;  // NaN fails the comparison: -127
+  c = c < 127.0f ? c : 127.0f;
+  int t = static_cast<int>(c);
+  const float frac = c - static_cast<float>(t);
+  t += (frac >= 0.5f ? 1 : 0) - (frac <= -0.5f ? 1 : 0);
+  return static_cast<int8_t>(t);
+}
+
+}  // namespace
+
 void quantize_int8_row(const float* x, size_t n, int8_t* q, float* scale) {
   float amax = 0.0f;
   for (size_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(x[i]));
   const float d = amax / 127.0f;
   const float id = d != 0.0f ? 1.0f / d : 0.0f;
-  for (size_t i = 0; i < n; ++i) {
-    q[i] = static_cast<int8_t>(std::clamp<long>(std::lround(x[i] * id), -127, 127));
-  }
+  for (size_t i = 0; i < n; ++i) q[i] = round_clamp_127(x[i] * id);
   *scale = d;
 }
 

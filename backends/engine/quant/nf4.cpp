@@ -36,10 +36,13 @@ std::array<float, 15> nf4_midpoints() {
   return m;
 }
 
+// The number of boundaries below `scaled`: the boundaries are sorted, so that is the first
+// code whose upper boundary is not below it. Counting without a branch lets the compiler
+// vectorize it (a search loop takes ~14 ns a value, most of quantizing a model to nf4).
 uint8_t nf4_encode(float scaled, const std::array<float, 15>& mid) {
-  uint8_t q = 0;
-  while (q < 15 && mid[q] < scaled) ++q;
-  return q;
+  unsigned q = 0;
+  for (size_t k = 0; k < mid.size(); ++k) q += mid[k] < scaled ? 1u : 0u;
+  return static_cast<uint8_t>(q);
 }
 
 // bitsandbytes' create_dynamic_map(signed=True, max_exponent_bits=7, total_bits=8): for each
@@ -121,8 +124,16 @@ void quantize_nf4(const float* x, size_t n, size_t blocksize, uint8_t* packed, f
     const bool is_full = end <= full;
     const float inv = 1.0f / divisor;
     absmax[b] = is_full ? amax : divisor;
+    if (is_full) {
+      // A full block starts on an even element (blocksize is even): its codes pair up within
+      // it. Encoding them all first, then packing, keeps both loops free of branches.
+      uint8_t codes[4096];  // the largest blocksize
+      for (size_t i = 0; i < blocksize; ++i) codes[i] = nf4_encode(std::clamp(x[start + i] * inv, -1.0f, 1.0f), mid);
+      for (size_t i = 0; i < blocksize; i += 2) packed[(start + i) >> 1] = static_cast<uint8_t>((codes[i] << 4) | codes[i + 1]);
+      continue;
+    }
     for (size_t i = start; i < end; ++i) {
-      const float s = std::clamp(is_full ? x[i] * inv : x[i] / divisor, -1.0f, 1.0f);
+      const float s = std::clamp(x[i] / divisor, -1.0f, 1.0f);
       const uint8_t q = nf4_encode(s, mid);
       if ((i & 1) == 0) {
         pending = q;

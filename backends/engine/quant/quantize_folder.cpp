@@ -1,14 +1,17 @@
 #include "engine/quant/quantize_folder.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <map>
 #include <memory>
 #include <sstream>
 #include <stdexcept>
+#include <thread>
 #include <vector>
 
 #include "engine/quant/nf4.h"
+#include "engine/quant/quantize_rows.h"
 #include "engine/quant/safetensors_writer.h"
 #include "engine/safetensors.h"
 #include "engine/tensor.h"
@@ -51,14 +54,30 @@ struct nf4_outputs {
   std::vector<uint8_t> state_json;
 };
 
-std::unique_ptr<nf4_outputs> quantize_weight(const tensor& t) {
-  const size_t n = static_cast<size_t>(t.numel());
-  std::vector<float> values(n);
-  for (int64_t r = 0; r < t.rows(); ++r) t.row_to_f32(r, values.data() + r * t.cols());
-  nf4_tensor q = quantize_nf4(values.data(), n);
-  const nf4_double_quant dq = double_quantize(q.absmax.data(), q.absmax.size());
+// The first level on `threads` threads (quantize_rows: the bytes quantize_nf4 gives, without an
+// f32 copy of the whole matrix), then the double quantization of its absmax.
+std::unique_ptr<nf4_outputs> quantize_weight(const tensor& t, unsigned threads) {
+  const auto rows = static_cast<size_t>(t.rows()), cols = static_cast<size_t>(t.cols());
   auto out = std::make_unique<nf4_outputs>();
-  out->packed = std::move(q.packed);
+  std::vector<float> absmax;
+  if (cols % 2 != 0) {
+    // Rows that do not start on a byte (bitsandbytes packs the flattened tensor): one thread.
+    std::vector<float> values(rows * cols);
+    for (size_t r = 0; r < rows; ++r) t.row_to_f32(static_cast<int64_t>(r), values.data() + r * cols);
+    nf4_tensor q = quantize_nf4(values.data(), values.size());
+    out->packed = std::move(q.packed);
+    absmax = std::move(q.absmax);
+  } else {
+    out->packed.resize(quantized_bytes(row_format::nf4, rows, cols));
+    absmax.resize(quantized_scales(row_format::nf4, rows, cols));
+    quantize_rows(
+        row_format::nf4, rows, cols,
+        [&t, cols](size_t r0, size_t r1, float* values) {
+          for (size_t r = r0; r < r1; ++r) t.row_to_f32(static_cast<int64_t>(r), values + (r - r0) * cols);
+        },
+        out->packed.data(), absmax.data(), threads);
+  }
+  const nf4_double_quant dq = double_quantize(absmax.data(), absmax.size());
   out->codes = dq.codes;
   out->nested_absmax = dq.absmax2;
   out->nested_map.assign(dq.code.begin(), dq.code.end());
@@ -131,6 +150,7 @@ quantize_report quantize_model_folder(const fs::path& in, const fs::path& out, c
     throw std::runtime_error(in.string() + " has no model.safetensors or model.safetensors.index.json");
   }
 
+  const unsigned threads = opt.threads != 0 ? opt.threads : std::max(1u, std::thread::hardware_concurrency());
   quantize_report report;
   std::vector<std::unique_ptr<nf4_outputs>> keep;
   std::vector<safetensors_entry> entries;
@@ -145,7 +165,10 @@ quantize_report quantize_model_folder(const fs::path& in, const fs::path& out, c
       entries.push_back({name, st_dtype, t.shape, {static_cast<const uint8_t*>(t.data), t.bytes()}});
     } else {
       compute_dtype = torch_dtype(t.type);
-      keep.push_back(quantize_weight(t));
+      keep.push_back(quantize_weight(t, threads));
+      // Its source is read for the last time: give its pages back (re-read from the file if
+      // touched again), so the resident set holds the outputs, not the whole input as well.
+      for (const auto& map : storage.maps) map->release(t.data, t.bytes());
       const nf4_outputs& q = *keep.back();
       const auto n = static_cast<int64_t>(q.packed.size());
       entries.push_back({name, "U8", {n, 1}, bytes_of(q.packed)});

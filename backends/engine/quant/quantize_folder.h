@@ -18,6 +18,7 @@ namespace moat::engine::quant {
 
 struct quantize_folder_options {
   std::string format = "nf4";  // only nf4 is written for now
+  unsigned threads = 0;        // quantizing threads; 0: one per hardware thread (same bytes for any count)
   std::function<void(size_t done, size_t total)> progress;
 };
 
