@@ -13,8 +13,17 @@
 // streams are first prefilled with --ctx random tokens each (default: --prompt), then run
 // --decode greedy steps all together, one forward per step (the runner's continuous batch);
 // --reps N keeps the best of N timed runs (prefill and each decode loop) on a shared machine.
+// --phases (or MOAT_CPU_PHASES=1) prints to stderr where a step's time goes (cpu/phase_times.h):
+// ms per step and share of the step, for prefill and each stream count, averaged over all reps;
+// "other" is the step's wall time the phases do not cover (thread wake-ups outside regions,
+// scratch growth, the bench's greedy argmax is listed on its own).
+// The bandwidth figures: copy (memcpy, 1 thread, read + written bytes, the bound's) and read
+// (a sum over 1 GiB split over --threads threads, read bytes only).
 // Never run as a test: figures depend on the machine and on what else runs on it.
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -23,12 +32,13 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cpu/cpu_runner.h"
+#include "cpu/phase_times.h"
 #include "cpu/quant/matmul.h"
 #include "engine/loader.h"
-#include <spdlog/spdlog.h>
 
 namespace {
 
@@ -53,13 +63,90 @@ double copy_bandwidth() {
   return 2.0 * static_cast<double>(n) / best;
 }
 
+// Best of 5 passes summing 1 GiB of uint64 split over `threads` threads: bytes read per second.
+double read_bandwidth(int threads) {
+  threads = std::max(1, threads);
+  const size_t n = (size_t{1} << 30) / sizeof(uint64_t);
+  std::vector<uint64_t> a(n);
+  for (size_t i = 0; i < n; ++i) a[i] = i;                       // touch every page before timing
+  std::vector<uint64_t> sums(static_cast<size_t>(threads) * 8);  // one cache line per thread
+  double best = 1e30;
+  for (int pass = 0; pass < 5; ++pass) {
+    auto t0 = clock_type::now();
+    std::vector<std::thread> ts;
+    for (int t = 0; t < threads; ++t) {
+      ts.emplace_back([&, t] {
+        const size_t b = n * static_cast<size_t>(t) / static_cast<size_t>(threads);
+        const size_t e = n * static_cast<size_t>(t + 1) / static_cast<size_t>(threads);
+        uint64_t acc[8] = {};
+        for (size_t i = b; i + 8 <= e; i += 8) {
+          for (int k = 0; k < 8; ++k) acc[k] += a[i + static_cast<size_t>(k)];
+        }
+        for (int k = 0; k < 8; ++k) sums[static_cast<size_t>(t) * 8] += acc[k];
+      });
+    }
+    for (auto& th : ts) th.join();
+    best = std::min(best, seconds_since(t0));
+  }
+  uint64_t total = 0;
+  for (auto v : sums) total += v;
+  if (total == 1) std::fprintf(stderr, " ");  // keeps the sums observable
+  return static_cast<double>(n * sizeof(uint64_t)) / best;
+}
+
+// Per-step phase times (cpu/phase_times.h) of one measurement, for the --phases table.
+struct phase_column {
+  std::string label;
+  std::array<double, moat::cpu::phase_count> ms{};  // per step
+  double sample_ms = 0, step_ms = 0;
+};
+
+phase_column take_phases(std::string label, double wall_s, double sample_s, int steps) {
+  phase_column col;
+  col.label = std::move(label);
+  const auto s = moat::cpu::phase_times::seconds();
+  for (int i = 0; i < moat::cpu::phase_count; ++i)
+    col.ms[static_cast<size_t>(i)] = s[static_cast<size_t>(i)] * 1e3 / steps;
+  col.sample_ms = sample_s * 1e3 / steps;
+  col.step_ms = wall_s * 1e3 / steps;
+  return col;
+}
+
+void print_phases(const std::string& name, const std::vector<phase_column>& cols) {
+  std::fprintf(stderr, "\n%s: time per step, ms (share of the step)\n| phase |", name.c_str());
+  for (const auto& c : cols) std::fprintf(stderr, " %s |", c.label.c_str());
+  std::fprintf(stderr, "\n| --- |");
+  for (size_t i = 0; i < cols.size(); ++i) std::fprintf(stderr, " ---: |");
+  std::fprintf(stderr, "\n");
+  auto row = [&](const char* label, auto value) {
+    std::fprintf(stderr, "| %s |", label);
+    for (const auto& c : cols) {
+      const double v = value(c);
+      std::fprintf(stderr, " %.2f (%.1f%%) |", v, c.step_ms > 0 ? 100.0 * v / c.step_ms : 0.0);
+    }
+    std::fprintf(stderr, "\n");
+  };
+  for (int i = 0; i < moat::cpu::phase_count; ++i) {
+    row(moat::cpu::phase_times::name(static_cast<moat::cpu::phase>(i)),
+        [&](const phase_column& c) { return c.ms[static_cast<size_t>(i)]; });
+  }
+  row("greedy argmax (bench)", [](const phase_column& c) { return c.sample_ms; });
+  row("other", [](const phase_column& c) {
+    double sum = c.sample_ms;
+    for (double v : c.ms) sum += v;
+    return c.step_ms - sum;
+  });
+  row("step", [](const phase_column& c) { return c.step_ms; });
+}
+
 // A "Key:   123 kB" line of /proc/self/status, in KiB (-1 when absent).
 long status_kib(const char* key) {
   std::ifstream in("/proc/self/status");
   std::string line;
   const size_t n = std::strlen(key);
   while (std::getline(in, line)) {
-    if (line.compare(0, n, key) == 0 && line.size() > n && line[n] == ':') return std::stol(line.substr(n + 1));
+    if (line.compare(0, n, key) == 0 && line.size() > n && line[n] == ':')
+      return std::stol(line.substr(n + 1));
   }
   return -1;
 }
@@ -120,12 +207,15 @@ size_t weight_bytes(const moat::engine::model_weights& w, const std::string& qua
   const auto fmt = parsed.value_or(moat::cpu::quant::weight_format::q8_0);
   auto linear = [&](const moat::engine::tensor& t) {
     if (as_stored) return t.bytes();
-    return moat::cpu::quant::weight_bytes(fmt, static_cast<size_t>(t.rows()), static_cast<size_t>(t.cols()));
+    return moat::cpu::quant::weight_bytes(fmt, static_cast<size_t>(t.rows()),
+                                          static_cast<size_t>(t.cols()));
   };
-  size_t b = (w.lm_head.data == w.embed.data ? w.lm_head.bytes() : linear(w.lm_head)) + w.final_norm.bytes();
+  size_t b = (w.lm_head.data == w.embed.data ? w.lm_head.bytes() : linear(w.lm_head)) +
+             w.final_norm.bytes();
   for (const auto& l : w.layers) {
     b += l.attn_norm.bytes() + l.ffn_norm.bytes();
-    for (const auto* t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) b += linear(*t);
+    for (const auto* t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down})
+      b += linear(*t);
   }
   return b;
 }
@@ -139,7 +229,7 @@ std::vector<int> parse_list(const std::string& s) {
 }
 
 struct results {
-  double prefill_tps = 0, ttft_ms = 0, bandwidth = 0, load_s = 0;
+  double prefill_tps = 0, ttft_ms = 0, bandwidth = 0, read_bandwidth = 0, load_s = 0;
   std::vector<std::pair<int, double>> decode;  // (streams, tokens/s)
   std::vector<double> bound;                   // tokens/s per decode entry
 };
@@ -149,135 +239,195 @@ struct results {
 int main(int argc, char** argv) {
   std::string model_path, synth, quant, streams_arg = "1,8,32";
   int threads = 0, prompt_len = 128, ctx_len = -1, decode_steps = 32, reps = 1;
-  bool json = false;
+  bool json = false, phases = moat::cpu::phase_times::enabled();
   for (int i = 1; i < argc; ++i) {
-    const std::string k = i + 1 < argc || std::strcmp(argv[i], "--json") == 0 ? argv[i] : "--missing-value";
-    if (k == "--json") {
-      json = true;
+    const bool is_flag =
+        std::strcmp(argv[i], "--json") == 0 || std::strcmp(argv[i], "--phases") == 0;
+    const std::string k = i + 1 < argc || is_flag ? argv[i] : "--missing-value";
+    if (k == "--json" || k == "--phases") {
+      (k == "--json" ? json : phases) = true;
       continue;
     }
     const std::string v = i + 1 < argc ? argv[++i] : "";
-    if (k == "--model") model_path = v;
-    else if (k == "--synthetic") synth = v;
-    else if (k == "--quant") quant = v;
-    else if (k == "--threads") threads = std::stoi(v);
-    else if (k == "--prompt") prompt_len = std::stoi(v);
-    else if (k == "--ctx") ctx_len = std::stoi(v);
-    else if (k == "--decode") decode_steps = std::stoi(v);
-    else if (k == "--streams") streams_arg = v;
-    else if (k == "--reps") reps = std::max(1, std::stoi(v));
+    if (k == "--model")
+      model_path = v;
+    else if (k == "--synthetic")
+      synth = v;
+    else if (k == "--quant")
+      quant = v;
+    else if (k == "--threads")
+      threads = std::stoi(v);
+    else if (k == "--prompt")
+      prompt_len = std::stoi(v);
+    else if (k == "--ctx")
+      ctx_len = std::stoi(v);
+    else if (k == "--decode")
+      decode_steps = std::stoi(v);
+    else if (k == "--streams")
+      streams_arg = v;
+    else if (k == "--reps")
+      reps = std::max(1, std::stoi(v));
     else {
       std::fprintf(stderr,
-                   "usage: %s (--model PATH | --synthetic dim,layers,ffn,vocab) [--quant int8|int4|nf4] [--threads N]\n"
-                   "          [--prompt N] [--ctx N] [--decode N] [--streams 1,8,32] [--reps N] [--json]\n",
+                   "usage: %s (--model PATH | --synthetic dim,layers,ffn,vocab) [--quant "
+                   "int8|int4|nf4] [--threads N]\n"
+                   "          [--prompt N] [--ctx N] [--decode N] [--streams 1,8,32] [--reps N] "
+                   "[--json] [--phases]\n",
                    argv[0]);
       return 2;
     }
   }
   if (ctx_len < 0) ctx_len = prompt_len;
   spdlog::set_level(spdlog::level::warn);  // keep load/runner info lines out of the table
+  moat::cpu::phase_times::enable(phases);
+  std::vector<phase_column> phase_cols;
   try {
     const std::vector<int> stream_counts = parse_list(streams_arg);
-    const int max_streams = std::max(1, *std::max_element(stream_counts.begin(), stream_counts.end()));
+    const int max_streams =
+        std::max(1, *std::max_element(stream_counts.begin(), stream_counts.end()));
     std::shared_ptr<const moat::engine::loaded_model> model;
     std::unique_ptr<synthetic> synth_model;
     std::string name;
     auto t_load = clock_type::now();
     if (!synth.empty()) {
       int d = 0, l = 0, f = 0, v = 0;
-      if (std::sscanf(synth.c_str(), "%d,%d,%d,%d", &d, &l, &f, &v) != 4) throw std::runtime_error("bad --synthetic");
+      if (std::sscanf(synth.c_str(), "%d,%d,%d,%d", &d, &l, &f, &v) != 4)
+        throw std::runtime_error("bad --synthetic");
       synth_model = std::make_unique<synthetic>(d, l, f, v);
       // The runner must not own it: synth_model holds the weights and outlives the runner.
-      model = std::shared_ptr<const moat::engine::loaded_model>(&synth_model->model, [](const moat::engine::loaded_model*) {});
+      model = std::shared_ptr<const moat::engine::loaded_model>(
+          &synth_model->model, [](const moat::engine::loaded_model*) {});
       name = "synthetic " + synth;
     } else {
-      model = std::make_shared<const moat::engine::loaded_model>(moat::engine::load_model(model_path));
+      model =
+          std::make_shared<const moat::engine::loaded_model>(moat::engine::load_model(model_path));
       std::string p = model_path;
       while (p.size() > 1 && p.back() == '/') p.pop_back();
       name = p.substr(p.find_last_of('/') + 1);
     }
     if (!quant.empty()) name += " " + quant;
     const auto& c = model->config;
-    const int ctx = std::min(c.max_position_embeddings, std::max(prompt_len, ctx_len + decode_steps * reps + 1) + 1);
-    auto runner = moat::cpu::make_cpu_runner(
-        model, {.threads = threads, .kv_cache_mb = 1 << 16, .max_ctx = ctx, .max_slots = max_streams, .quant = quant});
+    const int ctx = std::min(c.max_position_embeddings,
+                             std::max(prompt_len, ctx_len + decode_steps * reps + 1) + 1);
+    auto runner = moat::cpu::make_cpu_runner(model, {.threads = threads,
+                                                     .kv_cache_mb = 1 << 16,
+                                                     .max_ctx = ctx,
+                                                     .max_slots = max_streams,
+                                                     .quant = quant});
     results r;
     r.load_s = seconds_since(t_load);
     r.bandwidth = copy_bandwidth();
+    const int bw_threads =
+        threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency());
+    r.read_bandwidth = read_bandwidth(bw_threads);
     // Weight bytes one step reads: the quantized tensors when --quant (the runner's own copies).
     const size_t wbytes = weight_bytes(model->weights, quant);
     const size_t vocab = static_cast<size_t>(c.vocab_size);
     std::mt19937 rng(7);
     const int plen = std::max(prompt_len, ctx_len);
-    std::vector<std::vector<int32_t>> prompts(static_cast<size_t>(max_streams), std::vector<int32_t>(static_cast<size_t>(plen)));
-    for (auto& p : prompts) for (auto& t : p) t = static_cast<int32_t>(rng() % vocab);
+    std::vector<std::vector<int32_t>> prompts(static_cast<size_t>(max_streams),
+                                              std::vector<int32_t>(static_cast<size_t>(plen)));
+    for (auto& p : prompts)
+      for (auto& t : p) t = static_cast<int32_t>(rng() % vocab);
 
     std::vector<float> logits(vocab * static_cast<size_t>(max_streams));
     {  // prefill and time to first token: one stream, the whole prompt in one forward
       const std::span<const int32_t> prompt(prompts[0].data(), static_cast<size_t>(prompt_len));
       moat::engine::forward_item it{.slot = 0, .tokens = prompt, .start_pos = 0};
       runner->forward({&it, 1}, logits);  // warm-up (page faults, pool start)
-      double t = 1e30;
+      double t = 1e30, wall = 0;
+      moat::cpu::phase_times::reset();
       for (int rep = 0; rep < reps; ++rep) {  // best of --reps: the machine may be shared
         auto t0 = clock_type::now();
         runner->forward({&it, 1}, logits);
         t = std::min(t, seconds_since(t0));
+        wall += seconds_since(t0);
       }
+      if (phases)
+        phase_cols.push_back(take_phases("prefill " + std::to_string(prompt_len), wall, 0.0, reps));
       r.prefill_tps = prompt_len / t;
       r.ttft_ms = t * 1e3;
     }
     for (int streams : stream_counts) {
       std::vector<moat::engine::forward_item> items;
       for (int s = 0; s < streams; ++s) {
-        items.push_back({.slot = s, .tokens = std::span<const int32_t>(prompts[s].data(), static_cast<size_t>(ctx_len)), .start_pos = 0});
+        items.push_back(
+            {.slot = s,
+             .tokens = std::span<const int32_t>(prompts[s].data(), static_cast<size_t>(ctx_len)),
+             .start_pos = 0});
       }
       runner->forward(items, logits);  // every stream's context, one batched prefill (not timed)
       std::vector<int32_t> next(static_cast<size_t>(streams));
+      double sample_s = 0;
       auto step = [&](int pos) {
+        const auto ts = clock_type::now();
         for (int s = 0; s < streams; ++s) {
           const float* row = logits.data() + static_cast<size_t>(s) * vocab;
           next[s] = static_cast<int32_t>(std::max_element(row, row + vocab) - row);
           items[s] = {.slot = s, .tokens = {&next[s], 1}, .start_pos = pos};
         }
+        if (phases) sample_s += seconds_since(ts);
         runner->forward(items, logits);
       };
       step(ctx_len);  // warm-up: the first decode-shaped step grows scratch buffers
-      double t = 1e30;
+      double t = 1e30, wall = 0;
       int pos = ctx_len;
-      for (int rep = 0; rep < reps; ++rep) {  // best of --reps runs of --decode steps, positions go on
+      moat::cpu::phase_times::reset();
+      sample_s = 0;
+      for (int rep = 0; rep < reps;
+           ++rep) {  // best of --reps runs of --decode steps, positions go on
         auto t0 = clock_type::now();
         for (int i = 1; i <= decode_steps; ++i) step(++pos);
         t = std::min(t, seconds_since(t0));
+        wall += seconds_since(t0);
       }
-      const double kv_read = static_cast<double>(runner->kv_bytes_per_token()) * (ctx_len + decode_steps * reps / 2.0);
+      if (phases)
+        phase_cols.push_back(
+            take_phases("decode " + std::to_string(streams), wall, sample_s, reps * decode_steps));
+      const double kv_read =
+          static_cast<double>(runner->kv_bytes_per_token()) * (ctx_len + decode_steps * reps / 2.0);
       r.decode.emplace_back(streams, streams * decode_steps / t);
       r.bound.push_back(streams * r.bandwidth / (static_cast<double>(wbytes) + streams * kv_read));
     }
+    if (phases) print_phases(name, phase_cols);
     const double rss = status_kib("VmRSS") / 1024.0, hwm = status_kib("VmHWM") / 1024.0;
     const double anon = status_kib("RssAnon") / 1024.0, file = status_kib("RssFile") / 1024.0;
     if (json) {
-      std::printf("{\"model\": \"%s\", \"quant\": \"%s\", \"isa\": \"%s\", \"threads\": %d, \"prompt\": %d, \"ctx\": %d, "
-                  "\"decode_steps\": %d, \"load_s\": %.2f, \"copy_bandwidth\": %.4g, \"weight_bytes\": %zu, "
-                  "\"kv_bytes_per_token\": %zu, \"prefill_tps\": %.2f, \"ttft_ms\": %.2f, \"rss_mib\": %.1f, "
-                  "\"hwm_mib\": %.1f, \"rss_anon_mib\": %.1f, \"rss_file_mib\": %.1f, \"decode\": [",
-                  name.c_str(), quant.c_str(), moat::cpu::quant::isa_name(moat::cpu::quant::kernels().which), threads,
-                  prompt_len, ctx_len, decode_steps, r.load_s, r.bandwidth, wbytes, runner->kv_bytes_per_token(),
-                  r.prefill_tps, r.ttft_ms, rss, hwm, anon, file);
+      std::printf(
+          "{\"model\": \"%s\", \"quant\": \"%s\", \"isa\": \"%s\", \"threads\": %d, \"prompt\": "
+          "%d, \"ctx\": %d, "
+          "\"decode_steps\": %d, \"load_s\": %.2f, \"copy_bandwidth\": %.4g, \"read_bandwidth\": "
+          "%.4g, \"weight_bytes\": %zu, "
+          "\"kv_bytes_per_token\": %zu, \"prefill_tps\": %.2f, \"ttft_ms\": %.2f, \"rss_mib\": "
+          "%.1f, "
+          "\"hwm_mib\": %.1f, \"rss_anon_mib\": %.1f, \"rss_file_mib\": %.1f, \"decode\": [",
+          name.c_str(), quant.c_str(),
+          moat::cpu::quant::isa_name(moat::cpu::quant::kernels().which), threads, prompt_len,
+          ctx_len, decode_steps, r.load_s, r.bandwidth, r.read_bandwidth, wbytes,
+          runner->kv_bytes_per_token(), r.prefill_tps, r.ttft_ms, rss, hwm, anon, file);
       for (size_t i = 0; i < r.decode.size(); ++i) {
-        std::printf("%s{\"streams\": %d, \"tps\": %.3f, \"bound_tps\": %.3f}", i ? ", " : "", r.decode[i].first,
-                    r.decode[i].second, r.bound[i]);
+        std::printf("%s{\"streams\": %d, \"tps\": %.3f, \"bound_tps\": %.3f}", i ? ", " : "",
+                    r.decode[i].first, r.decode[i].second, r.bound[i]);
       }
       std::printf("]}\n");
       return 0;
     }
-    std::printf("| model | measurement | value | bound (copy loop %.1f GB/s) |\n| --- | --- | --- | --- |\n", r.bandwidth / 1e9);
-    std::printf("| %s | weights read per step | %.1f MB | |\n", name.c_str(), static_cast<double>(wbytes) / 1e6);
-    std::printf("| %s | prefill %d tokens | %.0f tokens/s | |\n", name.c_str(), prompt_len, r.prefill_tps);
-    std::printf("| %s | time to first token (%d-token prompt) | %.1f ms | |\n", name.c_str(), prompt_len, r.ttft_ms);
+    std::printf("Read bandwidth (%d threads, read bytes): %.1f GB/s\n\n", bw_threads,
+                r.read_bandwidth / 1e9);
+    std::printf(
+        "| model | measurement | value | bound (copy loop %.1f GB/s) |\n| --- | --- | --- | --- "
+        "|\n",
+        r.bandwidth / 1e9);
+    std::printf("| %s | weights read per step | %.1f MB | |\n", name.c_str(),
+                static_cast<double>(wbytes) / 1e6);
+    std::printf("| %s | prefill %d tokens | %.0f tokens/s | |\n", name.c_str(), prompt_len,
+                r.prefill_tps);
+    std::printf("| %s | time to first token (%d-token prompt) | %.1f ms | |\n", name.c_str(),
+                prompt_len, r.ttft_ms);
     for (size_t i = 0; i < r.decode.size(); ++i) {
       const int streams = r.decode[i].first;
-      std::printf("| %s | decode, %d stream%s | %.1f tokens/s | %.1f tokens/s |\n", name.c_str(), streams,
-                  streams == 1 ? "" : "s", r.decode[i].second, r.bound[i]);
+      std::printf("| %s | decode, %d stream%s | %.1f tokens/s | %.1f tokens/s |\n", name.c_str(),
+                  streams, streams == 1 ? "" : "s", r.decode[i].second, r.bound[i]);
     }
     std::printf("| %s | resident memory | %.1f MB | |\n", name.c_str(), rss);
   } catch (const std::exception& e) {
