@@ -1,34 +1,144 @@
 #include "cpu/batched_forward.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
+#include <optional>
 
 #include "cpu/kernels.h"
+#include "cpu/phase_times.h"
 
 namespace moat::cpu {
 
-void batched_forward::matmul(const engine::tensor& w, const float* x, int64_t n_rows, float* y) {
-  const int64_t out = w.rows();
+int64_t batched_forward::min_rows(const engine::tensor& w, int64_t n_rows) {
+  return std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(1, w.cols() * n_rows));
+}
+
+void batched_forward::quantize_input(std::initializer_list<const engine::tensor*> ws,
+                                     const float* x, int64_t n_rows) {
+  std::optional<quant::weight_format> fmt;
+  int64_t cols = 0;
+  for (const engine::tensor* w : ws) {
+    const auto qv = quantized_view(*w);
+    if (qv && quant::activation_blocks(qv->format, qv->cols, 1) > 0) {
+      fmt = qv->format;
+      cols = w->cols();
+      break;
+    }
+  }
+  if (!fmt) return;
+  phase_scope ps(phase::act_quant);
+  const auto& k = quant::kernels();
+  const size_t per_row = quant::activation_blocks(*fmt, static_cast<size_t>(cols), 1);
+  xq_.resize(per_row * static_cast<size_t>(n_rows));
+  // Rows are independent: a large batch (prefill) quantizes in parallel, a decode row inline.
+  const int64_t min_chunk = std::max<int64_t>(1, (int64_t{1} << 14) / std::max<int64_t>(1, cols));
+  pool_.parallel_for(
+      n_rows,
+      [&](int64_t b, int64_t e, int) {
+        quant::prepare_activations(k, *fmt, x + b * cols, static_cast<size_t>(e - b),
+                                   static_cast<size_t>(cols),
+                                   xq_.data() + static_cast<size_t>(b) * per_row);
+      },
+      min_chunk);
+}
+
+void batched_forward::rows(const engine::tensor& w, const float* x, int64_t n_rows, float* y,
+                           int64_t y_stride, int64_t b, int64_t e, int worker) {
   if (const auto qv = quantized_view(w)) {
-    // Quantized weights: activations quantized once (Q8_0 blocks; nf4 reads the floats), then
-    // rows of W split over the pool. Each output is one kernel dot product whatever the batch.
-    const auto& k = quant::kernels();
-    const auto nx = static_cast<size_t>(n_rows);
-    xq_.resize(quant::activation_blocks(qv->format, qv->cols, nx));
-    quant::prepare_activations(k, qv->format, x, nx, qv->cols, xq_.data());
-    const int64_t min_rows = std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(1, w.cols() * n_rows));
-    pool_.parallel_for(out, [&](int64_t b, int64_t e, int) {
-      quant::matmul_rows(k, *qv, x, xq_.data(), nx, y, static_cast<size_t>(out), static_cast<size_t>(b), static_cast<size_t>(e));
-    }, min_rows);
+    // Each output is one kernel dot product whatever the batch and the row split.
+    quant::matmul_rows(quant::kernels(), *qv, x, xq_.data(), static_cast<size_t>(n_rows), y,
+                       static_cast<size_t>(y_stride), static_cast<size_t>(b),
+                       static_cast<size_t>(e));
     return;
   }
-  // Chunks of output rows; each worker converts one weight row at a time into its scratch.
-  // A chunk gets at least ~32k multiply-adds, below that a wake-up costs more than it saves.
-  const int64_t min_rows = std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(1, w.cols() * n_rows));
-  pool_.parallel_for(out, [&](int64_t b, int64_t e, int worker) {
-    matmul_rows(w, x, n_rows, y, out, b, e, worker_scratch_[worker].data());
-  }, min_rows);
+  // Each worker converts one weight row at a time into its scratch.
+  matmul_rows(w, x, n_rows, y, y_stride, b, e, worker_scratch_[static_cast<size_t>(worker)].data());
+}
+
+void batched_forward::matmul(const engine::tensor& w, const float* x, int64_t n_rows, float* y) {
+  quantize_input({&w}, x, n_rows);
+  const int64_t out = w.rows();
+  pool_.parallel_for(
+      out, [&](int64_t b, int64_t e, int worker) { rows(w, x, n_rows, y, out, b, e, worker); },
+      min_rows(w, n_rows));
+}
+
+void batched_forward::qkv(const engine::layer_weights& lw, int64_t T) {
+  quantize_input({&lw.wq, &lw.wk, &lw.wv}, xb_.data(), T);
+  phase_scope ps(phase::qkv);
+  // One index space over the rows of Wq, then Wk, then Wv: a chunk may span two matrices.
+  const std::array<const engine::tensor*, 3> ws = {&lw.wq, &lw.wk, &lw.wv};
+  const std::array<float*, 3> ys = {q_.data(), k_.data(), v_.data()};
+  const int64_t nq = lw.wq.rows(), nk = lw.wk.rows(), nv = lw.wv.rows();
+  pool_.parallel_for(
+      nq + nk + nv,
+      [&](int64_t b, int64_t e, int worker) {
+        int64_t base = 0;
+        for (size_t m = 0; m < ws.size(); ++m) {
+          const int64_t n = ws[m]->rows();
+          const int64_t lo = std::max(b, base), hi = std::min(e, base + n);
+          if (lo < hi) rows(*ws[m], xb_.data(), T, ys[m], n, lo - base, hi - base, worker);
+          base += n;
+        }
+      },
+      min_rows(lw.wq, T));
+}
+
+void batched_forward::gate_up(const engine::layer_weights& lw, int64_t T) {
+  quantize_input({&lw.w_gate, &lw.w_up}, xb_.data(), T);
+  phase_scope ps(phase::gate_up);
+  const int64_t ff = lw.w_gate.rows();
+  // Rows [b, e) of both matrices, then SiLU(gate) * up on those columns of every token while
+  // they are in cache: no separate pass over [T][ff].
+  pool_.parallel_for(
+      ff,
+      [&](int64_t b, int64_t e, int worker) {
+        rows(lw.w_gate, xb_.data(), T, h1_.data(), ff, b, e, worker);
+        rows(lw.w_up, xb_.data(), T, h3_.data(), ff, b, e, worker);
+        for (int64_t t = 0; t < T; ++t)
+          swiglu(h1_.data() + t * ff + b, h3_.data() + t * ff + b, e - b);
+      },
+      std::max<int64_t>(1, min_rows(lw.w_gate, T) / 2));
+}
+
+void batched_forward::project_add(const engine::tensor& w, const float* in, int64_t T) {
+  quantize_input({&w}, in, T);
+  const int64_t dim = w.rows();
+  pool_.parallel_for(
+      dim,
+      [&](int64_t b, int64_t e, int worker) {
+        rows(w, in, T, proj_.data(), dim, b, e, worker);
+        for (int64_t t = 0; t < T; ++t) {
+          float* x = x_.data() + t * dim;
+          const float* p = proj_.data() + t * dim;
+          for (int64_t i = b; i < e; ++i) x[i] += p[i];
+        }
+      },
+      min_rows(w, T));
+}
+
+void batched_forward::rope_and_store(int32_t l, int64_t T) {
+  const auto& c = mv_.cfg;
+  const int64_t q_dim = c.q_dim(), kv_dim = c.kv_dim();
+  const int32_t bs = kv_.block_size();
+  // RoPE (one cos/sin table per token, shared by its heads), then K/V into the blocks: every
+  // token's K/V of this layer is in the cache before any attention reads it, so a prefill chunk
+  // attends causally within itself.
+  cos_sin_.resize(static_cast<size_t>(c.head_dim));
+  for (int64_t t = 0; t < T; ++t) {
+    rope_angles(c.head_dim, tok_pos_[t], mv_.inv_freq.data(), cos_sin_.data());
+    float* qt = q_.data() + t * q_dim;
+    for (int32_t h = 0; h < c.n_heads; ++h)
+      rope_rotate(qt + h * c.head_dim, c.head_dim, cos_sin_.data(), c.rope);
+    float* kt = k_.data() + t * kv_dim;
+    for (int32_t h = 0; h < c.n_kv_heads; ++h)
+      rope_rotate(kt + h * c.head_dim, c.head_dim, cos_sin_.data(), c.rope);
+    const int32_t p = tok_pos_[t];
+    kv_.write(tables_[static_cast<size_t>(tok_item_[t])][static_cast<size_t>(p / bs)], l, p % bs,
+              kt, v_.data() + t * kv_dim);
+  }
 }
 
 void batched_forward::attention(int32_t layer, int64_t n_tokens) {
@@ -38,50 +148,57 @@ void batched_forward::attention(int32_t layer, int64_t n_tokens) {
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   // Work per (token, head) grows with its position; small steps run inline.
   const int32_t max_pos = *std::max_element(tok_pos_.begin(), tok_pos_.begin() + n_tokens);
-  const int64_t min_pairs = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, static_cast<int64_t>(hd) * (max_pos + 1)));
-  pool_.parallel_for(n_tokens * c.n_heads, [&](int64_t b, int64_t e, int worker) {
-    float* att = worker_scratch_[worker].data();
-    float* deq = att + max_ctx_;  // [head_dim]: k_head/v_head scratch (f32 KV is read in place)
-    for (int64_t th = b; th < e; ++th) {
-      const int64_t t = th / c.n_heads;
-      const int32_t h = static_cast<int32_t>(th % c.n_heads);
-      const int32_t pos = tok_pos_[t], kvh = h / group, bs = kv_.block_size();
-      const int32_t* table = tables_[static_cast<size_t>(tok_item_[t])].data();
-      const float* qh = q_.data() + t * q_dim + h * hd;
-      float* out = att_out_.data() + t * q_dim + h * hd;
-      std::memset(out, 0, sizeof(float) * hd);
-      // Position p is offset p % bs of block table[p / bs]; each score is the same dot() as in
-      // a contiguous cache, so the block size never changes a result.
-      if (kv_.type() == kv_dtype::int8) {
-        // int8 KV read in place: q . (s k_q) = s (q . k_q), and a (s v_q) = (a s) v_q.
-        float s = 0.0f;
-        for (int32_t p = 0; p <= pos; ++p) {
-          const int8_t* kq = kv_.k_int8(table[p / bs], layer, p % bs, kvh, &s);
-          att[p] = dot_i8(qh, kq, hd) * s * scale;
+  const int64_t min_pairs =
+      std::max<int64_t>(1, 4096 / std::max<int64_t>(1, static_cast<int64_t>(hd) * (max_pos + 1)));
+  pool_.parallel_for(
+      n_tokens * c.n_heads,
+      [&](int64_t b, int64_t e, int worker) {
+        float* att = worker_scratch_[worker].data();
+        float* deq = att + max_ctx_;  // [head_dim]: k_head/v_head scratch (f32 KV is read in place)
+        for (int64_t th = b; th < e; ++th) {
+          const int64_t t = th / c.n_heads;
+          const int32_t h = static_cast<int32_t>(th % c.n_heads);
+          const int32_t pos = tok_pos_[t], kvh = h / group, bs = kv_.block_size();
+          const int32_t* table = tables_[static_cast<size_t>(tok_item_[t])].data();
+          const float* qh = q_.data() + t * q_dim + h * hd;
+          float* out = att_out_.data() + t * q_dim + h * hd;
+          std::memset(out, 0, sizeof(float) * hd);
+          // Position p is offset p % bs of block table[p / bs]; each score is the same dot() as in
+          // a contiguous cache, so the block size never changes a result.
+          if (kv_.type() == kv_dtype::int8) {
+            // int8 KV read in place: q . (s k_q) = s (q . k_q), and a (s v_q) = (a s) v_q.
+            float s = 0.0f;
+            for (int32_t p = 0; p <= pos; ++p) {
+              const int8_t* kq = kv_.k_int8(table[p / bs], layer, p % bs, kvh, &s);
+              att[p] = dot_i8(qh, kq, hd) * s * scale;
+            }
+            softmax(att, pos + 1);
+            for (int32_t p = 0; p <= pos; ++p) {
+              const int8_t* vq = kv_.v_int8(table[p / bs], layer, p % bs, kvh, &s);
+              const float a = att[p] * s;
+              for (int32_t i = 0; i < hd; ++i) out[i] += a * static_cast<float>(vq[i]);
+            }
+            continue;
+          }
+          for (int32_t p = 0; p <= pos; ++p)
+            att[p] = dot(qh, kv_.k_head(table[p / bs], layer, p % bs, kvh, deq), hd) * scale;
+          softmax(att, pos + 1);
+          for (int32_t p = 0; p <= pos; ++p) {
+            const float a = att[p];
+            const float* vp = kv_.v_head(table[p / bs], layer, p % bs, kvh, deq);
+            for (int32_t i = 0; i < hd; ++i) out[i] += a * vp[i];
+          }
         }
-        softmax(att, pos + 1);
-        for (int32_t p = 0; p <= pos; ++p) {
-          const int8_t* vq = kv_.v_int8(table[p / bs], layer, p % bs, kvh, &s);
-          const float a = att[p] * s;
-          for (int32_t i = 0; i < hd; ++i) out[i] += a * static_cast<float>(vq[i]);
-        }
-        continue;
-      }
-      for (int32_t p = 0; p <= pos; ++p) att[p] = dot(qh, kv_.k_head(table[p / bs], layer, p % bs, kvh, deq), hd) * scale;
-      softmax(att, pos + 1);
-      for (int32_t p = 0; p <= pos; ++p) {
-        const float a = att[p];
-        const float* vp = kv_.v_head(table[p / bs], layer, p % bs, kvh, deq);
-        for (int32_t i = 0; i < hd; ++i) out[i] += a * vp[i];
-      }
-    }
-  }, min_pairs);
+      },
+      min_pairs);
 }
 
 void batched_forward::run(std::span<const engine::forward_item> items,
-                          std::span<const std::span<const int32_t>> tables, float* logits, float* hidden) {
+                          std::span<const std::span<const int32_t>> tables, float* logits,
+                          float* hidden) {
   const auto& c = mv_.cfg;
-  const int64_t dim = c.hidden_size, q_dim = c.q_dim(), kv_dim = c.kv_dim(), ff = c.intermediate_size;
+  const int64_t dim = c.hidden_size, q_dim = c.q_dim(), kv_dim = c.kv_dim(),
+                ff = c.intermediate_size;
 
   tok_item_.clear();
   tok_pos_.clear();
@@ -116,49 +233,62 @@ void batched_forward::run(std::span<const engine::forward_item> items,
   worker_scratch_.resize(static_cast<size_t>(pool_.size()));
   for (auto& s : worker_scratch_) grow(s, scratch);
 
-  for (int64_t t = 0; t < T; ++t) mv_.w.embed.row_to_f32(tok_id_[t], x_.data() + t * dim);
+  {
+    phase_scope ps(phase::embed);
+    for (int64_t t = 0; t < T; ++t) mv_.w.embed.row_to_f32(tok_id_[t], x_.data() + t * dim);
+  }
 
   for (int32_t l = 0; l < c.n_layers; ++l) {
     const auto& lw = mv_.w.layers[l];
-    for (int64_t t = 0; t < T; ++t) {
-      rmsnorm(x_.data() + t * dim, mv_.attn_norm[l].data(), c.rms_norm_eps, dim, xb_.data() + t * dim);
+    {
+      phase_scope ps(phase::norm);
+      for (int64_t t = 0; t < T; ++t) {
+        rmsnorm(x_.data() + t * dim, mv_.attn_norm[l].data(), c.rms_norm_eps, dim,
+                xb_.data() + t * dim);
+      }
     }
-    matmul(lw.wq, xb_.data(), T, q_.data());
-    matmul(lw.wk, xb_.data(), T, k_.data());
-    matmul(lw.wv, xb_.data(), T, v_.data());
-    // RoPE, then K/V into the blocks: every token's K/V of this layer is in the cache before any
-    // attention reads it, so a prefill chunk attends causally within itself.
-    for (int64_t t = 0; t < T; ++t) {
-      for (int32_t h = 0; h < c.n_heads; ++h) rope(q_.data() + t * q_dim + h * c.head_dim, c.head_dim, tok_pos_[t], mv_.inv_freq.data(), c.rope);
-      float* kt = k_.data() + t * kv_dim;
-      for (int32_t h = 0; h < c.n_kv_heads; ++h) rope(kt + h * c.head_dim, c.head_dim, tok_pos_[t], mv_.inv_freq.data(), c.rope);
-      const int32_t p = tok_pos_[t], bs = kv_.block_size();
-      kv_.write(tables_[static_cast<size_t>(tok_item_[t])][static_cast<size_t>(p / bs)], l, p % bs, kt,
-                v_.data() + t * kv_dim);
+    qkv(lw, T);
+    {
+      phase_scope ps(phase::rope_kv);
+      rope_and_store(l, T);
     }
-    attention(l, T);
-    matmul(lw.wo, att_out_.data(), T, proj_.data());
-    for (int64_t i = 0; i < T * dim; ++i) x_[i] += proj_[i];
-
-    for (int64_t t = 0; t < T; ++t) {
-      rmsnorm(x_.data() + t * dim, mv_.ffn_norm[l].data(), c.rms_norm_eps, dim, xb_.data() + t * dim);
+    {
+      phase_scope ps(phase::attention);
+      attention(l, T);
     }
-    matmul(lw.w_gate, xb_.data(), T, h1_.data());
-    matmul(lw.w_up, xb_.data(), T, h3_.data());
-    swiglu(h1_.data(), h3_.data(), T * ff);
-    matmul(lw.w_down, h1_.data(), T, proj_.data());
-    for (int64_t i = 0; i < T * dim; ++i) x_[i] += proj_[i];
+    {
+      phase_scope ps(phase::wo);
+      project_add(lw.wo, att_out_.data(), T);
+    }
+    {
+      phase_scope ps(phase::norm);
+      for (int64_t t = 0; t < T; ++t) {
+        rmsnorm(x_.data() + t * dim, mv_.ffn_norm[l].data(), c.rms_norm_eps, dim,
+                xb_.data() + t * dim);
+      }
+    }
+    gate_up(lw, T);
+    {
+      phase_scope ps(phase::down);
+      project_add(lw.w_down, h1_.data(), T);
+    }
   }
 
   if (hidden != nullptr) {
-    for (int64_t t = 0; t < T; ++t) rmsnorm(x_.data() + t * dim, mv_.final_norm.data(), c.rms_norm_eps, dim, hidden + t * dim);
+    for (int64_t t = 0; t < T; ++t)
+      rmsnorm(x_.data() + t * dim, mv_.final_norm.data(), c.rms_norm_eps, dim, hidden + t * dim);
   }
   if (logits != nullptr) {
     const int64_t R = static_cast<int64_t>(logit_rows.size());
     grow(final_rows_, R * dim);
-    for (int64_t r = 0; r < R; ++r) {
-      rmsnorm(x_.data() + logit_rows[r] * dim, mv_.final_norm.data(), c.rms_norm_eps, dim, final_rows_.data() + r * dim);
+    {
+      phase_scope ps(phase::norm);
+      for (int64_t r = 0; r < R; ++r) {
+        rmsnorm(x_.data() + logit_rows[r] * dim, mv_.final_norm.data(), c.rms_norm_eps, dim,
+                final_rows_.data() + r * dim);
+      }
     }
+    phase_scope ps(phase::lm_head);
     matmul(mv_.w.lm_head, final_rows_.data(), R, logits);
   }
 }

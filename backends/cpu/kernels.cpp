@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 namespace moat::cpu {
 
@@ -13,7 +14,8 @@ namespace {
 // final tree), so tiling never changes a result: a sequence gets the same logits whether it
 // shares a tile with others or not.
 template <int R>
-inline void dot_rows(const float* x, int64_t x_stride, const float* w, int64_t n, float* out, int64_t out_stride) {
+inline void dot_rows(const float* x, int64_t x_stride, const float* w, int64_t n, float* out,
+                     int64_t out_stride) {
   float acc[R][8] = {};
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
@@ -48,9 +50,11 @@ float dot_i8(const float* a, const int8_t* b, int64_t n) {
 
 // Compiled twice (AVX2 and baseline), chosen at load time. No FMA: -std=c++20 keeps
 // floating-point contraction off, so both clones round identically.
-__attribute__((target_clones("avx2", "default")))
-void matmul_rows(const engine::tensor& w, const float* x, int64_t n_rows, float* y, int64_t y_stride,
-                 int64_t o_begin, int64_t o_end, float* scratch) {
+__attribute__((target_clones("avx2", "default"))) void matmul_rows(const engine::tensor& w,
+                                                                   const float* x, int64_t n_rows,
+                                                                   float* y, int64_t y_stride,
+                                                                   int64_t o_begin, int64_t o_end,
+                                                                   float* scratch) {
   const int64_t in = w.cols();
   constexpr int tile = 4;
   for (int64_t o = o_begin; o < o_end; ++o) {
@@ -62,7 +66,8 @@ void matmul_rows(const engine::tensor& w, const float* x, int64_t n_rows, float*
       wr = scratch;
     }
     int64_t t = 0;
-    for (; t + tile <= n_rows; t += tile) dot_rows<tile>(x + t * in, in, wr, in, y + t * y_stride + o, y_stride);
+    for (; t + tile <= n_rows; t += tile)
+      dot_rows<tile>(x + t * in, in, wr, in, y + t * y_stride + o, y_stride);
     for (; t < n_rows; ++t) dot_rows<1>(x + t * in, in, wr, in, y + t * y_stride + o, y_stride);
   }
 }
@@ -74,11 +79,19 @@ void rmsnorm(const float* x, const float* weight, float eps, int64_t n, float* o
   for (int64_t i = 0; i < n; ++i) out[i] = weight[i] * (x[i] * scale);
 }
 
-void rope(float* head, int32_t head_dim, int32_t pos, const float* inv_freq, engine::rope_style style) {
+void rope_angles(int32_t head_dim, int32_t pos, const float* inv_freq, float* cos_sin) {
   const int32_t half = head_dim / 2;
   for (int32_t i = 0; i < half; ++i) {
     const float angle = static_cast<float>(pos) * inv_freq[i];
-    const float c = std::cos(angle), s = std::sin(angle);
+    cos_sin[i] = std::cos(angle);
+    cos_sin[half + i] = std::sin(angle);
+  }
+}
+
+void rope_rotate(float* head, int32_t head_dim, const float* cos_sin, engine::rope_style style) {
+  const int32_t half = head_dim / 2;
+  for (int32_t i = 0; i < half; ++i) {
+    const float c = cos_sin[i], s = cos_sin[half + i];
     float* a;
     float* b;
     if (style == engine::rope_style::rotate_half) {
@@ -92,6 +105,20 @@ void rope(float* head, int32_t head_dim, int32_t pos, const float* inv_freq, eng
     *a = x0 * c - x1 * s;
     *b = x0 * s + x1 * c;
   }
+}
+
+void rope(float* head, int32_t head_dim, int32_t pos, const float* inv_freq,
+          engine::rope_style style) {
+  float cos_sin[512];  // head_dim <= 512 for every model the loaders accept; larger heads go the
+                       // slow way
+  if (head_dim <= 512) {
+    rope_angles(head_dim, pos, inv_freq, cos_sin);
+    rope_rotate(head, head_dim, cos_sin, style);
+    return;
+  }
+  std::vector<float> big(static_cast<size_t>(head_dim));
+  rope_angles(head_dim, pos, inv_freq, big.data());
+  rope_rotate(head, head_dim, big.data(), style);
 }
 
 void softmax(float* x, int64_t n) {

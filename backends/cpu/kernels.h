@@ -24,8 +24,8 @@ float dot_i8(const float* a, const int8_t* b, int64_t n);
 // X: [n_rows][in] (row stride in), Y: [n_rows][y_stride]. W is any dtype: F32 rows are read in
 // place, others converted one row at a time into `scratch` (cols() floats, caller-owned) and
 // reused for all n_rows — the point of batching: each weight row is read once per step.
-void matmul_rows(const engine::tensor& w, const float* x, int64_t n_rows, float* y, int64_t y_stride,
-                 int64_t o_begin, int64_t o_end, float* scratch);
+void matmul_rows(const engine::tensor& w, const float* x, int64_t n_rows, float* y,
+                 int64_t y_stride, int64_t o_begin, int64_t o_end, float* scratch);
 
 // out[i] = weight[i] * x[i] / sqrt(mean(x^2) + eps). Norm weights are converted to f32 once
 // when the runner is built (they are tiny), so this takes plain floats.
@@ -33,7 +33,14 @@ void rmsnorm(const float* x, const float* weight, float eps, int64_t n, float* o
 
 // Rotates one head vector of head_dim floats in place for position pos.
 // inv_freq: head_dim/2 floats from engine::rope_inv_freq.
-void rope(float* head, int32_t head_dim, int32_t pos, const float* inv_freq, engine::rope_style style);
+void rope(float* head, int32_t head_dim, int32_t pos, const float* inv_freq,
+          engine::rope_style style);
+
+// The same rotation split in two, so that the cos/sin of one position are computed once for all
+// of its heads (rope() is rope_angles() then rope_rotate(), bit for bit).
+// cos_sin: [head_dim] floats, cos of each frequency in the first half, sin in the second.
+void rope_angles(int32_t head_dim, int32_t pos, const float* inv_freq, float* cos_sin);
+void rope_rotate(float* head, int32_t head_dim, const float* cos_sin, engine::rope_style style);
 
 // In-place softmax over n floats.
 void softmax(float* x, int64_t n);
