@@ -90,6 +90,8 @@ void scheduler::worker_loop() {
   // switches per request on a busy core. Best effort: the answer is the same without it.
   sched_param param{};
   pthread_setschedparam(pthread_self(), SCHED_BATCH, &param);
+  std::vector<taken> batch;  // this worker's, reused
+  batch.reserve(max_batch);
   std::unique_lock lock(mutex_);
   ++awake_;
   for (;;) {
@@ -106,43 +108,54 @@ void scheduler::worker_loop() {
     const auto first = timers_.begin();
     // A copy: another thread may erase the entry while this one waits.
     const clock::time_point due = first->first;
-    if (due > clock::now()) {
+    const clock::time_point now = clock::now();
+    if (due > now) {
       --awake_;
       wake_.wait_until(lock, due);
       ++awake_;
       continue;
     }
-    const uint64_t id = first->second;
-    timers_.erase(first);
-    entry& e = jobs_.at(id);
-    e.st = state::running;
-    const bool cancelled = e.cancel;
-    const moat_status code = e.cancel_code;
-    echo_job* job = e.job.get();
+    // Every job due now (up to max_batch) is taken under this one hold of the lock: a burst of
+    // submits costs the worker one lock round trip, not one per job, and start() on the I/O
+    // thread rarely finds the lock taken.
+    batch.clear();
+    for (auto it = timers_.begin(); it != timers_.end() && it->first <= now && batch.size() < max_batch;
+         it = timers_.begin()) {
+      const uint64_t id = it->second;
+      timers_.erase(it);
+      entry& e = jobs_.at(id);
+      e.st = state::running;
+      batch.push_back(taken{id, &e, e.job.get(), e.cancel, e.cancel_code, false});
+    }
 
     lock.unlock();
-    bool done = false;
-    try {
-      done = job->step(cancelled, code);
-      // No delay between deltas: the whole answer goes out in one turn. Re-queueing after every
-      // delta would cost a lock and a timer entry per delta, and would hand the host one
-      // cross-thread wakeup per delta instead of one per answer. A cancel arriving meanwhile
-      // finds the job gone (the answer took microseconds).
-      while (!done && delay_.count() == 0) done = job->step(false, MOAT_OK);
-    } catch (...) {
-      // A step only throws on allocation failure; end the request rather than the process.
-      done = job->step(true, MOAT_ERR_INTERNAL);
+    for (taken& t : batch) {
+      try {
+        t.done = t.job->step(t.cancelled, t.code);
+        // No delay between deltas: the whole answer goes out in one turn. Re-queueing after
+        // every delta would cost a lock and a timer entry per delta, and would hand the host one
+        // cross-thread wakeup per delta instead of one per answer. A cancel arriving meanwhile
+        // finds the job gone (the answer took microseconds).
+        while (!t.done && delay_.count() == 0) t.done = t.job->step(false, MOAT_OK);
+      } catch (...) {
+        // A step only throws on allocation failure; end the request rather than the process.
+        t.done = t.job->step(true, MOAT_ERR_INTERNAL);
+      }
     }
     lock.lock();
 
-    if (done) {
-      jobs_.erase(id);
-      if (stopping_ && jobs_.empty()) wake_.notify_all();
-      continue;
+    const clock::time_point after = clock::now();
+    for (const taken& t : batch) {
+      if (t.done) {
+        jobs_.erase(t.id);
+        continue;
+      }
+      // A cancel that arrived during the step is sent at once; otherwise the next delta waits.
+      entry& e = *t.e;
+      enqueue(t.id, e, e.cancel ? after : after + delay_);
+      if (e.cancel) wake_.notify_one();
     }
-    // A cancel that arrived during the step is sent at once; otherwise the next delta waits.
-    enqueue(id, e, e.cancel ? clock::now() : clock::now() + delay_);
-    if (e.cancel) wake_.notify_one();
+    if (stopping_ && jobs_.empty()) wake_.notify_all();
   }
   --awake_;
 }

@@ -56,6 +56,17 @@ class scheduler {
     std::multimap<clock::time_point, uint64_t>::iterator timer;  // valid while queued
   };
 
+  // A job a worker took from the queue, stepped outside the lock.
+  struct taken {
+    uint64_t id;
+    entry* e;  // jobs_ is node-based: stays valid while the job is running (never erased then)
+    echo_job* job;
+    bool cancelled;
+    moat_status code;
+    bool done;
+  };
+  static constexpr size_t max_batch = 64;  // jobs one worker takes per hold of the lock
+
   void worker_loop();
   void enqueue(uint64_t id, entry& e, clock::time_point due);  // mutex_ held
   void request_stop(entry& e, uint64_t id, moat_status code);   // mutex_ held
