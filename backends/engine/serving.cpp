@@ -139,12 +139,19 @@ moat_status serving_backend::create(const moat_backend_config* config, const ser
     const std::string tail = plugin.describe ? plugin.describe(opts) : std::string();
     log(MOAT_LOG_INFO,
         fmt::format("loaded {} ({}, {} layers, vocab {}, tokenizer {}, template {}): ctx {}, "
-                    "{} KV blocks of {} positions ({} KV{}){}{}",
+                    "{} KV blocks of {} positions ({} KV{}{}){}{}",
                     path.filename().string(), b->model_->format, b->model_->config.n_layers,
                     b->model_->config.vocab_size, b->tokenizer_->name(), b->chat_->name(),
                     b->scheduler_->max_ctx(), b->scheduler_->block_count(), b->scheduler_->block_size(),
                     opts.kv_dtype.empty() ? "f32" : opts.kv_dtype, opts.prefix_caching ? ", prefix caching" : "",
+                    b->runner_->can_swap()
+                        ? fmt::format(", {} host blocks for swapping", b->runner_->host_blocks())
+                        : std::string(),
                     tail.empty() ? "" : ", ", tail));
+    if (opts.host_kv_mb > 0 && !b->runner_->can_swap())
+      log(MOAT_LOG_WARN, fmt::format("host_kv_mb {} is set but this runner keeps no host KV store (or it holds "
+                                     "no block): preemption recomputes",
+                                     opts.host_kv_mb));
     out = std::move(b);
     return MOAT_OK;
   } catch (const std::exception& e) {
