@@ -146,51 +146,69 @@ void batched_forward::attention(int32_t layer, int64_t n_tokens) {
   const int32_t hd = c.head_dim, q_dim = c.q_dim();
   const int32_t group = c.n_heads / c.n_kv_heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  // Work per (token, head) grows with its position; small steps run inline.
+  // One unit of work is a (token, KV head) pair with its `group` query heads (GQA): each K and V
+  // row is loaded once for all of them instead of once per query head. At 32 sequences the
+  // step's K/V (32 x 40 positions x 2 x kv_dim floats a layer) does not fit in L2, so re-reading
+  // it per query head cost as much memory traffic as the weights. Each score and each output
+  // element is still computed in the same order as one head alone, so nothing changes a bit.
+  // Work per unit grows with its position; small steps run inline.
   const int32_t max_pos = *std::max_element(tok_pos_.begin(), tok_pos_.begin() + n_tokens);
-  const int64_t min_pairs =
-      std::max<int64_t>(1, 4096 / std::max<int64_t>(1, static_cast<int64_t>(hd) * (max_pos + 1)));
+  const int64_t min_units = std::max<int64_t>(
+      1, 4096 / std::max<int64_t>(1, static_cast<int64_t>(hd) * group * (max_pos + 1)));
+  const bool int8_kv = kv_.type() == kv_dtype::int8;
   pool_.parallel_for(
-      n_tokens * c.n_heads,
+      n_tokens * c.n_kv_heads,
       [&](int64_t b, int64_t e, int worker) {
-        float* att = worker_scratch_[worker].data();
-        float* deq = att + max_ctx_;  // [head_dim]: k_head/v_head scratch (f32 KV is read in place)
-        for (int64_t th = b; th < e; ++th) {
-          const int64_t t = th / c.n_heads;
-          const int32_t h = static_cast<int32_t>(th % c.n_heads);
-          const int32_t pos = tok_pos_[t], kvh = h / group, bs = kv_.block_size();
+        float* att = worker_scratch_[worker].data();  // [group][max_ctx] scores
+        float* deq = att + static_cast<int64_t>(group) *
+                               max_ctx_;  // [head_dim] (unused for f32 and int8 KV)
+        for (int64_t tk = b; tk < e; ++tk) {
+          const int64_t t = tk / c.n_kv_heads;
+          const int32_t kvh = static_cast<int32_t>(tk % c.n_kv_heads);
+          const int32_t pos = tok_pos_[t], bs = kv_.block_size(), n = pos + 1;
           const int32_t* table = tables_[static_cast<size_t>(tok_item_[t])].data();
-          const float* qh = q_.data() + t * q_dim + h * hd;
-          float* out = att_out_.data() + t * q_dim + h * hd;
-          std::memset(out, 0, sizeof(float) * hd);
+          const float* q0 =
+              q_.data() + t * q_dim + static_cast<int64_t>(kvh) * group * hd;  // [group][hd]
+          float* out0 = att_out_.data() + t * q_dim + static_cast<int64_t>(kvh) * group * hd;
+          std::memset(out0, 0, sizeof(float) * static_cast<size_t>(group) * hd);
           // Position p is offset p % bs of block table[p / bs]; each score is the same dot() as in
           // a contiguous cache, so the block size never changes a result.
-          if (kv_.type() == kv_dtype::int8) {
+          if (int8_kv) {
             // int8 KV read in place: q . (s k_q) = s (q . k_q), and a (s v_q) = (a s) v_q.
             float s = 0.0f;
-            for (int32_t p = 0; p <= pos; ++p) {
+            for (int32_t p = 0; p < n; ++p) {
               const int8_t* kq = kv_.k_int8(table[p / bs], layer, p % bs, kvh, &s);
-              att[p] = dot_i8(qh, kq, hd) * s * scale;
+              for (int32_t g = 0; g < group; ++g)
+                att[g * max_ctx_ + p] = dot_i8(q0 + g * hd, kq, hd) * s * scale;
             }
-            softmax(att, pos + 1);
-            for (int32_t p = 0; p <= pos; ++p) {
+            for (int32_t g = 0; g < group; ++g) softmax(att + g * max_ctx_, n);
+            for (int32_t p = 0; p < n; ++p) {
               const int8_t* vq = kv_.v_int8(table[p / bs], layer, p % bs, kvh, &s);
-              const float a = att[p] * s;
-              for (int32_t i = 0; i < hd; ++i) out[i] += a * static_cast<float>(vq[i]);
+              for (int32_t g = 0; g < group; ++g) {
+                const float a = att[g * max_ctx_ + p] * s;
+                float* out = out0 + g * hd;
+                for (int32_t i = 0; i < hd; ++i) out[i] += a * static_cast<float>(vq[i]);
+              }
             }
             continue;
           }
-          for (int32_t p = 0; p <= pos; ++p)
-            att[p] = dot(qh, kv_.k_head(table[p / bs], layer, p % bs, kvh, deq), hd) * scale;
-          softmax(att, pos + 1);
-          for (int32_t p = 0; p <= pos; ++p) {
-            const float a = att[p];
+          for (int32_t p = 0; p < n; ++p) {
+            const float* kp = kv_.k_head(table[p / bs], layer, p % bs, kvh, deq);
+            for (int32_t g = 0; g < group; ++g)
+              att[g * max_ctx_ + p] = dot(q0 + g * hd, kp, hd) * scale;
+          }
+          for (int32_t g = 0; g < group; ++g) softmax(att + g * max_ctx_, n);
+          for (int32_t p = 0; p < n; ++p) {
             const float* vp = kv_.v_head(table[p / bs], layer, p % bs, kvh, deq);
-            for (int32_t i = 0; i < hd; ++i) out[i] += a * vp[i];
+            for (int32_t g = 0; g < group; ++g) {
+              const float a = att[g * max_ctx_ + p];
+              float* out = out0 + g * hd;
+              for (int32_t i = 0; i < hd; ++i) out[i] += a * vp[i];
+            }
           }
         }
       },
-      min_pairs);
+      min_units);
 }
 
 void batched_forward::run(std::span<const engine::forward_item> items,
@@ -229,7 +247,8 @@ void batched_forward::run(std::span<const engine::forward_item> items,
   grow(h1_, T * ff);
   grow(h3_, T * ff);
   grow(proj_, T * dim);
-  const int64_t scratch = std::max<int64_t>({dim, q_dim, ff, max_ctx_ + c.head_dim});
+  const int64_t group = c.n_heads / c.n_kv_heads;
+  const int64_t scratch = std::max<int64_t>({dim, q_dim, ff, group * max_ctx_ + c.head_dim});
   worker_scratch_.resize(static_cast<size_t>(pool_.size()));
   for (auto& s : worker_scratch_) grow(s, scratch);
 

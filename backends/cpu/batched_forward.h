@@ -71,7 +71,7 @@ class batched_forward {
   std::vector<float> cos_sin_;                        // [head_dim]: one position's RoPE cos/sin
   std::vector<float> final_rows_;                     // [rows needing logits][hidden]
   std::vector<std::vector<float>>
-      worker_scratch_;                 // per worker: max(in_features, max_ctx) + head_dim
+      worker_scratch_;                 // per worker: max(in_features, group * max_ctx + head_dim)
   std::vector<quant::block_q8_0> xq_;  // quantized activations of one matmul
 };
 

@@ -12,6 +12,7 @@ bool from_env() {
 }
 std::atomic<bool> on{from_env()};
 std::array<std::atomic<int64_t>, phase_count> ns{};
+std::atomic<int64_t> region_count{0}, wait_ns{0};
 }  // namespace
 
 bool enabled() {
@@ -23,6 +24,19 @@ void enable(bool v) {
 
 void reset() {
   for (auto& a : ns) a.store(0, std::memory_order_relaxed);
+  region_count.store(0, std::memory_order_relaxed);
+  wait_ns.store(0, std::memory_order_relaxed);
+}
+
+void add_region(int64_t caller_wait_ns) {
+  region_count.fetch_add(1, std::memory_order_relaxed);
+  wait_ns.fetch_add(caller_wait_ns, std::memory_order_relaxed);
+}
+int64_t regions() {
+  return region_count.load();
+}
+double caller_wait_seconds() {
+  return static_cast<double>(wait_ns.load()) * 1e-9;
 }
 
 void add(phase p, int64_t d) {

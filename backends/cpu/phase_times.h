@@ -40,6 +40,12 @@ void reset();
 std::array<double, phase_count> seconds();
 const char* name(phase p);
 void add(phase p, int64_t ns);
+// The thread pool's side (inside the phases above, not beside them): parallel regions that woke
+// the workers, and the time the caller spent waiting for them after its own chunks (imbalance,
+// wake-up and scheduling delays).
+void add_region(int64_t caller_wait_ns);
+int64_t regions();
+double caller_wait_seconds();
 }  // namespace phase_times
 
 // Adds the scope's wall time to phase p when phase_times are enabled. Scopes nest: an inner

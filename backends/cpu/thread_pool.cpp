@@ -4,6 +4,8 @@
 #include <chrono>
 #include <cstdlib>
 
+#include "cpu/phase_times.h"
+
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #endif
@@ -134,12 +136,20 @@ void thread_pool::parallel_for(int64_t n, const std::function<void(int64_t, int6
   }
   std::exception_ptr mine;
   run_chunks(fn, n, chunks, 0, mine);
+  const bool timed = phase_times::enabled();
+  const auto wait_start =
+      timed ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
   auto done = [&] { return pending_.load(std::memory_order_acquire) == 0; };
   if (!spin_until(done, spin_ns_)) {
     caller_sleeping_.store(true);  // seq_cst: the last worker's decrement then load sees it
     std::unique_lock<std::mutex> lock(mu_);
     done_cv_.wait(lock, done);
     caller_sleeping_.store(false);
+  }
+  if (timed) {
+    phase_times::add_region(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                std::chrono::steady_clock::now() - wait_start)
+                                .count());
   }
   if (mine) std::rethrow_exception(mine);
   std::lock_guard<std::mutex> lock(error_mu_);

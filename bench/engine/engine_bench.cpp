@@ -99,6 +99,8 @@ struct phase_column {
   std::string label;
   std::array<double, moat::cpu::phase_count> ms{};  // per step
   double sample_ms = 0, step_ms = 0;
+  double regions = 0,
+         wait_ms = 0;  // per step: pool regions that woke workers, caller's wait in them
 };
 
 phase_column take_phases(std::string label, double wall_s, double sample_s, int steps) {
@@ -109,6 +111,8 @@ phase_column take_phases(std::string label, double wall_s, double sample_s, int 
     col.ms[static_cast<size_t>(i)] = s[static_cast<size_t>(i)] * 1e3 / steps;
   col.sample_ms = sample_s * 1e3 / steps;
   col.step_ms = wall_s * 1e3 / steps;
+  col.regions = static_cast<double>(moat::cpu::phase_times::regions()) / steps;
+  col.wait_ms = moat::cpu::phase_times::caller_wait_seconds() * 1e3 / steps;
   return col;
 }
 
@@ -137,6 +141,11 @@ void print_phases(const std::string& name, const std::vector<phase_column>& cols
     return c.step_ms - sum;
   });
   row("step", [](const phase_column& c) { return c.step_ms; });
+  row("(within the above) caller waiting for workers",
+      [](const phase_column& c) { return c.wait_ms; });
+  std::fprintf(stderr, "| parallel regions per step |");
+  for (const auto& c : cols) std::fprintf(stderr, " %.0f |", c.regions);
+  std::fprintf(stderr, "\n");
 }
 
 // A "Key:   123 kB" line of /proc/self/status, in KiB (-1 when absent).

@@ -20,7 +20,11 @@ its own process (so resident memory is its own):
   - resident memory (VmRSS) at the end, and its file-mapped part.
 The bound beside each decode figure: S * B / (weight bytes + S * KV bytes read per token), with
 B the copy bandwidth measured here (numpy copy of a 1 GiB array, bytes read + written per
-second, best of 5). Needs numpy, gguf and llama-cpp-python (a venv outside CI: see
+second, best of 5). The header also gives a read-only figure, closer to what a forward step
+does (it reads weights and writes little): numpy sums of a 1 GiB array split over --threads
+threads (bytes read per second, best of 5), and moat_engine_bench's own probe of the same kind
+(read_bandwidth in its JSON, best over its runs); the bound column keeps the copy figure.
+Needs numpy, gguf and llama-cpp-python (a venv outside CI: see
 bench/engine/run_llamacpp.sh). Never a test: the figures depend on the machine and its load.
 """
 import argparse
@@ -44,6 +48,30 @@ def copy_bandwidth():
         np.copyto(b, a)
         best = min(best, time.perf_counter() - t0)
     return 2.0 * n / best
+
+
+def read_bandwidth(threads):
+    """Bytes read per second summing a 1 GiB array split over `threads` threads (numpy's
+    reductions release the GIL), best of 5."""
+    import threading
+    n = (1 << 30) // 8
+    a = np.arange(n, dtype=np.int64)  # every page touched before timing
+    parts = np.array_split(a, max(1, threads))
+    sums = [0] * len(parts)
+
+    def work(i):
+        sums[i] = int(parts[i].sum())
+
+    best = 1e30
+    for _ in range(5):
+        ts = [threading.Thread(target=work, args=(i,)) for i in range(len(parts))]
+        t0 = time.perf_counter()
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        best = min(best, time.perf_counter() - t0)
+    return a.nbytes / best
 
 
 def status_mib(key):
@@ -203,6 +231,7 @@ def main():
 
     load_before = os.getloadavg()
     bw = copy_bandwidth()
+    read_bw = read_bandwidth(args.threads)
     common = ["--threads", str(args.threads), "--prompt", str(args.prompt), "--ctx", str(args.ctx), "--decode",
               str(args.decode), "--streams", args.streams, "--reps", str(args.reps)]
     ctx_read = args.ctx + args.decode * args.reps / 2.0  # mean positions attended per decode step
@@ -241,6 +270,10 @@ def main():
                  f"cores: every figure is a lower bound, and moat/llama.cpp runs alternate, so both see similar load).")
     lines.append(f"Copy bandwidth (numpy, 1 GiB, read + written bytes): {bw / 1e9:.1f} GB/s. "
                  f"Bound = S x bandwidth / (weight bytes + S x KV bytes per token x {ctx_read:g} positions).")
+    moat_read = max((m.get("read_bandwidth", 0.0) for _, _, _, m, _ in sections), default=0.0)
+    lines.append(f"Read bandwidth ({args.threads} threads, read bytes only): numpy sum {read_bw / 1e9:.1f} GB/s, "
+                 f"moat_engine_bench probe {moat_read / 1e9:.1f} GB/s (best over its runs); a bound from these "
+                 f"would be {read_bw / bw:.2f}x / {moat_read / bw:.2f}x the copy-based one.")
     lines.append(f"Prefill: one sequence of {args.prompt} random tokens. Decode: S sequences of {args.ctx} "
                  f"context tokens, {args.decode} greedy steps, all S in one batch per step. Each figure is the "
                  f"best of {args.reps} timed runs (the machine is shared); KV cache: moat f32, llama.cpp f16.")
@@ -283,7 +316,7 @@ def main():
     with open(args.out, "w") as f:
         f.write(text)
     with open(os.path.splitext(args.out)[0] + ".json", "w") as f:
-        json.dump({"bandwidth": bw, "load_before": load_before, "load_after": load_after,
+        json.dump({"bandwidth": bw, "read_bandwidth": read_bw, "load_before": load_before, "load_after": load_after,
                    "runs": [{"model": n, "quant": q, "gguf_type": g, "moat": m, "llama.cpp": lc}
                             for n, q, g, m, lc in sections]}, f, indent=1)
     print(text)
