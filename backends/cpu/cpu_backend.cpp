@@ -22,6 +22,7 @@ engine::serving_plugin cpu_serving_plugin() {
     ro.quant = o.quant;
     ro.kv_block_size = o.kv_block_size;
     ro.kv_dtype = o.kv_dtype;
+    ro.host_kv_mb = static_cast<size_t>(o.host_kv_mb);
     return make_cpu_runner(std::move(model), ro);
   };
   p.describe = [](const engine::serving_options& o) {

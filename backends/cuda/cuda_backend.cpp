@@ -93,6 +93,7 @@ moat::engine::serving_plugin cuda_serving_plugin(const moat::cuda::cuda_plugin_o
       ro.max_ctx = o.ctx;
       ro.max_slots = 0;
       ro.weights = o.quant;
+      ro.host_kv_mb = o.host_kv_mb;
       return moat::cuda::make_cuda_runner(std::move(model), ro);
     }
     moat::cuda::tp_runner_options ro;
