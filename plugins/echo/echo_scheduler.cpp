@@ -1,9 +1,6 @@
 // Worker pool with a timer queue; see echo_scheduler.h for the job states.
 #include "echo_scheduler.h"
 
-#include <pthread.h>
-#include <sched.h>
-
 namespace moat::echo {
 
 scheduler::scheduler(unsigned workers, std::chrono::milliseconds delay) : delay_(delay) {
@@ -84,12 +81,9 @@ size_t scheduler::in_flight() const {
 }
 
 void scheduler::worker_loop() {
-  // SCHED_BATCH: a woken worker does not preempt the thread that woke it (the kernel skips
-  // wakeup preemption for batch threads). The gateway's I/O thread thus submits every request
-  // of its turn before a worker runs, and one wakeup serves the burst instead of two context
-  // switches per request on a busy core. Best effort: the answer is the same without it.
-  sched_param param{};
-  pthread_setschedparam(pthread_self(), SCHED_BATCH, &param);
+  // Not SCHED_BATCH: a batch thread does not preempt on wakeup, which batches a burst but on a
+  // busy machine left a lone request waiting up to a scheduler tick for its worker (c=1 fell
+  // from ~40k to ~7k req/s in the echo benchmark at load 6).
   std::vector<taken> batch;  // this worker's, reused
   batch.reserve(max_batch);
   std::unique_lock lock(mutex_);
