@@ -68,46 +68,54 @@ thread_pool::~thread_pool() {
 }
 
 void thread_pool::worker_loop(int index) {
-  uint64_t seen = 0;
+  uint32_t seen = 0;
   for (;;) {
     auto ready = [&] {
       return stop_.load(std::memory_order_acquire) ||
-             generation_.load(std::memory_order_acquire) != seen;
+             gen_of(state_.load(std::memory_order_acquire)) != seen;
     };
     if (!spin_until(ready, spin_ns_)) {
-      sleepers_.fetch_add(1);  // seq_cst: pairs with the caller's bump then sleepers_ load
+      sleepers_.fetch_add(1);  // seq_cst: pairs with the caller's publish then sleepers_ load
       std::unique_lock<std::mutex> lock(mu_);
       start_cv_.wait(lock, ready);
       sleepers_.fetch_sub(1);
     }
     if (stop_.load(std::memory_order_acquire)) return;
-    seen = generation_.load(std::memory_order_acquire);
-    std::exception_ptr error;
-    run_chunks(*job_, job_n_, job_chunks_, index, error);
-    if (error) {
-      std::lock_guard<std::mutex> lock(error_mu_);
-      if (!error_) error_ = error;
-    }
-    if (pending_.fetch_sub(1) == 1 &&
-        caller_sleeping_.load()) {  // seq_cst: see parallel_for's wait
-      std::lock_guard<std::mutex> lock(mu_);
-      done_cv_.notify_one();
-    }
+    seen = gen_of(state_.load(std::memory_order_acquire));
+    run_chunks(seen, index);
   }
 }
 
-void thread_pool::run_chunks(const std::function<void(int64_t, int64_t, int)>& fn, int64_t n,
-                             int chunks, int worker, std::exception_ptr& error) {
-  for (int c = next_chunk_.fetch_add(1, std::memory_order_relaxed); c < chunks;
-       c = next_chunk_.fetch_add(1, std::memory_order_relaxed)) {
-    if (error) continue;  // keep claiming so the loop ends; skip the work after a failure
-    int64_t b, e;
-    chunk_bounds(n, chunks, c, b, e);
-    try {
-      fn(b, e, worker);
-    } catch (...) {
-      error = std::current_exception();
+void thread_pool::run_chunks(uint32_t gen, int worker) {
+  uint64_t s = state_.load(std::memory_order_acquire);
+  for (;;) {
+    if (gen_of(s) != gen || claimed_of(s) >= chunks_of(s)) return;
+    // Read before the claim; a claim that succeeds proves they belong to job `gen`.
+    const auto* fn = job_.load(std::memory_order_relaxed);
+    const int64_t n = job_n_.load(std::memory_order_relaxed);
+    if (!state_.compare_exchange_weak(s, s + 1, std::memory_order_acq_rel,
+                                      std::memory_order_acquire))
+      continue;
+    const int chunks = static_cast<int>(chunks_of(s));
+    const int c = static_cast<int>(claimed_of(s));
+    if (!failed_.load(std::memory_order_relaxed)) {
+      int64_t b, e;
+      chunk_bounds(n, chunks, c, b, e);
+      try {
+        (*fn)(b, e, worker);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(error_mu_);
+        if (!error_) error_ = std::current_exception();
+        failed_.store(true, std::memory_order_relaxed);
+      }
     }
+    // seq_cst: the last chunk's increment then caller_sleeping_ load pairs with the caller's
+    // store of caller_sleeping_ then done_ load.
+    if (done_.fetch_add(1) + 1 == chunks && worker != 0 && caller_sleeping_.load()) {
+      std::lock_guard<std::mutex> lock(mu_);
+      done_cv_.notify_one();
+    }
+    s = state_.load(std::memory_order_acquire);
   }
 }
 
@@ -116,32 +124,31 @@ void thread_pool::parallel_for(int64_t n, const std::function<void(int64_t, int6
   if (n <= 0) return;
   const int64_t by_grain =
       (n + std::max<int64_t>(min_chunk, 1) - 1) / std::max<int64_t>(min_chunk, 1);
-  const int chunks = static_cast<int>(std::min<int64_t>(by_grain, int64_t{4} * size()));
+  const int chunks = static_cast<int>(std::min<int64_t>({by_grain, int64_t{4} * size(), 255}));
   if (chunks == 1 || workers_.empty()) {
     fn(0, n, 0);
     return;
   }
-  // Every worker has finished the previous job (pending_ reached 0), so these plain writes race
-  // with nothing; the release bump of generation_ publishes them.
-  job_ = &fn;
-  job_n_ = n;
-  job_chunks_ = chunks;
+  // The previous job is finished (every chunk done), so no claim can succeed on it any more and
+  // nothing reads these fields until state_ publishes the new job.
+  job_.store(&fn, std::memory_order_relaxed);
+  job_n_.store(n, std::memory_order_relaxed);
+  done_.store(0, std::memory_order_relaxed);
+  failed_.store(false, std::memory_order_relaxed);
   error_ = nullptr;
-  next_chunk_.store(0, std::memory_order_relaxed);
-  pending_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
-  generation_.fetch_add(1);  // seq_cst: a worker that registered as a sleeper is seen below
+  const uint32_t gen = ++generation_ & 0xFFFFFF;
+  state_.store(pack(gen, static_cast<uint64_t>(chunks), 0));  // seq_cst: then the sleepers_ load
   if (sleepers_.load() > 0) {
-    std::lock_guard<std::mutex> lock(mu_);  // a registered sleeper is waiting or will see the bump
+    std::lock_guard<std::mutex> lock(mu_);  // a registered sleeper is waiting or will see the job
     start_cv_.notify_all();
   }
-  std::exception_ptr mine;
-  run_chunks(fn, n, chunks, 0, mine);
+  run_chunks(gen, 0);
   const bool timed = phase_times::enabled();
   const auto wait_start =
       timed ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
-  auto done = [&] { return pending_.load(std::memory_order_acquire) == 0; };
+  auto done = [&] { return done_.load(std::memory_order_acquire) == chunks; };
   if (!spin_until(done, spin_ns_)) {
-    caller_sleeping_.store(true);  // seq_cst: the last worker's decrement then load sees it
+    caller_sleeping_.store(true);  // seq_cst: the last chunk's increment then load sees it
     std::unique_lock<std::mutex> lock(mu_);
     done_cv_.wait(lock, done);
     caller_sleeping_.store(false);
@@ -151,7 +158,6 @@ void thread_pool::parallel_for(int64_t n, const std::function<void(int64_t, int6
                                 std::chrono::steady_clock::now() - wait_start)
                                 .count());
   }
-  if (mine) std::rethrow_exception(mine);
   std::lock_guard<std::mutex> lock(error_mu_);
   if (error_) std::rethrow_exception(error_);
 }

@@ -33,10 +33,10 @@ class thread_pool {
 
   int size() const { return static_cast<int>(workers_.size()) + 1; }
 
-  // Splits [0, n) into at most 4 * size() contiguous chunks of at least `min_chunk` indices (so
-  // tiny loops run inline instead of paying for a wake-up) and runs fn on each; threads claim
-  // chunks as they finish the last, so a thread the OS delays (a shared machine) does not hold
-  // everyone back at the end of the loop. fn may run several times per worker. An exception
+  // Splits [0, n) into at most min(4 * size(), 255) contiguous chunks of at least `min_chunk`
+  // indices (so tiny loops run inline instead of paying for a wake-up) and runs fn on each; threads
+  // claim chunks as they finish the last, so a thread the OS delays (a shared machine) does not
+  // hold everyone back at the end of the loop. fn may run several times per worker. An exception
   // from fn is rethrown here after all chunks finish.
   void parallel_for(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn,
                     int64_t min_chunk = 1);
@@ -46,21 +46,32 @@ class thread_pool {
   static int64_t spin_us();
 
  private:
+  // state_ packs what a claim must check in one word, so that a claim is one compare-exchange:
+  // [63..40] job generation, [39..32] its chunk count, [31..0] chunks claimed so far.
+  static uint64_t pack(uint64_t gen, uint64_t chunks, uint64_t claimed) {
+    return (gen & 0xFFFFFF) << 40 | (chunks & 0xFF) << 32 | claimed;
+  }
+  static uint32_t gen_of(uint64_t s) { return static_cast<uint32_t>(s >> 40); }
+  static uint32_t chunks_of(uint64_t s) { return static_cast<uint32_t>(s >> 32) & 0xFF; }
+  static uint32_t claimed_of(uint64_t s) { return static_cast<uint32_t>(s); }
+
   void worker_loop(int index);
-  // Claims and runs chunks of the current job until none is left; the first error is kept.
-  void run_chunks(const std::function<void(int64_t, int64_t, int)>& fn, int64_t n, int chunks,
-                  int worker, std::exception_ptr& error);
+  // Claims and runs chunks of job `gen` until none is left or a newer job replaced it.
+  void run_chunks(uint32_t gen, int worker);
 
   std::vector<std::thread> workers_;
   const int64_t spin_ns_;
-  // The current job, written by the caller before generation_ is bumped (release) and read by
-  // the workers after they see the new generation (acquire).
-  const std::function<void(int64_t, int64_t, int)>* job_ = nullptr;
-  int64_t job_n_ = 0;
-  int job_chunks_ = 0;
-  std::atomic<int> next_chunk_{0};       // the next unclaimed chunk of the current job
-  std::atomic<uint64_t> generation_{0};  // bumped once per job; workers run each generation once
-  std::atomic<int> pending_{0};          // workers still in the current job
+  // The current job. Completion counts chunks, not threads: a worker the OS has not scheduled
+  // yet when the others have claimed every chunk is not waited for; when it runs, its claim
+  // fails (the chunks are gone, or the generation moved on) and it goes back to waiting. The
+  // fields are written before state_ publishes the job (release) and are valid for a claim that
+  // succeeds: a successful claim means the job is not finished, so not yet replaced.
+  std::atomic<const std::function<void(int64_t, int64_t, int)>*> job_{nullptr};
+  std::atomic<int64_t> job_n_{0};
+  std::atomic<uint64_t> state_{0};
+  std::atomic<int> done_{0};         // chunks of the current job finished
+  std::atomic<bool> failed_{false};  // a chunk of the current job threw: later chunks are skipped
+  uint32_t generation_ = 0;          // the caller's count of jobs (only the caller writes it)
   std::atomic<bool> stop_{false};
   // Sleeping: a thread that stopped spinning registers in sleepers_ (workers) or
   // caller_sleeping_ and waits on its condition variable under mu_; the other side notifies only
