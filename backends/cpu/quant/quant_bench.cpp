@@ -14,7 +14,7 @@
 // cache, so every pass streams its weights from memory as a decode step does; beside each
 // matvec line, "read": the same threads streaming the same bytes with a plain read loop (no
 // arithmetic), the physical ceiling of a batch-1 step:
-//   build/bin/moat_quant_bench --shapes [--threads 1,2] [--batches 1,8,32] [--formats int8,q4_0]
+//   build/bin/moat_quant_bench --shapes [--threads 1,2] [--batches 1,8,32,64] [--formats int8,q4_0]
 //                              [--ws 1024] [--reps 5]
 #include <algorithm>
 #include <atomic>
@@ -227,7 +227,7 @@ int main(int argc, char** argv) {
   bool shape_mode = false;
   bool best_only = false;
   bool cpu_time = false;
-  std::vector<size_t> threads{1, 2}, batches{1, 8, 32};
+  std::vector<size_t> threads{1, 2}, batches{1, 8, 32, 64};
   std::vector<weight_format> formats{weight_format::q8_0, weight_format::int8, weight_format::q4_0,
                                      weight_format::int4_g64, weight_format::nf4};
   size_t ws_mib = 1024;
