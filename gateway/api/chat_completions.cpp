@@ -1,52 +1,34 @@
 // POST /v1/chat/completions
-#include "api/cache_salt.h"
 #include "api/common.h"
 #include "api/generation.h"
-#include "api/request_trail.h"
+#include "api/open_request.h"
 #include "host/request_builder.h"
 
 namespace moat::api {
 
 void chat_completions(api_context& ctx, const http::request& req, http::responder respond) {
   constexpr auto route = metrics::route::chat_completions;
-  auto trail = std::make_shared<request_trail>(ctx, req, route);
-  auto parsed = openai::parse_chat_request(req.body);
-  if (auto* err = std::get_if<openai::api_error>(&parsed)) {
-    // Audited too (the model as named, if any); the body was not checked, so none of it is kept.
-    trail->policy.model = model_named_in(req.body);
-    return trail->wrap(std::move(respond))(error_response(ctx.metrics, *err, route));
-  }
-  auto& chat = std::get<openai::chat_request>(parsed);
-  respond = trail->wrap(std::move(respond));
-  trail->policy.model = chat.model;
-
-  // The policies see (and may rewrite) the text before anything else does; from here on only
-  // their result is used: the backend never sees the original.
-  std::string body;
-  if (trail->filters_responses()) {
-    for (const auto& m : chat.messages) trail->policy.messages.push_back({m.role, m.content});
-    if (auto err = trail->check_request()) return respond(error_response(ctx.metrics, *err, route));
-    std::vector<openai::chat_message> redacted;
-    redacted.reserve(trail->policy.messages.size());
-    for (size_t i = 0; i < trail->policy.messages.size(); ++i) {
-      auto& m = trail->policy.messages[i];
-      redacted.push_back({m.role, m.content, i < chat.messages.size() ? chat.messages[i].name : std::string()});
-    }
-    chat.messages = std::move(redacted);
-    chat.model = trail->policy.model;
-    body = host::redacted_body_json(req.body, chat.model, &chat.messages, nullptr, {});
-  } else {
-    body = std::string(req.body);
-  }
-  trail->set_request_payload(body);  // as the client sent it (after policies), without the salt below
-  if (auto err = apply_cache_salt(ctx, req, body)) return respond(error_response(ctx.metrics, *err, route));
-
-  host::backend* b = find_backend(ctx, chat.model, route, respond);
-  if (b == nullptr) return;
+  auto opened = open_request<openai::chat_request>(
+      ctx, req, respond, {route, MOAT_CAP_CHAT, "chat completions", true}, openai::parse_chat_request,
+      [](request_trail& trail, openai::chat_request& chat, std::string_view raw,
+         std::string& body) -> std::optional<openai::api_error> {
+        for (const auto& m : chat.messages) trail.policy.messages.push_back({m.role, m.content});
+        if (auto err = trail.check_request()) return err;
+        std::vector<openai::chat_message> redacted;
+        redacted.reserve(trail.policy.messages.size());
+        for (size_t i = 0; i < trail.policy.messages.size(); ++i) {
+          auto& m = trail.policy.messages[i];
+          redacted.push_back({m.role, m.content, i < chat.messages.size() ? chat.messages[i].name : std::string()});
+        }
+        chat.messages = std::move(redacted);
+        chat.model = trail.policy.model;
+        body = host::redacted_body_json(raw, chat.model, &chat.messages, nullptr, {});
+        return std::nullopt;
+      });
+  if (!opened) return;  // answered
+  auto& chat = opened->parsed;
+  host::backend* b = opened->backend;
   const auto& caps = b->caps();
-  if (!caps.has(MOAT_CAP_CHAT)) {
-    return respond(error_response(ctx.metrics, unsupported(chat.model, "chat completions", "model"), route));
-  }
   // No backend calls tools or constrains its output to JSON yet (the ABI has no capability for
   // either), so a request relying on them is refused as vLLM refuses what it was not started
   // for, instead of answering as if the field were not there. tool_choice "none" with tools is
@@ -77,9 +59,10 @@ void chat_completions(api_context& ctx, const http::request& req, http::responde
   opts.logprobs = chat.sampling.logprobs;
   opts.choices = static_cast<uint32_t>(chat.sampling.n);
   opts.route = route;
-  opts.trail = trail;
+  opts.trail = opened->trail;
   host::request_builder builder;
-  start_generation(ctx, req, *b, std::move(opts), "chatcmpl-", chat.model, std::move(respond), builder.chat(chat, body));
+  start_generation(ctx, req, *b, std::move(opts), "chatcmpl-", chat.model, std::move(respond),
+                   builder.chat(chat, opened->body));
 }
 
 }  // namespace moat::api

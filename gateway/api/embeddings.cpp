@@ -2,7 +2,7 @@
 #include <spdlog/spdlog.h>
 
 #include "api/common.h"
-#include "api/request_trail.h"
+#include "api/open_request.h"
 #include "host/request_builder.h"
 
 namespace moat::api {
@@ -68,32 +68,20 @@ class embedding_job : public host::event_sink {
 
 void embeddings(api_context& ctx, const http::request& req, http::responder respond) {
   constexpr auto route = metrics::route::embeddings;
-  auto trail = std::make_shared<request_trail>(ctx, req, route);
-  auto parsed = openai::parse_embedding_request(req.body);
-  if (auto* err = std::get_if<openai::api_error>(&parsed)) {
-    // Audited too (the model as named, if any); the body was not checked, so none of it is kept.
-    trail->policy.model = model_named_in(req.body);
-    return trail->wrap(std::move(respond))(error_response(ctx.metrics, *err, route));
-  }
-  auto& emb = std::get<openai::embedding_request>(parsed);
-  respond = trail->wrap(std::move(respond));
-  trail->policy.model = emb.model;
   // Inputs are request text like any prompt: the backend embeds only what the policies left.
-  std::string body;
-  if (trail->filters_responses()) {
-    if (auto err = apply_prompt_policies(*trail, emb.inputs)) return respond(error_response(ctx.metrics, *err, route));
-    emb.model = trail->policy.model;
-    body = host::redacted_body_json(req.body, emb.model, nullptr, &emb.inputs, "input");
-  } else {
-    body = std::string(req.body);
-  }
-  trail->set_request_payload(body);
-  host::backend* b = find_backend(ctx, emb.model, route, respond);
-  if (b == nullptr) return;
+  auto opened = open_request<openai::embedding_request>(
+      ctx, req, respond, {route, MOAT_CAP_EMBEDDINGS, "embeddings", false}, openai::parse_embedding_request,
+      [](request_trail& trail, openai::embedding_request& emb, std::string_view raw,
+         std::string& body) -> std::optional<openai::api_error> {
+        if (auto err = apply_prompt_policies(trail, emb.inputs)) return err;
+        emb.model = trail.policy.model;
+        body = host::redacted_body_json(raw, emb.model, nullptr, &emb.inputs, "input");
+        return std::nullopt;
+      });
+  if (!opened) return;  // answered
+  auto& emb = opened->parsed;
+  host::backend* b = opened->backend;
   const auto& caps = b->caps();
-  if (!caps.has(MOAT_CAP_EMBEDDINGS)) {
-    return respond(error_response(ctx.metrics, unsupported(emb.model, "embeddings", "model"), route));
-  }
   if (emb.dimensions && static_cast<uint32_t>(*emb.dimensions) != caps.embedding_dim) {
     return respond(error_response(
         ctx.metrics,
@@ -112,7 +100,7 @@ void embeddings(api_context& ctx, const http::request& req, http::responder resp
   auto job = std::make_shared<embedding_job>(emb.model, emb.encoding_format, emb.inputs.size(), std::move(respond),
                                              ctx.metrics);
   host::request_builder builder;
-  auto outcome = b->submit(builder.embedding(emb, body), job, req.strand);
+  auto outcome = b->submit(builder.embedding(emb, opened->body), job, req.strand);
   if (outcome.status != MOAT_OK) return job->reject(backend_error(outcome.status, std::move(outcome.message)));
   cancel_when_client_leaves(req, outcome.handle);
 }
