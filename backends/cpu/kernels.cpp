@@ -32,13 +32,17 @@ inline void dot_rows(const float* x, int64_t x_stride, const float* w, int64_t n
 
 }  // namespace
 
-float dot(const float* a, const float* b, int64_t n) {
+// dot, dot_i8 and axpy are compiled twice (AVX2 and baseline) like matmul_rows: attention calls
+// them once per (position, head). Same lanes, no FMA: both clones give the same bits.
+__attribute__((target_clones("avx2", "default"))) float dot(const float* a, const float* b,
+                                                            int64_t n) {
   float out;
   dot_rows<1>(a, 0, b, n, &out, 0);
   return out;
 }
 
-float dot_i8(const float* a, const int8_t* b, int64_t n) {
+__attribute__((target_clones("avx2", "default"))) float dot_i8(const float* a, const int8_t* b,
+                                                               int64_t n) {
   float acc[8] = {};
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
@@ -46,6 +50,16 @@ float dot_i8(const float* a, const int8_t* b, int64_t n) {
   }
   for (int64_t j = i, k = 0; j < n; ++j, ++k) acc[k] += a[j] * static_cast<float>(b[j]);
   return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+
+__attribute__((target_clones("avx2", "default"))) void axpy(float a, const float* x, float* y,
+                                                            int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+}
+
+__attribute__((target_clones("avx2", "default"))) void axpy_i8(float a, const int8_t* x, float* y,
+                                                               int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] += a * static_cast<float>(x[i]);
 }
 
 // Compiled twice (AVX2 and baseline), chosen at load time. No FMA: -std=c++20 keeps

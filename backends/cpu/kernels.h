@@ -20,6 +20,10 @@ float dot(const float* a, const float* b, int64_t n);
 // sum_i a[i] * b[i] with b int8 (int8 KV), accumulated as dot() does (8 lanes, fixed order).
 float dot_i8(const float* a, const int8_t* b, int64_t n);
 
+// y[i] += a * x[i] (attention's weighted V sum), with x float or int8 (int8 KV).
+void axpy(float a, const float* x, float* y, int64_t n);
+void axpy_i8(float a, const int8_t* x, float* y, int64_t n);
+
 // Y[t][o] = sum_i X[t][i] * W[o][i] for t < n_rows and o in [o_begin, o_end).
 // X: [n_rows][in] (row stride in), Y: [n_rows][y_stride]. W is any dtype: F32 rows are read in
 // place, others converted one row at a time into `scratch` (cols() floats, caller-owned) and
