@@ -48,7 +48,9 @@ cut_result apply_limits(std::string_view text, int64_t max_words,
   cut_result result{text.size(), MOAT_FINISH_STOP};
   size_t limit = text.size();
   bool length_cut = false;
-  if (max_words >= 0) {
+  // A text of at most max_words bytes cannot hold more words (each takes a byte): the usual
+  // case, where the budget is the context left, costs no split.
+  if (max_words >= 0 && text.size() > static_cast<size_t>(max_words)) {
     const auto pieces = split_pieces(text);
     if (pieces.size() > static_cast<size_t>(max_words) &&
         count_words(text) > static_cast<size_t>(max_words)) {

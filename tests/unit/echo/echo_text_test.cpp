@@ -32,6 +32,18 @@ TEST(EchoText, Limits) {
   EXPECT_EQ(cut.finish, MOAT_FINISH_LENGTH);
   cut = apply_limits("a b c", 3, none);
   EXPECT_EQ(cut.finish, MOAT_FINISH_STOP);
+  // Budgets at and above the text's byte count (no split needed) and just below it.
+  for (int64_t budget : {4, 5, 6, 8192}) {
+    cut = apply_limits("a b c", budget, none);
+    EXPECT_EQ(cut.length, 5u) << budget;
+    EXPECT_EQ(cut.finish, MOAT_FINISH_STOP) << budget;
+  }
+  cut = apply_limits("abcde", 5, none);
+  EXPECT_EQ(cut.length, 5u);
+  EXPECT_EQ(cut.finish, MOAT_FINISH_STOP);
+  cut = apply_limits("  ab  ", 1, none);  // one word, six bytes
+  EXPECT_EQ(cut.length, 6u);
+  EXPECT_EQ(cut.finish, MOAT_FINISH_STOP);
   // The stop that completes first wins, even if another starts earlier.
   cut = apply_limits("xx abcdef yy", -1, {"bcdef", "abc"});
   EXPECT_EQ(cut.length, 3u);
