@@ -25,6 +25,7 @@ engine::serving_plugin cpu_serving_plugin() {
     ro.host_kv_mb = static_cast<size_t>(o.host_kv_mb);
     return make_cpu_runner(std::move(model), ro);
   };
+  p.quantize_on_load = true;
   p.describe = [](const engine::serving_options& o) {
     return std::string(o.reference ? "reference" : "batched") + " path";
   };

@@ -92,6 +92,10 @@ struct serving_plugin {
   runner_factory make_runner;
   // The end of the "loaded ..." log line, e.g. "batched path"; empty = nothing.
   std::function<std::string(const serving_options&)> describe;
+  // Whether options.quant is applied by the loader (load_options::quant: the linear weights are
+  // quantized while loading and their source pages released) rather than by the runner. The cpu
+  // plugin sets it; the cuda plugin quantizes on upload, in its own formats.
+  bool quantize_on_load = false;
 };
 
 // Sends log lines to the host's sink as "<plugin>[<model>]: <message>".

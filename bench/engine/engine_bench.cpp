@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "cpu/cpu_runner.h"
+#include "cpu/model_view.h"
 #include "cpu/phase_times.h"
 #include "cpu/quant/matmul.h"
 #include "engine/loader.h"
@@ -308,8 +309,12 @@ int main(int argc, char** argv) {
           &synth_model->model, [](const moat::engine::loaded_model*) {});
       name = "synthetic " + synth;
     } else {
-      model =
-          std::make_shared<const moat::engine::loaded_model>(moat::engine::load_model(model_path));
+      // As the cpu plugin serves: the loader quantizes the linear weights and releases their
+      // source pages, so resident memory is what `moat serve` would hold.
+      moat::engine::load_options lo;
+      if (auto d = moat::cpu::parse_quant(quant)) lo.quant = *d;
+      lo.threads = static_cast<unsigned>(std::max(threads, 0));
+      model = std::make_shared<const moat::engine::loaded_model>(moat::engine::load_model(model_path, lo));
       std::string p = model_path;
       while (p.size() > 1 && p.back() == '/') p.pop_back();
       name = p.substr(p.find_last_of('/') + 1);
