@@ -100,8 +100,11 @@ moat_status serving_backend::create(const moat_backend_config* config, const ser
         load_opts.key->key_file = resolve(load_opts.key->key_file, *config).string();
       // The scalar reference path keeps quantizing in the runner, as it always has.
       if (plugin.quantize_on_load && !opts.quant.empty() && !opts.reference) {
-        load_opts.quant = opts.quant == "int8" ? dtype::int8 : opts.quant == "int4" ? dtype::int4 : dtype::nf4;
-        load_opts.threads = static_cast<unsigned>(std::max(opts.threads, 0));  // 0: one per hardware thread
+        load_opts.quant = opts.quant == "int8"   ? dtype::int8
+                          : opts.quant == "int4" ? dtype::int4
+                                                 : dtype::nf4;
+        load_opts.threads =
+            static_cast<unsigned>(std::max(opts.threads, 0));  // 0: one per hardware thread
       }
       b->model_ = std::make_shared<const loaded_model>(load_model(path, load_opts));
       const auto& tsrc = b->model_->tokenizer;

@@ -314,7 +314,8 @@ int main(int argc, char** argv) {
       moat::engine::load_options lo;
       if (auto d = moat::cpu::parse_quant(quant)) lo.quant = *d;
       lo.threads = static_cast<unsigned>(std::max(threads, 0));
-      model = std::make_shared<const moat::engine::loaded_model>(moat::engine::load_model(model_path, lo));
+      model = std::make_shared<const moat::engine::loaded_model>(
+          moat::engine::load_model(model_path, lo));
       std::string p = model_path;
       while (p.size() > 1 && p.back() == '/') p.pop_back();
       name = p.substr(p.find_last_of('/') + 1);
