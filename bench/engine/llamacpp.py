@@ -282,7 +282,8 @@ def main():
         lines.append(f"llama.cpp: llama-cpp-python {llama_cpp.__version__}, "
                      f"`{sections[0][4]['system_info'].strip()}`"
                      f"{'' if sections[0][4]['extra_bufts'] else ', extra buffer types (AMX, repack) off'}; "
-                     f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset (llama.cpp spins)')}; "
+                     f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset (libgomp: spin a while, then sleep)')}, "
+                     f"MOAT_CPU_SPIN_US={os.environ.get('MOAT_CPU_SPIN_US', 'unset (100 us)')}; "
                      f"moat: `{sections[0][3]['isa']}` kernels.")
     lines.append("")
     lines.append("| model | moat quant | llama.cpp type | measurement | moat | llama.cpp | moat's advantage (> 1: moat better) | "

@@ -43,10 +43,11 @@ if [ -d "$FIX" ]; then
 else
   echo "run_llamacpp.sh: $FIX absent: the fixture rows are left out"
 fi
-# llama.cpp's OpenMP workers spin while waiting (OMP_WAIT_POLICY=active); on a machine shared
-# with other work a spinning worker takes the core its peer needs, and llama.cpp collapsed
-# (0.2 tokens/s at batch 1 on the 1.1B model); passive waiting is what moat's pool does too.
-export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
+# Both engines wait as they do out of the box: llama.cpp's OpenMP workers spin a while, then
+# sleep (libgomp's default), and moat's pool spins up to MOAT_CPU_SPIN_US (100 us) before it
+# sleeps. On a machine busy with other work set OMP_WAIT_POLICY=PASSIVE and MOAT_CPU_SPIN_US=0:
+# a spinning worker there takes the core its peer needs (llama.cpp once fell to 0.2 tokens/s at
+# batch 1 on the 1.1B model with OMP_WAIT_POLICY=active on a loaded machine).
 "$PY" bench/engine/llamacpp.py --moat-bin "$BUILD/bin/moat_engine_bench" --threads "$THREADS" "${MODELS[@]}" \
   --prompt "${PROMPT:-64}" --ctx "${CTX:-32}" --decode "${DECODE:-8}" --reps "${REPS:-3}" \
   --out "${OUT:-bench/results/engine_llamacpp.md}" ${LLAMACPP_ARGS:-}
