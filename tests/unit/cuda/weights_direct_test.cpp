@@ -14,24 +14,31 @@
 namespace moat::cuda {
 namespace {
 
-engine::tensor make_q4_0(int64_t rows, int64_t cols, std::vector<uint8_t>& bytes, uint32_t seed) {
+// A GGUF tensor of `type` (Q4_0: 18-byte blocks, Q8_0: 34) with random f16 scales in
+// [-max_scale, max_scale] and random payload bytes.
+engine::tensor make_blocks(engine::dtype type, int64_t rows, int64_t cols,
+                           std::vector<uint8_t>& bytes, uint32_t seed, float max_scale) {
   std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> scale(-0.2f, 0.2f);
-  const int64_t blocks = cols / 32;
-  bytes.assign(static_cast<size_t>(rows * blocks * 18), 0);
+  std::uniform_real_distribution<float> scale(-max_scale, max_scale);
+  const int64_t blocks = cols / 32, block_bytes = type == engine::dtype::q4_0 ? 18 : 34;
+  bytes.assign(static_cast<size_t>(rows * blocks * block_bytes), 0);
   for (int64_t b = 0; b < rows * blocks; ++b) {
-    uint8_t* blk = bytes.data() + b * 18;
+    uint8_t* blk = bytes.data() + b * block_bytes;
     const uint16_t h = engine::f32_to_f16(scale(rng));
     blk[0] = static_cast<uint8_t>(h & 0xff);
     blk[1] = static_cast<uint8_t>(h >> 8);
-    for (int j = 0; j < 16; ++j) blk[2 + j] = static_cast<uint8_t>(rng() & 0xff);
+    for (int64_t j = 2; j < block_bytes; ++j) blk[j] = static_cast<uint8_t>(rng() & 0xff);
   }
   engine::tensor t;
   t.name = "blk.0.attn_q.weight";
-  t.type = engine::dtype::q4_0;
+  t.type = type;
   t.shape = {rows, cols};
   t.data = bytes.data();
   return t;
+}
+
+engine::tensor make_q4_0(int64_t rows, int64_t cols, std::vector<uint8_t>& bytes, uint32_t seed) {
+  return make_blocks(engine::dtype::q4_0, rows, cols, bytes, seed, 0.2f);
 }
 
 TEST(CudaWeightsDirect, Q4_0RepackMatchesTheDequantizedRows) {
@@ -59,30 +66,10 @@ TEST(CudaWeightsDirect, Q4_0RepackMatchesTheDequantizedRows) {
   }
 }
 
-engine::tensor make_q8_0(int64_t rows, int64_t cols, std::vector<uint8_t>& bytes, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> scale(-0.05f, 0.05f);
-  const int64_t blocks = cols / 32;
-  bytes.assign(static_cast<size_t>(rows * blocks * 34), 0);
-  for (int64_t b = 0; b < rows * blocks; ++b) {
-    uint8_t* blk = bytes.data() + b * 34;
-    const uint16_t h = engine::f32_to_f16(scale(rng));
-    blk[0] = static_cast<uint8_t>(h & 0xff);
-    blk[1] = static_cast<uint8_t>(h >> 8);
-    for (int j = 0; j < 32; ++j) blk[2 + j] = static_cast<uint8_t>(rng() & 0xff);
-  }
-  engine::tensor t;
-  t.name = "blk.0.ffn_down.weight";
-  t.type = engine::dtype::q8_0;
-  t.shape = {rows, cols};
-  t.data = bytes.data();
-  return t;
-}
-
 TEST(CudaWeightsDirect, Q8_0RepackMatchesTheDequantizedRows) {
   std::vector<uint8_t> bytes;
   const int64_t rows = 7, cols = 128;  // 4 blocks per row
-  const engine::tensor t = make_q8_0(rows, cols, bytes, 11);
+  const engine::tensor t = make_blocks(engine::dtype::q8_0, rows, cols, bytes, 11, 0.05f);
   std::vector<int8_t> q;
   std::vector<float> s;
   repack_q8_0_as_int8(t, q, s);
