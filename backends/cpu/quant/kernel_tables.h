@@ -11,6 +11,12 @@ const dot_kernels* avx2_kernels();
 const dot_kernels* avx512_kernels();
 const dot_kernels* avx512_vnni_kernels();
 
+// The bf16 NF4 tiles (kernels_nf4_bf16.cpp), or nullptr where the CPU lacks AVX512_BF16 or the
+// build could not compile them. The AVX-512 tables take them as gemm_nf4_bf16.
+using nf4_gemm_fn = void (*)(const uint8_t* packed, const float* absmax, size_t cols, const float* x, size_t batch,
+                             float* y, size_t y_stride, size_t row_begin, size_t row_end);
+nf4_gemm_fn nf4_bf16_gemm();
+
 // A per-thread float buffer of at least n elements, valid until the thread's next call. It
 // lives in dispatch.cpp (baseline ISA): a std::vector instantiated inside an ISA-specific file
 // could emit weak out-of-line copies with that ISA's instructions that baseline callers link to.

@@ -64,7 +64,16 @@ struct dot_kernels {
   // NF4 with blocks of 64 and cols % 64 == 0 (rows start on a block); x: [batch, cols] floats.
   void (*gemm_nf4)(const uint8_t* packed, const float* absmax, size_t cols, const float* x, size_t batch, float* y,
                    size_t y_stride, size_t row_begin, size_t row_end);
+  // The same product with weights and activations rounded to bf16 and f32 accumulation (2x the
+  // MACs of the f32 tiles; each output within ~2 * 2^-8 * sum |w||x| of gemm_nf4's). Null where
+  // the CPU has no AVX512_BF16; matmul_rows uses it from nf4_bf16_min_batch activation rows on.
+  void (*gemm_nf4_bf16)(const uint8_t* packed, const float* absmax, size_t cols, const float* x, size_t batch,
+                        float* y, size_t y_stride, size_t row_begin, size_t row_end);
 };
+
+// Below this batch NF4 stays on the f32 tiles (decode-bound there, and bit-for-bit batch
+// independent); from it on, where gemm_nf4_bf16 is set, the bf16 tiles.
+inline constexpr size_t nf4_bf16_min_batch = 8;
 
 // The table of one path, or nullptr when isa_supported(i) is false.
 const dot_kernels* kernels_for(isa i);

@@ -17,6 +17,7 @@ const dot_kernels* scalar_kernels() {
       nullptr,
       nullptr,
       nullptr,
+      nullptr,  // no bf16 tiles
   };
   return &table;
 }

@@ -142,7 +142,12 @@ void matmul_rows(const dot_kernels& k, const qmatrix_view& w, const float* x, co
                          row_begin, row_end);
     case weight_format::nf4:
       static_assert(q::nf4_blocksize == 64, "gemm_nf4 reads blocks of 64");
-      if (k.gemm_nf4 == nullptr || cols % 64 != 0) break;
+      if (cols % 64 != 0) break;
+      if (batch >= nf4_bf16_min_batch && k.gemm_nf4_bf16 != nullptr) {
+        return k.gemm_nf4_bf16(static_cast<const uint8_t*>(w.data), w.scales, cols, x, batch, y, y_stride, row_begin,
+                               row_end);
+      }
+      if (k.gemm_nf4 == nullptr) break;
       return k.gemm_nf4(static_cast<const uint8_t*>(w.data), w.scales, cols, x, batch, y, y_stride, row_begin, row_end);
   }
   // Otherwise one dot per (row, activation row); each weight row is used for the whole batch while it is in L1.
