@@ -84,9 +84,14 @@ int one_matrix(size_t rows, size_t cols, const std::vector<size_t>& batches, boo
       dots.gemm_int8 = nullptr;
       dots.gemm_int4 = nullptr;
       dots.gemm_nf4 = nullptr;
+      dots.gemm_nf4_bf16 = nullptr;
+      dot_kernels f32_tiles = *path;  // NF4 without the bf16 tiles ("f32t"), where the path has them
+      f32_tiles.gemm_nf4_bf16 = nullptr;
       const bool has_tiles = f == weight_format::nf4 ? path->gemm_nf4 != nullptr : path->gemm_q8_0 != nullptr;
-      for (const dot_kernels* k : {path, static_cast<const dot_kernels*>(&dots)}) {
+      const bool has_bf16 = f == weight_format::nf4 && path->gemm_nf4_bf16 != nullptr;
+      for (const dot_kernels* k : {path, static_cast<const dot_kernels*>(&f32_tiles), static_cast<const dot_kernels*>(&dots)}) {
         if (k == &dots && !has_tiles) continue;  // identical to the line above
+        if (k == &f32_tiles && !has_bf16) continue;
         for (size_t batch : batches) {
           std::vector<block_q8_0> xq(activation_blocks(f, cols, batch));
           double best = 1e30;
@@ -97,7 +102,8 @@ int one_matrix(size_t rows, size_t cols, const std::vector<size_t>& batches, boo
             matmul_rows(*k, m.view(), x.data(), xq.data(), batch, y.data(), rows, 0, rows);
             best = std::min(best, cpu_time ? thread_seconds() - c0 : seconds_since(t0));
           }
-          std::printf("%-12s %-6s %-10s %5zu %10.3f %10.1f %10.1f\n", isa_name(i), k == &dots || !has_tiles ? "dots" : "tiles",
+          std::printf("%-12s %-6s %-10s %5zu %10.3f %10.1f %10.1f\n", isa_name(i),
+                      k == &dots || !has_tiles ? "dots" : k == &f32_tiles ? "f32t" : "tiles",
                       weight_format_name(f), batch, best * 1e3,
                       static_cast<double>(weight_bytes(f, rows, cols)) / best / 1e9,
                       static_cast<double>(rows * cols * batch) / best / 1e9);
