@@ -15,7 +15,7 @@
 // matvec line, "read": the same threads streaming the same bytes with a plain read loop (no
 // arithmetic), the physical ceiling of a batch-1 step:
 //   build/bin/moat_quant_bench --shapes [--threads 1,2] [--batches 1,8,32,64] [--formats int8,q4_0]
-//                              [--ws 1024] [--reps 5]
+//                              [--ws 1024] [--reps 5] [--nf4-f32 (no bf16 NF4 tiles)]
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -164,6 +164,9 @@ double timed_passes(int threads, int reps, const Fn& fn) {
   return best;
 }
 
+// --nf4-f32: --shapes without the bf16 NF4 tiles (to compare the two on the same machine).
+bool nf4_f32_only = false;
+
 struct shape {
   const char* name;
   size_t rows, cols;
@@ -176,7 +179,8 @@ int shapes(const std::vector<size_t>& threads_list, const std::vector<size_t>& b
                        {"gate/up 5632x2048", 5632, 2048},
                        {"down 2048x5632", 2048, 5632},
                        {"lm_head 32000x2048", 32000, 2048}};
-  const dot_kernels& k = kernels();
+  dot_kernels k = kernels();
+  if (nf4_f32_only) k.gemm_nf4_bf16 = nullptr;
   const size_t max_batch = *std::max_element(batches.begin(), batches.end());
   std::printf("best path %s, working set >= %zu MiB per line (weights streamed from memory)\n", isa_name(k.which), ws_mib);
   std::printf("%-20s %-10s %3s %5s %10s %10s %10s %12s\n", "shape", "format", "thr", "batch", "ms/matrix", "GB/s",
@@ -244,6 +248,8 @@ int main(int argc, char** argv) {
     const bool has_value = i + 1 < argc;
     if (a == "--shapes") {
       shape_mode = true;
+    } else if (a == "--nf4-f32") {
+      nf4_f32_only = true;
     } else if (a == "--best") {
       best_only = true;
     } else if (a == "--cpu-time") {
