@@ -13,17 +13,12 @@
 #include "engine/quant/int4.h"
 #include "engine/quant/int8.h"
 #include "engine/quant/nf4.h"
+#include "random_values.h"
 
 namespace moat::engine::quant {
 namespace {
 
-std::vector<float> random_values(size_t n, uint32_t seed, float scale = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, scale);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
-  return v;
-}
+using quant_test::random_values;
 
 double dot(const std::vector<float>& a, const float* b) {
   double s = 0.0;

@@ -1,29 +1,25 @@
 // Every SIMD path of backends/cpu/quant against the scalar references of engine/quant, on
 // random shapes including sizes that are not a multiple of the block. A path this CPU lacks is
 // skipped with a message.
+#include "cpu/quant/kernels.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <cstdlib>
 #include <cstdint>
+#include <cstdlib>
 #include <random>
 #include <string>
 #include <vector>
 
-#include "cpu/quant/kernels.h"
+#include "random_values.h"
 
 namespace moat::cpu::quant {
 namespace {
 
 namespace q = engine::quant;
 
-std::vector<float> random_values(size_t n, uint32_t seed, float scale = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, scale);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
-  return v;
-}
+using quant_test::random_values;
 
 // Same integer sums, different float summation order: relative to the sum of |terms|,
 // bounded here by |w| . |x| over the dequantized values.

@@ -12,19 +12,14 @@
 
 #include "cpu/quant/matmul.h"
 #include "engine/quant/fp16.h"
+#include "random_values.h"
 
 namespace moat::cpu::quant {
 namespace {
 
 namespace q = engine::quant;
 
-std::vector<float> random_values(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, 1.0f);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
-  return v;
-}
+using quant_test::random_values;
 
 // Code j (0..15) of a 32-value block stored as 16 Q4_0-ordered bytes.
 int code(const uint8_t* qs, size_t j) { return j < 16 ? qs[j] & 0x0f : qs[j - 16] >> 4; }

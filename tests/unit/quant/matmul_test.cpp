@@ -1,6 +1,8 @@
 // matmul_rows, the forward pass's entry point: every format on every path this CPU has, against
 // a float matmul over the dequantized weights (exactly the same weights, only the activation
 // quantization differs) and against the full-precision matmul (the format's own error).
+#include "cpu/quant/matmul.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -8,20 +10,14 @@
 #include <string>
 #include <vector>
 
-#include "cpu/quant/matmul.h"
+#include "random_values.h"
 
 namespace moat::cpu::quant {
 namespace {
 
 namespace q = engine::quant;
 
-std::vector<float> random_values(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, 1.0f);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
-  return v;
-}
+using quant_test::random_values;
 
 // The weights as the format stores them, as floats.
 std::vector<float> dequantized(const quantized_matrix& m) {

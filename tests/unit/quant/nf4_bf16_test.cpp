@@ -17,19 +17,14 @@
 #include <vector>
 
 #include "cpu/quant/matmul.h"
+#include "random_values.h"
 
 namespace moat::cpu::quant {
 namespace {
 
 namespace q = engine::quant;
 
-std::vector<float> random_values(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, 1.0f);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
-  return v;
-}
+using quant_test::random_values;
 
 // Round to the nearest bf16, ties to even (what vcvtne2ps2bf16 does for finite values).
 float to_bf16(float f) {

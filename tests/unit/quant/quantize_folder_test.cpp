@@ -1,18 +1,20 @@
 // `moat quantize`: a synthetic model folder quantized to NF4 in the transformers/bitsandbytes
 // layout and read back tensor by tensor; the command's usage errors; and the fixture model
 // when ../shared/fixtures has it.
+#include "engine/quant/quantize_folder.h"
+
 #include <gtest/gtest.h>
 #include <simdjson.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <span>
-#include <unistd.h>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <random>
+#include <span>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -22,8 +24,8 @@
 #include "engine/quant/fp16.h"
 #include "engine/quant/nf4.h"
 #include "engine/quant/quantize_cli.h"
-#include "engine/quant/quantize_folder.h"
 #include "engine/quant/safetensors_writer.h"
+#include "random_values.h"
 
 namespace moat::engine::quant {
 namespace {
@@ -67,12 +69,9 @@ std::span<const uint8_t> bytes_of(const std::vector<T>& v) {
   return {reinterpret_cast<const uint8_t*>(v.data()), v.size() * sizeof(T)};
 }
 
+// N(0, 0.1) weights.
 std::vector<float> random_values(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, 0.1f);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
-  return v;
+  return quant_test::random_values(n, seed, 0.1f);
 }
 
 class quantize_folder : public testing::Test {

@@ -3,6 +3,8 @@
 // whose rows are not a multiple of any chunk or block (nf4 chunks must start on a 64-block of
 // the flattened matrix); the fill callback sees each row exactly once, an odd nf4 row length is
 // refused, and an exception from fill reaches the caller.
+#include "engine/quant/quantize_rows.h"
+
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -14,7 +16,7 @@
 #include "engine/quant/int4.h"
 #include "engine/quant/int8.h"
 #include "engine/quant/nf4.h"
-#include "engine/quant/quantize_rows.h"
+#include "random_values.h"
 
 namespace moat::engine::quant {
 namespace {
@@ -69,21 +71,14 @@ quantized threaded(row_format f, const std::vector<float>& w, size_t rows, size_
   return q;
 }
 
-std::vector<float> random_matrix(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, 0.05f);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
-  return v;
-}
-
 TEST(quantize_rows, threads_give_the_serial_bytes) {
   struct shape {
     size_t rows, cols;
   };
   // 70 columns: nf4 chunks start every 32 rows; 4097 rows of 16: more than one chunk per thread.
   for (const shape s : {shape{1, 64}, shape{100, 70}, shape{33, 2048}, shape{4097, 16}, shape{7, 130}}) {
-    const std::vector<float> w = random_matrix(s.rows * s.cols, static_cast<uint32_t>(s.rows * 31 + s.cols));
+    const std::vector<float> w = quant_test::random_values(
+        s.rows * s.cols, static_cast<uint32_t>(s.rows * 31 + s.cols), 0.05f);
     for (row_format f : {row_format::int8, row_format::int4_g64, row_format::nf4}) {
       SCOPED_TRACE(::testing::Message() << "format " << static_cast<int>(f) << " shape " << s.rows << "x" << s.cols);
       const quantized want = reference(f, w, s.rows, s.cols);
