@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "../support/greedy_logits.h"
 #include "cpu/cpu_runner.h"
 #include "crypto/checkpoint_file.h"
 #include "crypto/key.h"
@@ -72,35 +73,7 @@ class encrypted_loader : public ::testing::Test {
   fs::path dir_, key_file_, other_key_file_;
 };
 
-// Logits after `prompt` and after each of `steps` greedy decode steps, concatenated.
-std::vector<float> run_logits(const engine::loaded_model& loaded, const std::vector<int32_t>& prompt, int steps) {
-  auto model = std::make_shared<const engine::loaded_model>(loaded);
-  cpu::cpu_options opts;  // by field: the struct grows members other tests need not name
-  opts.threads = 1;
-  opts.kv_cache_mb = 8;
-  opts.max_ctx = 64;
-  opts.max_slots = 1;
-  auto r = cpu::make_cpu_runner(model, opts);
-  const auto vocab = static_cast<size_t>(r->config().vocab_size);
-  std::vector<float> logits(vocab), all;
-  engine::forward_item item{0, prompt, 0, false};
-  r->forward({&item, 1}, logits);
-  all.insert(all.end(), logits.begin(), logits.end());
-  int32_t pos = static_cast<int32_t>(prompt.size());
-  for (int i = 0; i < steps; ++i) {
-    int32_t next = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
-    engine::forward_item step{0, {&next, 1}, pos++, false};
-    r->forward({&step, 1}, logits);
-    all.insert(all.end(), logits.begin(), logits.end());
-  }
-  return all;
-}
-
-void expect_bit_identical(const std::vector<float>& a, const std::vector<float>& b) {
-  ASSERT_EQ(a.size(), b.size());
-  ASSERT_FALSE(a.empty());
-  EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0);
-}
+using test_support::expect_bit_identical;
 
 // Loads and returns the model_error text ("" when it loaded).
 std::string load_error(const fs::path& p, const engine::load_options& o) {
@@ -136,10 +109,12 @@ TEST_F(encrypted_loader, safetensors_folder_gives_bit_identical_logits) {
   EXPECT_EQ(decrypted.format, "safetensors");
   EXPECT_EQ(decrypted.config.vocab_size, plain.config.vocab_size);
   const std::vector<int32_t> prompt = {1, 147, 201, 282, 215};
-  expect_bit_identical(run_logits(decrypted, prompt, 8), run_logits(plain, prompt, 8));
+  expect_bit_identical(test_support::greedy_logits(decrypted, prompt, 8),
+                       test_support::greedy_logits(plain, prompt, 8));
   // The path of the weights file itself means the folder, as for plaintext.
   const auto by_file = engine::load_model(enc / "model.safetensors", with_key(key_file_));
-  expect_bit_identical(run_logits(by_file, prompt, 0), run_logits(plain, prompt, 0));
+  expect_bit_identical(test_support::greedy_logits(by_file, prompt, 0),
+                       test_support::greedy_logits(plain, prompt, 0));
 }
 
 TEST_F(encrypted_loader, key_from_environment_variable) {
@@ -168,7 +143,8 @@ TEST_F(encrypted_loader, gguf_gives_bit_identical_logits) {
   ASSERT_TRUE(decrypted.tokenizer.gguf);
   EXPECT_EQ(decrypted.tokenizer.gguf->metadata().size(), plain.tokenizer.gguf->metadata().size());
   const std::vector<int32_t> prompt = {1, 15043, 3186};
-  expect_bit_identical(run_logits(decrypted, prompt, 4), run_logits(plain, prompt, 4));
+  expect_bit_identical(test_support::greedy_logits(decrypted, prompt, 4),
+                       test_support::greedy_logits(plain, prompt, 4));
   EXPECT_NE(load_error(enc, {}).find("is encrypted; set key_file or key_env"), std::string::npos);
 }
 
@@ -183,7 +159,8 @@ TEST_F(encrypted_loader, llama2c_gives_bit_identical_logits) {
   const auto decrypted = engine::load_model(enc, o);
   EXPECT_EQ(decrypted.format, "llama2c");
   const std::vector<int32_t> prompt = {1};
-  expect_bit_identical(run_logits(decrypted, prompt, 6), run_logits(plain, prompt, 6));
+  expect_bit_identical(test_support::greedy_logits(decrypted, prompt, 6),
+                       test_support::greedy_logits(plain, prompt, 6));
 }
 
 TEST_F(encrypted_loader, wrong_key_fails_naming_file_and_chunk) {

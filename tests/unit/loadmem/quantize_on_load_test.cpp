@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "../engine_model/synthetic_model.h"
+#include "../support/greedy_logits.h"
 #include "cpu/cpu_runner.h"
 #include "crypto/checkpoint_file.h"
 #include "crypto/key.h"
@@ -69,34 +70,10 @@ size_t source_bytes(const engine::model_weights& w) {
 // Logits after a prompt and after each of `steps` greedy steps, concatenated. `quant` is the
 // runner's own options.quant.
 std::vector<float> run_logits(const engine::loaded_model& loaded, const std::string& quant, int steps = 3) {
-  auto model = std::make_shared<const engine::loaded_model>(loaded);
-  cpu::cpu_options opts;
-  opts.threads = 1;
-  opts.kv_cache_mb = 8;
-  opts.max_ctx = 32;
-  opts.max_slots = 1;
-  opts.quant = quant;
-  auto r = cpu::make_cpu_runner(model, opts);
-  const std::vector<int32_t> prompt = {1, 17, 300, 42, 511, 7};
-  std::vector<float> logits(static_cast<size_t>(r->config().vocab_size)), all;
-  engine::forward_item item{0, prompt, 0, false};
-  r->forward({&item, 1}, logits);
-  all.insert(all.end(), logits.begin(), logits.end());
-  auto pos = static_cast<int32_t>(prompt.size());
-  for (int i = 0; i < steps; ++i) {
-    auto next = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
-    engine::forward_item step{0, {&next, 1}, pos++, false};
-    r->forward({&step, 1}, logits);
-    all.insert(all.end(), logits.begin(), logits.end());
-  }
-  return all;
+  return test_support::greedy_logits(loaded, {1, 17, 300, 42, 511, 7}, steps, quant);
 }
 
-void expect_bit_identical(const std::vector<float>& a, const std::vector<float>& b) {
-  ASSERT_EQ(a.size(), b.size());
-  ASSERT_FALSE(a.empty());
-  EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0);
-}
+using test_support::expect_bit_identical;
 
 engine::dtype dtype_of(const std::string& q) {
   return q == "int8" ? engine::dtype::int8 : q == "int4" ? engine::dtype::int4 : engine::dtype::nf4;
