@@ -256,15 +256,15 @@ void batched_forward::run(std::span<const engine::forward_item> items,
     for (int64_t t = 0; t < T; ++t) mv_.w.embed.row_to_f32(tok_id_[t], x_.data() + t * dim);
   }
 
+  // x_ -> xb_, row by row, before attention and before the FFN.
+  const auto norm_rows = [&](const float* weight) {
+    phase_scope ps(phase::norm);
+    for (int64_t t = 0; t < T; ++t)
+      rmsnorm(x_.data() + t * dim, weight, c.rms_norm_eps, dim, xb_.data() + t * dim);
+  };
   for (int32_t l = 0; l < c.n_layers; ++l) {
     const auto& lw = mv_.w.layers[l];
-    {
-      phase_scope ps(phase::norm);
-      for (int64_t t = 0; t < T; ++t) {
-        rmsnorm(x_.data() + t * dim, mv_.attn_norm[l].data(), c.rms_norm_eps, dim,
-                xb_.data() + t * dim);
-      }
-    }
+    norm_rows(mv_.attn_norm[l].data());
     qkv(lw, T);
     {
       phase_scope ps(phase::rope_kv);
@@ -278,13 +278,7 @@ void batched_forward::run(std::span<const engine::forward_item> items,
       phase_scope ps(phase::wo);
       project_add(lw.wo, att_out_.data(), T);
     }
-    {
-      phase_scope ps(phase::norm);
-      for (int64_t t = 0; t < T; ++t) {
-        rmsnorm(x_.data() + t * dim, mv_.ffn_norm[l].data(), c.rms_norm_eps, dim,
-                xb_.data() + t * dim);
-      }
-    }
+    norm_rows(mv_.ffn_norm[l].data());
     gate_up(lw, T);
     {
       phase_scope ps(phase::down);
