@@ -16,6 +16,12 @@ const dot_kernels* avx512_vnni_kernels();
 using nf4_gemm_fn = void (*)(const uint8_t* packed, const float* absmax, size_t cols, const float* x, size_t batch,
                              float* y, size_t y_stride, size_t row_begin, size_t row_end);
 nf4_gemm_fn nf4_bf16_gemm();
+// The AMX NF4 tiles (kernels_nf4_amx.cpp), or nullptr where the CPU lacks AMX-BF16, the kernel
+// refuses tile data, the build could not compile them, or MOAT_CPU_AMX=0. The first call asks
+// the kernel for tile data (once per process). nf4_amx_unavailable() says why not (nullptr
+// when they are available).
+nf4_gemm_fn nf4_amx_gemm();
+const char* nf4_amx_unavailable();
 
 // A per-thread float buffer of at least n elements, valid until the thread's next call. It
 // lives in dispatch.cpp (baseline ISA): a std::vector instantiated inside an ISA-specific file

@@ -69,10 +69,16 @@ struct dot_kernels {
   // the CPU has no AVX512_BF16; matmul_rows uses it from nf4_bf16_min_batch activation rows on.
   void (*gemm_nf4_bf16)(const uint8_t* packed, const float* absmax, size_t cols, const float* x, size_t batch,
                         float* y, size_t y_stride, size_t row_begin, size_t row_end);
+  // The same products on AMX tiles (tdpbf16ps; only the f32 summation order differs from
+  // gemm_nf4_bf16, so the same bound). Null where the CPU has no AMX-BF16, the OS refuses tile
+  // data, or MOAT_CPU_AMX=0; where set, matmul_rows prefers it to gemm_nf4_bf16.
+  void (*gemm_nf4_amx)(const uint8_t* packed, const float* absmax, size_t cols, const float* x, size_t batch,
+                       float* y, size_t y_stride, size_t row_begin, size_t row_end);
 };
 
 // Below this batch NF4 stays on the f32 tiles (decode-bound there, and bit-for-bit batch
-// independent); from it on, where gemm_nf4_bf16 is set, the bf16 tiles.
+// independent); from it on the AMX tiles where gemm_nf4_amx is set, else the bf16 tiles where
+// gemm_nf4_bf16 is.
 inline constexpr size_t nf4_bf16_min_batch = 8;
 
 // The table of one path, or nullptr when isa_supported(i) is false.

@@ -15,10 +15,10 @@
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512BF16__)
 #include <immintrin.h>
 
+#include "cpu/quant/nf4_bf16_decode.inc"
+
 namespace moat::cpu::quant::detail {
 namespace {
-
-inline const float* nf4_levels() { return reinterpret_cast<const float*>(&engine::quant::nf4_code); }
 
 inline __m512bh as_bh(__m512i v) { return (__m512bh)v; }
 
@@ -33,27 +33,6 @@ const uint16_t* activations_bf16(const float* x, size_t batch, size_t cols) {
   auto* out = reinterpret_cast<uint16_t*>(thread_scratch(batch * cols / 2));
   for (size_t i = 0; i < batch * cols; i += 32) store_bf16x32(x + i, out + i);
   return out;
-}
-
-// Rows [r0, r0 + rt) of the NF4 tensor -> wt [rt][cols] bf16, element order. Per block the 16
-// levels * absmax are rounded to bf16 once, twice over in one register (entries 16..31 repeat
-// 0..15), so vpermw, which reads an index's low 5 bits, needs no mask on the nibbles.
-void decode_rows_bf16(const uint8_t* packed, const float* absmax, size_t cols, size_t r0, size_t rt, uint16_t* wt) {
-  const __m512 lut = _mm512_loadu_ps(nf4_levels());
-  for (size_t r = 0; r < rt; ++r) {
-    for (size_t c = 0; c < cols; c += 64) {
-      const size_t e = (r0 + r) * cols + c;
-      const __m512 scaled = _mm512_mul_ps(lut, _mm512_set1_ps(absmax[e / 64]));
-      const __m512i table = (__m512i)_mm512_cvtne2ps_pbh(scaled, scaled);
-      for (int h = 0; h < 2; ++h) {
-        const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(packed + e / 2 + 16 * h));
-        const __m128i hi = _mm_srli_epi16(bytes, 4);
-        // The first element of a byte is its high nibble: 32 indices in element order.
-        const __m256i idx = _mm256_set_m128i(_mm_unpackhi_epi8(hi, bytes), _mm_unpacklo_epi8(hi, bytes));
-        _mm512_storeu_si512(wt + r * cols + c + 32 * h, _mm512_permutexvar_epi16(_mm512_cvtepu8_epi16(idx), table));
-      }
-    }
-  }
 }
 
 // RT decoded rows (wt) by BT bf16 activation rows from b0: 32 columns a step.

@@ -18,6 +18,7 @@ const dot_kernels* scalar_kernels() {
       nullptr,
       nullptr,
       nullptr,  // no bf16 tiles
+      nullptr,  // no AMX tiles
   };
   return &table;
 }

@@ -143,6 +143,10 @@ void matmul_rows(const dot_kernels& k, const qmatrix_view& w, const float* x, co
     case weight_format::nf4:
       static_assert(q::nf4_blocksize == 64, "gemm_nf4 reads blocks of 64");
       if (cols % 64 != 0) break;
+      if (batch >= nf4_bf16_min_batch && k.gemm_nf4_amx != nullptr) {
+        return k.gemm_nf4_amx(static_cast<const uint8_t*>(w.data), w.scales, cols, x, batch, y, y_stride, row_begin,
+                              row_end);
+      }
       if (batch >= nf4_bf16_min_batch && k.gemm_nf4_bf16 != nullptr) {
         return k.gemm_nf4_bf16(static_cast<const uint8_t*>(w.data), w.scales, cols, x, batch, y, y_stride, row_begin,
                                row_end);

@@ -3,7 +3,8 @@
 //
 // One matrix, every path this CPU has, single thread, L1/L2/L3-warm (best of N runs): GB/s of
 // weight bytes read and GMAC/s, per batch size, with the path's tiles ("tiles") and with one
-// dot product per (row, activation row) ("dots", the fallback):
+// dot product per (row, activation row) ("dots", the fallback); for NF4 also without the AMX
+// tiles ("bf16t") and without the bf16 and AMX ones ("f32t"), where the path has them:
 //   build/bin/moat_quant_bench [rows] [cols] [batches] [--best]  e.g. 2048 5632 1,8,32
 // (--best: only the path this CPU would use; --cpu-time: thread CPU time instead of wall time,
 // steadier on a shared machine for cache-resident sizes).
@@ -15,7 +16,9 @@
 // matvec line, "read": the same threads streaming the same bytes with a plain read loop (no
 // arithmetic), the physical ceiling of a batch-1 step:
 //   build/bin/moat_quant_bench --shapes [--threads 1,2] [--batches 1,8,32,64] [--formats int8,q4_0]
-//                              [--ws 1024] [--reps 5] [--nf4-f32 (no bf16 NF4 tiles)]
+//                              [--ws 1024] [--reps 5] [--nf4-f32 (no bf16 or AMX NF4 tiles)]
+// NF4 at batch >= 8 takes the AMX tiles where the CPU has them; MOAT_CPU_AMX=0 runs the same
+// lines on the bf16 tiles.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -85,13 +88,20 @@ int one_matrix(size_t rows, size_t cols, const std::vector<size_t>& batches, boo
       dots.gemm_int4 = nullptr;
       dots.gemm_nf4 = nullptr;
       dots.gemm_nf4_bf16 = nullptr;
-      dot_kernels f32_tiles = *path;  // NF4 without the bf16 tiles ("f32t"), where the path has them
+      dots.gemm_nf4_amx = nullptr;
+      dot_kernels f32_tiles = *path;  // NF4 without the bf16 or AMX tiles ("f32t"), where the path has them
       f32_tiles.gemm_nf4_bf16 = nullptr;
+      f32_tiles.gemm_nf4_amx = nullptr;
+      dot_kernels bf16_tiles = *path;  // NF4 on the bf16 tiles ("bf16t"), where the path has AMX ones
+      bf16_tiles.gemm_nf4_amx = nullptr;
       const bool has_tiles = f == weight_format::nf4 ? path->gemm_nf4 != nullptr : path->gemm_q8_0 != nullptr;
-      const bool has_bf16 = f == weight_format::nf4 && path->gemm_nf4_bf16 != nullptr;
-      for (const dot_kernels* k : {path, static_cast<const dot_kernels*>(&f32_tiles), static_cast<const dot_kernels*>(&dots)}) {
+      const bool has_bf16 = f == weight_format::nf4 && (path->gemm_nf4_bf16 != nullptr || path->gemm_nf4_amx != nullptr);
+      const bool has_amx = f == weight_format::nf4 && path->gemm_nf4_amx != nullptr && path->gemm_nf4_bf16 != nullptr;
+      for (const dot_kernels* k : {path, static_cast<const dot_kernels*>(&bf16_tiles),
+                                   static_cast<const dot_kernels*>(&f32_tiles), static_cast<const dot_kernels*>(&dots)}) {
         if (k == &dots && !has_tiles) continue;  // identical to the line above
         if (k == &f32_tiles && !has_bf16) continue;
+        if (k == &bf16_tiles && !has_amx) continue;
         for (size_t batch : batches) {
           std::vector<block_q8_0> xq(activation_blocks(f, cols, batch));
           double best = 1e30;
@@ -103,7 +113,10 @@ int one_matrix(size_t rows, size_t cols, const std::vector<size_t>& batches, boo
             best = std::min(best, cpu_time ? thread_seconds() - c0 : seconds_since(t0));
           }
           std::printf("%-12s %-6s %-10s %5zu %10.3f %10.1f %10.1f\n", isa_name(i),
-                      k == &dots || !has_tiles ? "dots" : k == &f32_tiles ? "f32t" : "tiles",
+                      k == &dots || !has_tiles ? "dots"
+                      : k == &f32_tiles      ? "f32t"
+                      : k == &bf16_tiles     ? "bf16t"
+                                             : "tiles",
                       weight_format_name(f), batch, best * 1e3,
                       static_cast<double>(weight_bytes(f, rows, cols)) / best / 1e9,
                       static_cast<double>(rows * cols * batch) / best / 1e9);
@@ -164,7 +177,7 @@ double timed_passes(int threads, int reps, const Fn& fn) {
   return best;
 }
 
-// --nf4-f32: --shapes without the bf16 NF4 tiles (to compare the two on the same machine).
+// --nf4-f32: --shapes without the bf16 and AMX NF4 tiles (to compare on the same machine).
 bool nf4_f32_only = false;
 
 struct shape {
@@ -180,7 +193,10 @@ int shapes(const std::vector<size_t>& threads_list, const std::vector<size_t>& b
                        {"down 2048x5632", 2048, 5632},
                        {"lm_head 32000x2048", 32000, 2048}};
   dot_kernels k = kernels();
-  if (nf4_f32_only) k.gemm_nf4_bf16 = nullptr;
+  if (nf4_f32_only) {
+    k.gemm_nf4_bf16 = nullptr;
+    k.gemm_nf4_amx = nullptr;
+  }
   const size_t max_batch = *std::max_element(batches.begin(), batches.end());
   std::printf("best path %s, working set >= %zu MiB per line (weights streamed from memory)\n", isa_name(k.which), ws_mib);
   std::printf("%-20s %-10s %3s %5s %10s %10s %10s %12s\n", "shape", "format", "thr", "batch", "ms/matrix", "GB/s",

@@ -103,10 +103,12 @@ TEST_P(matmul, every_format_matches_float_matmul) {
 // batch or the row split: row b of a batch equals that row run alone, bit for bit.
 TEST_P(matmul, tiles_match_dots_at_every_batch_and_split) {
   if (!isa_supported(GetParam())) GTEST_SKIP() << "this CPU (or build) has no " << isa_name(GetParam()) << " path";
-  // The f32 tiles at every batch: the bf16 ones (batch >= nf4_bf16_min_batch) round weights and
-  // activations, so they are held to their own bound in nf4_bf16_test.cpp.
+  // The f32 tiles at every batch: the bf16 and AMX ones (batch >= nf4_bf16_min_batch) round
+  // weights and activations, so they are held to their own bound in nf4_bf16_test.cpp and
+  // nf4_amx_test.cpp.
   dot_kernels f32_tiles = *kernels_for(GetParam());
   f32_tiles.gemm_nf4_bf16 = nullptr;
+  f32_tiles.gemm_nf4_amx = nullptr;
   const dot_kernels& k = f32_tiles;
   dot_kernels dots = k;  // the same path without tiles: the fallback loop over k's dots
   dots.gemm_q8_0 = nullptr;

@@ -49,11 +49,15 @@ class nf4_bf16 : public testing::TestWithParam<isa> {
  protected:
   void SetUp() override {
     if (!isa_supported(GetParam())) GTEST_SKIP() << "this CPU (or build) has no " << isa_name(GetParam()) << " path";
-    k_ = kernels_for(GetParam());
+    // Without the AMX tiles, which matmul_rows would prefer (nf4_amx_test.cpp tests those).
+    table_ = *kernels_for(GetParam());
+    table_.gemm_nf4_amx = nullptr;
+    k_ = &table_;
     if (k_->gemm_nf4_bf16 == nullptr) {
       GTEST_SKIP() << "no bf16 NF4 tiles here (CPU avx512_bf16: " << (cpu_has_bf16() ? "yes" : "no") << ")";
     }
   }
+  dot_kernels table_{};
   const dot_kernels* k_ = nullptr;
 };
 

@@ -104,8 +104,10 @@ TEST(bnb_checkpoint, transformers_nf4_loads_as_stored_and_matches_transformers) 
     // From 8 tokens on, where the CPU has AVX512_BF16, the batched NF4 product rounds weights
     // and activations to bf16 (what bitsandbytes does on GPUs: 16-bit matmul of the dequantized
     // weights): each matmul is then within ~2 * 2^-8 of sum |w||x|, first order over the path
-    // (7 L + 1) times that, the bf16 counterpart of the int8 activations' bound below.
-    const bool bf16 = !reference && cpu::quant::kernels().gemm_nf4_bf16 != nullptr &&
+    // (7 L + 1) times that, the bf16 counterpart of the int8 activations' bound below. The AMX
+    // tiles, where the CPU has them, multiply the same bf16 values.
+    const auto& k = cpu::quant::kernels();
+    const bool bf16 = !reference && (k.gemm_nf4_bf16 != nullptr || k.gemm_nf4_amx != nullptr) &&
                       g.prompt.size() >= cpu::quant::nf4_bf16_min_batch;
     EXPECT_LT(vs_weights, bf16 ? n_matmuls * 2 * std::ldexp(1.0, -8) : 1e-4);
     EXPECT_LT(vs_bnb, n_matmuls / 254);
