@@ -6,6 +6,7 @@
 #include <cstring>
 #include <optional>
 
+#include "cpu/f16_matmul.h"
 #include "cpu/kernels.h"
 #include "cpu/phase_times.h"
 
@@ -52,6 +53,11 @@ void batched_forward::rows(const engine::tensor& w, const float* x, int64_t n_ro
     quant::matmul_rows(quant::kernels(), *qv, x, xq_.data(), static_cast<size_t>(n_rows), y,
                        static_cast<size_t>(y_stride), static_cast<size_t>(b),
                        static_cast<size_t>(e));
+    return;
+  }
+  // An F16 matrix (a GGUF file's tied head) converts on the fly, same bits as below.
+  if (w.type == engine::dtype::f16 && f16_matmul_available()) {
+    f16_matmul_rows(static_cast<const uint16_t*>(w.data), w.cols(), x, n_rows, y, y_stride, b, e);
     return;
   }
   // Each worker converts one weight row at a time into its scratch.
