@@ -12,10 +12,13 @@
 //    group g of 16 activation rows, the groups of one step side by side:
 //      xp[(s * groups + g) * 256 + p * 16 + m] = bf16 pair (x[16g+m][32s+2p], x[16g+m][32s+2p+1])
 //    (rows past the batch are zero);
-//  - per block of 16 weight rows from row_begin: decode into wt [16][cols] bf16 (element
-//    order, rows past row_end zero), then for up to 6 groups at a time, over all k-steps:
-//      C_g (tmm0..5, 16 x 16 f32) += A (tmm6: wt [16][32s, 32s+32)) . B (tmm7: block (s, g))
-//    so C_g[n][m] = weight row r0+n . activation row 16g+m, transposed into y.
+//  - per pass over R blocks of 16 weight rows (rows past row_end zero) and G groups (see
+//    amx_pass for the shapes): 64 columns at a time, decode the rows into a small chunk that
+//    stays in L1 ([R * 16][64] bf16), then for its two k-steps s
+//      C_rg (16 x 16 f32) += A (rows of block r, [32s, 32s + 32)) . B (block (s, g))
+//    so C_rg[n][m] = weight row 16r + n . activation row 16g + m, transposed into y.
+// Decoding runs on the vector ports while the tile unit works, so up to ~64 activation rows
+// cost about what decoding alone does; B tiles come from L2 (all k-steps of the batch).
 // Every output is the same chain of tdpbf16ps over the same k-steps whatever the batch, the
 // other rows of the batch or the row split (blocks are zero-padded, never shortened).
 #include "cpu/quant/kernel_tables.h"
@@ -27,10 +30,15 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 
 #include "cpu/quant/nf4_bf16_decode.inc"
+
+#ifndef MOAT_AMX_PREFETCH
+#define MOAT_AMX_PREFETCH 512
+#endif
 
 namespace moat::cpu::quant::detail {
 namespace {
@@ -85,10 +93,18 @@ void transpose16(__m512i r[16]) {
   }
 }
 
+// A tile row that straddles two cache lines costs two line reads: tile operands start on a
+// 64-byte boundary. p: n + 15 floats of scratch -> its first 64-byte aligned float.
+template <typename T>
+T* align64(float* p) {
+  const auto u = reinterpret_cast<uintptr_t>(p);
+  return reinterpret_cast<T*>((u + 63) & ~uintptr_t{63});
+}
+
 // x [batch][cols] -> the B blocks above, in the calling thread's scratch.
 const uint32_t* pack_activations(const float* x, size_t batch, size_t cols, size_t groups) {
   const size_t steps = cols / k_step;
-  auto* xp = reinterpret_cast<uint32_t*>(thread_scratch(groups * steps * block_words));
+  auto* xp = align64<uint32_t>(thread_scratch(groups * steps * block_words + 15));
   for (size_t g = 0; g < groups; ++g) {
     for (size_t s = 0; s < steps; ++s) {
       __m512i v[16];
@@ -121,62 +137,174 @@ void store_outputs(const float* c, size_t g, size_t batch, size_t r0, size_t n_r
   }
 }
 
-// Tile numbers are part of the instruction (the intrinsics paste them into the assembly), so
-// each accumulator is spelled out: T is a literal 0..5.
-#define MOAT_AMX_STEP(T)                                 \
-  if constexpr (G > (T)) {                               \
-    _tile_loadd(7, b + (T) * block_words, 64);           \
-    _tile_dpbf16ps(T, 6, 7);                             \
+// The weight rows of one pass: R * 16 rows from r0, n_rows of them real (the rest zero),
+// decoded 64 columns (one NF4 block, two k-steps) at a time into a small buffer that stays in
+// L1: chunk [R * 16][64] bf16, rows 128 bytes apart (distinct cache sets).
+struct weight_rows {
+  const uint8_t* packed;
+  const float* absmax;
+  size_t cols;
+  size_t r0;
+  size_t n_rows;
+  size_t all_rows;
+
+  void decode(size_t c, uint16_t* chunk) const {
+    const __m512 lut = _mm512_loadu_ps(nf4_levels());
+    for (size_t i = 0; i < n_rows; ++i) {
+      const size_t e = (r0 + i) * cols + c;
+      // Up to 64 rows advance 32 bytes a chunk each: too many slow streams for the hardware
+      // prefetcher to follow, so ask for each row's codes MOAT_AMX_PREFETCH bytes ahead.
+      _mm_prefetch(reinterpret_cast<const char*>(packed + e / 2 + MOAT_AMX_PREFETCH), _MM_HINT_T0);
+      decode_block_bf16(packed, absmax, e, lut, chunk + i * 64);
+    }
+    for (size_t i = n_rows; i < all_rows; ++i) {
+      _mm512_storeu_si512(chunk + i * 64, _mm512_setzero_si512());
+      _mm512_storeu_si512(chunk + i * 64 + 32, _mm512_setzero_si512());
+    }
   }
+};
+
+constexpr size_t chunk_stride = 64 * sizeof(uint16_t);  // bytes between rows of a decoded chunk
+
+// What one call multiplies: the packed activations and where the outputs go.
+struct amx_call {
+  size_t cols;
+  const uint32_t* xp;
+  size_t groups;
+  size_t batch;
+  float* y;
+  size_t y_stride;
+};
+
+// tdpbf16ps has a latency of several times its issue interval, so a pass keeps a few
+// accumulators independent, and loads each B tile (from L2: all k-steps of the batch) as few
+// times as the 8 tile registers allow: R blocks of 16 weight rows by G groups of 16 activation rows.
+//   G == 1:         C_r = tmm r (r < R <= 4), A reloaded in tmm6 per r, B in tmm7 once a step
+//   R == 2, G == 2: C = tmm0..3 (r0 g0, r0 g1, r1 g0, r1 g1), A in tmm4/5, B in tmm6/7
+//   R == 1:         C_g = tmm g (g < G <= 6), A in tmm6 once a step, B reloaded in tmm7 per g
+// Every output is still the one chain of tdpbf16ps over k-steps in order, whatever the shape.
+template <size_t R, size_t G>
+constexpr size_t tile_row(size_t t) {
+  return R == 2 && G == 2 ? t / 2 : G == 1 ? t : 0;
+}
+template <size_t R, size_t G>
+constexpr size_t tile_group(size_t t) {
+  return R == 2 && G == 2 ? t % 2 : G == 1 ? 0 : t;
+}
+
+// Tile numbers are part of the instruction (the intrinsics paste them into the assembly), so
+// each is spelled out as a literal.
 #define MOAT_AMX_ZERO(T) \
-  if constexpr (G > (T)) _tile_zero(T);
-#define MOAT_AMX_STORE(T)                                                     \
-  if constexpr (G > (T)) {                                                    \
-    _tile_stored(T, c, 64);                                                   \
-    store_outputs(c, g0 + (T), batch, r0, n_rows, y, y_stride);               \
+  if constexpr (R * G > (T)) _tile_zero(T);
+#define MOAT_AMX_ROW(T)                                    \
+  if constexpr (R > (T)) {                                 \
+    _tile_loadd(6, a + (T) * tile_dim * 64, chunk_stride); \
+    _tile_dpbf16ps(T, 6, 7);                               \
+  }
+#define MOAT_AMX_GROUP(T)                      \
+  if constexpr (G > (T)) {                     \
+    _tile_loadd(7, b + (T) * block_words, 64); \
+    _tile_dpbf16ps(T, 6, 7);                   \
+  }
+#define MOAT_AMX_STORE(T)                                                                                         \
+  if constexpr (R * G > (T)) {                                                                                    \
+    constexpr size_t r = tile_row<R, G>(T), g = tile_group<R, G>(T);                                              \
+    if (w.n_rows > r * tile_dim) {                                                                                \
+      _tile_stored(T, c, 64);                                                                                     \
+      store_outputs(c, g0 + g, call.batch, w.r0 + r * tile_dim, std::min(tile_dim, w.n_rows - r * tile_dim),      \
+                    call.y, call.y_stride);                                                                       \
+    }                                                                                                             \
   }
 
-// Decoded rows wt [16][cols] by activation groups [g0, g0 + G).
-template <size_t G>
-void amx_groups(const uint16_t* wt, size_t cols, const uint32_t* xp, size_t groups, size_t g0, size_t batch, size_t r0,
-                size_t n_rows, float* y, size_t y_stride) {
-  static_assert(G >= 1 && G <= max_groups);
+// Weight rows w (R * 16 of them) by activation groups [g0, g0 + G), decoding as it goes into
+// two alternating chunks (chunks: 2 * R * 16 * 64 bf16).
+template <size_t R, size_t G>
+void amx_pass(const amx_call& call, const weight_rows& w, size_t g0, uint16_t* chunks) {
+  static_assert((G == 1 && R >= 1 && R <= 4) || (R == 2 && G == 2) || (R == 1 && G >= 1 && G <= max_groups));
   MOAT_AMX_ZERO(0) MOAT_AMX_ZERO(1) MOAT_AMX_ZERO(2) MOAT_AMX_ZERO(3) MOAT_AMX_ZERO(4) MOAT_AMX_ZERO(5)
-  const size_t steps = cols / k_step;
-  for (size_t s = 0; s < steps; ++s) {
-    _tile_loadd(6, wt + s * k_step, cols * sizeof(uint16_t));
-    const uint32_t* b = xp + (s * groups + g0) * block_words;
-    MOAT_AMX_STEP(0) MOAT_AMX_STEP(1) MOAT_AMX_STEP(2) MOAT_AMX_STEP(3) MOAT_AMX_STEP(4) MOAT_AMX_STEP(5)
+  constexpr size_t chunk_values = R * tile_dim * 64;
+  for (size_t col = 0; col < call.cols; col += 64) {
+    uint16_t* chunk = chunks + (col / 64 % 2) * chunk_values;
+    w.decode(col, chunk);
+    for (size_t h = 0; h < 2; ++h) {
+      const size_t s = col / k_step + h;
+      const uint16_t* a = chunk + h * k_step;
+      const uint32_t* b = call.xp + (s * call.groups + g0) * block_words;
+      if constexpr (R == 2 && G == 2) {
+        _tile_loadd(4, a, chunk_stride);
+        _tile_loadd(5, a + tile_dim * 64, chunk_stride);
+        _tile_loadd(6, b, 64);
+        _tile_loadd(7, b + block_words, 64);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+      } else if constexpr (G == 1) {
+        _tile_loadd(7, b, 64);
+        MOAT_AMX_ROW(0) MOAT_AMX_ROW(1) MOAT_AMX_ROW(2) MOAT_AMX_ROW(3)
+      } else {
+        _tile_loadd(6, a, chunk_stride);
+        MOAT_AMX_GROUP(0) MOAT_AMX_GROUP(1) MOAT_AMX_GROUP(2) MOAT_AMX_GROUP(3) MOAT_AMX_GROUP(4) MOAT_AMX_GROUP(5)
+      }
+    }
   }
   alignas(64) float c[tile_dim * tile_dim];
   MOAT_AMX_STORE(0) MOAT_AMX_STORE(1) MOAT_AMX_STORE(2) MOAT_AMX_STORE(3) MOAT_AMX_STORE(4) MOAT_AMX_STORE(5)
 }
 
-#undef MOAT_AMX_STEP
 #undef MOAT_AMX_ZERO
+#undef MOAT_AMX_ROW
+#undef MOAT_AMX_GROUP
 #undef MOAT_AMX_STORE
+
+// Blocks of 16 weight rows per pass for `rows_left` rows and `groups` activation groups.
+size_t row_blocks(size_t rows_left, size_t groups) {
+  const size_t need = (rows_left + tile_dim - 1) / tile_dim;
+  if (groups == 1) return std::min<size_t>(4, need);
+  if (groups == 2) return std::min<size_t>(2, need);
+  return 1;
+}
+
+// All passes over weight rows w. More than 6 groups take several passes, each decoding the
+// rows again (long prefills; the arithmetic per decoded value grows with the batch).
+void amx_rows(const amx_call& call, const weight_rows& w, uint16_t* chunks) {
+  switch (w.all_rows / tile_dim) {
+    case 1: break;
+    case 2:
+      if (call.groups == 2) return amx_pass<2, 2>(call, w, 0, chunks);
+      return amx_pass<2, 1>(call, w, 0, chunks);
+    case 3: return amx_pass<3, 1>(call, w, 0, chunks);
+    default: return amx_pass<4, 1>(call, w, 0, chunks);
+  }
+  const size_t passes = (call.groups + max_groups - 1) / max_groups;
+  size_t g0 = 0;
+  for (size_t p = 0; p < passes; ++p) {
+    const size_t g = (call.groups - g0) / (passes - p);  // evenly sized passes
+    switch (g) {
+      case 1: amx_pass<1, 1>(call, w, g0, chunks); break;
+      case 2: amx_pass<1, 2>(call, w, g0, chunks); break;
+      case 3: amx_pass<1, 3>(call, w, g0, chunks); break;
+      case 4: amx_pass<1, 4>(call, w, g0, chunks); break;
+      case 5: amx_pass<1, 5>(call, w, g0, chunks); break;
+      default: amx_pass<1, 6>(call, w, g0, chunks); break;
+    }
+    g0 += g;
+  }
+}
 
 void gemm_nf4_amx_tiles(const uint8_t* packed, const float* absmax, size_t cols, const float* x, size_t batch, float* y,
                         size_t y_stride, size_t row_begin, size_t row_end) {
   if (row_begin >= row_end || batch == 0) return;
   const size_t groups = (batch + tile_dim - 1) / tile_dim;
-  const uint32_t* xp = pack_activations(x, batch, cols, groups);
-  auto* wt = reinterpret_cast<uint16_t*>(thread_scratch_weights(tile_dim * cols / 2));
+  const amx_call call{cols, pack_activations(x, batch, cols, groups), groups, batch, y, y_stride};
+  // Two decoded chunks of up to 4 row blocks: 16 KiB.
+  auto* chunks = align64<uint16_t>(thread_scratch_weights(4 * tile_dim * 64 + 15));
   load_tile_config();  // this thread's tile state; released below
-  for (size_t r0 = row_begin; r0 < row_end; r0 += tile_dim) {
-    const size_t n_rows = std::min(tile_dim, row_end - r0);
-    decode_rows_bf16(packed, absmax, cols, r0, n_rows, wt);
-    if (n_rows < tile_dim) std::memset(wt + n_rows * cols, 0, (tile_dim - n_rows) * cols * sizeof(uint16_t));
-    for (size_t g0 = 0; g0 < groups; g0 += max_groups) {
-      switch (std::min(max_groups, groups - g0)) {
-        case 1: amx_groups<1>(wt, cols, xp, groups, g0, batch, r0, n_rows, y, y_stride); break;
-        case 2: amx_groups<2>(wt, cols, xp, groups, g0, batch, r0, n_rows, y, y_stride); break;
-        case 3: amx_groups<3>(wt, cols, xp, groups, g0, batch, r0, n_rows, y, y_stride); break;
-        case 4: amx_groups<4>(wt, cols, xp, groups, g0, batch, r0, n_rows, y, y_stride); break;
-        case 5: amx_groups<5>(wt, cols, xp, groups, g0, batch, r0, n_rows, y, y_stride); break;
-        default: amx_groups<6>(wt, cols, xp, groups, g0, batch, r0, n_rows, y, y_stride); break;
-      }
-    }
+  for (size_t r0 = row_begin; r0 < row_end;) {
+    const size_t blocks = row_blocks(row_end - r0, groups);
+    const weight_rows w{packed, absmax, cols, r0, std::min(blocks * tile_dim, row_end - r0), blocks * tile_dim};
+    amx_rows(call, w, chunks);
+    r0 += w.n_rows;
   }
   _tile_release();
 }
