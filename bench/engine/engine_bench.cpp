@@ -17,6 +17,8 @@
 // ms per step and share of the step, for prefill and each stream count, averaged over all reps;
 // "other" is the step's wall time the phases do not cover (thread wake-ups outside regions,
 // scratch growth, the bench's greedy argmax is listed on its own).
+// --dump FILE writes the logits after prefill and after each stream count's last decode step
+// (raw floats): `cmp` two builds' files to check that a speed change kept every bit.
 // The bandwidth figures: copy (memcpy, 1 thread, read + written bytes, the bound's) and read
 // (a sum over 1 GiB split over --threads threads, read bytes only).
 // Never run as a test: figures depend on the machine and on what else runs on it.
@@ -28,6 +30,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <memory>
 #include <optional>
 #include <random>
 #include <sstream>
@@ -247,7 +250,7 @@ struct results {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string model_path, synth, quant, streams_arg = "1,8,32";
+  std::string model_path, synth, quant, streams_arg = "1,8,32", dump_path;
   int threads = 0, prompt_len = 128, ctx_len = -1, decode_steps = 32, reps = 1;
   bool json = false, phases = moat::cpu::phase_times::enabled();
   for (int i = 1; i < argc; ++i) {
@@ -275,6 +278,8 @@ int main(int argc, char** argv) {
       decode_steps = std::stoi(v);
     else if (k == "--streams")
       streams_arg = v;
+    else if (k == "--dump")
+      dump_path = v;
     else if (k == "--reps")
       reps = std::max(1, std::stoi(v));
     else {
@@ -282,7 +287,7 @@ int main(int argc, char** argv) {
                    "usage: %s (--model PATH | --synthetic dim,layers,ffn,vocab) [--quant "
                    "int8|int4|nf4] [--threads N]\n"
                    "          [--prompt N] [--ctx N] [--decode N] [--streams 1,8,32] [--reps N] "
-                   "[--json] [--phases]\n",
+                   "[--json] [--phases] [--dump FILE]\n",
                    argv[0]);
       return 2;
     }
@@ -346,6 +351,15 @@ int main(int argc, char** argv) {
       for (auto& t : p) t = static_cast<int32_t>(rng() % vocab);
 
     std::vector<float> logits(vocab * static_cast<size_t>(max_streams));
+    // --dump: the logits after prefill and after each stream count's last step, raw floats in
+    // that order, to compare two builds bit for bit (cmp): the runs are deterministic.
+    std::unique_ptr<std::FILE, int (*)(std::FILE*)> dump(
+        dump_path.empty() ? nullptr : std::fopen(dump_path.c_str(), "wb"), &std::fclose);
+    if (!dump_path.empty() && !dump) throw std::runtime_error("cannot write " + dump_path);
+    const auto dump_rows = [&](int rows) {
+      if (dump)
+        std::fwrite(logits.data(), sizeof(float), vocab * static_cast<size_t>(rows), dump.get());
+    };
     {  // prefill and time to first token: one stream, the whole prompt in one forward
       const std::span<const int32_t> prompt(prompts[0].data(), static_cast<size_t>(prompt_len));
       moat::engine::forward_item it{.slot = 0, .tokens = prompt, .start_pos = 0};
@@ -360,6 +374,7 @@ int main(int argc, char** argv) {
       }
       if (phases)
         phase_cols.push_back(take_phases("prefill " + std::to_string(prompt_len), wall, 0.0, reps));
+      dump_rows(1);
       r.prefill_tps = prompt_len / t;
       r.ttft_ms = t * 1e3;
     }
@@ -401,6 +416,7 @@ int main(int argc, char** argv) {
             take_phases("decode " + std::to_string(streams), wall, sample_s, reps * decode_steps));
       const double kv_read =
           static_cast<double>(runner->kv_bytes_per_token()) * (ctx_len + decode_steps * reps / 2.0);
+      dump_rows(streams);
       r.decode.emplace_back(streams, streams * decode_steps / t);
       r.bound.push_back(streams * r.bandwidth / (static_cast<double>(wbytes) + streams * kv_read));
     }
