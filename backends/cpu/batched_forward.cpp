@@ -6,6 +6,7 @@
 #include <cstring>
 #include <optional>
 
+#include "cpu/attention.h"
 #include "cpu/f16_matmul.h"
 #include "cpu/kernels.h"
 #include "cpu/phase_times.h"
@@ -167,8 +168,6 @@ void batched_forward::attention(int32_t layer, int64_t n_tokens) {
       n_tokens * c.n_kv_heads,
       [&](int64_t b, int64_t e, int worker) {
         float* att = worker_scratch_[worker].data();  // [group][max_ctx] scores
-        float* deq = att + static_cast<int64_t>(group) *
-                               max_ctx_;  // [head_dim] (unused for f32 and int8 KV)
         for (int64_t tk = b; tk < e; ++tk) {
           const int64_t t = tk / c.n_kv_heads;
           const int32_t kvh = static_cast<int32_t>(tk % c.n_kv_heads);
@@ -198,19 +197,7 @@ void batched_forward::attention(int32_t layer, int64_t n_tokens) {
             }
             continue;
           }
-          for (int32_t p = 0; p < n; ++p) {
-            const float* kp = kv_.k_head(table[p / bs], layer, p % bs, kvh, deq);
-            for (int32_t g = 0; g < group; ++g)
-              att[g * max_ctx_ + p] = dot(q0 + g * hd, kp, hd) * scale;
-          }
-          for (int32_t g = 0; g < group; ++g) softmax(att + g * max_ctx_, n);
-          for (int32_t p = 0; p < n; ++p) {
-            const float* vp = kv_.v_head(table[p / bs], layer, p % bs, kvh, deq);
-            for (int32_t g = 0; g < group; ++g) {
-              const float a = att[g * max_ctx_ + p];
-              axpy(a, vp, out0 + g * hd, hd);
-            }
-          }
+          attend_f32(kv_, table, layer, kvh, n, q0, group, scale, att, max_ctx_, out0);
         }
       },
       min_units);

@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "cpu/dot_lanes.h"
 #include "engine/tensor.h"
 
 #if defined(__x86_64__)
@@ -15,15 +16,10 @@ namespace moat::cpu {
 
 namespace {
 
-// dot()'s final tree over the 8 lanes (kernels.cpp dot_rows), in the same order.
-inline float lane_tree(const float* a) {
-  return ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
-}
-
 // M weight rows x R tokens: y[r][m] = w[m] . x[r]. One accumulator (8 lanes) per output, so the
 // M * R add chains are independent (one chain per output would wait on the add latency: a
 // 128-long row is only 16 steps). Lane k gets x[i + k] * w[i + k] for i = 0, 8, ..., exactly
-// as dot_rows: acc + x * w per lane, the product rounded before the add (no FMA).
+// as dot_lanes (dot_lanes.h): acc + x * w per lane, the product rounded before the add (no FMA).
 template <int M, int R>
 MOAT_F16_TARGET inline void tile(const uint16_t* w, int64_t cols, const float* x, int64_t x_stride,
                                  float* y, int64_t y_stride) {
@@ -35,8 +31,8 @@ MOAT_F16_TARGET inline void tile(const uint16_t* w, int64_t cols, const float* x
     __m256 xv[R];
     for (int r = 0; r < R; ++r) xv[r] = _mm256_loadu_ps(x + r * x_stride + i);
     for (int m = 0; m < M; ++m) {
-      const __m256 wv = _mm256_cvtph_ps(
-          _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + m * cols + i)));
+      const __m256 wv =
+          _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + m * cols + i)));
       for (int r = 0; r < R; ++r) acc[m][r] = _mm256_add_ps(acc[m][r], _mm256_mul_ps(xv[r], wv));
     }
   }
@@ -44,7 +40,7 @@ MOAT_F16_TARGET inline void tile(const uint16_t* w, int64_t cols, const float* x
     for (int r = 0; r < R; ++r) {
       alignas(32) float a[8];
       _mm256_store_ps(a, acc[m][r]);
-      // A row length that is not a multiple of 8: the rest go to lanes 0, 1, ... as in dot_rows.
+      // A row length that is not a multiple of 8: the rest go to lanes 0, 1, ... as in dot_lanes.
       for (int64_t j = i, k = 0; j < cols; ++j, ++k)
         a[k] += x[r * x_stride + j] * engine::f16_to_f32(w[m * cols + j]);
       y[r * y_stride + m] = lane_tree(a);
@@ -80,16 +76,25 @@ MOAT_F16_TARGET void f16_matmul_rows(const uint16_t* w, int64_t cols, const floa
   const float* xt = x + t * cols;
   float* yt = y + t * y_stride;
   switch (n_rows - t) {
-    case 3: rows_for_tokens<2, 3>(w, cols, xt, yt, y_stride, o_begin, o_end); break;
-    case 2: rows_for_tokens<4, 2>(w, cols, xt, yt, y_stride, o_begin, o_end); break;
-    case 1: rows_for_tokens<8, 1>(w, cols, xt, yt, y_stride, o_begin, o_end); break;
-    default: break;
+    case 3:
+      rows_for_tokens<2, 3>(w, cols, xt, yt, y_stride, o_begin, o_end);
+      break;
+    case 2:
+      rows_for_tokens<4, 2>(w, cols, xt, yt, y_stride, o_begin, o_end);
+      break;
+    case 1:
+      rows_for_tokens<8, 1>(w, cols, xt, yt, y_stride, o_begin, o_end);
+      break;
+    default:
+      break;
   }
 }
 
 #else  // no x86: the same sums, one output at a time (callers normally keep matmul_rows)
 
-bool f16_matmul_available() { return false; }
+bool f16_matmul_available() {
+  return false;
+}
 
 void f16_matmul_rows(const uint16_t* w, int64_t cols, const float* x, int64_t n_rows, float* y,
                      int64_t y_stride, int64_t o_begin, int64_t o_end) {
@@ -98,7 +103,7 @@ void f16_matmul_rows(const uint16_t* w, int64_t cols, const float* x, int64_t n_
       float a[8] = {};
       for (int64_t j = 0; j < cols; ++j)
         a[j % 8] += x[t * cols + j] * engine::f16_to_f32(w[o * cols + j]);
-      y[t * y_stride + o] = ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
+      y[t * y_stride + o] = lane_tree(a);
     }
   }
 }

@@ -3,7 +3,8 @@
 // model is most of a decode step, and the scalar conversion was most of the head.
 //
 //   if (f16_matmul_available())
-//     f16_matmul_rows(w_f16, cols, x, n_rows, y, y_stride, o_begin, o_end);  // y = X W^T, rows [b, e)
+//     f16_matmul_rows(w_f16, cols, x, n_rows, y, y_stride, o_begin, o_end);  // y = X W^T, rows [b,
+//     e)
 //
 // Bit-identical to matmul_rows (kernels.h) on the same tensor: f16 -> f32 is exact, and each
 // output is summed in dot()'s order (8 lanes, lane k takes elements k, k+8, ..., the same final

@@ -5,39 +5,17 @@
 #include <cstring>
 #include <vector>
 
+#include "cpu/dot_lanes.h"
+
 namespace moat::cpu {
 
-namespace {
-
-// R dot products of one weight row w with R rows of x, sharing each load of w. Every output is
-// computed exactly as dot() computes it (8 lanes, lane k sums elements k, k+8, ...; the same
-// final tree), so tiling never changes a result: a sequence gets the same logits whether it
-// shares a tile with others or not.
-template <int R>
-inline void dot_rows(const float* x, int64_t x_stride, const float* w, int64_t n, float* out,
-                     int64_t out_stride) {
-  float acc[R][8] = {};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    for (int r = 0; r < R; ++r) {
-      for (int k = 0; k < 8; ++k) acc[r][k] += x[r * x_stride + i + k] * w[i + k];
-    }
-  }
-  for (int r = 0; r < R; ++r) {
-    for (int64_t j = i, k = 0; j < n; ++j, ++k) acc[r][k] += x[r * x_stride + j] * w[j];
-    const float* a = acc[r];
-    out[r * out_stride] = ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
-  }
-}
-
-}  // namespace
 
 // dot, dot_i8 and axpy are compiled twice (AVX2 and baseline) like matmul_rows: attention calls
 // them once per (position, head). Same lanes, no FMA: both clones give the same bits.
 __attribute__((target_clones("avx2", "default"))) float dot(const float* a, const float* b,
                                                             int64_t n) {
   float out;
-  dot_rows<1>(a, 0, b, n, &out, 0);
+  dot_lanes<1>(a, 0, b, n, &out, 0);
   return out;
 }
 
@@ -81,8 +59,8 @@ __attribute__((target_clones("avx2", "default"))) void matmul_rows(const engine:
     }
     int64_t t = 0;
     for (; t + tile <= n_rows; t += tile)
-      dot_rows<tile>(x + t * in, in, wr, in, y + t * y_stride + o, y_stride);
-    for (; t < n_rows; ++t) dot_rows<1>(x + t * in, in, wr, in, y + t * y_stride + o, y_stride);
+      dot_lanes<tile>(x + t * in, in, wr, in, y + t * y_stride + o, y_stride);
+    for (; t < n_rows; ++t) dot_lanes<1>(x + t * in, in, wr, in, y + t * y_stride + o, y_stride);
   }
 }
 

@@ -57,6 +57,14 @@ class paged_kv {
     return head_int8(row(block, layer, 1, off), kvh, scale);
   }
 
+  // f32 only: one head's K (which = 0) or V (1) row at offset 0 of (block, layer); the row at
+  // offset o is o * kv_dim() floats further. Lets attention walk a block without a call per
+  // position.
+  const float* f32_head(int32_t block, int32_t layer, int which, int32_t kvh) const {
+    return f32_.get() + row(block, layer, which, 0) * static_cast<size_t>(kv_dim()) +
+           static_cast<size_t>(kvh) * static_cast<size_t>(head_dim_);
+  }
+
   // Copies offsets [0, n_tokens) of every layer from block `from` to block `to`.
   void copy(int32_t from, int32_t to, int32_t n_tokens);
   // Copies the whole block `from` of `src` into block `to` of `dst` (same shape and dtype; one
@@ -67,6 +75,7 @@ class paged_kv {
   int32_t block_size() const { return block_size_; }
   int32_t n_layers() const { return n_layers_; }
   int32_t kv_dim() const { return n_kv_heads_ * head_dim_; }
+  int32_t head_dim() const { return head_dim_; }
   kv_dtype type() const { return type_; }
 
  private:

@@ -1,6 +1,8 @@
 // f16_matmul_rows against matmul_rows (the row_to_f32 + dot path) on the same F16 tensor: the
 // outputs must be the same bits, for row lengths that are and are not multiples of 8, every
 // token tile remainder, row ranges that split the weight-row tiles, and subnormal weights.
+#include "cpu/f16_matmul.h"
+
 #include <gtest/gtest.h>
 
 #include <bit>
@@ -8,7 +10,6 @@
 #include <random>
 #include <vector>
 
-#include "cpu/f16_matmul.h"
 #include "cpu/kernels.h"
 #include "engine/tensor.h"
 
@@ -60,8 +61,8 @@ TEST(f16_matmul, same_bits_as_matmul_rows) {
       }
       for (size_t i = 0; i < want.size(); ++i) {
         ASSERT_EQ(std::bit_cast<uint32_t>(got[i]), std::bit_cast<uint32_t>(want[i]))
-            << "cols " << cols << " tokens " << tokens << " index " << i << ": " << got[i]
-            << " vs " << want[i];
+            << "cols " << cols << " tokens " << tokens << " index " << i << ": " << got[i] << " vs "
+            << want[i];
       }
     }
   }
