@@ -1,6 +1,6 @@
 // The NF4 matrix product on AMX tiles for batches of 8 and more (compiled with -mamx-tile
-// -mamx-bf16 besides the AVX-512 and AVX512_BF16 flags; used only where the CPU has AMX-BF16
-// and the kernel lets this process use tile data, see nf4_amx_gemm()).
+// -mamx-bf16 besides the AVX-512, AVX512_BF16 and AVX512_VBMI flags; used only where the CPU
+// has them all and the kernel lets this process use tile data, see nf4_amx_gemm()).
 //
 // The same products as the bf16 tiles (kernels_nf4_bf16.cpp): weights level * absmax rounded
 // to bf16, activations rounded to bf16, exact products summed in f32. Only the summation order
@@ -23,8 +23,8 @@
 // other rows of the batch or the row split (blocks are zero-padded, never shortened).
 #include "cpu/quant/kernel_tables.h"
 
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512BF16__) && defined(__AMX_TILE__) && \
-    defined(__AMX_BF16__)
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512BF16__) && defined(__AVX512VBMI__) && \
+    defined(__AMX_TILE__) && defined(__AMX_BF16__)
 #include <immintrin.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -35,10 +35,6 @@
 #include <cstring>
 
 #include "cpu/quant/nf4_bf16_decode.inc"
-
-#ifndef MOAT_AMX_PREFETCH
-#define MOAT_AMX_PREFETCH 512
-#endif
 
 namespace moat::cpu::quant::detail {
 namespace {
@@ -148,13 +144,21 @@ struct weight_rows {
   size_t n_rows;
   size_t all_rows;
 
+  // Up to 64 rows advancing 32 bytes a chunk each are too many slow streams for the hardware
+  // prefetchers, so while decoding column c of these rows, ask for part c / 64 (of cols / 64)
+  // of the next rows' codes, in address order (they are contiguous). Measured on 8192 x 2048,
+  // batch 8: 20% faster than asking for each row's codes 512 bytes ahead.
+  void prefetch_next(size_t c) const {
+    const size_t bytes = all_rows * cols / 2, parts = cols / 64;
+    const size_t per = ((bytes + parts - 1) / parts + 63) & ~size_t{63};
+    const uint8_t* base = packed + (r0 + all_rows) * cols / 2 + c / 64 * per;
+    for (size_t i = 0; i < per; i += 64) _mm_prefetch(reinterpret_cast<const char*>(base + i), _MM_HINT_T0);
+  }
+
   void decode(size_t c, uint16_t* chunk) const {
     const __m512 lut = _mm512_loadu_ps(nf4_levels());
     for (size_t i = 0; i < n_rows; ++i) {
       const size_t e = (r0 + i) * cols + c;
-      // Up to 64 rows advance 32 bytes a chunk each: too many slow streams for the hardware
-      // prefetcher to follow, so ask for each row's codes MOAT_AMX_PREFETCH bytes ahead.
-      _mm_prefetch(reinterpret_cast<const char*>(packed + e / 2 + MOAT_AMX_PREFETCH), _MM_HINT_T0);
       decode_block_bf16(packed, absmax, e, lut, chunk + i * 64);
     }
     for (size_t i = n_rows; i < all_rows; ++i) {
@@ -225,6 +229,7 @@ void amx_pass(const amx_call& call, const weight_rows& w, size_t g0, uint16_t* c
   constexpr size_t chunk_values = R * tile_dim * 64;
   for (size_t col = 0; col < call.cols; col += 64) {
     uint16_t* chunk = chunks + (col / 64 % 2) * chunk_values;
+    w.prefetch_next(col);
     w.decode(col, chunk);
     for (size_t h = 0; h < 2; ++h) {
       const size_t s = col / k_step + h;
@@ -318,7 +323,8 @@ const char* amx_unavailable() {
   if (const char* v = std::getenv("MOAT_CPU_AMX"); v != nullptr && std::strcmp(v, "0") == 0) return "MOAT_CPU_AMX=0";
   __builtin_cpu_init();
   const bool cpu = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                   __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("amx-tile") &&
+                   __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512vbmi") &&
+                   __builtin_cpu_supports("amx-tile") &&
                    __builtin_cpu_supports("amx-bf16");
   if (!cpu) return "this CPU has no AMX-BF16 (or no AVX512_BF16)";
   if (syscall(SYS_arch_prctl, arch_req_xcomp_perm, xfeature_xtiledata) != 0) {
