@@ -16,10 +16,10 @@ const dot_kernels* avx512_vnni_kernels();
 using nf4_gemm_fn = void (*)(const uint8_t* packed, const float* absmax, size_t cols, const float* x, size_t batch,
                              float* y, size_t y_stride, size_t row_begin, size_t row_end);
 nf4_gemm_fn nf4_bf16_gemm();
-// The AMX NF4 tiles (kernels_nf4_amx.cpp), or nullptr where the CPU lacks AMX-BF16, the kernel
-// refuses tile data, the build could not compile them, or MOAT_CPU_AMX=0. The first call asks
-// the kernel for tile data (once per process). nf4_amx_unavailable() says why not (nullptr
-// when they are available).
+// The AMX NF4 tiles (kernels_nf4_amx.cpp), or nullptr where the CPU lacks AMX-BF16 (or
+// AVX512_BF16 / AVX512_VBMI, which its decode uses), the kernel refuses tile data, the build
+// could not compile them, or MOAT_CPU_AMX=0. The first call asks the kernel for tile data
+// (once per process). nf4_amx_unavailable() says why not (nullptr when they are available).
 nf4_gemm_fn nf4_amx_gemm();
 const char* nf4_amx_unavailable();
 

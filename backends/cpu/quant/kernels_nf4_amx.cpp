@@ -326,7 +326,7 @@ const char* amx_unavailable() {
                    __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512vbmi") &&
                    __builtin_cpu_supports("amx-tile") &&
                    __builtin_cpu_supports("amx-bf16");
-  if (!cpu) return "this CPU has no AMX-BF16 (or no AVX512_BF16)";
+  if (!cpu) return "this CPU lacks AMX-TILE, AMX-BF16, AVX512_BF16 or AVX512_VBMI";
   if (syscall(SYS_arch_prctl, arch_req_xcomp_perm, xfeature_xtiledata) != 0) {
     return "the kernel refused tile data to this process (arch_prctl ARCH_REQ_XCOMP_PERM)";
   }
