@@ -62,7 +62,7 @@ void chat_completions(api_context& ctx, const http::request& req, http::responde
   opts.trail = opened->trail;
   host::request_builder builder;
   start_generation(ctx, req, *b, std::move(opts), "chatcmpl-", chat.model, std::move(respond),
-                   builder.chat(chat, opened->body));
+                   builder.chat(chat, opened->body()));
 }
 
 }  // namespace moat::api

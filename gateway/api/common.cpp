@@ -34,7 +34,11 @@ int64_t unix_now() {
 void start_generation(api_context& ctx, const http::request& req, host::backend& b, generation_options opts,
                       std::string_view id_prefix, std::string_view model, http::responder respond,
                       moat_request& request) {
-  opts.meta = {std::string(id_prefix) + http::random_alnum(24), unix_now(), std::string(model), ctx.system_fingerprint};
+  std::string id;
+  id.reserve(id_prefix.size() + 24);
+  id.append(id_prefix);
+  http::append_random_alnum(id, 24);
+  opts.meta = {std::move(id), unix_now(), std::string(model), ctx.system_fingerprint};
   opts.request_id = std::string(req.request_id);
   if (opts.trail) opts.trail->set_id(opts.meta.id);
   auto job = std::make_shared<generation_job>(std::move(opts), std::move(respond), ctx.metrics);

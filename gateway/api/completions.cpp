@@ -44,7 +44,7 @@ void completions(api_context& ctx, const http::request& req, http::responder res
   opts.trail = opened->trail;
   host::request_builder builder;
   start_generation(ctx, req, *b, std::move(opts), "cmpl-", comp.model, std::move(respond),
-                   builder.completion(comp, opened->body));
+                   builder.completion(comp, opened->body()));
 }
 
 }  // namespace moat::api

@@ -100,7 +100,7 @@ void embeddings(api_context& ctx, const http::request& req, http::responder resp
   auto job = std::make_shared<embedding_job>(emb.model, emb.encoding_format, emb.inputs.size(), std::move(respond),
                                              ctx.metrics);
   host::request_builder builder;
-  auto outcome = b->submit(builder.embedding(emb, opened->body), job, req.strand);
+  auto outcome = b->submit(builder.embedding(emb, opened->body()), job, req.strand);
   if (outcome.status != MOAT_OK) return job->reject(backend_error(outcome.status, std::move(outcome.message)));
   cancel_when_client_leaves(req, outcome.handle);
 }

@@ -28,9 +28,23 @@ namespace moat::api {
 template <class Request>
 struct opened_request {
   Request parsed;                         // after the policies (model and text as rewritten)
-  std::shared_ptr<request_trail> trail;   // its audit line; `respond` is wrapped to finish it
-  std::string body;                       // the JSON the backend receives
+  // Its audit line and policy set; `respond` is wrapped to finish it. Null when there is no
+  // audit log and no policy (request_trail::open).
+  std::shared_ptr<request_trail> trail;
   host::backend* backend = nullptr;       // offers `capability`
+
+  // The JSON the backend receives: the client's body as sent (a view into the session's
+  // buffer, valid until the answer) unless a policy or the cache_salt rewrote it.
+  std::string_view body() const { return rewritten ? std::string_view(rewritten_body) : raw_body; }
+  std::string& rewrite() {  // the body to rewrite in place, copied from the raw one the first time
+    if (!rewritten) rewritten_body = std::string(raw_body);
+    rewritten = true;
+    return rewritten_body;
+  }
+
+  std::string_view raw_body;
+  std::string rewritten_body;
+  bool rewritten = false;
 };
 
 struct opening {
@@ -48,31 +62,39 @@ std::optional<opened_request<Request>> open_request(api_context& ctx, const http
                                                     http::responder& respond, const opening& o, Parse&& parse,
                                                     Policies&& policies) {
   opened_request<Request> out;
-  out.trail = std::make_shared<request_trail>(ctx, req, o.route);
+  out.raw_body = req.body;
+  out.trail = request_trail::open(ctx, req, o.route);
   auto parsed = parse(req.body);
   if (auto* err = std::get_if<openai::api_error>(&parsed)) {
     // Audited too (the model as named, if any); the body was not checked, so none of it is kept.
-    out.trail->policy.model = model_named_in(req.body);
-    out.trail->wrap(std::move(respond))(error_response(ctx.metrics, *err, o.route));
+    if (out.trail) {
+      out.trail->policy.model = model_named_in(req.body);
+      respond = out.trail->wrap(std::move(respond));
+    }
+    respond(error_response(ctx.metrics, *err, o.route));
     return std::nullopt;
   }
   out.parsed = std::move(std::get<Request>(parsed));
-  respond = out.trail->wrap(std::move(respond));
-  out.trail->policy.model = out.parsed.model;
+  if (out.trail) {
+    respond = out.trail->wrap(std::move(respond));
+    out.trail->policy.model = out.parsed.model;
+  }
 
   // The policies see (and may rewrite) the text before anything else does; from here on only
   // their result is used: the backend never sees the original.
-  if (out.trail->filters_responses()) {
-    if (auto err = policies(*out.trail, out.parsed, req.body, out.body)) {
+  if (out.trail && out.trail->filters_responses()) {
+    out.rewritten = true;  // the policies write the whole body
+    if (auto err = policies(*out.trail, out.parsed, req.body, out.rewritten_body)) {
       respond(error_response(ctx.metrics, *err, o.route));
       return std::nullopt;
     }
-  } else {
-    out.body = std::string(req.body);
   }
-  out.trail->set_request_payload(out.body);  // as the client sent it (after policies), without the salt
-  if (o.cache_salt) {
-    if (auto err = apply_cache_salt(ctx, req, out.body)) {
+  // As the client sent it (after policies), without the salt.
+  if (out.trail) out.trail->set_request_payload(std::string(out.body()));
+  // The salt is derived for keyed callers, and a client's own is checked; a body without
+  // either passes as it is, uncopied.
+  if (o.cache_salt && (caller_of(req) != nullptr || out.body().find("\"cache_salt\"") != std::string_view::npos)) {
+    if (auto err = apply_cache_salt(ctx, req, out.rewrite())) {
       respond(error_response(ctx.metrics, *err, o.route));
       return std::nullopt;
     }

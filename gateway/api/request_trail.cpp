@@ -8,10 +8,21 @@
 namespace moat::api {
 
 request_trail::request_trail(api_context& ctx, const http::request& req, metrics::route route)
-    : audit_(ctx.audit), set_(ctx.policies ? ctx.policies->current() : nullptr) {
+    : request_trail(ctx, req, route, ctx.policies ? ctx.policies->current() : nullptr) {}
+
+request_trail::request_trail(api_context& ctx, const http::request& req, metrics::route route,
+                             std::shared_ptr<const policy::policy_set> set)
+    : audit_(ctx.audit), set_(std::move(set)) {
   (void)route;
   id_ = std::string(req.request_id);
   if (ctx.identify) ctx.identify(req, policy);
+}
+
+std::shared_ptr<request_trail> request_trail::open(api_context& ctx, const http::request& req,
+                                                   metrics::route route) {
+  auto set = ctx.policies ? ctx.policies->current() : nullptr;
+  if (ctx.audit == nullptr && (!set || set->empty())) return nullptr;
+  return std::make_shared<request_trail>(ctx, req, route, std::move(set));
 }
 
 request_trail::~request_trail() {

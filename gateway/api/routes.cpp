@@ -185,6 +185,27 @@ std::string models_for(const auth::key_ref& who, const std::string& body) {
   }
 }
 
+// The matched route (or the 404/405 for none), once the key, if any, has been checked.
+void serve(api_context& ctx, const route_entry* r, const http::request& req, http::responder respond) {
+  if (r == nullptr) {
+    openai::api_error e = openai::invalid_request(
+        fmt::format("Unknown request URL: {} {}. Please check the URL for typos.", req.method, req.path), {},
+        "unknown_url");
+    e.status = 404;
+    return respond(error_response(ctx.metrics, e, metrics::route::unknown));
+  }
+  if (!method_allowed(*r, req.method)) {
+    openai::api_error e = openai::invalid_request(
+        fmt::format("Method {} is not allowed for {}; use {}", req.method, r->path, r->method), {},
+        "method_not_allowed");
+    e.status = 405;
+    auto res = error_response(ctx.metrics, e, r->label);
+    res.headers.push_back({"Allow", r->method == "GET" ? std::string("GET, HEAD") : std::string(r->method)});
+    return respond(std::move(res));
+  }
+  r->fn(ctx, req, std::move(respond));
+}
+
 }  // namespace
 
 const caller* caller_of(const http::request& req) { return static_cast<const caller*>(req.caller.get()); }
@@ -192,47 +213,31 @@ const caller* caller_of(const http::request& req) { return static_cast<const cal
 void route_table::handle(const http::request& req_in, http::responder respond) {
   const route_entry* r = match(req_in.path);
   const bool keyed = ctx_.keys != nullptr && ctx_.keys->enabled() && !ctx_.keys->is_public_route(req_in.target);
+  if (!keyed) return serve(ctx_, r, req_in, std::move(respond));
+  // A copy that carries who is calling (its views still point into the session's buffers).
   http::request req = req_in;
-  if (keyed) {
-    // Before anything else, unknown paths included: a 401 there tells a scanner nothing.
-    const auto label = r ? r->label : metrics::route::unknown;
-    auth::key_ref who;
-    auto d = ctx_.keys->authenticate(req.target, req.header("authorization"), who);
-    if (!d.allowed()) return respond(refusal(ctx_.metrics, d, label));
-    auto c = std::make_shared<caller>();
-    c->key = who;
-    c->key_name = d.key_name;
-    if (r != nullptr && method_allowed(*r, req.method)) {
-      auto a = ctx_.keys->admit(who, model_of(*r, req));
-      if (!a.allowed()) return respond(refusal(ctx_.metrics, a, label));
-      if (c->key_name.empty()) c->key_name = a.key_name;
-      respond = metered(std::move(respond), std::move(a));
-      if (r->label == metrics::route::models) {
-        respond = [who, respond = std::move(respond)](http::response res) mutable {
-          if (res.status == 200 && !res.stream) res.body = models_for(who, res.body);
-          respond(std::move(res));
-        };
-      }
+  // Before anything else, unknown paths included: a 401 there tells a scanner nothing.
+  const auto label = r ? r->label : metrics::route::unknown;
+  auth::key_ref who;
+  auto d = ctx_.keys->authenticate(req.target, req.header("authorization"), who);
+  if (!d.allowed()) return respond(refusal(ctx_.metrics, d, label));
+  auto c = std::make_shared<caller>();
+  c->key = who;
+  c->key_name = d.key_name;
+  if (r != nullptr && method_allowed(*r, req.method)) {
+    auto a = ctx_.keys->admit(who, model_of(*r, req));
+    if (!a.allowed()) return respond(refusal(ctx_.metrics, a, label));
+    if (c->key_name.empty()) c->key_name = a.key_name;
+    respond = metered(std::move(respond), std::move(a));
+    if (r->label == metrics::route::models) {
+      respond = [who, respond = std::move(respond)](http::response res) mutable {
+        if (res.status == 200 && !res.stream) res.body = models_for(who, res.body);
+        respond(std::move(res));
+      };
     }
-    req.caller = std::move(c);
   }
-  if (r == nullptr) {
-    openai::api_error e = openai::invalid_request(
-        fmt::format("Unknown request URL: {} {}. Please check the URL for typos.", req.method, req.path), {},
-        "unknown_url");
-    e.status = 404;
-    return respond(error_response(ctx_.metrics, e, metrics::route::unknown));
-  }
-  if (!method_allowed(*r, req.method)) {
-    openai::api_error e = openai::invalid_request(
-        fmt::format("Method {} is not allowed for {}; use {}", req.method, r->path, r->method), {},
-        "method_not_allowed");
-    e.status = 405;
-    auto res = error_response(ctx_.metrics, e, r->label);
-    res.headers.push_back({"Allow", r->method == "GET" ? std::string("GET, HEAD") : std::string(r->method)});
-    return respond(std::move(res));
-  }
-  r->fn(ctx_, req, std::move(respond));
+  req.caller = std::move(c);
+  serve(ctx_, r, req, std::move(respond));
 }
 
 }  // namespace moat::api

@@ -99,7 +99,9 @@ class stream_source {
 
 struct response {
   int status = 200;
-  std::string content_type = "application/json";
+  // Static text (a literal): every answer names one of a few types, and a std::string here
+  // was one allocation per response ("application/json" is past the small-string limit).
+  std::string_view content_type = "application/json";
   std::string body;
   std::vector<header> headers;             // extra, e.g. Retry-After
   std::shared_ptr<stream_source> stream;   // when set: body ignored, sent chunked as pulled

@@ -94,21 +94,27 @@ bool is_sane_request_id(std::string_view id) {
   return true;
 }
 
-std::string make_request_id() {
+void assign_request_id(std::string& out) {
   static constexpr char hex[] = "0123456789abcdef";
   uint64_t v = next_random();
-  std::string id(16, '0');
-  for (int i = 15; i >= 0; --i, v >>= 4) id[static_cast<size_t>(i)] = hex[v & 15];
+  out.resize(16);
+  for (int i = 15; i >= 0; --i, v >>= 4) out[static_cast<size_t>(i)] = hex[v & 15];
+}
+
+std::string make_request_id() {
+  std::string id;
+  assign_request_id(id);
   return id;
 }
 
-std::string random_alnum(size_t length) {
+void append_random_alnum(std::string& out, size_t length) {
   static constexpr char alphabet[] =
       "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-  std::string out(length, 'a');
+  const size_t at = out.size();
+  out.resize(at + length);
   uint64_t v = 0;
   int left = 0;
-  for (size_t i = 0; i < length; ++i) {
+  for (size_t i = at; i < out.size(); ++i) {
     if (left == 0) {
       v = next_random();
       left = 10;  // 10 draws of 6 bits from 64
@@ -117,6 +123,11 @@ std::string random_alnum(size_t length) {
     v >>= 6;
     --left;
   }
+}
+
+std::string random_alnum(size_t length) {
+  std::string out;
+  append_random_alnum(out, length);
   return out;
 }
 

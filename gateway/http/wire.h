@@ -29,7 +29,11 @@ inline constexpr std::string_view last_chunk = "0\r\n\r\n";
 // otherwise the gateway makes one (16 hex digits from a per-thread generator).
 bool is_sane_request_id(std::string_view id);
 std::string make_request_id();
+// The same into `out` (replacing its text), reusing its capacity: the session's per-connection id.
+void assign_request_id(std::string& out);
 // Random [a-zA-Z0-9] text of `length`, for response ids (chatcmpl-…). Not for secrets.
 std::string random_alnum(size_t length);
+// The same appended to `out`, so "chatcmpl-" + 24 characters is built in one allocation.
+void append_random_alnum(std::string& out, size_t length);
 
 }  // namespace moat::http

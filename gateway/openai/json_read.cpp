@@ -91,13 +91,35 @@ dom::object parse_body(dom::parser& parser, std::string_view body) {
   return object;
 }
 
-std::optional<dom::element> optional_field(const dom::object& object, std::string_view key) {
-  dom::element value;
-  if (object.at_key(key).get(value) != simdjson::SUCCESS || value.is_null()) return std::nullopt;
+object_fields::object_fields(dom::object object) : object_(object) {
+  for (dom::key_value_pair field : object) {
+    if (count_ == inline_count) {
+      overflow_ = true;
+      break;
+    }
+    entries_[count_++] = {field.key, field.value};
+  }
+}
+
+std::optional<dom::element> object_fields::find(std::string_view key) const {
+  if (overflow_) {
+    dom::element value;
+    if (object_.at_key(key).get(value) != simdjson::SUCCESS) return std::nullopt;
+    return value;
+  }
+  for (size_t i = 0; i < count_; ++i) {
+    if (entries_[i].key == key) return entries_[i].value;
+  }
+  return std::nullopt;
+}
+
+std::optional<dom::element> optional_field(const object_fields& object, std::string_view key) {
+  auto value = object.find(key);
+  if (!value || value->is_null()) return std::nullopt;
   return value;
 }
 
-dom::element required_field(const dom::object& object, const param_path& path) {
+dom::element required_field(const object_fields& object, const param_path& path) {
   auto value = optional_field(object, path.key);
   if (!value) fail_missing(path);
   return *value;

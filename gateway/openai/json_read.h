@@ -50,9 +50,31 @@ struct request_error {
 // until that parser parses again.
 dom::object parse_body(dom::parser& parser, std::string_view body);
 
+// An object's fields, listed once. A request names a handful of the ~30 fields a parser asks
+// for, so a lookup compares against the few keys present (length first) instead of walking the
+// DOM per name; this halved the parse of a chat request. Duplicate keys: the first wins, as with
+// simdjson's at_key. Implicit from dom::object, so a caller holding one can pass it (and pays
+// the listing per call: build one where an object is asked more than once or twice).
+class object_fields {
+ public:
+  object_fields(dom::object object);  // NOLINT(google-explicit-constructor): see above
+  std::optional<dom::element> find(std::string_view key) const;
+
+ private:
+  struct entry {
+    std::string_view key;
+    dom::element value;
+  };
+  static constexpr size_t inline_count = 24;  // more keys than this: at_key on the DOM
+  dom::object object_;
+  entry entries_[inline_count];
+  size_t count_ = 0;
+  bool overflow_ = false;
+};
+
 // A field's value, with JSON null treated as absent (OpenAI's SDKs send null for "unset").
-std::optional<dom::element> optional_field(const dom::object& object, std::string_view key);
-dom::element required_field(const dom::object& object, const param_path& path);
+std::optional<dom::element> optional_field(const object_fields& object, std::string_view key);
+dom::element required_field(const object_fields& object, const param_path& path);
 
 std::string_view as_string(dom::element value, const param_path& path);
 bool as_bool(dom::element value, const param_path& path);

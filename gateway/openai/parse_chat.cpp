@@ -11,7 +11,7 @@ using namespace detail;
 
 // `tools` + `tool_choice`, or the deprecated `functions` + `function_call`. As OpenAI (and vLLM)
 // default it, a request offering tools without a choice asks for "auto".
-void parse_tool_use(const dom::object& object, const param_path& root, chat_request& request) {
+void parse_tool_use(const object_fields& object, const param_path& root, chat_request& request) {
   const bool legacy = !optional_field(object, "tools") && optional_field(object, "functions");
   const char* list_key = legacy ? "functions" : "tools";
   const char* choice_key = legacy ? "function_call" : "tool_choice";
@@ -41,7 +41,7 @@ chat_parse_result parse_chat_request(std::string_view body) {
   return run_parser<chat_parse_result>([&] {
     const param_path root;
     parser_lease parser(body.size());
-    const dom::object object = parse_body(parser.get(), body);
+    const object_fields object(parse_body(parser.get(), body));
     chat_request request;
     request.model = required_model(object, root);
     const param_path messages_path = root.field("messages");

@@ -15,7 +15,7 @@ completion_parse_result parse_completion_request(std::string_view body) {
   return run_parser<completion_parse_result>([&] {
     const param_path root;
     parser_lease parser(body.size());
-    const dom::object object = parse_body(parser.get(), body);
+    const object_fields object(parse_body(parser.get(), body));
     completion_request request;
     request.model = required_model(object, root);
     const param_path prompt_path = root.field("prompt");
@@ -63,7 +63,7 @@ embedding_parse_result parse_embedding_request(std::string_view body) {
   return run_parser<embedding_parse_result>([&] {
     const param_path root;
     parser_lease parser(body.size());
-    const dom::object object = parse_body(parser.get(), body);
+    const object_fields object(parse_body(parser.get(), body));
     embedding_request request;
     request.model = required_model(object, root);
     const param_path input_path = root.field("input");
@@ -90,7 +90,7 @@ tokenize_parse_result parse_tokenize_request(std::string_view body) {
   return run_parser<tokenize_parse_result>([&] {
     const param_path root;
     parser_lease parser(body.size());
-    const dom::object object = parse_body(parser.get(), body);
+    const object_fields object(parse_body(parser.get(), body));
     tokenize_request request;
     // As in vLLM, model may be left out when the server has one model; the router decides.
     if (auto model = optional_string(object, root.field("model"))) request.model = *model;
@@ -121,7 +121,7 @@ detokenize_parse_result parse_detokenize_request(std::string_view body) {
   return run_parser<detokenize_parse_result>([&] {
     const param_path root;
     parser_lease parser(body.size());
-    const dom::object object = parse_body(parser.get(), body);
+    const object_fields object(parse_body(parser.get(), body));
     detokenize_request request;
     if (auto model = optional_string(object, root.field("model"))) request.model = *model;
     const param_path tokens_path = root.field("tokens");

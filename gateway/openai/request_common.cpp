@@ -60,7 +60,7 @@ void parse_content_parts(dom::array parts, const param_path& path, std::string& 
 }
 
 chat_message parse_message(dom::element value, const param_path& path) {
-  const dom::object object = as_object(value, path);
+  const object_fields object(as_object(value, path));
   chat_message message;
 
   const param_path role_path = path.field("role");
@@ -164,7 +164,7 @@ parser_lease::parser_lease(size_t body_size) {
   }
 }
 
-std::string required_model(const dom::object& body, const param_path& root) {
+std::string required_model(const object_fields& body, const param_path& root) {
   const param_path path = root.field("model");
   return std::string(as_string(required_field(body, path), path));
 }
@@ -179,7 +179,7 @@ std::vector<chat_message> parse_messages(dom::element value, const param_path& p
   return messages;
 }
 
-void parse_sampling_common(const dom::object& body, const param_path& root,
+void parse_sampling_common(const object_fields& body, const param_path& root,
                            sampling_params& out) {
   if (auto v = optional_field(body, "temperature")) {
     out.temperature = as_number(*v, root.field("temperature"), 0.0, 2.0);
@@ -205,7 +205,7 @@ void parse_sampling_common(const dom::object& body, const param_path& root,
   }
 }
 
-void parse_stream(const dom::object& body, const param_path& root, bool& stream,
+void parse_stream(const object_fields& body, const param_path& root, bool& stream,
                   stream_options& options) {
   if (auto v = optional_field(body, "stream")) stream = as_bool(*v, root.field("stream"));
   if (auto v = optional_field(body, "stream_options")) {
@@ -283,7 +283,7 @@ std::vector<prompt> parse_prompts(dom::element value, const param_path& path, bo
   return prompts;
 }
 
-std::optional<std::string> optional_string(const dom::object& body, const param_path& path) {
+std::optional<std::string> optional_string(const object_fields& body, const param_path& path) {
   if (auto v = optional_field(body, path.key)) return std::string(as_string(*v, path));
   return std::nullopt;
 }

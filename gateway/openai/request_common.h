@@ -25,17 +25,17 @@ class parser_lease {
   std::unique_ptr<dom::parser> own_;
 };
 
-std::string required_model(const dom::object& body, const param_path& root);
+std::string required_model(const object_fields& body, const param_path& root);
 
 // `messages` of chat (and of /tokenize): roles, string or text-part content, names.
 std::vector<chat_message> parse_messages(dom::element value, const param_path& path);
 
 // Fields chat and completions share: temperature, top_p, top_k, min_p, the penalties, seed, n,
 // stop and logit_bias.
-void parse_sampling_common(const dom::object& body, const param_path& root, sampling_params& out);
+void parse_sampling_common(const object_fields& body, const param_path& root, sampling_params& out);
 
 // `stream` and `stream_options` (rejected unless stream is true, as OpenAI does).
-void parse_stream(const dom::object& body, const param_path& root, bool& stream,
+void parse_stream(const object_fields& body, const param_path& root, bool& stream,
                   stream_options& options);
 
 // A prompt as completions and embeddings accept it: a string, a list of strings, a list of
@@ -46,6 +46,6 @@ std::vector<prompt> parse_prompts(dom::element value, const param_path& path, bo
 
 std::vector<int32_t> parse_token_list(dom::array array, const param_path& path);
 
-std::optional<std::string> optional_string(const dom::object& body, const param_path& path);
+std::optional<std::string> optional_string(const object_fields& body, const param_path& path);
 
 }  // namespace moat::openai::detail

@@ -91,6 +91,20 @@ TEST(ParseChat, NullMeansAbsentAndUnknownFieldsAreIgnored) {
   EXPECT_FALSE(r.stream);
 }
 
+// The parser lists an object's keys once and looks fields up in that list; past its inline
+// capacity it falls back to the DOM. Either way a field is found wherever it sits, the first of
+// duplicate keys wins (as simdjson's lookup does) and a wrong type is still caught.
+TEST(ParseChat, FieldsAreFoundAmongManyKeysAndTheFirstDuplicateWins) {
+  for (int unknown : {0, 5, 23, 24, 40}) {
+    std::string filler;
+    for (int i = 0; i < unknown; ++i) filler += "\"x" + std::to_string(i) + "\":" + std::to_string(i) + ",";
+    const auto r = parse_chat_request(chat_body(filler + R"("temperature":0.25,"temperature":1.5,"n":3)"));
+    EXPECT_DOUBLE_EQ(ok(r).sampling.temperature, 0.25) << unknown << " unknown fields";
+    EXPECT_EQ(ok(r).sampling.n, 3) << unknown << " unknown fields";
+    expect_invalid(parse_chat_request(chat_body(filler + R"("top_p":"high")")), "top_p");
+  }
+}
+
 TEST(ParseChat, ContentPartsAreJoinedAndRolesKept) {
   const auto result = parse_chat_request(
       R"({"model":"m","messages":[)"
