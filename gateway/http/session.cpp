@@ -93,7 +93,11 @@ void basic_session<Stream>::run() {
 template <class Stream>
 void basic_session<Stream>::do_read_header() {
   phase_ = phase::reading;
-  parser_.emplace();
+  // The previous request's parser goes first: its fields and body are in the arena.
+  parser_.reset();
+  arena_.release();
+  const arena_allocator alloc(&arena_);
+  parser_.emplace(std::piecewise_construct, std::make_tuple(alloc), std::make_tuple(alloc));
   parser_->header_limit(ctx_.limits.max_header_bytes);
   parser_->body_limit(ctx_.limits.max_body_bytes);
   bytes_in_ = 0;
@@ -149,9 +153,9 @@ void basic_session<Stream>::on_read_header(beast::error_code ec, size_t bytes) {
   if (ec) return on_read_error(ec);
   first_request_ = false;
   // Smuggling and header-limit checks Beast leaves to us (duplicate or conflicting lengths...).
-  std::vector<auth::header_view> fields;
-  for (const auto& f : parser_->get()) fields.push_back({f.name_string(), f.value()});
-  const auto verdict = auth::check_request_headers(fields, {}, {.max_count = ctx_.limits.max_headers, .max_bytes = ctx_.limits.max_header_bytes});
+  guard_fields_.clear();  // reused: no allocation per request once a connection has seen one
+  for (const auto& f : parser_->get()) guard_fields_.push_back({f.name_string(), f.value()});
+  const auto verdict = auth::check_request_headers(guard_fields_, {}, {.max_count = ctx_.limits.max_headers, .max_bytes = ctx_.limits.max_header_bytes});
   if (!verdict.ok) return reply_and_close(verdict.status, verdict.reason);
   const auto expect = parser_->get()[bhttp::field::expect];
   if (!expect.empty() && util::iequals(expect, "100-continue") && !parser_->is_done()) {
@@ -226,7 +230,12 @@ void basic_session<Stream>::dispatch() {
   headers_.clear();
   for (const auto& f : msg) headers_.push_back({f.name_string(), f.value()});
   const auto client_id = msg["x-request-id"];
-  request_id_ = is_sane_request_id(client_id) ? std::string(client_id) : make_request_id();
+  // Written into the connection's string: its capacity is reused request after request.
+  if (is_sane_request_id(client_id)) {
+    request_id_.assign(client_id);
+  } else {
+    assign_request_id(request_id_);
+  }
   keep_alive_ = msg.keep_alive();
 
   request req;

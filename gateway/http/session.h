@@ -10,7 +10,10 @@
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
 
+#include <array>
+#include <cstddef>
 #include <memory>
+#include <memory_resource>
 #include <optional>
 #include <type_traits>
 #include <string>
@@ -69,9 +72,22 @@ class basic_session : public std::enable_shared_from_this<basic_session<Stream>>
   void close_gracefully();
   void do_linger();
 
+  // One request's header fields, target and body live in a per-connection arena, released
+  // when the next request starts (the handler's views into them are dead by then): Beast's
+  // parser otherwise makes one allocation per header field, one for the target and one for the
+  // body, request after request. A request larger than the inline block spills to the heap in
+  // growing chunks, freed at the same release.
+  using arena_allocator = std::pmr::polymorphic_allocator<char>;
+  using request_body = boost::beast::http::basic_string_body<char, std::char_traits<char>, arena_allocator>;
+  using request_parser = boost::beast::http::request_parser<request_body, arena_allocator>;
+  static constexpr size_t arena_inline_bytes = 2048;
+
   Stream stream_;
   boost::beast::flat_buffer buffer_;  // reused: may hold the start of a pipelined request
-  std::optional<boost::beast::http::request_parser<boost::beast::http::string_body>> parser_;
+  alignas(std::max_align_t) std::array<std::byte, arena_inline_bytes> arena_block_;
+  std::pmr::monotonic_buffer_resource arena_{arena_block_.data(), arena_block_.size(),
+                                             std::pmr::new_delete_resource()};
+  std::optional<request_parser> parser_;  // built in arena_; destroyed before each release
   server_context& ctx_;
   auth::connection_limiter::slot ip_slot_;  // this connection's place under the per-IP cap
   std::shared_ptr<const peer_info> peer_;
@@ -88,6 +104,7 @@ class basic_session : public std::enable_shared_from_this<basic_session<Stream>>
   metrics::route route_ = metrics::route::unknown;
 
   std::vector<header_view> headers_;  // reused per request
+  std::vector<auth::header_view> guard_fields_;  // reused per request: the smuggling checks' view
   std::string request_id_;
   std::string out_;   // response head, or one framed chunk, being written
   std::string body_;  // full response body being written
