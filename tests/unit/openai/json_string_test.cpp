@@ -57,5 +57,30 @@ TEST(JsonString, LongMixedTextRoundTrips) {
   expect_round_trip(text, text);
 }
 
+// Plain text is scanned 8 bytes at a time: every byte that needs escaping or checking must still
+// be found at every offset inside and across those words, with plain text of any length around it.
+TEST(JsonString, EverySpecialByteIsFoundAtEveryOffset) {
+  const std::string fffd = "\xEF\xBF\xBD";
+  struct special {
+    std::string raw;
+    std::string escaped;  // as the writer spells it
+  };
+  const special specials[] = {{"\"", "\\\""},  {"\\", "\\\\"},        {"\n", "\\n"},
+                              {std::string(1, '\0'), "\\u0000"}, {"\x1f", "\\u001f"},
+                              {"\xC3\xA9", "\xC3\xA9"},      {"\xFF", fffd}};
+  for (const auto& sp : specials) {
+    for (size_t before = 0; before < 20; ++before) {
+      for (size_t after : {size_t{0}, size_t{1}, size_t{7}, size_t{8}, size_t{13}}) {
+        const std::string text = std::string(before, 'a') + sp.raw + std::string(after, 'z');
+        EXPECT_EQ(escaped(text), "\"" + std::string(before, 'a') + sp.escaped + std::string(after, 'z') + "\"")
+            << "before " << before << ", after " << after;
+      }
+    }
+  }
+  // Bytes next to the special ones in value: ' ' (0x20), '!' and '#' beside '"', ']' beside '\\',
+  // DEL (0x7f): all plain.
+  expect_round_trip(" !#]\x7f ~ !#]\x7f ~", " !#]\x7f ~ !#]\x7f ~");
+}
+
 }  // namespace
 }  // namespace moat::openai
