@@ -7,7 +7,7 @@
 #include <optional>
 
 #include "cpu/attention.h"
-#include "cpu/f16_matmul.h"
+#include "cpu/float_matmul.h"
 #include "cpu/kernels.h"
 #include "cpu/phase_times.h"
 
@@ -56,10 +56,17 @@ void batched_forward::rows(const engine::tensor& w, const float* x, int64_t n_ro
                        static_cast<size_t>(e));
     return;
   }
-  // An F16 matrix (a GGUF file's tied head) converts on the fly, same bits as below.
-  if (w.type == engine::dtype::f16 && f16_matmul_available()) {
-    f16_matmul_rows(static_cast<const uint16_t*>(w.data), w.cols(), x, n_rows, y, y_stride, b, e);
-    return;
+  // F32 and F16 matrices (the tied heads of HF and GGUF files): tiles of weight rows and
+  // tokens, same bits as matmul_rows below.
+  if (float_matmul_available()) {
+    if (w.type == engine::dtype::f32) {
+      f32_matmul_rows(static_cast<const float*>(w.data), w.cols(), x, n_rows, y, y_stride, b, e);
+      return;
+    }
+    if (w.type == engine::dtype::f16) {
+      f16_matmul_rows(static_cast<const uint16_t*>(w.data), w.cols(), x, n_rows, y, y_stride, b, e);
+      return;
+    }
   }
   // Each worker converts one weight row at a time into its scratch.
   matmul_rows(w, x, n_rows, y, y_stride, b, e, worker_scratch_[static_cast<size_t>(worker)].data());
