@@ -1,7 +1,7 @@
 // attend_f32 (one function per (token, KV head) unit, walking the blocks) against the
 // per-position path it replaced: k_head/v_head per position, dot(), softmax(), axpy(). Same
 // bits, for block sizes that split the positions unevenly, GQA groups of 1, 2 and 4, and head
-// sizes that are not multiples of 8.
+// sizes that are and are not multiples of 8 (32 x group 4: more V slices than one pass holds).
 #include "cpu/attention.h"
 
 #include <gtest/gtest.h>
@@ -20,7 +20,7 @@ namespace {
 TEST(attention, attend_f32_same_bits_as_per_position_path) {
   std::mt19937 rng(5);
   std::normal_distribution<float> nd(0.0f, 1.0f);
-  for (const int32_t hd : {4, 16, 20}) {
+  for (const int32_t hd : {4, 8, 16, 20, 32}) {
     for (const int32_t bs : {1, 3, 16}) {
       for (const int32_t group : {1, 2, 4}) {
         const int32_t n_kv_heads = 3, layers = 2, n_blocks = 12;
