@@ -6,6 +6,7 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 #define MOAT_FLOAT_TARGET __attribute__((target("avx2,f16c")))
+#define MOAT_FLOAT512_TARGET __attribute__((target("avx512f,avx512dq,avx512vl,avx2,f16c")))
 #endif
 
 namespace moat::cpu {
@@ -111,21 +112,124 @@ MOAT_FLOAT_TARGET void matmul_tiles(const W* w, int64_t cols, const float* x, in
   if (o < o_end) rows_all_tokens<1>(w + o * cols, cols, x, n_rows, y + o, y_stride);
 }
 
+// AVX-512: two weight rows per register, row 2p in the low 8 lanes and row 2p + 1 in the high 8,
+// against the token's 8 activations repeated in both halves. Each half is exactly the AVX2
+// tile's 8 lanes (the same products, the same adds, no FMA), so the bits do not change; a
+// 512-bit op does the work of two 256-bit ones.
+MOAT_FLOAT512_TARGET inline __m512 load_pair(const float* a, const float* b) {
+  return _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(a)), _mm256_loadu_ps(b), 1);
+}
+MOAT_FLOAT512_TARGET inline __m512 load_pair(const uint16_t* a, const uint16_t* b) {
+  const __m128i lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(a));
+  const __m128i hi = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b));
+  return _mm512_cvtph_ps(_mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1));
+}
+
+// P row pairs (2P weight rows) x R tokens.
+template <int P, int R, class W>
+MOAT_FLOAT512_TARGET inline void tile512(const W* w, int64_t cols, const float* x, int64_t x_stride,
+                                         float* y, int64_t y_stride) {
+  __m512 acc[P][R];
+  for (int p = 0; p < P; ++p)
+    for (int r = 0; r < R; ++r) acc[p][r] = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= cols; i += 8) {
+    __m512 xv[R];
+    for (int r = 0; r < R; ++r)
+      xv[r] = _mm512_broadcast_f32x8(_mm256_loadu_ps(x + r * x_stride + i));
+    for (int p = 0; p < P; ++p) {
+      const __m512 wv = load_pair(w + 2 * p * cols + i, w + (2 * p + 1) * cols + i);
+      for (int r = 0; r < R; ++r) acc[p][r] = _mm512_add_ps(acc[p][r], _mm512_mul_ps(xv[r], wv));
+    }
+  }
+  for (int p = 0; p < P; ++p) {
+    for (int r = 0; r < R; ++r) {
+      alignas(64) float a[16];
+      _mm512_store_ps(a, acc[p][r]);
+      for (int h = 0; h < 2; ++h) {
+        const int64_t m = 2 * p + h;
+        float* lanes = a + 8 * h;
+        for (int64_t j = i, k = 0; j < cols; ++j, ++k)
+          lanes[k] += x[r * x_stride + j] * to_f32(w[m * cols + j]);
+        y[r * y_stride + m] = lane_tree(lanes);
+      }
+    }
+  }
+}
+
+// 2P weight rows against every token, 4 tokens per tile.
+template <int P, class W>
+MOAT_FLOAT512_TARGET void rows_all_tokens512(const W* w, int64_t cols, const float* x,
+                                             int64_t n_rows, float* y, int64_t y_stride) {
+  int64_t t = 0;
+  for (; t + 4 <= n_rows; t += 4)
+    tile512<P, 4>(w, cols, x + t * cols, cols, y + t * y_stride, y_stride);
+  const float* xt = x + t * cols;
+  float* yt = y + t * y_stride;
+  switch (n_rows - t) {
+    case 3:
+      tile512<P, 3>(w, cols, xt, cols, yt, y_stride);
+      break;
+    case 2:
+      tile512<P, 2>(w, cols, xt, cols, yt, y_stride);
+      break;
+    case 1:
+      tile512<P, 1>(w, cols, xt, cols, yt, y_stride);
+      break;
+    default:
+      break;
+  }
+}
+
+template <class W>
+MOAT_FLOAT512_TARGET void matmul_tiles512(const W* w, int64_t cols, const float* x, int64_t n_rows,
+                                          float* y, int64_t y_stride, int64_t o_begin,
+                                          int64_t o_end) {
+  int64_t o = o_begin;
+  if (n_rows == 1) {
+    // 16 weight rows at a time: 8 accumulators.
+    for (; o + 16 <= o_end; o += 16) tile512<8, 1>(w + o * cols, cols, x, cols, y + o, 0);
+  } else {
+    // 8 weight rows x 4 tokens: 16 accumulators, 4 activation registers of 32.
+    for (; o + 8 <= o_end; o += 8)
+      rows_all_tokens512<4>(w + o * cols, cols, x, n_rows, y + o, y_stride);
+  }
+  for (; o + 2 <= o_end; o += 2)
+    rows_all_tokens512<1>(w + o * cols, cols, x, n_rows, y + o, y_stride);
+  if (o < o_end) rows_all_tokens<1>(w + o * cols, cols, x, n_rows, y + o, y_stride);
+}
+
+template <class W>
+void dispatch(float_isa isa, const W* w, int64_t cols, const float* x, int64_t n_rows, float* y,
+              int64_t y_stride, int64_t o_begin, int64_t o_end) {
+  if (isa == float_isa::avx512) {
+    matmul_tiles512(w, cols, x, n_rows, y, y_stride, o_begin, o_end);
+  } else {
+    matmul_tiles(w, cols, x, n_rows, y, y_stride, o_begin, o_end);
+  }
+}
+
 }  // namespace
 
-bool float_matmul_available() {
-  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
-  return ok;
+float_isa float_matmul_isa() {
+  static const float_isa best = [] {
+    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("f16c")) return float_isa::none;
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512vl"))
+      return float_isa::avx512;
+    return float_isa::avx2;
+  }();
+  return best;
 }
 
 void f16_matmul_rows(const uint16_t* w, int64_t cols, const float* x, int64_t n_rows, float* y,
-                     int64_t y_stride, int64_t o_begin, int64_t o_end) {
-  matmul_tiles(w, cols, x, n_rows, y, y_stride, o_begin, o_end);
+                     int64_t y_stride, int64_t o_begin, int64_t o_end, float_isa isa) {
+  dispatch(isa, w, cols, x, n_rows, y, y_stride, o_begin, o_end);
 }
 
 void f32_matmul_rows(const float* w, int64_t cols, const float* x, int64_t n_rows, float* y,
-                     int64_t y_stride, int64_t o_begin, int64_t o_end) {
-  matmul_tiles(w, cols, x, n_rows, y, y_stride, o_begin, o_end);
+                     int64_t y_stride, int64_t o_begin, int64_t o_end, float_isa isa) {
+  dispatch(isa, w, cols, x, n_rows, y, y_stride, o_begin, o_end);
 }
 
 #else  // no x86: the same sums, one output at a time (callers normally keep matmul_rows)
@@ -146,17 +250,17 @@ void matmul_tiles(const W* w, int64_t cols, const float* x, int64_t n_rows, floa
 
 }  // namespace
 
-bool float_matmul_available() {
-  return false;
+float_isa float_matmul_isa() {
+  return float_isa::none;
 }
 
 void f16_matmul_rows(const uint16_t* w, int64_t cols, const float* x, int64_t n_rows, float* y,
-                     int64_t y_stride, int64_t o_begin, int64_t o_end) {
+                     int64_t y_stride, int64_t o_begin, int64_t o_end, float_isa) {
   matmul_tiles(w, cols, x, n_rows, y, y_stride, o_begin, o_end);
 }
 
 void f32_matmul_rows(const float* w, int64_t cols, const float* x, int64_t n_rows, float* y,
-                     int64_t y_stride, int64_t o_begin, int64_t o_end) {
+                     int64_t y_stride, int64_t o_begin, int64_t o_end, float_isa) {
   matmul_tiles(w, cols, x, n_rows, y, y_stride, o_begin, o_end);
 }
 

@@ -18,15 +18,22 @@
 
 namespace moat::cpu {
 
-// True when the CPU has AVX2 and F16C (checked once).
-bool float_matmul_available();
+// The kernels this CPU can run (checked once): AVX2 + F16C tiles of 8 lanes, or AVX-512 ones
+// with two weight rows per register (each half the same 8 lanes, so the same bits).
+enum class float_isa : uint8_t { none, avx2, avx512 };
+float_isa float_matmul_isa();
+inline bool float_matmul_available() {
+  return float_matmul_isa() != float_isa::none;
+}
 
 // Y[t][o] = sum_i X[t][i] * W[o][i] for t < n_rows, o in [o_begin, o_end).
 // w: [rows][cols] (row stride cols), IEEE half or f32; x: [n_rows][cols]; y: [n_rows][y_stride].
-// Call only when float_matmul_available().
+// Call only when float_matmul_available(); isa (tests choose it) at most float_matmul_isa().
 void f16_matmul_rows(const uint16_t* w, int64_t cols, const float* x, int64_t n_rows, float* y,
-                     int64_t y_stride, int64_t o_begin, int64_t o_end);
+                     int64_t y_stride, int64_t o_begin, int64_t o_end,
+                     float_isa isa = float_matmul_isa());
 void f32_matmul_rows(const float* w, int64_t cols, const float* x, int64_t n_rows, float* y,
-                     int64_t y_stride, int64_t o_begin, int64_t o_end);
+                     int64_t y_stride, int64_t o_begin, int64_t o_end,
+                     float_isa isa = float_matmul_isa());
 
 }  // namespace moat::cpu

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <bit>
+#include <cstdio>
 #include <cstring>
 #include <random>
 #include <vector>
@@ -43,40 +44,51 @@ weights_case make_case(engine::dtype type, int64_t rows, int64_t cols, int64_t t
   return c;
 }
 
-void run_fast(const weights_case& c, int64_t tokens, float* y, int64_t stride, int64_t b,
-              int64_t e) {
+void run_fast(const weights_case& c, float_isa isa, int64_t tokens, float* y, int64_t stride,
+              int64_t b, int64_t e) {
   const int64_t cols = c.t.cols();
   if (c.t.type == engine::dtype::f16) {
-    f16_matmul_rows(c.w16.data(), cols, c.x.data(), tokens, y, stride, b, e);
+    f16_matmul_rows(c.w16.data(), cols, c.x.data(), tokens, y, stride, b, e, isa);
   } else {
-    f32_matmul_rows(c.w32.data(), cols, c.x.data(), tokens, y, stride, b, e);
+    f32_matmul_rows(c.w32.data(), cols, c.x.data(), tokens, y, stride, b, e, isa);
   }
+}
+
+// Every kernel this CPU can run (AVX2, and AVX-512 where present).
+std::vector<float_isa> isas() {
+  std::vector<float_isa> out;
+  if (float_matmul_isa() != float_isa::none) out.push_back(float_isa::avx2);
+  if (float_matmul_isa() == float_isa::avx512) out.push_back(float_isa::avx512);
+  return out;
 }
 
 class float_matmul : public ::testing::TestWithParam<engine::dtype> {};
 
 TEST_P(float_matmul, same_bits_as_matmul_rows) {
   if (!float_matmul_available()) GTEST_SKIP() << "this CPU has no AVX2 + F16C";
+  if (float_matmul_isa() != float_isa::avx512) std::printf("no AVX-512 here: AVX2 kernel only\n");
   uint32_t seed = 1;
   int subnormals = 0;
-  for (const int64_t cols : {1, 7, 8, 13, 64, 128, 130}) {
-    for (const int64_t tokens : {1, 2, 3, 4, 5, 8, 11}) {
-      const int64_t rows = 37;  // not a multiple of any weight-row tile
-      const weights_case c = make_case(GetParam(), rows, cols, tokens, seed++);
-      subnormals += c.subnormals;
-      const int64_t stride = rows + 3;
-      std::vector<float> want(static_cast<size_t>(tokens * stride), -1.0f);
-      std::vector<float> got(want.size(), -1.0f);
-      std::vector<float> scratch(static_cast<size_t>(cols));
-      // Two ranges, as two workers would take them: the split falls inside a tile of 8.
-      for (const auto& [b, e] : {std::pair<int64_t, int64_t>{0, 13}, {13, rows}}) {
-        matmul_rows(c.t, c.x.data(), tokens, want.data(), stride, b, e, scratch.data());
-        run_fast(c, tokens, got.data(), stride, b, e);
-      }
-      for (size_t i = 0; i < want.size(); ++i) {
-        ASSERT_EQ(std::bit_cast<uint32_t>(got[i]), std::bit_cast<uint32_t>(want[i]))
-            << "cols " << cols << " tokens " << tokens << " index " << i << ": " << got[i] << " vs "
-            << want[i];
+  for (const float_isa isa : isas()) {
+    for (const int64_t cols : {1, 7, 8, 13, 64, 128, 130}) {
+      for (const int64_t tokens : {1, 2, 3, 4, 5, 8, 11}) {
+        const int64_t rows = 53;  // not a multiple of any weight-row tile (16, 8, 2)
+        const weights_case c = make_case(GetParam(), rows, cols, tokens, seed++);
+        subnormals += c.subnormals;
+        const int64_t stride = rows + 3;
+        std::vector<float> want(static_cast<size_t>(tokens * stride), -1.0f);
+        std::vector<float> got(want.size(), -1.0f);
+        std::vector<float> scratch(static_cast<size_t>(cols));
+        // Two ranges, as two workers would take them: the split falls inside a tile.
+        for (const auto& [b, e] : {std::pair<int64_t, int64_t>{0, 13}, {13, rows}}) {
+          matmul_rows(c.t, c.x.data(), tokens, want.data(), stride, b, e, scratch.data());
+          run_fast(c, isa, tokens, got.data(), stride, b, e);
+        }
+        for (size_t i = 0; i < want.size(); ++i) {
+          ASSERT_EQ(std::bit_cast<uint32_t>(got[i]), std::bit_cast<uint32_t>(want[i]))
+              << "isa " << static_cast<int>(isa) << " cols " << cols << " tokens " << tokens
+              << " index " << i << ": " << got[i] << " vs " << want[i];
+        }
       }
     }
   }
@@ -86,16 +98,18 @@ TEST_P(float_matmul, same_bits_as_matmul_rows) {
 // The padding columns of y (stride > rows) and rows outside [o_begin, o_end) are not written.
 TEST_P(float_matmul, writes_only_its_rows) {
   if (!float_matmul_available()) GTEST_SKIP() << "this CPU has no AVX2 + F16C";
-  const weights_case c = make_case(GetParam(), 20, 16, 3, 99);
-  std::vector<float> y(3 * 24, 42.0f);
-  run_fast(c, 3, y.data(), 24, 5, 17);
-  for (int64_t t = 0; t < 3; ++t) {
-    for (int64_t o = 0; o < 24; ++o) {
-      const float v = y[static_cast<size_t>(t * 24 + o)];
-      if (o >= 5 && o < 17) {
-        EXPECT_NE(v, 42.0f) << t << "," << o;
-      } else {
-        EXPECT_EQ(v, 42.0f) << t << "," << o;
+  const weights_case c = make_case(GetParam(), 40, 16, 3, 99);
+  for (const float_isa isa : isas()) {
+    std::vector<float> y(3 * 44, 42.0f);
+    run_fast(c, isa, 3, y.data(), 44, 5, 37);
+    for (int64_t t = 0; t < 3; ++t) {
+      for (int64_t o = 0; o < 44; ++o) {
+        const float v = y[static_cast<size_t>(t * 44 + o)];
+        if (o >= 5 && o < 37) {
+          EXPECT_NE(v, 42.0f) << t << "," << o;
+        } else {
+          EXPECT_EQ(v, 42.0f) << t << "," << o;
+        }
       }
     }
   }
