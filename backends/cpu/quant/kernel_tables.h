@@ -23,6 +23,18 @@ nf4_gemm_fn nf4_bf16_gemm();
 nf4_gemm_fn nf4_amx_gemm();
 const char* nf4_amx_unavailable();
 
+// The AMX int8 tiles of q4_0 and int4 (kernels_int4_amx.cpp; bit for bit the VNNI lanes'
+// arithmetic), both null where the CPU lacks AMX-INT8, the kernel refuses tile data, the build
+// could not compile them, or MOAT_CPU_AMX=0. int4_amx_unavailable() says why (or nullptr).
+struct int4_amx_fns {
+  void (*q4_0)(const block_q4_0* w, size_t cols, const block_q8_0* xq, size_t batch, float* y, size_t y_stride,
+               size_t row_begin, size_t row_end) = nullptr;
+  void (*int4)(const uint8_t* w, const float* scales, size_t group, size_t cols, const block_q8_0* xq, size_t batch,
+               float* y, size_t y_stride, size_t row_begin, size_t row_end) = nullptr;
+};
+int4_amx_fns int4_amx_gemms();
+const char* int4_amx_unavailable();
+
 // A per-thread float buffer of at least n elements, valid until the thread's next call. It
 // lives in dispatch.cpp (baseline ISA): a std::vector instantiated inside an ISA-specific file
 // could emit weak out-of-line copies with that ISA's instructions that baseline callers link to.

@@ -194,7 +194,7 @@ const dot_kernels* avx2_kernels() {
   static const dot_kernels table{isa::avx2,      q8_0_q8_0,       q4_0_q8_0,       int8_q8_0,
                                  int4_q8_0,       nf4_f32,         quantize_q8_0,   gemm_q8_0_tiles,
                                  gemm_q4_0_tiles, gemm_int8_tiles, gemm_int4_tiles, nullptr,
-                                 nullptr,         nullptr};
+                                 nullptr,         nullptr, nullptr, nullptr};
   return &table;
 }
 

@@ -25,6 +25,7 @@
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512BF16__) && defined(__AVX512VBMI__) && \
     defined(__AMX_TILE__) && defined(__AMX_BF16__)
+#include <cpuid.h>
 #include <immintrin.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -59,7 +60,9 @@ void load_tile_config() {
     c.colsb[t] = 64;
     c.rows[t] = tile_dim;
   }
-  _tile_loadconfig(&c);
+  // ldtilecfg by hand: GCC 12 may treat the builtin's operand as unread and drop the stores
+  // that fill it in (seen here: an all-zero configuration, then SIGILL on the first tile op).
+  asm volatile("ldtilecfg %0" : : "m"(c));
 }
 
 // r[i] <- column i of the 16 x 16 matrix of 32-bit words whose rows are r[0..15].
@@ -322,10 +325,12 @@ constexpr int xfeature_xtiledata = 18;
 const char* amx_unavailable() {
   if (const char* v = std::getenv("MOAT_CPU_AMX"); v != nullptr && std::strcmp(v, "0") == 0) return "MOAT_CPU_AMX=0";
   __builtin_cpu_init();
-  const bool cpu = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                   __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512vbmi") &&
-                   __builtin_cpu_supports("amx-tile") &&
-                   __builtin_cpu_supports("amx-bf16");
+  // AMX from CPUID leaf 7 directly (not every compiler's __builtin_cpu_supports knows it).
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  const bool leaf7 = __get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) != 0;
+  const bool amx = leaf7 && (edx & (1u << 22)) != 0 && (edx & (1u << 24)) != 0;  // AMX-BF16, AMX-TILE
+  const bool cpu = amx && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                   __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512vbmi");
   if (!cpu) return "this CPU lacks AMX-TILE, AMX-BF16, AVX512_BF16 or AVX512_VBMI";
   if (syscall(SYS_arch_prctl, arch_req_xcomp_perm, xfeature_xtiledata) != 0) {
     return "the kernel refused tile data to this process (arch_prctl ARCH_REQ_XCOMP_PERM)";

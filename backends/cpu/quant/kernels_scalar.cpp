@@ -19,6 +19,8 @@ const dot_kernels* scalar_kernels() {
       nullptr,
       nullptr,  // no bf16 tiles
       nullptr,  // no AMX tiles
+      nullptr,
+      nullptr,
   };
   return &table;
 }
