@@ -89,6 +89,8 @@ int one_matrix(size_t rows, size_t cols, const std::vector<size_t>& batches, boo
       dots.gemm_nf4 = nullptr;
       dots.gemm_nf4_bf16 = nullptr;
       dots.gemm_nf4_amx = nullptr;
+      dots.gemm_q4_0_amx = nullptr;
+      dots.gemm_int4_amx = nullptr;
       dot_kernels f32_tiles = *path;  // NF4 without the bf16 or AMX tiles ("f32t"), where the path has them
       f32_tiles.gemm_nf4_bf16 = nullptr;
       f32_tiles.gemm_nf4_amx = nullptr;

@@ -116,6 +116,8 @@ TEST_P(matmul, tiles_match_dots_at_every_batch_and_split) {
   dots.gemm_int8 = nullptr;
   dots.gemm_int4 = nullptr;
   dots.gemm_nf4 = nullptr;
+  dots.gemm_q4_0_amx = nullptr;
+  dots.gemm_int4_amx = nullptr;
   const dot_kernels& scalar = *kernels_for(isa::scalar);
   const size_t rows = 11;
   for (size_t cols : {32u, 96u, 136u, 192u, 2112u}) {
