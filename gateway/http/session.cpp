@@ -9,6 +9,7 @@
 
 #include <array>
 
+#include "http/request_head.h"
 #include "http/wire.h"
 #include "util/ascii.h"
 #include "tls/tls_context.h"
@@ -93,13 +94,12 @@ void basic_session<Stream>::run() {
 template <class Stream>
 void basic_session<Stream>::do_read_header() {
   phase_ = phase::reading;
-  // The previous request's parser goes first: its fields and body are in the arena.
+  // The previous request is answered: the bytes its views pointed into can go, and so can
+  // Beast's parser (its fields and body are in the arena), if it was needed.
+  buffer_.consume(plain_bytes_);
+  plain_bytes_ = 0;
   parser_.reset();
   arena_.release();
-  const arena_allocator alloc(&arena_);
-  parser_.emplace(std::piecewise_construct, std::make_tuple(alloc), std::make_tuple(alloc));
-  parser_->header_limit(ctx_.limits.max_header_bytes);
-  parser_->body_limit(ctx_.limits.max_body_bytes);
   bytes_in_ = 0;
   // A keep-alive connection may idle for idle_timeout_s; a first request must arrive within
   // read_timeout_s of the connect.
@@ -127,11 +127,25 @@ void basic_session<Stream>::read_raw_header() {
     });
     return;
   }
-  if (auth::has_obs_fold(raw.substr(0, end + 4))) {
+  const std::string_view head = raw.substr(0, end + 4);
+  if (auth::has_obs_fold(head)) {
     return reply_and_close(400, "obsolete line folding (obs-fold) in a header is not accepted");
+  }
+  // The usual request (plain head, its whole body already buffered, within the limits) is read
+  // in place; anything else goes through Beast from the same bytes (request_head.h).
+  if (!parser_ && head.size() <= ctx_.limits.max_header_bytes &&
+      parse_plain_head(head, ctx_.limits.max_headers, headers_, plain_) &&
+      plain_.content_length <= ctx_.limits.max_body_bytes && plain_.content_length <= raw.size() - head.size()) {
+    return on_plain_request(head.size());
   }
   // The header is buffered whole: parse it here rather than through Beast's async_read_header,
   // whose completion would cost one more trip through the strand per request.
+  if (!parser_) {
+    const arena_allocator alloc(&arena_);
+    parser_.emplace(std::piecewise_construct, std::make_tuple(alloc), std::make_tuple(alloc));
+    parser_->header_limit(ctx_.limits.max_header_bytes);
+    parser_->body_limit(ctx_.limits.max_body_bytes);
+  }
   beast::error_code ec;
   const size_t n = parser_->put(buffer_.data(), ec);
   buffer_.consume(n);
@@ -145,6 +159,25 @@ void basic_session<Stream>::read_raw_header() {
     return;
   }
   on_read_header(ec, n);
+}
+
+// A plain request whose head and body are in buffer_: its views point there, and the bytes are
+// consumed when the next request starts (do_read_header).
+template <class Stream>
+void basic_session<Stream>::on_plain_request(size_t head_bytes) {
+  first_request_ = false;
+  const auto data = buffer_.data();
+  const std::string_view raw(static_cast<const char*>(data.data()), data.size());
+  plain_bytes_ = head_bytes + static_cast<size_t>(plain_.content_length);
+  guard_fields_.clear();
+  for (const auto& f : headers_) guard_fields_.push_back({f.name, f.value});
+  const auto verdict = auth::check_request_headers(guard_fields_, {}, {.max_count = ctx_.limits.max_headers, .max_bytes = ctx_.limits.max_header_bytes});
+  if (!verdict.ok) return reply_and_close(verdict.status, verdict.reason);
+  current_ = {plain_.method, plain_.target, raw.substr(head_bytes, static_cast<size_t>(plain_.content_length))};
+  keep_alive_ = plain_.keep_alive;
+  bytes_in_ = plain_bytes_;
+  ctx_.metrics->bytes_received.add(bytes_in_);
+  dispatch();
 }
 
 template <class Stream>
@@ -205,6 +238,11 @@ void basic_session<Stream>::on_read_body(beast::error_code ec, size_t bytes) {
   bytes_in_ += bytes;
   if (ec) return on_read_error(ec);
   ctx_.metrics->bytes_received.add(bytes_in_);
+  auto& msg = parser_->get();
+  headers_.clear();
+  for (const auto& f : msg) headers_.push_back({f.name_string(), f.value()});
+  current_ = {msg.method_string(), msg.target(), msg.body()};
+  keep_alive_ = msg.keep_alive();
   dispatch();
 }
 
@@ -226,24 +264,19 @@ void basic_session<Stream>::on_read_error(beast::error_code ec) {
 
 template <class Stream>
 void basic_session<Stream>::dispatch() {
-  auto& msg = parser_->get();
-  headers_.clear();
-  for (const auto& f : msg) headers_.push_back({f.name_string(), f.value()});
-  const auto client_id = msg["x-request-id"];
+  request req;
+  req.method = current_.method;
+  req.target = current_.target;
+  req.path = req.target.substr(0, req.target.find('?'));
+  req.headers = headers_;
+  req.body = current_.body;
   // Written into the connection's string: its capacity is reused request after request.
+  const auto client_id = req.header("x-request-id");
   if (is_sane_request_id(client_id)) {
     request_id_.assign(client_id);
   } else {
     assign_request_id(request_id_);
   }
-  keep_alive_ = msg.keep_alive();
-
-  request req;
-  req.method = msg.method_string();
-  req.target = msg.target();
-  req.path = req.target.substr(0, req.target.find('?'));
-  req.headers = headers_;
-  req.body = msg.body();
   req.request_id = request_id_;
   req.strand = stream_.get_executor();
   client_ = std::make_shared<client_signal>();
@@ -285,7 +318,7 @@ void basic_session<Stream>::respond(response res) {
   out_.clear();
   append_response_head(out_, res, request_id_, res.body.size(), keep_alive_);
   set_deadline(to_ms(ctx_.limits.read_timeout_s));
-  if (parser_->get().method() == bhttp::verb::head) {
+  if (current_.method == "HEAD") {
     // HEAD: the head GET would get (its Content-Length included), no body (RFC 9110 9.3.2).
     // A HEAD answer never has a body, chunked or not: a stream source is dropped unread.
     phase_ = phase::writing;
@@ -368,8 +401,7 @@ template <class Stream>
 void basic_session<Stream>::finish_response() {
   ctx_.metrics->http_request(route_, status_);
   if (spdlog::should_log(spdlog::level::debug)) {
-    spdlog::debug("[{}] {} {} -> {}", request_id_, parser_->get().method_string(),
-                  parser_->get().target(), status_);
+    spdlog::debug("[{}] {} {} -> {}", request_id_, current_.method, current_.target, status_);
   }
   counted_ = false;
   ctx_.requests_in_flight.fetch_sub(1);

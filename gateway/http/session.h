@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "http/message.h"
+#include "http/request_head.h"
 #include "http/server.h"
 
 namespace moat::http {
@@ -43,6 +44,7 @@ class basic_session : public std::enable_shared_from_this<basic_session<Stream>>
 
   void do_read_header();
   void read_raw_header();
+  void on_plain_request(size_t head_bytes);
   void on_read_header(boost::beast::error_code ec, size_t bytes);
   void do_read_body();
   void read_body();
@@ -103,6 +105,14 @@ class basic_session : public std::enable_shared_from_this<basic_session<Stream>>
   int status_ = 0;
   metrics::route route_ = metrics::route::unknown;
 
+  // The request being handled, from either parser; views into buffer_ (plain) or the arena.
+  struct current_request {
+    std::string_view method;
+    std::string_view target;
+    std::string_view body;
+  } current_;
+  plain_head plain_;
+  size_t plain_bytes_ = 0;  // a plain request's bytes, left in buffer_ until it is answered
   std::vector<header_view> headers_;  // reused per request
   std::vector<auth::header_view> guard_fields_;  // reused per request: the smuggling checks' view
   std::string request_id_;

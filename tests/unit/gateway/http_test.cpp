@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "http/deadlines.h"
+#include "http/request_head.h"
 #include "http/server.h"
 #include "http/wire.h"
 
@@ -192,6 +193,75 @@ TEST_F(http_server, pipelined_requests_are_answered_in_order) {
   send(s, "GET /echo?1 HTTP/1.1\r\nHost: x\r\n\r\nGET /echo?2 HTTP/1.1\r\nHost: x\r\n\r\n");
   EXPECT_EQ(read_response(s, buf).body(), "GET /echo?1  ");
   EXPECT_EQ(read_response(s, buf).body(), "GET /echo?2  ");
+}
+
+// Plain requests are read in place; the same request with its body still on the way, chunked, or
+// in HTTP/1.0 goes through Beast: every form gets the same answer, and pipelined bodies stay apart.
+TEST_F(http_server, plain_and_beast_parsed_requests_get_the_same_answers) {
+  auto s = connect();
+  boost::beast::flat_buffer buf;
+  send(s, "POST /echo?1 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
+          "POST /echo?2 HTTP/1.1\r\nHost: x\r\ncontent-length:2 \r\nX-Thing:  t \r\n\r\nde");
+  EXPECT_EQ(read_response(s, buf).body(), "POST /echo?1 abc ");
+  EXPECT_EQ(read_response(s, buf).body(), "POST /echo?2 de t");
+
+  send(s, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhel");
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  send(s, "lo");
+  EXPECT_EQ(read_response(s, buf).body(), "POST /echo hello ");
+
+  send(s, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhe\r\n3\r\nllo\r\n0\r\n\r\n");
+  EXPECT_EQ(read_response(s, buf).body(), "POST /echo hello ");
+
+  send(s, "POST /echo HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\nContent-Length: 5\r\n\r\nhello");
+  auto old = read_response(s, buf);
+  EXPECT_EQ(old.body(), "POST /echo hello ");
+}
+
+TEST(request_head, plain_form_is_read_and_everything_else_is_left_to_beast) {
+  std::vector<http::header_view> fields;
+  http::plain_head head;
+  ASSERT_TRUE(http::parse_plain_head(
+      "POST /v1/chat/completions?x=1 HTTP/1.1\r\nHost: a:1\r\nContent-Length:  12 \r\n"
+      "Authorization: Bearer k\tey\r\nEmpty:\r\nConnection: Close\r\n\r\n",
+      100, fields, head));
+  EXPECT_EQ(head.method, "POST");
+  EXPECT_EQ(head.target, "/v1/chat/completions?x=1");
+  EXPECT_EQ(head.content_length, 12u);
+  EXPECT_FALSE(head.keep_alive);
+  ASSERT_EQ(fields.size(), 5u);
+  EXPECT_EQ(fields[1].name, "Content-Length");
+  EXPECT_EQ(fields[1].value, "12");
+  EXPECT_EQ(fields[2].value, "Bearer k\tey");
+  EXPECT_EQ(fields[3].value, "");
+
+  ASSERT_TRUE(http::parse_plain_head("GET / HTTP/1.1\r\n\r\n", 100, fields, head));
+  EXPECT_TRUE(head.keep_alive);
+  EXPECT_EQ(head.content_length, 0u);
+  EXPECT_TRUE(fields.empty());
+
+  const char* not_plain[] = {
+      "GET / HTTP/1.0\r\n\r\n",                                       // another version
+      "GET  / HTTP/1.1\r\n\r\n",                                      // two spaces
+      "GET / HTTP/1.1 \r\n\r\n",                                      // trailing space
+      "G(T / HTTP/1.1\r\n\r\n",                                       // not a token
+      "GET /\x7f HTTP/1.1\r\n\r\n",                                   // target byte
+      "\r\nGET / HTTP/1.1\r\n\r\n",                                   // leading blank line
+      "GET / HTTP/1.1\r\nHost : x\r\n\r\n",                           // space before ':'
+      "GET / HTTP/1.1\r\nHost x\r\n\r\n",                             // no ':'
+      "GET / HTTP/1.1\r\nX: caf\xc3\xa9\r\n\r\n",                      // obs-text
+      "GET / HTTP/1.1\r\nX: a\rb\r\n\r\n",                            // bare CR
+      "GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
+      "GET / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+      "GET / HTTP/1.1\r\nContent-Length: 1234567890123456789\r\n\r\n",
+      "GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+      "GET / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
+      "GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n",
+      "GET / HTTP/1.1\r\nConnection: keep-alive, Upgrade\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: x\r\n",                                   // no blank line
+  };
+  for (const char* raw : not_plain) EXPECT_FALSE(http::parse_plain_head(raw, 100, fields, head)) << raw;
+  EXPECT_FALSE(http::parse_plain_head("GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\n\r\n", 1, fields, head));
 }
 
 TEST_F(http_server, body_over_limit_is_413) {
