@@ -144,18 +144,21 @@ std::string with_string_field(std::string_view body, std::string_view key, std::
   return out;
 }
 
-void request_builder::fill_messages(const std::vector<openai::chat_message>& messages) {
-  messages_.clear();
-  messages_.reserve(messages.size());
-  for (const auto& m : messages) {
-    moat_message mm;
+const moat_message* request_builder::fill_messages(const std::vector<openai::chat_message>& messages) {
+  moat_message* out = inline_messages_.data();
+  if (messages.size() > inline_messages_.size()) {
+    messages_.resize(messages.size());
+    out = messages_.data();
+  }
+  for (size_t i = 0; i < messages.size(); ++i) {
+    moat_message& mm = out[i];
     std::memset(&mm, 0, sizeof mm);
     mm.struct_size = sizeof mm;
-    mm.role = as_str(m.role);
-    mm.content = as_str(m.content);
-    mm.name = as_str(m.name);
-    messages_.push_back(mm);
+    mm.role = as_str(messages[i].role);
+    mm.content = as_str(messages[i].content);
+    mm.name = as_str(messages[i].name);
   }
+  return out;
 }
 
 void request_builder::fill_prompts(const std::vector<openai::prompt>& prompts) {
@@ -202,9 +205,8 @@ moat_request& request_builder::chat(const openai::chat_request& req, std::string
   reset(request_);
   request_.kind = MOAT_REQUEST_CHAT;
   request_.model = as_str(req.model);
-  fill_messages(req.messages);
-  request_.messages = messages_.data();
-  request_.message_count = messages_.size();
+  request_.messages = fill_messages(req.messages);
+  request_.message_count = req.messages.size();
   fill_sampling(req.sampling);
   request_.stream = req.stream ? 1u : 0u;
   request_.add_generation_prompt = req.add_generation_prompt ? 1u : 0u;
@@ -243,9 +245,8 @@ moat_tokenize_request& request_builder::tokenize(const openai::tokenize_request&
   if (req.prompt) {
     tokenize_.text = as_str(*req.prompt);
   } else {
-    fill_messages(req.messages);
-    tokenize_.messages = messages_.data();
-    tokenize_.message_count = messages_.size();
+    tokenize_.messages = fill_messages(req.messages);
+    tokenize_.message_count = req.messages.size();
   }
   tokenize_.add_special_tokens = req.add_special_tokens ? 1u : 0u;
   tokenize_.add_generation_prompt = req.add_generation_prompt ? 1u : 0u;

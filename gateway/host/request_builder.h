@@ -7,6 +7,7 @@
 //   auto outcome = backend.submit(r, sink, strand);
 #pragma once
 
+#include <array>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -39,13 +40,15 @@ class request_builder {
   moat_tokenize_request& tokenize(const openai::tokenize_request& req);
 
  private:
-  void fill_messages(const std::vector<openai::chat_message>& messages);
+  // Points the messages at inline slots (a chat of a few turns, the usual case) or at messages_.
+  const moat_message* fill_messages(const std::vector<openai::chat_message>& messages);
   void fill_prompts(const std::vector<openai::prompt>& prompts);
   void fill_sampling(const openai::sampling_params& s);
 
   moat_request request_{};
   moat_tokenize_request tokenize_{};
-  std::vector<moat_message> messages_;
+  std::array<moat_message, 4> inline_messages_{};
+  std::vector<moat_message> messages_;  // more messages than fit inline
   std::vector<moat_prompt> prompts_;
   std::vector<moat_str> stop_;
   std::vector<moat_logit_bias> logit_bias_;
