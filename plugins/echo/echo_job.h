@@ -35,6 +35,10 @@ class echo_job {
   // not be stepped again. Called by one worker at a time.
   bool step(bool cancelled, moat_status cancel_code);
 
+  // The scheduler's lock-free list of jobs to run links them through here (see
+  // echo_scheduler.h); the job does not use it.
+  echo_job* next_queued = nullptr;
+
  private:
   struct delta {
     size_t begin = 0, end = 0;              // bytes of the answer text
