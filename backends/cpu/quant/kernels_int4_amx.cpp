@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -148,9 +149,10 @@ struct rows_q4_0 {
 struct rows_int4 {
   const uint8_t* w;
   const float* scales;
-  size_t row_bytes, row_groups, blocks_per_group;
+  size_t row_bytes, row_groups;
+  unsigned group_shift;  // log2 of blocks per group (groups of 32, 64, 128: 0, 1, 2), no division per block
   const uint8_t* codes(size_t r, size_t i) const { return w + r * row_bytes + i * 16; }
-  float scale(size_t r, size_t i) const { return scales[r * row_groups + i / blocks_per_group]; }
+  float scale(size_t r, size_t i) const { return scales[r * row_groups + (i >> group_shift)]; }
 };
 
 // Rows [r0, r0 + nrows) unpacked: per block i, A tile at a + i * 512 (16 rows x 32 bytes,
@@ -264,7 +266,8 @@ void gemm_int4_amx(const uint8_t* w, const float* scales, size_t group, size_t c
                    size_t batch, float* y, size_t y_stride, size_t row_begin, size_t row_end) {
   const size_t nb = (cols + 31) / 32;
   amx_int4_gemm(rows_int4{w, scales, engine::quant::int4_row_bytes(cols, group),
-                          engine::quant::int4_row_groups(cols, group), group / 32},
+                          engine::quant::int4_row_groups(cols, group),
+                          static_cast<unsigned>(std::countr_zero(group / 32))},
                 nb, xq, batch, y, y_stride, row_begin, row_end);
 }
 
