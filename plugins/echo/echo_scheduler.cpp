@@ -63,7 +63,19 @@ scheduler::scheduler(unsigned workers, std::chrono::milliseconds delay) : delay_
   for (unsigned i = 0; i < workers; ++i) workers_.emplace_back([this] { worker_loop(); });
 }
 
-scheduler::~scheduler() { shutdown(); }
+scheduler::~scheduler() {
+  shutdown();
+  free_retired();
+}
+
+void scheduler::free_retired() {
+  echo_job* list = retired_.exchange(nullptr);
+  while (list != nullptr) {
+    echo_job* next = list->next_queued;
+    delete list;
+    list = next;
+  }
+}
 
 bool scheduler::start(std::unique_ptr<echo_job> job) {
   // Counted before the stopping check: the workers do not leave while it is non-zero, so a
@@ -74,6 +86,7 @@ bool scheduler::start(std::unique_ptr<echo_job> job) {
     return false;
   }
   if (delay_.count() == 0 && !job->waits_for_cancel()) {
+    if (retired_.load(std::memory_order_relaxed) != nullptr) free_retired();
     echo_job* raw = job.release();  // owned by the list from here
     echo_job* head = fast_.load(std::memory_order_relaxed);
     do {
@@ -173,13 +186,22 @@ bool scheduler::run_fast() {
     ordered = list;
     list = next;
   }
-  while (ordered != nullptr) {
-    std::unique_ptr<echo_job> job(ordered);
-    ordered = job->next_queued;
+  echo_job* first = ordered;  // the batch, handed back whole once run
+  echo_job* last = nullptr;
+  size_t count = 0;
+  for (echo_job* job = ordered; job != nullptr; job = job->next_queued) {
     run_to_end(*job, stopping_.load(std::memory_order_relaxed), MOAT_ERR_UNAVAILABLE);
-    job.reset();
-    in_flight_.fetch_sub(1);
+    last = job;
+    ++count;
   }
+  // Back to the submitting side to be freed, with one CAS for the batch (none of these jobs
+  // may be touched here after it). Counted out of in_flight_ only then, so shutdown's workers
+  // leave after it and the destructor frees them all.
+  echo_job* head = retired_.load(std::memory_order_relaxed);
+  do {
+    last->next_queued = head;
+  } while (!retired_.compare_exchange_weak(head, first));
+  in_flight_.fetch_sub(count);
   return true;
 }
 

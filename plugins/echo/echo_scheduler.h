@@ -13,6 +13,11 @@
 //      parked  — fault: hang; in no queue until cancel() or shutdown() queues it
 //    A job is erased when its step sent the terminal event, so exactly one terminal per job.
 //
+// Freeing: a fast job was allocated by the submitting thread (the gateway's I/O thread) and is
+// freed there too: a worker hands finished jobs back on a second lock-free list, which the next
+// start() empties. Freed on the worker, every job's blocks went back to the I/O thread's malloc
+// arena under its lock, which the I/O thread's own mallocs then waited for.
+//
 // Waking: start() wakes a worker only when the fast list goes from empty to non-empty (or a
 // timed job arrives) and no worker is awake or already told to wake: a burst of submits that a
 // worker is still draining costs no futex call.
@@ -79,6 +84,7 @@ class scheduler {
 
   void worker_loop();
   bool run_fast();                        // runs every job on the fast list; false if none
+  void free_retired();                    // frees the finished fast jobs handed back
   bool run_timed(std::vector<taken>& batch);  // steps the due timed jobs; false if none
   // Before sleeping: whether there is work (or the end) after all; else when the next timed
   // job is due (max() when none).
@@ -93,6 +99,8 @@ class scheduler {
   // Fast jobs: a LIFO list linked through echo_job::next_queued, owned by the list (released
   // from their unique_ptr at push), drained whole by exchange and reversed to submit order.
   std::atomic<echo_job*> fast_{nullptr};
+  // Finished fast jobs, linked the same way, for start() to free (see above).
+  std::atomic<echo_job*> retired_{nullptr};
   // Jobs accepted and not yet terminal (both ways); shutdown's workers wait for zero.
   std::atomic<size_t> in_flight_{0};
   std::atomic<bool> stopping_{false};
