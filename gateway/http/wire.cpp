@@ -108,8 +108,10 @@ std::string make_request_id() {
 }
 
 void append_random_alnum(std::string& out, size_t length) {
+  // 62 characters, then the first two again: indexing by 6 bits gives what `% 62` gave
+  // (62 -> 'A', 63 -> 'B') without a division per character.
   static constexpr char alphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789AB";
   const size_t at = out.size();
   out.resize(at + length);
   uint64_t v = 0;
@@ -119,7 +121,7 @@ void append_random_alnum(std::string& out, size_t length) {
       v = next_random();
       left = 10;  // 10 draws of 6 bits from 64
     }
-    out[i] = alphabet[(v & 63) % 62];
+    out[i] = alphabet[v & 63];
     v >>= 6;
     --left;
   }

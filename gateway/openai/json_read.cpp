@@ -97,25 +97,13 @@ object_fields::object_fields(dom::object object) : object_(object) {
       overflow_ = true;
       break;
     }
-    entries_[count_++] = {field.key, field.value};
+    entries_[count_++] = {head_of(field.key), field.key, field.value};
   }
 }
 
-std::optional<dom::element> object_fields::find(std::string_view key) const {
-  if (overflow_) {
-    dom::element value;
-    if (object_.at_key(key).get(value) != simdjson::SUCCESS) return std::nullopt;
-    return value;
-  }
-  for (size_t i = 0; i < count_; ++i) {
-    if (entries_[i].key == key) return entries_[i].value;
-  }
-  return std::nullopt;
-}
-
-std::optional<dom::element> optional_field(const object_fields& object, std::string_view key) {
-  auto value = object.find(key);
-  if (!value || value->is_null()) return std::nullopt;
+std::optional<dom::element> object_fields::find_in_dom(std::string_view key) const {
+  dom::element value;
+  if (object_.at_key(key).get(value) != simdjson::SUCCESS) return std::nullopt;
   return value;
 }
 

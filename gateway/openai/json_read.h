@@ -10,6 +10,8 @@
 
 #include <simdjson.h>
 
+#include <cstdint>
+#include <cstring>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -58,13 +60,34 @@ dom::object parse_body(dom::parser& parser, std::string_view body);
 class object_fields {
  public:
   object_fields(dom::object object);  // NOLINT(google-explicit-constructor): see above
-  std::optional<dom::element> find(std::string_view key) const;
+  std::optional<dom::element> find(std::string_view key) const {
+    if (overflow_) return find_in_dom(key);
+    // Inline, so a literal key's first bytes fold into a constant: a lookup is then a compare
+    // of 8 bytes and a length per present key.
+    const uint64_t head = head_of(key);
+    for (size_t i = 0; i < count_; ++i) {
+      const entry& e = entries_[i];
+      if (e.head == head && e.key.size() == key.size() &&
+          (key.size() <= 8 || e.key.substr(8) == key.substr(8))) {
+        return e.value;
+      }
+    }
+    return std::nullopt;
+  }
 
  private:
   struct entry {
+    uint64_t head;  // the key's first 8 bytes, zero-padded
     std::string_view key;
     dom::element value;
   };
+  static uint64_t head_of(std::string_view key) {
+    uint64_t head = 0;
+    std::memcpy(&head, key.data(), key.size() < 8 ? key.size() : 8);
+    return head;
+  }
+  std::optional<dom::element> find_in_dom(std::string_view key) const;
+
   static constexpr size_t inline_count = 24;  // more keys than this: at_key on the DOM
   dom::object object_;
   entry entries_[inline_count];
@@ -73,7 +96,11 @@ class object_fields {
 };
 
 // A field's value, with JSON null treated as absent (OpenAI's SDKs send null for "unset").
-std::optional<dom::element> optional_field(const object_fields& object, std::string_view key);
+inline std::optional<dom::element> optional_field(const object_fields& object, std::string_view key) {
+  auto value = object.find(key);
+  if (!value || value->is_null()) return std::nullopt;
+  return value;
+}
 dom::element required_field(const object_fields& object, const param_path& path);
 
 std::string_view as_string(dom::element value, const param_path& path);
