@@ -25,6 +25,7 @@ generation_job::generation_job(generation_options options, http::responder respo
     : options_(std::move(options)), respond_(std::move(respond)), metrics_(metrics) {
   if (options_.choices == 0) options_.choices = 1;
   if (options_.stream) {
+    chunk_head_ = openai::chunk_head(options_.meta, options_.chat);
     started_.assign(options_.choices, false);
     closed_.assign(options_.choices, false);
     offsets_.assign(options_.choices, 0);
@@ -76,6 +77,9 @@ void generation_job::on_event(host::owned_event&& event) {
 void generation_job::on_delta(host::owned_event& event) {
   if (!options_.stream) {
     auto& r = results_[event.index];
+    // Deltas are a word or a token each: one reservation up front instead of a reallocation
+    // every time the text doubles through the small sizes.
+    if (r.text.capacity() < 256) r.text.reserve(std::max<size_t>(256, event.text.size()));
     r.text += event.text;
     if (options_.logprobs) {
       r.has_logprobs = true;
@@ -334,8 +338,7 @@ uint32_t generation_job::advance_offset(uint32_t index, size_t bytes) {
 }
 
 void generation_job::append_chunk(std::string& out, const openai::chunk_delta& delta) const {
-  out += openai::sse_data(options_.chat ? openai::chat_chunk_json(options_.meta, delta, options_.include_usage)
-                                        : openai::completion_chunk_json(options_.meta, delta, options_.include_usage));
+  openai::append_chunk_event(out, chunk_head_, options_.chat, delta, options_.include_usage);
 }
 
 void generation_job::start_stream() {

@@ -79,7 +79,7 @@ class generation_job : public host::event_sink,
   // Streamed completions: where the next text of choice `index` starts (its logprobs'
   // text_offset continues across chunks, as in a whole answer); advances by `bytes`.
   uint32_t advance_offset(uint32_t index, size_t bytes);
-  void append_chunk(std::string& out, const openai::chunk_delta& delta) const;
+  void append_chunk(std::string& out, const openai::chunk_delta& delta) const;  // one SSE event
 
   // Streamed text of one choice not yet handed to the session.
   struct pending_choice {
@@ -99,6 +99,7 @@ class generation_job : public host::event_sink,
   std::vector<bool> closed_;                     // streamed: its finish_reason chunk went out
   std::vector<uint32_t> offsets_;                // streamed: bytes of text sent per choice
   bool dirty_ = false;                           // streamed: pending_ holds something
+  std::string chunk_head_;                       // streamed: the text every chunk starts with
   std::string serialized_;                       // streamed: chunks not yet pulled, in order
   std::vector<pending_choice> pending_;          // streamed: per choice, since the last pull
   size_t pending_bytes_ = 0;

@@ -186,6 +186,13 @@ std::string chat_usage_chunk_json(const response_meta& meta, const usage_counts&
 std::string completion_chunk_json(const response_meta& meta, const chunk_delta& delta,
                                   bool include_usage);
 std::string completion_usage_chunk_json(const response_meta& meta, const usage_counts& usage);
+// The same chunks framed as one server-sent event ("data: <json>\n\n") and appended to `out`, so
+// a stream's events go straight into its pending buffer. Every chunk of a stream starts with the
+// same id, object, created, model and fingerprint: `head` is that text, made once per stream by
+// chunk_head, and copied into each event instead of being serialized again.
+std::string chunk_head(const response_meta& meta, bool chat);
+void append_chunk_event(std::string& out, std::string_view head, bool chat, const chunk_delta& delta,
+                        bool include_usage);
 
 // Embeddings: vectors in input order; base64 encodes little-endian float32 as OpenAI does.
 std::string embeddings_json(const std::string& model, const std::vector<std::vector<float>>& vectors,

@@ -1,5 +1,5 @@
-// Stream chunks (CreateChatCompletionStreamResponse and the completion chunk shape). Each is
-// framed with sse_data by the caller.
+// Stream chunks (CreateChatCompletionStreamResponse and the completion chunk shape): as JSON, or
+// appended to a stream's buffer already framed as a server-sent event.
 #include "openai/json_write.h"
 #include "openai/serialize_common.h"
 
@@ -22,14 +22,8 @@ void append_chunk_tail(std::string& out, const chunk_delta& delta, bool include_
   out += '}';
 }
 
-}  // namespace
-
-std::string chat_chunk_json(const response_meta& meta, const chunk_delta& delta,
-                            bool include_usage) {
-  std::string out;
-  out.reserve(192 + meta.id.size() + meta.model.size() + delta.text.size() +
-              delta.logprobs.size() * 96);
-  append_head(out, meta, "chat.completion.chunk");
+// Everything after the head: the choice and, with include_usage, "usage":null.
+void append_chat_chunk_rest(std::string& out, const chunk_delta& delta, bool include_usage) {
   out += ",\"choices\":[{\"index\":";
   append_uint(out, delta.index);
   // The first chunk of a choice names the role (with content, "" when there is no text yet);
@@ -49,25 +43,9 @@ std::string chat_chunk_json(const response_meta& meta, const chunk_delta& delta,
     out += "null";
   }
   append_chunk_tail(out, delta, include_usage);
-  return out;
 }
 
-std::string chat_usage_chunk_json(const response_meta& meta, const usage_counts& usage) {
-  std::string out;
-  out.reserve(256 + meta.id.size() + meta.model.size());
-  append_head(out, meta, "chat.completion.chunk");
-  out += ",\"choices\":[],\"usage\":";
-  append_usage(out, usage);
-  out += '}';
-  return out;
-}
-
-std::string completion_chunk_json(const response_meta& meta, const chunk_delta& delta,
-                                  bool include_usage) {
-  std::string out;
-  out.reserve(192 + meta.id.size() + meta.model.size() + delta.text.size() +
-              delta.logprobs.size() * 96);
-  append_head(out, meta, "text_completion");
+void append_completion_chunk_rest(std::string& out, const chunk_delta& delta, bool include_usage) {
   out += ",\"choices\":[{\"index\":";
   append_uint(out, delta.index);
   out += ",\"text\":";
@@ -79,6 +57,58 @@ std::string completion_chunk_json(const response_meta& meta, const chunk_delta& 
     out += "null";
   }
   append_chunk_tail(out, delta, include_usage);
+}
+
+size_t chunk_size_hint(size_t head_size, const chunk_delta& delta) {
+  return 128 + head_size + delta.text.size() + delta.logprobs.size() * 96;
+}
+
+constexpr std::string_view chunk_object(bool chat) { return chat ? "chat.completion.chunk" : "text_completion"; }
+
+}  // namespace
+
+std::string chat_chunk_json(const response_meta& meta, const chunk_delta& delta, bool include_usage) {
+  std::string out;
+  out.reserve(chunk_size_hint(64 + meta.id.size() + meta.model.size(), delta));
+  append_head(out, meta, chunk_object(true));
+  append_chat_chunk_rest(out, delta, include_usage);
+  return out;
+}
+
+std::string completion_chunk_json(const response_meta& meta, const chunk_delta& delta, bool include_usage) {
+  std::string out;
+  out.reserve(chunk_size_hint(64 + meta.id.size() + meta.model.size(), delta));
+  append_head(out, meta, chunk_object(false));
+  append_completion_chunk_rest(out, delta, include_usage);
+  return out;
+}
+
+std::string chunk_head(const response_meta& meta, bool chat) {
+  std::string head;
+  append_head(head, meta, chunk_object(chat));
+  return head;
+}
+
+void append_chunk_event(std::string& out, std::string_view head, bool chat, const chunk_delta& delta,
+                        bool include_usage) {
+  out.reserve(out.size() + chunk_size_hint(head.size(), delta) + 8);
+  out += "data: ";
+  out += head;
+  if (chat) {
+    append_chat_chunk_rest(out, delta, include_usage);
+  } else {
+    append_completion_chunk_rest(out, delta, include_usage);
+  }
+  out += "\n\n";
+}
+
+std::string chat_usage_chunk_json(const response_meta& meta, const usage_counts& usage) {
+  std::string out;
+  out.reserve(256 + meta.id.size() + meta.model.size());
+  append_head(out, meta, "chat.completion.chunk");
+  out += ",\"choices\":[],\"usage\":";
+  append_usage(out, usage);
+  out += '}';
   return out;
 }
 

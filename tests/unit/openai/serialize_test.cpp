@@ -212,6 +212,23 @@ TEST(SerializeChunks, ChatChunkSequence) {
   EXPECT_EQ(str(d4.root()["object"]), "chat.completion.chunk");
 }
 
+// The event writer, with the head made once, appends exactly what sse_data(…_chunk_json(…))
+// makes, after what is there.
+TEST(SerializeChunks, EventsAppendTheFramedChunk) {
+  chunk_delta d;
+  d.index = 1;
+  d.first = true;
+  d.text = "he said \"hi\"";
+  d.finish_reason = "length";
+  for (bool usage : {false, true}) {
+    std::string out = "data: [earlier]\n\n";
+    append_chunk_event(out, chunk_head(meta(), true), true, d, usage);
+    append_chunk_event(out, chunk_head(meta(), false), false, d, usage);
+    EXPECT_EQ(out, "data: [earlier]\n\n" + sse_data(chat_chunk_json(meta(), d, usage)) +
+                       sse_data(completion_chunk_json(meta(), d, usage)));
+  }
+}
+
 TEST(SerializeChunks, FirstChatChunkWithoutTextStillHasContent) {
   chunk_delta first;
   first.first = true;
