@@ -63,6 +63,7 @@ bool parse_plain_head(std::string_view raw, size_t max_fields, std::vector<heade
 
   // Fields, up to the blank line (the last two bytes of `raw`).
   bool has_length = false;
+  bool has_host = false;
   size_t pos = line_end + 2;
   while (pos < raw.size() - 2) {
     const size_t end = raw.find("\r\n", pos);
@@ -85,6 +86,9 @@ bool parse_plain_head(std::string_view raw, size_t max_fields, std::vector<heade
     } else if (util::iequals(name, "transfer-encoding") || util::iequals(name, "expect") ||
                util::iequals(name, "upgrade")) {
       return false;
+    } else if (util::iequals(name, "host")) {
+      if (has_host) return false;
+      has_host = true;
     } else if (util::iequals(name, "connection")) {
       if (util::iequals(value, "close")) {
         out.keep_alive = false;

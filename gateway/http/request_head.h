@@ -34,8 +34,12 @@ struct plain_head {
 // `raw`: the head through its blank line ("...\r\n\r\n"). True when it is in the plain form:
 //   METHOD SP target SP "HTTP/1.1" CRLF, then up to `max_fields` lines of
 //   token ":" OWS value OWS CRLF with values of printable ASCII or tabs,
-//   at most one Content-Length (digits only), no Transfer-Encoding, Expect or Upgrade, and a
-//   Connection field, if any, that is exactly "close" or "keep-alive".
+//   at most one Content-Length (digits only) and one Host, no Transfer-Encoding, Expect or
+//   Upgrade, and a Connection field, if any, that is exactly "close" or "keep-alive".
+// A plain head within max_header_bytes therefore passes every check of
+// auth::check_request_headers by construction (field count, token names, values without CR, LF
+// or NUL, one decimal Content-Length, no Transfer-Encoding, one Host, total size): the session
+// does not run those checks again on it (http_test checks the claim on the accepted forms).
 // Then `fields` holds every field (views into `raw`, values trimmed) in order; otherwise the
 // contents of `fields` and `out` are unspecified.
 bool parse_plain_head(std::string_view raw, size_t max_fields, std::vector<header_view>& fields, plain_head& out);

@@ -169,10 +169,8 @@ void basic_session<Stream>::on_plain_request(size_t head_bytes) {
   const auto data = buffer_.data();
   const std::string_view raw(static_cast<const char*>(data.data()), data.size());
   plain_bytes_ = head_bytes + static_cast<size_t>(plain_.content_length);
-  guard_fields_.clear();
-  for (const auto& f : headers_) guard_fields_.push_back({f.name, f.value});
-  const auto verdict = auth::check_request_headers(guard_fields_, {}, {.max_count = ctx_.limits.max_headers, .max_bytes = ctx_.limits.max_header_bytes});
-  if (!verdict.ok) return reply_and_close(verdict.status, verdict.reason);
+  // No auth::check_request_headers here: a plain head within the limits passes it by
+  // construction (request_head.h).
   current_ = {plain_.method, plain_.target, raw.substr(head_bytes, static_cast<size_t>(plain_.content_length))};
   keep_alive_ = plain_.keep_alive;
   bytes_in_ = plain_bytes_;

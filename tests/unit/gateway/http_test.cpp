@@ -261,6 +261,22 @@ TEST(request_head, plain_form_is_read_and_everything_else_is_left_to_beast) {
       "GET / HTTP/1.1\r\nHost: x\r\n",                                   // no blank line
   };
   for (const char* raw : not_plain) EXPECT_FALSE(http::parse_plain_head(raw, 100, fields, head)) << raw;
+  EXPECT_FALSE(http::parse_plain_head("GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n", 100, fields, head));
+
+  // The session skips auth::check_request_headers for plain heads: each accepted form passes it.
+  const char* plain[] = {
+      "POST /v1/chat/completions HTTP/1.1\r\nHost: a:1\r\nContent-Length: 12\r\nContent-Type: application/json\r\n"
+      "Authorization: Bearer k\tey\r\nX-Empty:\r\nConnection: keep-alive\r\n\r\n",
+      "GET /health HTTP/1.1\r\n\r\n",
+      "GET / HTTP/1.1\r\n!#$%&'*+-.^_`|~09az: v a l u e ~\r\nContent-Length: 000\r\n\r\n",
+  };
+  for (const char* raw : plain) {
+    ASSERT_TRUE(http::parse_plain_head(raw, 100, fields, head)) << raw;
+    std::vector<auth::header_view> guard;
+    for (const auto& f : fields) guard.push_back({f.name, f.value});
+    const auto verdict = auth::check_request_headers(guard, {}, {.max_count = 100, .max_bytes = std::string_view(raw).size()});
+    EXPECT_TRUE(verdict.ok) << raw << ": " << verdict.reason;
+  }
   EXPECT_FALSE(http::parse_plain_head("GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\n\r\n", 1, fields, head));
 }
 
