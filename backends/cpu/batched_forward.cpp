@@ -171,11 +171,15 @@ void batched_forward::attention(int32_t layer, int64_t n_tokens) {
   const int64_t min_units = std::max<int64_t>(
       1, 4096 / std::max<int64_t>(1, static_cast<int64_t>(hd) * group * (max_pos + 1)));
   const bool int8_kv = kv_.type() == kv_dtype::int8;
+  const int64_t units = n_tokens * c.n_kv_heads;
   pool_.parallel_for(
-      n_tokens * c.n_kv_heads,
+      units,
       [&](int64_t b, int64_t e, int worker) {
         float* att = worker_scratch_[worker].data();  // [group][max_ctx] scores
-        for (int64_t tk = b; tk < e; ++tk) {
+        for (int64_t i = b; i < e; ++i) {
+          // Last unit first: a prefill's later tokens attend over more positions, and chunks
+          // are claimed in order, so the heaviest go first and the light ones fill the end.
+          const int64_t tk = units - 1 - i;
           const int64_t t = tk / c.n_kv_heads;
           const int32_t kvh = static_cast<int32_t>(tk % c.n_kv_heads);
           const int32_t pos = tok_pos_[t], bs = kv_.block_size(), n = pos + 1;
