@@ -3,7 +3,10 @@
 // matmul, and the (token, head) pairs of attention, split over a thread pool.
 // Five parallel regions per layer (each a fork/join of the pool): q/k/v together, attention, o
 // (+ residual), gate/up together (+ SiLU-mul), down (+ residual); activations are quantized once
-// per input, shared by the matrices that read it.
+// per input, shared by the matrices that read it. Kernels: quantized weights go to
+// moat_cpu_quant; F32 / F16 weights (the tied heads of small models) to float_matmul.h's tiles;
+// attention over an f32 cache to attend_f32 (attention.h), one call per (token, KV head). Each
+// gives the bits of the plain per-element path (kernels.h, dot_lanes.h).
 //
 //   batched_forward fwd(mv, kv, pool, max_ctx);
 //   fwd.run(items, tables, logits_or_null, hidden_or_null);   // tables[i]: item i's block table
