@@ -113,7 +113,7 @@ owned_event copy_event(const moat_event& ev) {
 }
 
 call::call(backend& owner, uint64_t id, std::shared_ptr<event_sink> sink,
-           boost::asio::any_io_executor strand)
+           boost::asio::any_io_executor strand, bool whole_answer)
     : owner_(owner),
       owner_alive_(owner.alive()),
       id_(id),
@@ -121,6 +121,7 @@ call::call(backend& owner, uint64_t id, std::shared_ptr<event_sink> sink,
       strand_(strand),
       completions_(completion_queue::of(strand_)),
       deadline_(strand),
+      lazy_(whole_answer),
       started_(std::chrono::steady_clock::now()) {
   // Room for a short answer's events (one per word, FINISH, DONE), allocated here on the I/O
   // thread rather than grown step by step by the backend's thread.
@@ -140,13 +141,23 @@ void call::on_event(void* user_data, const moat_event* event) noexcept {
     {
       std::lock_guard lock(self->queue_mutex_);
       if (!self->self_) return;  // an event after the terminal one: a plugin bug, ignored
-      const bool was_empty = self->pending_.empty();
+      if (self->lazy_) {
+        if (copy.kind == MOAT_EVENT_DELTA && self->first_delta_at_ == std::chrono::steady_clock::time_point{}) {
+          self->first_delta_at_ = std::chrono::steady_clock::now();
+        } else if (copy.kind == MOAT_EVENT_FINISH) {
+          self->last_finish_at_ = std::chrono::steady_clock::now();
+        }
+      }
       self->pending_.push_back(std::move(copy));
       // The terminal event takes over the backend's reference: after it the backend never
       // touches user_data again, and the call lives until the strand has drained the queue
       // (the drain already posted, or the one posted here, holds a reference).
       if (terminal) released = std::move(self->self_);
-      if (was_empty) post_ref = released ? released : self->shared_from_this();
+      const bool due = !self->lazy_ || terminal || self->pending_.size() >= lazy_cap;
+      if (due && !self->drain_posted_) {
+        self->drain_posted_ = true;
+        post_ref = released ? released : self->shared_from_this();
+      }
     }
     if (terminal) released->owner_.release_slot();
     if (post_ref) {
@@ -173,6 +184,9 @@ void call::drain() {
   {
     std::lock_guard lock(queue_mutex_);
     batch.swap(pending_);
+    drain_posted_ = false;
+    drained_first_delta_at_ = first_delta_at_;
+    drained_last_finish_at_ = last_finish_at_;
   }
   for (auto& event : batch) deliver(std::move(event));
   batch.clear();
@@ -197,14 +211,19 @@ void call::record_metrics(const owned_event& event) {
   const auto now = std::chrono::steady_clock::now();
   const auto seconds = [](auto d) { return std::chrono::duration<double>(d).count(); };
   switch (event.kind) {
-    case MOAT_EVENT_DELTA:
+    case MOAT_EVENT_DELTA: {
+      // A whole answer's events are drained late (at its end): time them by their arrival.
+      const bool stamped = lazy_ && drained_first_delta_at_ != std::chrono::steady_clock::time_point{};
       if (!saw_token_) {
         saw_token_ = true;
-        first_token_ = now;
-        m->ttft.observe(seconds(now - started_));
+        first_token_ = stamped ? drained_first_delta_at_ : now;
+        m->ttft.observe(seconds(first_token_ - started_));
       }
-      last_token_ = now;
+      last_token_ = lazy_ && drained_last_finish_at_ != std::chrono::steady_clock::time_point{}
+                        ? drained_last_finish_at_
+                        : now;
       break;
+    }
     case MOAT_EVENT_FINISH:
       last_finish_ = event.finish_reason;
       break;

@@ -1,12 +1,17 @@
 // One accepted request on its way through a backend. The backend's threads call on_event();
 // each event is copied into the call's queue, and the call is handed to its io_context's
-// completion queue only when that queue goes from empty to non-empty (a burst of deltas costs
-// one hand-over, not one per delta). The completion queue in turn posts one task per batch of
-// ready calls, whichever requests they belong to, so a backend answering many requests at once
-// wakes the I/O threads once, not once per request. On the strand the call drains its queue in
-// order, updates the model's metrics and hands each copy to the request's event_sink. A call outlives its sink's
-// interest: it is freed only when the backend has sent its terminal event (the ABI rule), so
-// the user_data pointer the backend holds never dangles.
+// completion queue only when a drain is due and none is posted yet (a burst of deltas costs
+// one hand-over, not one per delta). A drain is due at once for a streamed request (each delta
+// reaches the client promptly), but for a whole answer only at the terminal event, or once
+// lazy_cap events wait: its sink only collects until DONE anyway, and a backend answering in
+// one quick burst then wakes the I/O thread once per answer, not once per delta that the I/O
+// thread happened to drain on another core meanwhile. The completion queue in turn posts one
+// task per batch of ready calls, whichever requests they belong to, so a backend answering
+// many requests at once wakes the I/O threads once, not once per request. On the strand the
+// call drains its queue in order, updates the model's metrics and hands each copy to the
+// request's event_sink. A call outlives its sink's interest: it is freed only when the backend
+// has sent its terminal event (the ABI rule), so the user_data pointer the backend holds never
+// dangles.
 //
 //   auto outcome = backend.submit(request, sink, req.strand);
 //   if (outcome.status == MOAT_OK) req.client->on_gone([c = outcome.handle] { c->cancel(); });
@@ -62,8 +67,10 @@ class event_sink {
 
 class call : public std::enable_shared_from_this<call> {
  public:
+  // `whole_answer`: the request was not streamed (moat_request::stream == 0), so its sink
+  // needs the events only by the terminal one; they are then delivered lazily (see above).
   call(backend& owner, uint64_t id, std::shared_ptr<event_sink> sink,
-       boost::asio::any_io_executor strand);
+       boost::asio::any_io_executor strand, bool whole_answer = false);
   ~call();
 
   uint64_t id() const { return id_; }
@@ -91,11 +98,22 @@ class call : public std::enable_shared_from_this<call> {
   boost::asio::steady_timer deadline_;
   std::shared_ptr<call> self_;  // the backend's reference (under queue_mutex_): dropped with its terminal event
 
-  // Backend threads push, the strand drains. A drain is posted exactly when pending_ goes
-  // from empty to non-empty, and that posted drain holds a reference that keeps the call alive.
+  // Events a whole answer keeps queued before a drain is due anyway: bounds the memory a long
+  // answer holds in copies, while a short one (most) still goes over in one hand-over.
+  static constexpr size_t lazy_cap = 64;
+
+  // Backend threads push, the strand drains. A drain is posted when one is due and
+  // drain_posted_ is false (it is cleared by the drain when it takes the queue), and that
+  // posted drain holds a reference that keeps the call alive.
   std::mutex queue_mutex_;
   std::vector<owned_event> pending_;
+  bool drain_posted_ = false;
+  // Whole answers: when the first delta and the latest FINISH reached the call (metrics would
+  // otherwise time them at the lazy drain, i.e. at the end).
+  std::chrono::steady_clock::time_point first_delta_at_;
+  std::chrono::steady_clock::time_point last_finish_at_;
   std::vector<owned_event> draining_;  // strand only: swapped with pending_ to reuse capacity
+  const bool lazy_;
 
   // Strand-only bookkeeping.
   bool finished_ = false;    // the sink saw its terminal event
@@ -104,6 +122,8 @@ class call : public std::enable_shared_from_this<call> {
   std::chrono::steady_clock::time_point started_;
   std::chrono::steady_clock::time_point first_token_;
   std::chrono::steady_clock::time_point last_token_;
+  std::chrono::steady_clock::time_point drained_first_delta_at_;  // copies taken by drain()
+  std::chrono::steady_clock::time_point drained_last_finish_at_;
   bool saw_token_ = false;
 };
 

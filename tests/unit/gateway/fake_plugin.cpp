@@ -1,6 +1,7 @@
 // A scripted backend for the host and API tests, built as a shared library like a real plugin.
 // Options (substrings of options_json): "fail_create", "fail_submit", "hang" (no events until
 // cancelled), "fail_mid" (a delta, then an ERROR), "busy" (submit answers MOAT_ERR_BUSY),
+// "slow_second" (100 ms between the first delta and the rest of the answer),
 // and for the `metrics` slot: "metrics_fail" (answers MOAT_ERR_INTERNAL after writing text),
 // "metrics_junk" (good families mixed with lines the host must drop), "metrics_huge" (more
 // text than the host keeps); otherwise two well-formed families in three pieces.
@@ -115,12 +116,13 @@ moat_status fake_submit(moat_backend* b, const moat_request* req, moat_event_fn 
   }
   const bool hang = b->options.find("hang") != std::string::npos;
   const bool fail_mid = b->options.find("fail_mid") != std::string::npos;
+  const bool slow_second = b->options.find("slow_second") != std::string::npos;
   const auto kind = req->kind;
   const size_t inputs = req->prompt_count;
   auto* p = new pending{req->request_id, fn, user};
   std::lock_guard lock(b->mu);
   if (hang) b->hanging.push_back(p);
-  b->threads.emplace_back([b, p, hang, fail_mid, kind, inputs] {
+  b->threads.emplace_back([b, p, hang, fail_mid, slow_second, kind, inputs] {
     if (hang) {
       std::unique_lock lock(b->mu);
       b->cv.wait(lock, [p] { return p->cancelled; });
@@ -150,6 +152,7 @@ moat_status fake_submit(moat_backend* b, const moat_request* req, moat_event_fn 
         delete p;
         return;
       }
+      if (slow_second) std::this_thread::sleep_for(std::chrono::milliseconds(100));
       emit_text(p->fn, p->user, 0, " world", 2);
       moat_event fin = make(MOAT_EVENT_FINISH);
       fin.finish_reason = MOAT_FINISH_STOP;

@@ -32,7 +32,8 @@ int plugin_cancels() {
   return n;
 }
 
-// Collects events; checks each arrives on the strand; resolves when the terminal one comes.
+// Collects events and when each arrived; checks each arrives on the strand; resolves when the
+// terminal one comes.
 class recording_sink : public host::event_sink {
  public:
   explicit recording_sink(net::strand<net::io_context::executor_type> strand) : strand_(strand) {}
@@ -40,9 +41,11 @@ class recording_sink : public host::event_sink {
     on_strand = on_strand && strand_.running_in_this_thread();
     const bool terminal = ev.terminal();
     events.push_back(std::move(ev));
+    arrived.push_back(std::chrono::steady_clock::now());
     if (terminal) done.set_value();
   }
   std::vector<host::owned_event> events;
+  std::vector<std::chrono::steady_clock::time_point> arrived;
   bool on_strand = true;
   std::promise<void> done;
 
@@ -76,11 +79,12 @@ class host_fixture : public ::testing::Test {
   }
 
   // Submits a chat request on the strand, as a handler would.
-  host::submit_outcome submit(host::backend& b, std::shared_ptr<recording_sink> sink) {
+  host::submit_outcome submit(host::backend& b, std::shared_ptr<recording_sink> sink, bool stream = false) {
     std::promise<host::submit_outcome> out;
     net::post(strand_, [&] {
       openai::chat_request req;
       req.model = "fake-model";
+      req.stream = stream;
       req.messages.push_back({"user", "hi", ""});
       host::request_builder builder;
       out.set_value(b.submit(builder.chat(req, "{}"), sink, strand_));
@@ -172,6 +176,37 @@ TEST_F(host_fixture, events_arrive_on_the_strand_and_feed_metrics) {
   // The slot is free again once the terminal event went through.
   for (int i = 0; i < 100 && b.in_flight() != 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
   EXPECT_EQ(b.in_flight(), 0);
+}
+
+// A streamed answer's deltas reach the sink as the backend sends them; a whole (non-streamed)
+// answer's are handed over with its terminal event in one drain (its sink only collects until
+// DONE), yet time to first token still counts from the first delta's arrival.
+TEST_F(host_fixture, streamed_deltas_come_at_once_whole_answers_with_their_end) {
+  using std::chrono::milliseconds;
+  auto& b = make_backend(R"({"slow_second":true})");
+  auto streamed = std::make_shared<recording_sink>(strand_);
+  ASSERT_EQ(submit(b, streamed, true).status, MOAT_OK);
+  ASSERT_EQ(streamed->done.get_future().wait_for(std::chrono::seconds(5)), std::future_status::ready);
+  ASSERT_EQ(streamed->events.size(), 4u);
+  EXPECT_EQ(streamed->events[0].text, "hello");
+  EXPECT_GE(streamed->arrived[3] - streamed->arrived[0], milliseconds(80));
+
+  auto whole = std::make_shared<recording_sink>(strand_);
+  ASSERT_EQ(submit(b, whole, false).status, MOAT_OK);
+  ASSERT_EQ(whole->done.get_future().wait_for(std::chrono::seconds(5)), std::future_status::ready);
+  ASSERT_EQ(whole->events.size(), 4u);
+  EXPECT_TRUE(whole->on_strand);
+  EXPECT_EQ(whole->events[0].text, "hello");
+  EXPECT_EQ(whole->events[1].text, " world");
+  EXPECT_EQ(whole->events[2].kind, MOAT_EVENT_FINISH);
+  EXPECT_EQ(whole->events[3].kind, MOAT_EVENT_DONE);
+  EXPECT_LT(whole->arrived[3] - whole->arrived[0], milliseconds(50));
+
+  // Both answers: the first delta came at once, the rest 100 ms later.
+  auto* m = registry_.model("fake-model");
+  EXPECT_EQ(m->ttft.count(), 2u);
+  EXPECT_LT(m->ttft.sum(), 0.080);
+  EXPECT_GE(m->tpot.sum(), 2 * 0.080);
 }
 
 TEST_F(host_fixture, submit_error_comes_back_with_status_and_message) {
