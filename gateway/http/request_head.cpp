@@ -1,6 +1,7 @@
 #include "http/request_head.h"
 
 #include <array>
+#include <cstring>
 
 #include "util/ascii.h"
 
@@ -23,6 +24,29 @@ bool is_token(char c) { return token_char[static_cast<unsigned char>(c)]; }
 
 // Printable ASCII and tab: anything else in a value (obs-text, controls) goes to Beast.
 bool plain_value_byte(char c) { return (c >= 0x20 && c < 0x7f) || c == '\t'; }
+
+// True when all 8 bytes are printable ASCII (0x20..0x7e), tested at once: no byte below 0x20,
+// none with the high bit, no DEL. Each term is the exact "has such a byte" test. A word that
+// fails (a tab, or a byte that is not plain) is looked at byte by byte.
+bool printable_word(const char* p) {
+  uint64_t v;
+  std::memcpy(&v, p, sizeof v);
+  constexpr uint64_t ones = 0x0101010101010101ull;
+  constexpr uint64_t high = 0x8080808080808080ull;
+  const uint64_t del = v ^ (ones * 0x7f);
+  const uint64_t below_space = (v - ones * 0x20) & ~v;
+  const uint64_t is_del = (del - ones) & ~del;
+  return ((v | below_space | is_del) & high) == 0;
+}
+
+bool plain_value(std::string_view value) {
+  size_t i = 0;
+  while (i + 8 <= value.size() && printable_word(value.data() + i)) i += 8;
+  for (; i < value.size(); ++i) {
+    if (!plain_value_byte(value[i])) return false;
+  }
+  return true;
+}
 
 std::string_view trim_ows(std::string_view v) {
   while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
@@ -74,9 +98,7 @@ bool parse_plain_head(std::string_view raw, size_t max_fields, std::vector<heade
     if (n == 0 || n >= field.size() || field[n] != ':') return false;
     const std::string_view name = field.substr(0, n);
     std::string_view value = field.substr(n + 1);
-    for (char c : value) {
-      if (!plain_value_byte(c)) return false;
-    }
+    if (!plain_value(value)) return false;
     value = trim_ows(value);
     if (fields.size() == max_fields) return false;
     fields.push_back({name, value});

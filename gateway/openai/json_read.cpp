@@ -97,7 +97,9 @@ object_fields::object_fields(dom::object object) : object_(object) {
       overflow_ = true;
       break;
     }
-    entries_[count_++] = {head_of(field.key), field.key, field.value};
+    const uint64_t head = head_of(field.key);
+    signature_ |= signature_bit(head, field.key.size());
+    entries_[count_++] = {head, field.key, field.value};
   }
 }
 

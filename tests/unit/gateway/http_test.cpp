@@ -263,6 +263,18 @@ TEST(request_head, plain_form_is_read_and_everything_else_is_left_to_beast) {
   for (const char* raw : not_plain) EXPECT_FALSE(http::parse_plain_head(raw, 100, fields, head)) << raw;
   EXPECT_FALSE(http::parse_plain_head("GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n", 100, fields, head));
 
+  // Values are checked 8 bytes at a time: a tab anywhere is fine, a DEL, control or non-ASCII
+  // byte anywhere is not, whatever its offset within those words.
+  for (size_t at = 0; at < 20; ++at) {
+    for (const char odd : {'\t', '\x7f', '\x01', '\x80', '\xff'}) {
+      std::string value(24, 'v');
+      value[at] = odd;
+      const std::string raw = "GET / HTTP/1.1\r\nX: " + value + "\r\n\r\n";
+      EXPECT_EQ(http::parse_plain_head(raw, 100, fields, head), odd == '\t')
+          << "byte " << static_cast<int>(static_cast<unsigned char>(odd)) << " at " << at;
+    }
+  }
+
   // The session skips auth::check_request_headers for plain heads: each accepted form passes it.
   const char* plain[] = {
       "POST /v1/chat/completions HTTP/1.1\r\nHost: a:1\r\nContent-Length: 12\r\nContent-Type: application/json\r\n"
