@@ -263,8 +263,7 @@ void batched_forward::run(std::span<const engine::forward_item> items,
   // x_ -> xb_, row by row, before attention and before the FFN.
   const auto norm_rows = [&](const float* weight) {
     phase_scope ps(phase::norm);
-    for (int64_t t = 0; t < T; ++t)
-      rmsnorm(x_.data() + t * dim, weight, c.rms_norm_eps, dim, xb_.data() + t * dim);
+    rmsnorm_rows(x_.data(), weight, c.rms_norm_eps, dim, T, xb_.data());
   };
   for (int32_t l = 0; l < c.n_layers; ++l) {
     const auto& lw = mv_.w.layers[l];

@@ -9,7 +9,6 @@
 
 namespace moat::cpu {
 
-
 // dot, dot_i8 and axpy are compiled twice (AVX2 and baseline) like matmul_rows: attention calls
 // them once per (position, head). Same lanes, no FMA: both clones give the same bits.
 __attribute__((target_clones("avx2", "default"))) float dot(const float* a, const float* b,
@@ -69,6 +68,25 @@ void rmsnorm(const float* x, const float* weight, float eps, int64_t n, float* o
   for (int64_t i = 0; i < n; ++i) ss += x[i] * x[i];
   const float scale = 1.0f / std::sqrt(ss / static_cast<float>(n) + eps);
   for (int64_t i = 0; i < n; ++i) out[i] = weight[i] * (x[i] * scale);
+}
+
+void rmsnorm_rows(const float* x, const float* weight, float eps, int64_t n, int64_t rows,
+                  float* out) {
+  int64_t r = 0;
+  for (; r + 8 <= rows; r += 8) {
+    const float* xr = x + r * n;
+    float ss[8] = {};
+    for (int64_t i = 0; i < n; ++i) {
+      for (int k = 0; k < 8; ++k) ss[k] += xr[k * n + i] * xr[k * n + i];
+    }
+    for (int k = 0; k < 8; ++k) {
+      const float scale = 1.0f / std::sqrt(ss[k] / static_cast<float>(n) + eps);
+      const float* xk = xr + k * n;
+      float* ok = out + (r + k) * n;
+      for (int64_t i = 0; i < n; ++i) ok[i] = weight[i] * (xk[i] * scale);
+    }
+  }
+  for (; r < rows; ++r) rmsnorm(x + r * n, weight, eps, n, out + r * n);
 }
 
 void rope_angles(int32_t head_dim, int32_t pos, const float* inv_freq, float* cos_sin) {

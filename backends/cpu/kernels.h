@@ -35,6 +35,12 @@ void matmul_rows(const engine::tensor& w, const float* x, int64_t n_rows, float*
 // when the runner is built (they are tiny), so this takes plain floats.
 void rmsnorm(const float* x, const float* weight, float eps, int64_t n, float* out);
 
+// rmsnorm of `rows` rows (x: [rows][n], out: [rows][n]), each the same bits as rmsnorm() of that
+// row: 8 rows at a time, so 8 sum-of-squares chains are in flight instead of one (each row's sum
+// still runs in element order; a 128-wide row is a 128-long chain of dependent adds).
+void rmsnorm_rows(const float* x, const float* weight, float eps, int64_t n, int64_t rows,
+                  float* out);
+
 // Rotates one head vector of head_dim floats in place for position pos.
 // inv_freq: head_dim/2 floats from engine::rope_inv_freq.
 void rope(float* head, int32_t head_dim, int32_t pos, const float* inv_freq,
