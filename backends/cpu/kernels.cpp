@@ -39,8 +39,8 @@ __attribute__((target_clones("avx2", "default"))) void axpy_i8(float a, const in
   for (int64_t i = 0; i < n; ++i) y[i] += a * static_cast<float>(x[i]);
 }
 
-// Compiled twice (AVX2 and baseline), chosen at load time. No FMA: -std=c++20 keeps
-// floating-point contraction off, so both clones round identically.
+// Compiled twice (AVX2 and baseline), chosen at load time. No FMA (the AVX2 clone's target has
+// none, and CMakeLists.txt sets -ffp-contract=off), so both clones round identically.
 __attribute__((target_clones("avx2", "default"))) void matmul_rows(const engine::tensor& w,
                                                                    const float* x, int64_t n_rows,
                                                                    float* y, int64_t y_stride,
