@@ -14,6 +14,7 @@
 #include <boost/beast/http.hpp>
 
 #include <atomic>
+#include <random>
 #include <future>
 #include <thread>
 
@@ -290,6 +291,64 @@ TEST(request_head, plain_form_is_read_and_everything_else_is_left_to_beast) {
     EXPECT_TRUE(verdict.ok) << raw << ": " << verdict.reason;
   }
   EXPECT_FALSE(http::parse_plain_head("GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\n\r\n", 1, fields, head));
+}
+
+// Differential: mutated heads (seeded, repeatable). Whatever the plain parser accepts, Beast must
+// read the same way (method, target, fields in order with the same trimmed values, length,
+// keep-alive) and the edge checks must pass; what it declines still goes to Beast, unchanged.
+TEST(request_head, what_the_plain_parser_accepts_beast_reads_the_same_way) {
+  const std::string seeds[] = {
+      "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nContent-Length: 96\r\n"
+      "Content-Type: application/json\r\nAuthorization: Bearer unused\r\n\r\n",
+      "GET /v1/models?x=1 HTTP/1.1\r\nhost: a\r\nConnection: close\r\nX-Request-Id: abc\r\n\r\n",
+      "HEAD /health HTTP/1.1\r\nConnection: keep-alive\r\nAccept: */*\r\n\r\n"};
+  const std::string alphabet = std::string(" :\t\r\nAa0,;=/?%\"\\\x7f\x80\x01", 19) + std::string(1, '\0');
+  std::mt19937 rng(1234);
+  int accepted = 0;
+  for (int iter = 0; iter < 20000; ++iter) {
+    std::string raw = seeds[iter % 3];
+    const int edits = 1 + static_cast<int>(rng() % 3);
+    for (int e = 0; e < edits; ++e) {
+      const size_t at = rng() % (raw.size() - 4);  // the final blank line stays
+      const char c = alphabet[rng() % alphabet.size()];
+      switch (rng() % 3) {
+        case 0: raw[at] = c; break;
+        case 1: raw.insert(raw.begin() + static_cast<std::ptrdiff_t>(at), c); break;
+        default: raw.erase(at, 1); break;
+      }
+    }
+    const size_t end = raw.find("\r\n\r\n");
+    if (end == std::string::npos) continue;
+    raw.resize(end + 4);
+    std::vector<http::header_view> fields;
+    http::plain_head head;
+    if (!http::parse_plain_head(raw, 100, fields, head)) continue;
+    ++accepted;
+    bhttp::request_parser<bhttp::empty_body> parser;
+    parser.body_limit(1u << 20);
+    boost::system::error_code ec;
+    parser.put(net::buffer(raw), ec);
+    ASSERT_TRUE(!ec || ec == bhttp::error::need_more) << ec.message() << " for " << raw;
+    ASSERT_TRUE(parser.is_header_done()) << raw;
+    const auto& msg = parser.get();
+    EXPECT_EQ(msg.method_string(), head.method) << raw;
+    EXPECT_EQ(msg.target(), head.target) << raw;
+    EXPECT_EQ(msg.version(), 11u) << raw;
+    EXPECT_EQ(msg.keep_alive(), head.keep_alive) << raw;
+    EXPECT_EQ(parser.content_length().value_or(0), head.content_length) << raw;
+    size_t i = 0;
+    for (const auto& f : msg) {
+      ASSERT_LT(i, fields.size()) << raw;
+      EXPECT_EQ(f.name_string(), fields[i].name) << raw;
+      EXPECT_EQ(f.value(), fields[i].value) << raw;
+      ++i;
+    }
+    EXPECT_EQ(i, fields.size()) << raw;
+    std::vector<auth::header_view> guard;
+    for (const auto& f : fields) guard.push_back({f.name, f.value});
+    EXPECT_TRUE(auth::check_request_headers(guard, raw, {.max_count = 100, .max_bytes = raw.size()}).ok) << raw;
+  }
+  EXPECT_GT(accepted, 1000);  // the mutations must leave many heads plain, or this tests nothing
 }
 
 TEST_F(http_server, body_over_limit_is_413) {
