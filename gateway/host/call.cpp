@@ -88,11 +88,10 @@ class completion_queue : public boost::asio::execution_context::service {
   bool posted_ = false;  // a run() is posted and has not yet taken the batch
 };
 
-owned_event copy_event(const moat_event& ev) {
-  owned_event out;
+void copy_event(const moat_event& ev, owned_event& out) {
   out.kind = ev.kind;
   out.index = ev.index;
-  out.text = to_string(ev.text);
+  if (ev.text.data && ev.text.size) out.text.assign(ev.text.data, ev.text.size);
   if (ev.logprobs) {
     out.logprobs.reserve(ev.logprob_count);
     for (size_t i = 0; i < ev.logprob_count; ++i) {
@@ -108,8 +107,9 @@ owned_event copy_event(const moat_event& ev) {
   if (ev.embedding && ev.embedding_dim) out.embedding.assign(ev.embedding, ev.embedding + ev.embedding_dim);
   out.usage = ev.usage;
   out.error_code = ev.error_code;
-  out.error_message = to_string(ev.error_message);
-  return out;
+  if (ev.error_message.data && ev.error_message.size) {
+    out.error_message.assign(ev.error_message.data, ev.error_message.size);
+  }
 }
 
 call::call(backend& owner, uint64_t id, std::shared_ptr<event_sink> sink,
@@ -134,13 +134,21 @@ void call::on_event(void* user_data, const moat_event* event) noexcept {
   auto* self = static_cast<call*>(user_data);
   if (self == nullptr || event == nullptr) return;
   try {
-    owned_event copy = copy_event(*event);
-    const bool terminal = copy.terminal();
+    const bool terminal = event->kind == MOAT_EVENT_DONE || event->kind == MOAT_EVENT_ERROR;
     std::shared_ptr<call> post_ref;  // set when this event must post the drain
     std::shared_ptr<call> released;  // the backend's reference, dropped outside the lock
     {
       std::lock_guard lock(self->queue_mutex_);
       if (!self->self_) return;  // an event after the terminal one: a plugin bug, ignored
+      // Copied straight into its place in the queue (no temporary to move, ~15 per answer);
+      // the lock is this call's alone, held by its drain only for a swap.
+      owned_event& copy = self->pending_.emplace_back();
+      try {
+        copy_event(*event, copy);
+      } catch (...) {
+        self->pending_.pop_back();
+        throw;
+      }
       if (self->lazy_) {
         if (copy.kind == MOAT_EVENT_DELTA && self->first_delta_at_ == std::chrono::steady_clock::time_point{}) {
           self->first_delta_at_ = std::chrono::steady_clock::now();
@@ -148,7 +156,6 @@ void call::on_event(void* user_data, const moat_event* event) noexcept {
           self->last_finish_at_ = std::chrono::steady_clock::now();
         }
       }
-      self->pending_.push_back(std::move(copy));
       // The terminal event takes over the backend's reference: after it the backend never
       // touches user_data again, and the call lives until the strand has drained the queue
       // (the drain already posted, or the one posted here, holds a reference).

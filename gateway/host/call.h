@@ -54,7 +54,8 @@ struct owned_event {
   bool terminal() const { return kind == MOAT_EVENT_DONE || kind == MOAT_EVENT_ERROR; }
 };
 
-owned_event copy_event(const moat_event& event);
+// Copies `event` into a default-constructed `out` (which may throw std::bad_alloc).
+void copy_event(const moat_event& event, owned_event& out);
 
 // What the API layer implements to receive a request's events, always on the request's
 // strand, ending with exactly one terminal event (DONE or ERROR, possibly one the host made
