@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "cpu/kernels.h"
@@ -37,7 +38,7 @@ weights_case make_case(engine::dtype type, int64_t rows, int64_t cols, int64_t t
   for (uint16_t h : c.w16) c.subnormals += (h & 0x7c00) == 0 && (h & 0x3ff) != 0;
   c.x.resize(static_cast<size_t>(tokens * cols));
   for (float& v : c.x) v = nd(rng);
-  c.t.name = "w";
+  c.t.name = std::string(1, 'w');  // (not = "w": GCC 12 -O3 reports a false -Wrestrict)
   c.t.type = type;
   c.t.shape = {rows, cols};
   c.t.data = type == engine::dtype::f16 ? static_cast<const void*>(c.w16.data()) : c.w32.data();
