@@ -14,8 +14,6 @@ namespace {
 // in the baseline one; elementwise, so the same bits either way.
 typedef float v8 __attribute__((vector_size(32)));
 
-// Slices s0 .. s0 + NA - 1 of out, slice s being elements [8 (s % (hd / 8)), +8) of query head
-// s / (hd / 8): each accumulates att[g][p] * V[p] over the positions in order, in a register.
 // q . K[p] * scale for 8 positions (rows: their K rows of this head), each exactly as
 // dot_lanes<1>: lane k of M_p sums q[i + k] K_p[i + k] over i = 0, 8, ... from zero, then the
 // tree ((a0 + a4) + (a1 + a5)) + ((a2 + a6) + (a3 + a7)). The tree runs across positions, 8 at
@@ -55,7 +53,9 @@ __attribute__((always_inline)) inline void scores8(const float* q, int32_t hd,
   std::memcpy(out, &scaled, sizeof(scaled));
 }
 
-// Always inlined: its vectors are then compiled for the calling clone's target.
+// Slices s0 .. s0 + NA - 1 of out, slice s being elements [8 (s % (hd / 8)), +8) of query head
+// s / (hd / 8): each accumulates att[g][p] * V[p] over the positions in order, in a register.
+// Always inlined (as scores8): the vectors are then compiled for the calling clone's target.
 template <int NA>
 __attribute__((always_inline)) inline void av_pass(const paged_kv& kv, const int32_t* table,
                                                    int32_t layer, int32_t kvh, int32_t n,
