@@ -161,29 +161,56 @@ void echo_job::plan_answer(answer& a, std::string_view echoed, std::string_view 
   a.text.reserve(echoed.size() + generated.size());
   a.text.append(echoed);
   a.text.append(generated);
-  usage_.completion_tokens += count_words(generated) * n;
-
-  // Tokens: one per piece (a word and its trailing whitespace), named by the word's id.
   const std::string_view text = a.text;
-  const std::vector<std::string_view> pieces = split_pieces(text);
-  // Sized once: growing these step by step cost ~20 allocations per answer.
-  a.pieces.reserve(a.pieces.size() + pieces.size());
-  a.tokens.reserve(a.tokens.size() + pieces.size());
-  for (std::string_view piece : pieces) {
-    const size_t begin = static_cast<size_t>(piece.data() - text.data());
-    a.pieces.emplace_back(begin, begin + piece.size());
-    a.tokens.push_back(vocab.id_of(piece_word(piece)));
+  const size_t words = count_words(text);
+  usage_.completion_tokens += (echoed.empty() ? words : count_words(generated)) * n;
+
+  // Tokens: one per piece (a word and its trailing whitespace; leading whitespace joins the
+  // first piece), named by the word's id. One pass finds the pieces and their words as
+  // split_pieces and piece_word define them, without building either list, and looks the ids
+  // up under one lock; words new to the vocabulary are added after it (-1 until then).
+  a.pieces.reserve(a.pieces.size() + words + 1);
+  a.tokens.reserve(a.tokens.size() + words + 1);
+  size_t i = 0;
+  while (i < text.size() && is_space(text[i])) ++i;
+  size_t start = 0;
+  bool unknown = false;
+  {
+    const vocabulary::reader ids = vocab.read();
+    while (i < text.size()) {
+      const size_t word_begin = i;
+      while (i < text.size() && !is_space(text[i])) ++i;
+      const std::string_view word = text.substr(word_begin, i - word_begin);
+      while (i < text.size() && is_space(text[i])) ++i;
+      a.pieces.emplace_back(start, i);
+      a.tokens.push_back(ids.find(word));
+      unknown = unknown || a.tokens.back() < 0;
+      start = i;
+    }
+    if (start < text.size()) {  // whitespace only: one piece with an empty word
+      a.pieces.emplace_back(start, text.size());
+      a.tokens.push_back(ids.find({}));
+      unknown = unknown || a.tokens.back() < 0;
+    }
+  }
+  if (unknown) {
+    for (size_t k = 0; k < a.tokens.size(); ++k) {
+      if (a.tokens[k] >= 0) continue;
+      const auto& [begin, end] = a.pieces[k];
+      a.tokens[k] = vocab.id_of(piece_word(text.substr(begin, end - begin)));
+    }
   }
 
   // Deltas: one per piece, or chunks of chunk_chars characters. A token belongs to the delta in
   // which its piece ends, so each token is reported exactly once.
-  std::vector<size_t> lengths;
   if (chunk_chars == 0) {
-    lengths.reserve(a.pieces.size());
-    for (const auto& [begin, end] : a.pieces) lengths.push_back(end - begin);
-  } else {
-    lengths = chunk_lengths(text, chunk_chars);
+    a.deltas.reserve(a.deltas.size() + a.pieces.size());
+    for (size_t k = 0; k < a.pieces.size(); ++k) {
+      a.deltas.push_back(delta{a.pieces[k].first, a.pieces[k].second, k, k + 1});
+    }
+    return;
   }
+  const std::vector<size_t> lengths = chunk_lengths(text, chunk_chars);
   size_t offset = 0;
   size_t token = 0;
   a.deltas.reserve(a.deltas.size() + lengths.size());

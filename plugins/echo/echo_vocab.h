@@ -6,6 +6,7 @@
 //   int32_t id = vocab.id_of("hello");         // 0 the first time, the same id afterwards
 //   std::string word;
 //   vocab.word_of(id, word);                   // true, word == "hello"
+//   { auto r = vocab.read(); r.find("hello"); }  // many lookups under one shared lock; -1 if new
 #pragma once
 
 #include <cstdint>
@@ -25,6 +26,23 @@ class vocabulary {
 
   int32_t id_of(std::string_view word);
   bool word_of(int32_t id, std::string& word) const;
+
+  // Lookups of known words under one shared lock (an answer's words, instead of a lock round
+  // trip each); find() answers -1 for a word not seen yet, which id_of() then adds once the
+  // reader is gone (a writer would wait for it).
+  class reader {
+   public:
+    explicit reader(const vocabulary& v) : vocab_(v), lock_(v.mutex_) {}
+    int32_t find(std::string_view word) const {
+      const auto it = vocab_.ids_.find(word);
+      return it == vocab_.ids_.end() ? -1 : it->second;
+    }
+
+   private:
+    const vocabulary& vocab_;
+    std::shared_lock<std::shared_mutex> lock_;
+  };
+  reader read() const { return reader(*this); }
 
  private:
   struct string_hash {

@@ -129,6 +129,53 @@ TEST_F(EchoChat, AnswersTheLastUserMessageOneWordPerDelta) {
   EXPECT_EQ(rec.terminals(), 1);
 }
 
+// Each delta's token is its word's vocabulary id, the one /tokenize gives: words seen before
+// (in an earlier answer) and new ones alike, with leading whitespace and whitespace runs kept
+// in the pieces; a whitespace-only answer is one piece and no word.
+TEST_F(EchoChat, DeltaTokensAreTheWordsVocabularyIds) {
+  moat_backend* b = create("{}");
+  ASSERT_NE(b, nullptr);
+  const std::string text = "\t to be  or not\nto be ";
+  const std::vector<std::string> pieces = {"\t to ", "be  ", "or ", "not\n", "to ", "be "};
+  for (uint64_t id : {1u, 2u}) {  // the second time every word is known
+    request_builder req(MOAT_REQUEST_CHAT, id);
+    req.message("user", text);
+    recorder rec;
+    ASSERT_EQ(submit(b, req, rec), MOAT_OK);
+    ASSERT_TRUE(rec.wait_terminal());
+    const auto deltas = of_kind(rec.events(), MOAT_EVENT_DELTA);
+    ASSERT_EQ(deltas.size(), pieces.size());
+    std::vector<int32_t> expected;
+    auto collect = [](void* user, const int32_t* t, size_t n) {
+      static_cast<std::vector<int32_t>*>(user)->assign(t, t + n);
+    };
+    moat_tokenize_request tr{};
+    tr.struct_size = sizeof tr;
+    tr.text = moat_str{text.data(), text.size()};
+    moat_error err{};
+    err.struct_size = sizeof err;
+    ASSERT_EQ(api_->tokenize(b, &tr, collect, &expected, &err), MOAT_OK);
+    ASSERT_EQ(expected.size(), pieces.size());
+    for (size_t k = 0; k < pieces.size(); ++k) {
+      EXPECT_EQ(deltas[k].text, pieces[k]) << k;
+      ASSERT_EQ(deltas[k].tokens.size(), 1u) << k;
+      EXPECT_EQ(deltas[k].tokens[0], expected[k]) << k;
+    }
+    EXPECT_EQ(deltas[0].tokens[0], deltas[4].tokens[0]);  // "to"
+    EXPECT_EQ(rec.terminal().usage.completion_tokens, 6u);
+  }
+  request_builder blank(MOAT_REQUEST_CHAT, 3);
+  blank.message("user", "  \n ");
+  recorder rec;
+  ASSERT_EQ(submit(b, blank, rec), MOAT_OK);
+  ASSERT_TRUE(rec.wait_terminal());
+  const auto deltas = of_kind(rec.events(), MOAT_EVENT_DELTA);
+  ASSERT_EQ(deltas.size(), 1u);
+  EXPECT_EQ(deltas[0].text, "  \n ");
+  EXPECT_EQ(deltas[0].tokens.size(), 1u);
+  EXPECT_EQ(rec.terminal().usage.completion_tokens, 0u);
+}
+
 TEST_F(EchoChat, ChunkCharsNeverSplitsACharacter) {
   moat_backend* b = create(R"({"chunk_chars":3})");
   ASSERT_NE(b, nullptr);
