@@ -40,7 +40,7 @@ cxx=(clang++ -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize
 build_target() {
   local t="$1" srcs=() libs=()
   case "$t" in
-    http) srcs=("$root/gateway/auth/edge_guard.cpp" "$root/gateway/auth/log_scrub.cpp"); libs=(-lspdlog -lfmt -lpthread) ;;
+    http) srcs=("$root/gateway/auth/edge_guard.cpp" "$root/gateway/auth/log_scrub.cpp" "$root/gateway/http/request_head.cpp"); libs=(-lspdlog -lfmt -lpthread) ;;
     openai) srcs=("$root"/gateway/openai/*.cpp); libs=($(pkg-config --libs simdjson 2>/dev/null || echo -lsimdjson)) ;;
     config) srcs=("$root"/gateway/config/*.cpp "$root/gateway/auth/auth_config.cpp" "$root/gateway/auth/api_key.cpp")
             libs=(-lyaml-cpp -lfmt -lcrypto) ;;

@@ -2,15 +2,67 @@
 // gateway's limits, fed in two pieces (split point from the first byte, as a slow client
 // would), then the edge checks on the parsed header and the raw header block, and log scrubbing
 // of the whole input. Nothing may crash, hang or read out of bounds.
+// Then the gateway's fast path for plain request heads (http/request_head): whatever it accepts
+// must pass the edge checks (the session skips them for a plain head) and must read, through
+// Beast, as the same method, target and fields in order; a disagreement traps.
 #include <boost/beast/http.hpp>
+#include <algorithm>
+#include <cctype>
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "auth/edge_guard.h"
+#include "http/request_head.h"
 
 namespace http = boost::beast::http;
+
+namespace {
+
+// The plain-head property on the head of `all` (through its first blank line), if it has one.
+void check_plain_head(std::string_view all) {
+  const auto end = all.find("\r\n\r\n");
+  if (end == std::string_view::npos) return;
+  const std::string_view raw = all.substr(0, end + 4);
+  std::vector<moat::http::header_view> fields;
+  moat::http::plain_head head;
+  if (raw.size() > 16 * 1024 || !moat::http::parse_plain_head(raw, 100, fields, head)) return;
+
+  std::vector<moat::auth::header_view> guard;
+  for (const auto& f : fields) guard.push_back({f.name, f.value});
+  if (!moat::auth::check_request_headers(guard, raw, {.max_count = 100, .max_bytes = 16 * 1024}).ok) {
+    __builtin_trap();
+  }
+  http::request_parser<http::empty_body> beast_head;
+  beast_head.header_limit(16 * 1024);
+  beast_head.skip(true);  // the head only: a plain head's body is read separately
+  boost::beast::error_code ec;
+  beast_head.put(boost::asio::buffer(raw.data(), raw.size()), ec);
+  if (ec || !beast_head.is_header_done()) __builtin_trap();
+  const auto& req = beast_head.get();
+  if (req.method_string() != head.method || req.target() != head.target) __builtin_trap();
+  if (req.keep_alive() != head.keep_alive) __builtin_trap();
+  // Beast files a repeated name right after its earlier ones, so compare the fields grouped by
+  // name (case-insensitive), each name's values in arrival order.
+  auto lower = [](std::string_view v) {
+    std::string out(v);
+    for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return out;
+  };
+  using field = std::pair<std::string, std::string_view>;
+  std::vector<field> plain, beast;
+  for (const auto& f : fields) plain.emplace_back(lower(f.name), f.value);
+  for (const auto& f : req) beast.emplace_back(lower(f.name_string()), f.value());
+  auto by_name = [](const field& a, const field& b) { return a.first < b.first; };
+  std::stable_sort(plain.begin(), plain.end(), by_name);
+  std::stable_sort(beast.begin(), beast.end(), by_name);
+  if (plain != beast) __builtin_trap();
+}
+
+}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size == 0) return 0;
@@ -44,5 +96,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     (void)moat::auth::check_request_headers(headers, end == std::string_view::npos ? all : all.substr(0, end + 4));
   }
   (void)moat::auth::scrub_secrets(all);
+  check_plain_head(all);
   return 0;
 }
