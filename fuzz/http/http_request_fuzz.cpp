@@ -5,8 +5,8 @@
 // Then the gateway's fast path for plain request heads (http/request_head): whatever it accepts
 // must pass the edge checks (the session skips them for a plain head) and must read, through
 // Beast, as the same method, target and fields in order; a disagreement traps.
-#include <boost/beast/http.hpp>
 #include <algorithm>
+#include <boost/beast/http.hpp>
 #include <cctype>
 #include <cstddef>
 #include <cstdint>
@@ -33,7 +33,8 @@ void check_plain_head(std::string_view all) {
 
   std::vector<moat::auth::header_view> guard;
   for (const auto& f : fields) guard.push_back({f.name, f.value});
-  if (!moat::auth::check_request_headers(guard, raw, {.max_count = 100, .max_bytes = 16 * 1024}).ok) {
+  if (!moat::auth::check_request_headers(guard, raw, {.max_count = 100, .max_bytes = 16 * 1024})
+           .ok) {
     __builtin_trap();
   }
   http::request_parser<http::empty_body> beast_head;

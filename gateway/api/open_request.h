@@ -93,7 +93,8 @@ std::optional<opened_request<Request>> open_request(api_context& ctx, const http
   if (out.trail) out.trail->set_request_payload(std::string(out.body()));
   // The salt is derived for keyed callers, and a client's own is checked; a body without
   // either passes as it is, uncopied.
-  if (o.cache_salt && (caller_of(req) != nullptr || out.body().find("\"cache_salt\"") != std::string_view::npos)) {
+  if (o.cache_salt &&
+      (caller_of(req) != nullptr || out.body().find("\"cache_salt\"") != std::string_view::npos)) {
     if (auto err = apply_cache_salt(ctx, req, out.rewrite())) {
       respond(error_response(ctx.metrics, *err, o.route));
       return std::nullopt;

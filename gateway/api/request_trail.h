@@ -32,7 +32,8 @@ class request_trail : public std::enable_shared_from_this<request_trail> {
   // The trail a request needs, or null when nothing would read it: no audit log and no policy
   // to run, so there is nothing to record or filter (and the hot path skips the trail's
   // allocations and its wrapped responder).
-  static std::shared_ptr<request_trail> open(api_context& ctx, const http::request& req, metrics::route route);
+  static std::shared_ptr<request_trail> open(api_context& ctx, const http::request& req,
+                                             metrics::route route);
   ~request_trail();  // submits the audit line (never throws)
   request_trail(const request_trail&) = delete;
   request_trail& operator=(const request_trail&) = delete;

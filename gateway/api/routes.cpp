@@ -186,7 +186,8 @@ std::string models_for(const auth::key_ref& who, const std::string& body) {
 }
 
 // The matched route (or the 404/405 for none), once the key, if any, has been checked.
-void serve(api_context& ctx, const route_entry* r, const http::request& req, http::responder respond) {
+void serve(api_context& ctx, const route_entry* r, const http::request& req,
+           http::responder respond) {
   if (r == nullptr) {
     openai::api_error e = openai::invalid_request(
         fmt::format("Unknown request URL: {} {}. Please check the URL for typos.", req.method, req.path), {},
@@ -208,11 +209,14 @@ void serve(api_context& ctx, const route_entry* r, const http::request& req, htt
 
 }  // namespace
 
-const caller* caller_of(const http::request& req) { return static_cast<const caller*>(req.caller.get()); }
+const caller* caller_of(const http::request& req) {
+  return static_cast<const caller*>(req.caller.get());
+}
 
 void route_table::handle(const http::request& req_in, http::responder respond) {
   const route_entry* r = match(req_in.path);
-  const bool keyed = ctx_.keys != nullptr && ctx_.keys->enabled() && !ctx_.keys->is_public_route(req_in.target);
+  const bool keyed =
+      ctx_.keys != nullptr && ctx_.keys->enabled() && !ctx_.keys->is_public_route(req_in.target);
   if (!keyed) return serve(ctx_, r, req_in, std::move(respond));
   // A copy that carries who is calling (its views still point into the session's buffers).
   http::request req = req_in;

@@ -114,7 +114,8 @@ submit_outcome backend::submit(moat_request& request, std::shared_ptr<event_sink
     return out;
   }
   request.request_id = next_request_id();
-  auto c = std::make_shared<call>(*this, request.request_id, std::move(sink), strand, request.stream == 0);
+  auto c = std::make_shared<call>(*this, request.request_id, std::move(sink), strand,
+                                  request.stream == 0);
   c->self_ = c;
   // Armed before submit: the terminal event may race back before submit() returns.
   c->start_deadline(request_timeout_);

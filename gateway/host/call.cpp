@@ -150,7 +150,8 @@ void call::on_event(void* user_data, const moat_event* event) noexcept {
         throw;
       }
       if (self->lazy_) {
-        if (copy.kind == MOAT_EVENT_DELTA && self->first_delta_at_ == std::chrono::steady_clock::time_point{}) {
+        if (copy.kind == MOAT_EVENT_DELTA &&
+            self->first_delta_at_ == std::chrono::steady_clock::time_point{}) {
           self->first_delta_at_ = std::chrono::steady_clock::now();
         } else if (copy.kind == MOAT_EVENT_FINISH) {
           self->last_finish_at_ = std::chrono::steady_clock::now();
@@ -220,7 +221,8 @@ void call::record_metrics(const owned_event& event) {
   switch (event.kind) {
     case MOAT_EVENT_DELTA: {
       // A whole answer's events are drained late (at its end): time them by their arrival.
-      const bool stamped = lazy_ && drained_first_delta_at_ != std::chrono::steady_clock::time_point{};
+      const bool stamped =
+          lazy_ && drained_first_delta_at_ != std::chrono::steady_clock::time_point{};
       if (!saw_token_) {
         saw_token_ = true;
         first_token_ = stamped ? drained_first_delta_at_ : now;

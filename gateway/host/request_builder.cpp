@@ -144,7 +144,8 @@ std::string with_string_field(std::string_view body, std::string_view key, std::
   return out;
 }
 
-const moat_message* request_builder::fill_messages(const std::vector<openai::chat_message>& messages) {
+const moat_message* request_builder::fill_messages(
+    const std::vector<openai::chat_message>& messages) {
   moat_message* out = inline_messages_.data();
   if (messages.size() > inline_messages_.size()) {
     messages_.resize(messages.size());

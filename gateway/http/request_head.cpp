@@ -20,10 +20,14 @@ constexpr std::array<bool, 256> make_token_table() {
 }
 constexpr std::array<bool, 256> token_char = make_token_table();
 
-bool is_token(char c) { return token_char[static_cast<unsigned char>(c)]; }
+bool is_token(char c) {
+  return token_char[static_cast<unsigned char>(c)];
+}
 
 // Printable ASCII and tab: anything else in a value (obs-text, controls) goes to Beast.
-bool plain_value_byte(char c) { return (c >= 0x20 && c < 0x7f) || c == '\t'; }
+bool plain_value_byte(char c) {
+  return (c >= 0x20 && c < 0x7f) || c == '\t';
+}
 
 // True when all 8 bytes are printable ASCII (0x20..0x7e), tested at once: no byte below 0x20,
 // none with the high bit, no DEL. Each term is the exact "has such a byte" test. A word that
@@ -67,7 +71,8 @@ bool parse_length(std::string_view v, uint64_t& out) {
 
 }  // namespace
 
-bool parse_plain_head(std::string_view raw, size_t max_fields, std::vector<header_view>& fields, plain_head& out) {
+bool parse_plain_head(std::string_view raw, size_t max_fields, std::vector<header_view>& fields,
+                      plain_head& out) {
   fields.clear();
   out = plain_head{};
   if (raw.size() < 4 || raw.substr(raw.size() - 4) != "\r\n\r\n") return false;

@@ -25,8 +25,8 @@
 namespace moat::http {
 
 struct plain_head {
-  std::string_view method;  // a token, e.g. "POST"
-  std::string_view target;  // visible ASCII, as sent
+  std::string_view method;      // a token, e.g. "POST"
+  std::string_view target;      // visible ASCII, as sent
   uint64_t content_length = 0;  // 0 without a Content-Length field
   bool keep_alive = true;       // HTTP/1.1: unless "Connection: close"
 };
@@ -42,6 +42,7 @@ struct plain_head {
 // does not run those checks again on it (http_test checks the claim on the accepted forms).
 // Then `fields` holds every field (views into `raw`, values trimmed) in order; otherwise the
 // contents of `fields` and `out` are unspecified.
-bool parse_plain_head(std::string_view raw, size_t max_fields, std::vector<header_view>& fields, plain_head& out);
+bool parse_plain_head(std::string_view raw, size_t max_fields, std::vector<header_view>& fields,
+                      plain_head& out);
 
 }  // namespace moat::http

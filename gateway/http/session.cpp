@@ -1,18 +1,18 @@
 #include "http/session.h"
 
+#include <spdlog/spdlog.h>
+
+#include <array>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/read.hpp>
-#include <spdlog/spdlog.h>
-
-#include <array>
 
 #include "http/request_head.h"
 #include "http/wire.h"
-#include "util/ascii.h"
 #include "tls/tls_context.h"
+#include "util/ascii.h"
 
 namespace moat::http {
 
@@ -135,7 +135,8 @@ void basic_session<Stream>::read_raw_header() {
   // in place; anything else goes through Beast from the same bytes (request_head.h).
   if (!parser_ && head.size() <= ctx_.limits.max_header_bytes &&
       parse_plain_head(head, ctx_.limits.max_headers, headers_, plain_) &&
-      plain_.content_length <= ctx_.limits.max_body_bytes && plain_.content_length <= raw.size() - head.size()) {
+      plain_.content_length <= ctx_.limits.max_body_bytes &&
+      plain_.content_length <= raw.size() - head.size()) {
     return on_plain_request(head.size());
   }
   // The header is buffered whole: parse it here rather than through Beast's async_read_header,
@@ -171,7 +172,8 @@ void basic_session<Stream>::on_plain_request(size_t head_bytes) {
   plain_bytes_ = head_bytes + static_cast<size_t>(plain_.content_length);
   // No auth::check_request_headers here: a plain head within the limits passes it by
   // construction (request_head.h).
-  current_ = {plain_.method, plain_.target, raw.substr(head_bytes, static_cast<size_t>(plain_.content_length))};
+  current_ = {plain_.method, plain_.target,
+              raw.substr(head_bytes, static_cast<size_t>(plain_.content_length))};
   keep_alive_ = plain_.keep_alive;
   bytes_in_ = plain_bytes_;
   ctx_.metrics->bytes_received.add(bytes_in_);
@@ -186,7 +188,9 @@ void basic_session<Stream>::on_read_header(beast::error_code ec, size_t bytes) {
   // Smuggling and header-limit checks Beast leaves to us (duplicate or conflicting lengths...).
   guard_fields_.clear();  // reused: no allocation per request once a connection has seen one
   for (const auto& f : parser_->get()) guard_fields_.push_back({f.name_string(), f.value()});
-  const auto verdict = auth::check_request_headers(guard_fields_, {}, {.max_count = ctx_.limits.max_headers, .max_bytes = ctx_.limits.max_header_bytes});
+  const auto verdict = auth::check_request_headers(
+      guard_fields_, {},
+      {.max_count = ctx_.limits.max_headers, .max_bytes = ctx_.limits.max_header_bytes});
   if (!verdict.ok) return reply_and_close(verdict.status, verdict.reason);
   const auto expect = parser_->get()[bhttp::field::expect];
   if (!expect.empty() && util::iequals(expect, "100-continue") && !parser_->is_done()) {

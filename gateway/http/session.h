@@ -4,19 +4,18 @@
 // posting onto that strand (see docs/operations.md for the threading picture).
 #pragma once
 
+#include <array>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
-#include <boost/beast/ssl/ssl_stream.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
-
-#include <array>
+#include <boost/beast/ssl/ssl_stream.hpp>
 #include <cstddef>
 #include <memory>
 #include <memory_resource>
 #include <optional>
-#include <type_traits>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "http/message.h"
@@ -80,7 +79,8 @@ class basic_session : public std::enable_shared_from_this<basic_session<Stream>>
   // body, request after request. A request larger than the inline block spills to the heap in
   // growing chunks, freed at the same release.
   using arena_allocator = std::pmr::polymorphic_allocator<char>;
-  using request_body = boost::beast::http::basic_string_body<char, std::char_traits<char>, arena_allocator>;
+  using request_body =
+      boost::beast::http::basic_string_body<char, std::char_traits<char>, arena_allocator>;
   using request_parser = boost::beast::http::request_parser<request_body, arena_allocator>;
   static constexpr size_t arena_inline_bytes = 2048;
 

@@ -1,11 +1,12 @@
 // JSON text output: string escaping with UTF-8 repair, and round-trip-safe numbers.
+#include "openai/json_write.h"
+
 #include <array>
 #include <charconv>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 
-#include "openai/json_write.h"
 #include "openai/protocol.h"
 
 namespace moat::openai {

@@ -191,8 +191,8 @@ std::string completion_usage_chunk_json(const response_meta& meta, const usage_c
 // same id, object, created, model and fingerprint: `head` is that text, made once per stream by
 // chunk_head, and copied into each event instead of being serialized again.
 std::string chunk_head(const response_meta& meta, bool chat);
-void append_chunk_event(std::string& out, std::string_view head, bool chat, const chunk_delta& delta,
-                        bool include_usage);
+void append_chunk_event(std::string& out, std::string_view head, bool chat,
+                        const chunk_delta& delta, bool include_usage);
 
 // Embeddings: vectors in input order; base64 encodes little-endian float32 as OpenAI does.
 std::string embeddings_json(const std::string& model, const std::vector<std::vector<float>>& vectors,

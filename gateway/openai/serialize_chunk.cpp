@@ -63,11 +63,14 @@ size_t chunk_size_hint(size_t head_size, const chunk_delta& delta) {
   return 128 + head_size + delta.text.size() + delta.logprobs.size() * 96;
 }
 
-constexpr std::string_view chunk_object(bool chat) { return chat ? "chat.completion.chunk" : "text_completion"; }
+constexpr std::string_view chunk_object(bool chat) {
+  return chat ? "chat.completion.chunk" : "text_completion";
+}
 
 }  // namespace
 
-std::string chat_chunk_json(const response_meta& meta, const chunk_delta& delta, bool include_usage) {
+std::string chat_chunk_json(const response_meta& meta, const chunk_delta& delta,
+                            bool include_usage) {
   std::string out;
   out.reserve(chunk_size_hint(64 + meta.id.size() + meta.model.size(), delta));
   append_head(out, meta, chunk_object(true));
@@ -75,7 +78,8 @@ std::string chat_chunk_json(const response_meta& meta, const chunk_delta& delta,
   return out;
 }
 
-std::string completion_chunk_json(const response_meta& meta, const chunk_delta& delta, bool include_usage) {
+std::string completion_chunk_json(const response_meta& meta, const chunk_delta& delta,
+                                  bool include_usage) {
   std::string out;
   out.reserve(chunk_size_hint(64 + meta.id.size() + meta.model.size(), delta));
   append_head(out, meta, chunk_object(false));
@@ -89,8 +93,8 @@ std::string chunk_head(const response_meta& meta, bool chat) {
   return head;
 }
 
-void append_chunk_event(std::string& out, std::string_view head, bool chat, const chunk_delta& delta,
-                        bool include_usage) {
+void append_chunk_event(std::string& out, std::string_view head, bool chat,
+                        const chunk_delta& delta, bool include_usage) {
   out.reserve(out.size() + chunk_size_hint(head.size(), delta) + 8);
   out += "data: ";
   out += head;

@@ -15,20 +15,25 @@ namespace {
 
 // The futex under the workers' sleep: std::atomic::wait has no timeout, and timed jobs need
 // one. The word is a std::atomic<uint32_t>, lock-free with the size and layout of a uint32_t.
-static_assert(std::atomic<uint32_t>::is_always_lock_free && sizeof(std::atomic<uint32_t>) == sizeof(uint32_t));
-uint32_t* futex_address(std::atomic<uint32_t>& word) { return reinterpret_cast<uint32_t*>(&word); }
+static_assert(std::atomic<uint32_t>::is_always_lock_free &&
+              sizeof(std::atomic<uint32_t>) == sizeof(uint32_t));
+uint32_t* futex_address(std::atomic<uint32_t>& word) {
+  return reinterpret_cast<uint32_t*>(&word);
+}
 
 // Sleeps while the word still holds `expected`, until a wake or `deadline` (steady_clock is
 // CLOCK_MONOTONIC, the clock FUTEX_WAIT_BITSET measures absolute timeouts on). Spurious
 // returns are harmless: the caller looks at its queues again.
-void futex_wait(std::atomic<uint32_t>& word, uint32_t expected, scheduler::clock::time_point deadline) {
+void futex_wait(std::atomic<uint32_t>& word, uint32_t expected,
+                scheduler::clock::time_point deadline) {
   timespec at{};
   timespec* timeout = nullptr;
   if (deadline != scheduler::clock::time_point::max()) {
     const auto since_epoch = deadline.time_since_epoch();
     const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(since_epoch);
     at.tv_sec = static_cast<time_t>(seconds.count());
-    at.tv_nsec = static_cast<long>(std::chrono::duration_cast<std::chrono::nanoseconds>(since_epoch - seconds).count());
+    at.tv_nsec = static_cast<long>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(since_epoch - seconds).count());
     timeout = &at;
   }
   syscall(SYS_futex, futex_address(word), FUTEX_WAIT_BITSET_PRIVATE, expected, timeout, nullptr,

@@ -83,8 +83,8 @@ class scheduler {
   static constexpr size_t max_batch = 64;  // timed jobs one worker takes per hold of the lock
 
   void worker_loop();
-  bool run_fast();                        // runs every job on the fast list; false if none
-  void free_retired();                    // frees the finished fast jobs handed back
+  bool run_fast();                            // runs every job on the fast list; false if none
+  void free_retired();                        // frees the finished fast jobs handed back
   bool run_timed(std::vector<taken>& batch);  // steps the due timed jobs; false if none
   // Before sleeping: whether there is work (or the end) after all; else when the next timed
   // job is due (max() when none).

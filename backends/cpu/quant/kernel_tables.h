@@ -27,10 +27,11 @@ const char* nf4_amx_unavailable();
 // arithmetic), both null where the CPU lacks AMX-INT8, the kernel refuses tile data, the build
 // could not compile them, or MOAT_CPU_AMX=0. int4_amx_unavailable() says why (or nullptr).
 struct int4_amx_fns {
-  void (*q4_0)(const block_q4_0* w, size_t cols, const block_q8_0* xq, size_t batch, float* y, size_t y_stride,
-               size_t row_begin, size_t row_end) = nullptr;
-  void (*int4)(const uint8_t* w, const float* scales, size_t group, size_t cols, const block_q8_0* xq, size_t batch,
-               float* y, size_t y_stride, size_t row_begin, size_t row_end) = nullptr;
+  void (*q4_0)(const block_q4_0* w, size_t cols, const block_q8_0* xq, size_t batch, float* y,
+               size_t y_stride, size_t row_begin, size_t row_end) = nullptr;
+  void (*int4)(const uint8_t* w, const float* scales, size_t group, size_t cols,
+               const block_q8_0* xq, size_t batch, float* y, size_t y_stride, size_t row_begin,
+               size_t row_end) = nullptr;
 };
 int4_amx_fns int4_amx_gemms();
 const char* int4_amx_unavailable();

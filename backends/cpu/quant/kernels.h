@@ -72,16 +72,17 @@ struct dot_kernels {
   // The same products on AMX tiles (tdpbf16ps; only the f32 summation order differs from
   // gemm_nf4_bf16, so the same bound). Null where the CPU has no AMX-BF16, the OS refuses tile
   // data, or MOAT_CPU_AMX=0; where set, matmul_rows prefers it to gemm_nf4_bf16.
-  void (*gemm_nf4_amx)(const uint8_t* packed, const float* absmax, size_t cols, const float* x, size_t batch,
-                       float* y, size_t y_stride, size_t row_begin, size_t row_end);
+  void (*gemm_nf4_amx)(const uint8_t* packed, const float* absmax, size_t cols, const float* x,
+                       size_t batch, float* y, size_t y_stride, size_t row_begin, size_t row_end);
   // q4_0 and int4 on AMX int8 tiles: the same values as gemm_q4_0 / gemm_int4 bit for bit (the
   // VNNI lanes' arithmetic, only the exact integer block sums are formed differently), faster
   // from a few activation tiles on; matmul_rows uses them from amx_int4_min_batch rows. Only in
   // the AVX-512 VNNI table, where the CPU has AMX-INT8 and MOAT_CPU_AMX is not 0.
-  void (*gemm_q4_0_amx)(const block_q4_0* w, size_t cols, const block_q8_0* xq, size_t batch, float* y,
-                        size_t y_stride, size_t row_begin, size_t row_end);
-  void (*gemm_int4_amx)(const uint8_t* w, const float* scales, size_t group, size_t cols, const block_q8_0* xq,
-                        size_t batch, float* y, size_t y_stride, size_t row_begin, size_t row_end);
+  void (*gemm_q4_0_amx)(const block_q4_0* w, size_t cols, const block_q8_0* xq, size_t batch,
+                        float* y, size_t y_stride, size_t row_begin, size_t row_end);
+  void (*gemm_int4_amx)(const uint8_t* w, const float* scales, size_t group, size_t cols,
+                        const block_q8_0* xq, size_t batch, float* y, size_t y_stride,
+                        size_t row_begin, size_t row_end);
 };
 
 // Below this batch NF4 stays on the f32 tiles (decode-bound there, and bit-for-bit batch

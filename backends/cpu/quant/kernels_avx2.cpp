@@ -191,10 +191,10 @@ namespace moat::cpu::quant::detail {
 
 const dot_kernels* avx2_kernels() {
   // Tiles for the integer formats; NF4 batches loop over its dots here.
-  static const dot_kernels table{isa::avx2,      q8_0_q8_0,       q4_0_q8_0,       int8_q8_0,
+  static const dot_kernels table{isa::avx2,       q8_0_q8_0,       q4_0_q8_0,       int8_q8_0,
                                  int4_q8_0,       nf4_f32,         quantize_q8_0,   gemm_q8_0_tiles,
                                  gemm_q4_0_tiles, gemm_int8_tiles, gemm_int4_tiles, nullptr,
-                                 nullptr,         nullptr, nullptr, nullptr};
+                                 nullptr,         nullptr,         nullptr,         nullptr};
   return &table;
 }
 

@@ -11,11 +11,22 @@
 
 namespace moat::cpu::quant::detail {
 const dot_kernels* avx512_vnni_kernels() {
-  static const dot_kernels table{isa::avx512_vnni, q8_0_q8_0,       q4_0_q8_0,       int8_q8_0,
-                                 int4_q8_0,         nf4_f32,         quantize_q8_0,   gemm_q8_0_tiles,
-                                 gemm_q4_0_tiles,   gemm_int8_tiles, gemm_int4_tiles, gemm_nf4_tiles,
-                                 nf4_bf16_gemm(),   nf4_amx_gemm(),
-                                 int4_amx_gemms().q4_0, int4_amx_gemms().int4};
+  static const dot_kernels table{isa::avx512_vnni,
+                                 q8_0_q8_0,
+                                 q4_0_q8_0,
+                                 int8_q8_0,
+                                 int4_q8_0,
+                                 nf4_f32,
+                                 quantize_q8_0,
+                                 gemm_q8_0_tiles,
+                                 gemm_q4_0_tiles,
+                                 gemm_int8_tiles,
+                                 gemm_int4_tiles,
+                                 gemm_nf4_tiles,
+                                 nf4_bf16_gemm(),
+                                 nf4_amx_gemm(),
+                                 int4_amx_gemms().q4_0,
+                                 int4_amx_gemms().int4};
   return &table;
 }
 }  // namespace moat::cpu::quant::detail

@@ -19,7 +19,8 @@
 // register accumulators.
 #include "cpu/quant/kernel_tables.h"
 
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__F16C__) && defined(__AMX_TILE__) && defined(__AMX_INT8__)
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__F16C__) && defined(__AMX_TILE__) && \
+    defined(__AMX_INT8__)
 #include <cpuid.h>
 #include <immintrin.h>
 #include <sys/syscall.h>
@@ -89,8 +90,10 @@ void transpose16(__m512i r[16]) {
     u[4 * q + 3] = _mm512_unpackhi_epi64(a[1], a[3]);
   }
   for (int j = 0; j < 4; ++j) {
-    const __m512i a = _mm512_shuffle_i32x4(u[j], u[4 + j], 0x44), b = _mm512_shuffle_i32x4(u[j], u[4 + j], 0xee);
-    const __m512i c = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0x44), d = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0xee);
+    const __m512i a = _mm512_shuffle_i32x4(u[j], u[4 + j], 0x44),
+                  b = _mm512_shuffle_i32x4(u[j], u[4 + j], 0xee);
+    const __m512i c = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0x44),
+                  d = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0xee);
     r[j] = _mm512_shuffle_i32x4(a, c, 0x88);
     r[4 + j] = _mm512_shuffle_i32x4(a, c, 0xdd);
     r[8 + j] = _mm512_shuffle_i32x4(b, d, 0x88);
@@ -100,7 +103,7 @@ void transpose16(__m512i r[16]) {
 
 // The activations of one call, per (block i, group g) at index i * groups + g.
 struct packed_activations {
-  const uint32_t* b;  // B tiles, b_words each
+  const uint32_t* b;     // B tiles, b_words each
   const int32_t* start;  // 16 per tile: -8 * the row's byte sum of block i (0 past the batch)
   const float* scale;    // 16 per tile: the row's block scale (0 past the batch)
   size_t groups;
@@ -128,7 +131,8 @@ packed_activations pack_activations(const block_q8_0* xq, size_t batch, size_t n
         const block_q8_0& blk = xq[row * nb + i];
         const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.qs));
         v[m] = _mm512_castsi256_si512(q);
-        start[t * tile_dim + m] = -8 * _mm512_reduce_add_epi32(_mm512_madd_epi16(_mm512_cvtepi8_epi16(q), ones));
+        start[t * tile_dim + m] =
+            -8 * _mm512_reduce_add_epi32(_mm512_madd_epi16(_mm512_cvtepi8_epi16(q), ones));
         scale[t * tile_dim + m] = _cvtsh_ss(blk.d);
       }
       transpose16(v);  // v[p] = dword p of the 16 rows (p < 8: the block's 32 bytes)
@@ -150,7 +154,8 @@ struct rows_int4 {
   const uint8_t* w;
   const float* scales;
   size_t row_bytes, row_groups;
-  unsigned group_shift;  // log2 of blocks per group (groups of 32, 64, 128: 0, 1, 2), no division per block
+  unsigned group_shift;  // log2 of blocks per group (groups of 32, 64, 128: 0, 1, 2), no division
+                         // per block
   const uint8_t* codes(size_t r, size_t i) const { return w + r * row_bytes + i * 16; }
   float scale(size_t r, size_t i) const { return scales[r * row_groups + (i >> group_shift)]; }
 };
@@ -179,7 +184,8 @@ void unpack_rows(const F& f, size_t r0, size_t nrows, size_t nb, uint8_t* a, flo
 }
 
 // acc[n] (lane m) += float(C[n][m] + start[m]) * (ws[n] * scale[m]) for the C tile stored at c.
-inline void finish_block(const int32_t* c, const int32_t* start, const float* scale, const float* ws, __m512 acc[16]) {
+inline void finish_block(const int32_t* c, const int32_t* start, const float* scale,
+                         const float* ws, __m512 acc[16]) {
   const __m512i st = _mm512_load_si512(start);
   const __m512 sc = _mm512_load_ps(scale);
   for (int n = 0; n < 16; ++n) {
@@ -191,23 +197,23 @@ inline void finish_block(const int32_t* c, const int32_t* start, const float* sc
 // Tile numbers are part of the instruction, so each stage names its tiles as literals: block
 // j into C tile T with A/B in tmm A_/B_ (two operand pairs alternate), then C stored and
 // finished in block order.
-#define MOAT_AMX_ISSUE(T, A_, B_, j)        \
-  do {                                      \
-    _tile_zero(T);                          \
-    _tile_loadd(A_, a + (j) * 512, 32);     \
-    _tile_loadd(B_, b_of(j), 64);           \
-    _tile_dpbusd(T, A_, B_);                \
+#define MOAT_AMX_ISSUE(T, A_, B_, j)  \
+  do {                                \
+    _tile_zero(T);                    \
+    _tile_loadd(A_, a + (j)*512, 32); \
+    _tile_loadd(B_, b_of(j), 64);     \
+    _tile_dpbusd(T, A_, B_);          \
   } while (0)
-#define MOAT_AMX_FINISH(T, j)                                                                     \
-  do {                                                                                            \
-    _tile_stored(T, c[T], 64);                                                                    \
-    finish_block(c[T], x.start + tv(j), x.scale + tv(j), ws + (j) * tile_dim, acc);               \
+#define MOAT_AMX_FINISH(T, j)                                                     \
+  do {                                                                            \
+    _tile_stored(T, c[T], 64);                                                    \
+    finish_block(c[T], x.start + tv(j), x.scale + tv(j), ws + (j)*tile_dim, acc); \
   } while (0)
 
 // Unpacked rows (a, ws) by group g over all nb blocks. Four C tiles in flight: blocks j + 2 and
 // j + 3 multiply while the vector unit finishes j and j + 1.
-void group_pass(const uint8_t* a, const float* ws, size_t nb, const packed_activations& x, size_t g, size_t batch,
-                size_t r0, size_t nrows, float* y, size_t y_stride) {
+void group_pass(const uint8_t* a, const float* ws, size_t nb, const packed_activations& x, size_t g,
+                size_t batch, size_t r0, size_t nrows, float* y, size_t y_stride) {
   alignas(64) int32_t c[4][256];
   __m512 acc[16];
   for (auto& v : acc) v = _mm512_setzero_ps();
@@ -240,8 +246,8 @@ void group_pass(const uint8_t* a, const float* ws, size_t nb, const packed_activ
 #undef MOAT_AMX_FINISH
 
 template <typename F>
-void amx_int4_gemm(const F& f, size_t nb, const block_q8_0* xq, size_t batch, float* y, size_t y_stride,
-                   size_t row_begin, size_t row_end) {
+void amx_int4_gemm(const F& f, size_t nb, const block_q8_0* xq, size_t batch, float* y,
+                   size_t y_stride, size_t row_begin, size_t row_end) {
   if (row_begin >= row_end || batch == 0 || nb == 0) return;
   const packed_activations x = pack_activations(xq, batch, nb);
   float* buf = thread_scratch_weights(nb * (128 + tile_dim) + 15);
@@ -251,19 +257,21 @@ void amx_int4_gemm(const F& f, size_t nb, const block_q8_0* xq, size_t batch, fl
   for (size_t r0 = row_begin; r0 < row_end; r0 += tile_dim) {
     const size_t nrows = std::min(tile_dim, row_end - r0);
     unpack_rows(f, r0, nrows, nb, a, ws);
-    for (size_t g = 0; g < x.groups; ++g) group_pass(a, ws, nb, x, g, batch, r0, nrows, y, y_stride);
+    for (size_t g = 0; g < x.groups; ++g)
+      group_pass(a, ws, nb, x, g, batch, r0, nrows, y, y_stride);
   }
   _tile_release();
 }
 
-void gemm_q4_0_amx(const block_q4_0* w, size_t cols, const block_q8_0* xq, size_t batch, float* y, size_t y_stride,
-                   size_t row_begin, size_t row_end) {
+void gemm_q4_0_amx(const block_q4_0* w, size_t cols, const block_q8_0* xq, size_t batch, float* y,
+                   size_t y_stride, size_t row_begin, size_t row_end) {
   const size_t nb = (cols + 31) / 32;
   amx_int4_gemm(rows_q4_0{w, nb}, nb, xq, batch, y, y_stride, row_begin, row_end);
 }
 
-void gemm_int4_amx(const uint8_t* w, const float* scales, size_t group, size_t cols, const block_q8_0* xq,
-                   size_t batch, float* y, size_t y_stride, size_t row_begin, size_t row_end) {
+void gemm_int4_amx(const uint8_t* w, const float* scales, size_t group, size_t cols,
+                   const block_q8_0* xq, size_t batch, float* y, size_t y_stride, size_t row_begin,
+                   size_t row_end) {
   const size_t nb = (cols + 31) / 32;
   amx_int4_gemm(rows_int4{w, scales, engine::quant::int4_row_bytes(cols, group),
                           engine::quant::int4_row_groups(cols, group),
@@ -275,11 +283,13 @@ constexpr int arch_req_xcomp_perm = 0x1023;
 constexpr int xfeature_xtiledata = 18;
 
 const char* amx_unavailable() {
-  if (const char* v = std::getenv("MOAT_CPU_AMX"); v != nullptr && std::strcmp(v, "0") == 0) return "MOAT_CPU_AMX=0";
+  if (const char* v = std::getenv("MOAT_CPU_AMX"); v != nullptr && std::strcmp(v, "0") == 0)
+    return "MOAT_CPU_AMX=0";
   __builtin_cpu_init();
   unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
   const bool leaf7 = __get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) != 0;
-  const bool amx = leaf7 && (edx & (1u << 24)) != 0 && (edx & (1u << 25)) != 0;  // AMX-TILE, AMX-INT8
+  const bool amx =
+      leaf7 && (edx & (1u << 24)) != 0 && (edx & (1u << 25)) != 0;  // AMX-TILE, AMX-INT8
   if (!amx || !__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw")) {
     return "this CPU lacks AMX-TILE, AMX-INT8 or AVX-512";
   }
@@ -305,7 +315,11 @@ int4_amx_fns int4_amx_gemms() {
 
 #else
 namespace moat::cpu::quant::detail {
-const char* int4_amx_unavailable() { return "this build has no AMX int8 tiles (compiler without -mamx-int8)"; }
-int4_amx_fns int4_amx_gemms() { return {}; }
+const char* int4_amx_unavailable() {
+  return "this build has no AMX int8 tiles (compiler without -mamx-int8)";
+}
+int4_amx_fns int4_amx_gemms() {
+  return {};
+}
 }  // namespace moat::cpu::quant::detail
 #endif

@@ -26,8 +26,8 @@
 // other rows of the batch or the row split (blocks are zero-padded, never shortened).
 #include "cpu/quant/kernel_tables.h"
 
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512BF16__) && defined(__AVX512VBMI__) && \
-    defined(__AMX_TILE__) && defined(__AMX_BF16__)
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512BF16__) && \
+    defined(__AVX512VBMI__) && defined(__AMX_TILE__) && defined(__AMX_BF16__)
 #include <cpuid.h>
 #include <immintrin.h>
 #include <sys/syscall.h>
@@ -43,8 +43,9 @@
 namespace moat::cpu::quant::detail {
 namespace {
 
-constexpr size_t tile_dim = 16;  // weight rows per A tile, activation rows per B tile, pairs per row
-constexpr size_t k_step = 32;    // bf16 values per tile row (64 bytes)
+constexpr size_t tile_dim =
+    16;                        // weight rows per A tile, activation rows per B tile, pairs per row
+constexpr size_t k_step = 32;  // bf16 values per tile row (64 bytes)
 constexpr size_t block_words = tile_dim * tile_dim;  // one packed B tile in 32-bit pairs
 constexpr size_t max_groups = 6;  // accumulators tmm0..5 beside A (tmm6) and B (tmm7)
 
@@ -86,8 +87,10 @@ void transpose16(__m512i r[16]) {
   }
   // Column 4L + j: lane L of u[j], u[4 + j], u[8 + j], u[12 + j] (a 4 x 4 transpose of lanes).
   for (int j = 0; j < 4; ++j) {
-    const __m512i a = _mm512_shuffle_i32x4(u[j], u[4 + j], 0x44), b = _mm512_shuffle_i32x4(u[j], u[4 + j], 0xee);
-    const __m512i c = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0x44), d = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0xee);
+    const __m512i a = _mm512_shuffle_i32x4(u[j], u[4 + j], 0x44),
+                  b = _mm512_shuffle_i32x4(u[j], u[4 + j], 0xee);
+    const __m512i c = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0x44),
+                  d = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0xee);
     r[j] = _mm512_shuffle_i32x4(a, c, 0x88);
     r[4 + j] = _mm512_shuffle_i32x4(a, c, 0xdd);
     r[8 + j] = _mm512_shuffle_i32x4(b, d, 0x88);
@@ -127,8 +130,10 @@ const uint32_t* pack_activations(const float* x, size_t batch, size_t cols, size
   return xp;
 }
 
-// c [16 weight rows][16 activation rows] -> y[(16g + m) * y_stride + r0 + n] for the rows that exist.
-void store_outputs(const float* c, size_t g, size_t batch, size_t r0, size_t n_rows, float* y, size_t y_stride) {
+// c [16 weight rows][16 activation rows] -> y[(16g + m) * y_stride + r0 + n] for the rows that
+// exist.
+void store_outputs(const float* c, size_t g, size_t batch, size_t r0, size_t n_rows, float* y,
+                   size_t y_stride) {
   __m512i v[16];
   for (int n = 0; n < 16; ++n) v[n] = _mm512_loadu_si512(c + n * tile_dim);
   transpose16(v);
@@ -158,7 +163,8 @@ struct weight_rows {
     const size_t bytes = all_rows * cols / 2, parts = cols / 64;
     const size_t per = ((bytes + parts - 1) / parts + 63) & ~size_t{63};
     const uint8_t* base = packed + (r0 + all_rows) * cols / 2 + c / 64 * per;
-    for (size_t i = 0; i < per; i += 64) _mm_prefetch(reinterpret_cast<const char*>(base + i), _MM_HINT_T0);
+    for (size_t i = 0; i < per; i += 64)
+      _mm_prefetch(reinterpret_cast<const char*>(base + i), _MM_HINT_T0);
   }
 
   void decode(size_t c, uint16_t* chunk) const {
@@ -188,7 +194,8 @@ struct amx_call {
 
 // tdpbf16ps has a latency of several times its issue interval, so a pass keeps a few
 // accumulators independent, and loads each B tile (from L2: all k-steps of the batch) as few
-// times as the 8 tile registers allow: R blocks of 16 weight rows by G groups of 16 activation rows.
+// times as the 8 tile registers allow: R blocks of 16 weight rows by G groups of 16 activation
+// rows.
 //   G == 1:         C_r = tmm r (r < R <= 4), A reloaded in tmm6 per r, B in tmm7 once a step
 //   R == 2, G == 2: C = tmm0..3 (r0 g0, r0 g1, r1 g0, r1 g1), A in tmm4/5, B in tmm6/7
 //   R == 1:         C_g = tmm g (g < G <= 6), A in tmm6 once a step, B reloaded in tmm7 per g
@@ -206,33 +213,35 @@ constexpr size_t tile_group(size_t t) {
 // each is spelled out as a literal.
 #define MOAT_AMX_ZERO(T) \
   if constexpr (R * G > (T)) _tile_zero(T);
-#define MOAT_AMX_ROW(T)                                    \
-  if constexpr (R > (T)) {                                 \
-    _tile_loadd(6, a + (T) * tile_dim * 64, chunk_stride); \
-    _tile_dpbf16ps(T, 6, 7);                               \
+#define MOAT_AMX_ROW(T)                                  \
+  if constexpr (R > (T)) {                               \
+    _tile_loadd(6, a + (T)*tile_dim * 64, chunk_stride); \
+    _tile_dpbf16ps(T, 6, 7);                             \
   }
-#define MOAT_AMX_GROUP(T)                      \
-  if constexpr (G > (T)) {                     \
-    _tile_loadd(7, b + (T) * block_words, 64); \
-    _tile_dpbf16ps(T, 6, 7);                   \
+#define MOAT_AMX_GROUP(T)                    \
+  if constexpr (G > (T)) {                   \
+    _tile_loadd(7, b + (T)*block_words, 64); \
+    _tile_dpbf16ps(T, 6, 7);                 \
   }
-#define MOAT_AMX_STORE(T)                                                                                         \
-  if constexpr (R * G > (T)) {                                                                                    \
-    constexpr size_t r = tile_row<R, G>(T), g = tile_group<R, G>(T);                                              \
-    if (w.n_rows > r * tile_dim) {                                                                                \
-      _tile_stored(T, c, 64);                                                                                     \
-      store_outputs(c, g0 + g, call.batch, w.r0 + r * tile_dim, std::min(tile_dim, w.n_rows - r * tile_dim),      \
-                    call.y, call.y_stride);                                                                       \
-    }                                                                                                             \
+#define MOAT_AMX_STORE(T)                                                                \
+  if constexpr (R * G > (T)) {                                                           \
+    constexpr size_t r = tile_row<R, G>(T), g = tile_group<R, G>(T);                     \
+    if (w.n_rows > r * tile_dim) {                                                       \
+      _tile_stored(T, c, 64);                                                            \
+      store_outputs(c, g0 + g, call.batch, w.r0 + r * tile_dim,                          \
+                    std::min(tile_dim, w.n_rows - r * tile_dim), call.y, call.y_stride); \
+    }                                                                                    \
   }
 
 // Weight rows w (R * 16 of them) by activation groups [g0, g0 + G), decoding as it goes into
 // two alternating chunks (chunks: 2 * R * 16 * 64 bf16).
 template <size_t R, size_t G>
 void amx_pass(const amx_call& call, const weight_rows& w, size_t g0, uint16_t* chunks) {
-  static_assert((G == 1 && R >= 1 && R <= 4) || (R == 2 && G == 2) || (R == 1 && G >= 1 && G <= max_groups));
-  MOAT_AMX_ZERO(0) MOAT_AMX_ZERO(1) MOAT_AMX_ZERO(2) MOAT_AMX_ZERO(3) MOAT_AMX_ZERO(4) MOAT_AMX_ZERO(5)
-  constexpr size_t chunk_values = R * tile_dim * 64;
+  static_assert((G == 1 && R >= 1 && R <= 4) || (R == 2 && G == 2) ||
+                (R == 1 && G >= 1 && G <= max_groups));
+  MOAT_AMX_ZERO(0)
+  MOAT_AMX_ZERO(1) MOAT_AMX_ZERO(2) MOAT_AMX_ZERO(3) MOAT_AMX_ZERO(4)
+      MOAT_AMX_ZERO(5) constexpr size_t chunk_values = R * tile_dim * 64;
   for (size_t col = 0; col < call.cols; col += 64) {
     uint16_t* chunk = chunks + (col / 64 % 2) * chunk_values;
     w.prefetch_next(col);
@@ -255,12 +264,14 @@ void amx_pass(const amx_call& call, const weight_rows& w, size_t g0, uint16_t* c
         MOAT_AMX_ROW(0) MOAT_AMX_ROW(1) MOAT_AMX_ROW(2) MOAT_AMX_ROW(3)
       } else {
         _tile_loadd(6, a, chunk_stride);
-        MOAT_AMX_GROUP(0) MOAT_AMX_GROUP(1) MOAT_AMX_GROUP(2) MOAT_AMX_GROUP(3) MOAT_AMX_GROUP(4) MOAT_AMX_GROUP(5)
+        MOAT_AMX_GROUP(0)
+        MOAT_AMX_GROUP(1) MOAT_AMX_GROUP(2) MOAT_AMX_GROUP(3) MOAT_AMX_GROUP(4) MOAT_AMX_GROUP(5)
       }
     }
   }
   alignas(64) float c[tile_dim * tile_dim];
-  MOAT_AMX_STORE(0) MOAT_AMX_STORE(1) MOAT_AMX_STORE(2) MOAT_AMX_STORE(3) MOAT_AMX_STORE(4) MOAT_AMX_STORE(5)
+  MOAT_AMX_STORE(0)
+  MOAT_AMX_STORE(1) MOAT_AMX_STORE(2) MOAT_AMX_STORE(3) MOAT_AMX_STORE(4) MOAT_AMX_STORE(5)
 }
 
 #undef MOAT_AMX_ZERO
@@ -280,31 +291,46 @@ size_t row_blocks(size_t rows_left, size_t groups) {
 // rows again (long prefills; the arithmetic per decoded value grows with the batch).
 void amx_rows(const amx_call& call, const weight_rows& w, uint16_t* chunks) {
   switch (w.all_rows / tile_dim) {
-    case 1: break;
+    case 1:
+      break;
     case 2:
       if (call.groups == 2) return amx_pass<2, 2>(call, w, 0, chunks);
       return amx_pass<2, 1>(call, w, 0, chunks);
-    case 3: return amx_pass<3, 1>(call, w, 0, chunks);
-    default: return amx_pass<4, 1>(call, w, 0, chunks);
+    case 3:
+      return amx_pass<3, 1>(call, w, 0, chunks);
+    default:
+      return amx_pass<4, 1>(call, w, 0, chunks);
   }
   const size_t passes = (call.groups + max_groups - 1) / max_groups;
   size_t g0 = 0;
   for (size_t p = 0; p < passes; ++p) {
     const size_t g = (call.groups - g0) / (passes - p);  // evenly sized passes
     switch (g) {
-      case 1: amx_pass<1, 1>(call, w, g0, chunks); break;
-      case 2: amx_pass<1, 2>(call, w, g0, chunks); break;
-      case 3: amx_pass<1, 3>(call, w, g0, chunks); break;
-      case 4: amx_pass<1, 4>(call, w, g0, chunks); break;
-      case 5: amx_pass<1, 5>(call, w, g0, chunks); break;
-      default: amx_pass<1, 6>(call, w, g0, chunks); break;
+      case 1:
+        amx_pass<1, 1>(call, w, g0, chunks);
+        break;
+      case 2:
+        amx_pass<1, 2>(call, w, g0, chunks);
+        break;
+      case 3:
+        amx_pass<1, 3>(call, w, g0, chunks);
+        break;
+      case 4:
+        amx_pass<1, 4>(call, w, g0, chunks);
+        break;
+      case 5:
+        amx_pass<1, 5>(call, w, g0, chunks);
+        break;
+      default:
+        amx_pass<1, 6>(call, w, g0, chunks);
+        break;
     }
     g0 += g;
   }
 }
 
-void gemm_nf4_amx_tiles(const uint8_t* packed, const float* absmax, size_t cols, const float* x, size_t batch, float* y,
-                        size_t y_stride, size_t row_begin, size_t row_end) {
+void gemm_nf4_amx_tiles(const uint8_t* packed, const float* absmax, size_t cols, const float* x,
+                        size_t batch, float* y, size_t y_stride, size_t row_begin, size_t row_end) {
   if (row_begin >= row_end || batch == 0) return;
   const size_t groups = (batch + tile_dim - 1) / tile_dim;
   const amx_call call{cols, pack_activations(x, batch, cols, groups), groups, batch, y, y_stride};
@@ -313,7 +339,8 @@ void gemm_nf4_amx_tiles(const uint8_t* packed, const float* absmax, size_t cols,
   load_tile_config();  // this thread's tile state; released below
   for (size_t r0 = row_begin; r0 < row_end;) {
     const size_t blocks = row_blocks(row_end - r0, groups);
-    const weight_rows w{packed, absmax, cols, r0, std::min(blocks * tile_dim, row_end - r0), blocks * tile_dim};
+    const weight_rows w{
+        packed, absmax, cols, r0, std::min(blocks * tile_dim, row_end - r0), blocks * tile_dim};
     amx_rows(call, w, chunks);
     r0 += w.n_rows;
   }
@@ -326,12 +353,14 @@ constexpr int arch_req_xcomp_perm = 0x1023;
 constexpr int xfeature_xtiledata = 18;
 
 const char* amx_unavailable() {
-  if (const char* v = std::getenv("MOAT_CPU_AMX"); v != nullptr && std::strcmp(v, "0") == 0) return "MOAT_CPU_AMX=0";
+  if (const char* v = std::getenv("MOAT_CPU_AMX"); v != nullptr && std::strcmp(v, "0") == 0)
+    return "MOAT_CPU_AMX=0";
   __builtin_cpu_init();
   // AMX from CPUID leaf 7 directly (not every compiler's __builtin_cpu_supports knows it).
   unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
   const bool leaf7 = __get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) != 0;
-  const bool amx = leaf7 && (edx & (1u << 22)) != 0 && (edx & (1u << 24)) != 0;  // AMX-BF16, AMX-TILE
+  const bool amx =
+      leaf7 && (edx & (1u << 22)) != 0 && (edx & (1u << 24)) != 0;  // AMX-BF16, AMX-TILE
   const bool cpu = amx && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                    __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512vbmi");
   if (!cpu) return "this CPU lacks AMX-TILE, AMX-BF16, AVX512_BF16 or AVX512_VBMI";
@@ -348,13 +377,19 @@ const char* nf4_amx_unavailable() {
   return why;
 }
 
-nf4_gemm_fn nf4_amx_gemm() { return nf4_amx_unavailable() == nullptr ? gemm_nf4_amx_tiles : nullptr; }
+nf4_gemm_fn nf4_amx_gemm() {
+  return nf4_amx_unavailable() == nullptr ? gemm_nf4_amx_tiles : nullptr;
+}
 
 }  // namespace moat::cpu::quant::detail
 
 #else
 namespace moat::cpu::quant::detail {
-const char* nf4_amx_unavailable() { return "this build has no AMX tiles (compiler without -mamx-tile -mamx-bf16)"; }
-nf4_gemm_fn nf4_amx_gemm() { return nullptr; }
+const char* nf4_amx_unavailable() {
+  return "this build has no AMX tiles (compiler without -mamx-tile -mamx-bf16)";
+}
+nf4_gemm_fn nf4_amx_gemm() {
+  return nullptr;
+}
 }  // namespace moat::cpu::quant::detail
 #endif

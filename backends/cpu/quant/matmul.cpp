@@ -130,7 +130,8 @@ void matmul_rows(const dot_kernels& k, const qmatrix_view& w, const float* x, co
       return k.gemm_q8_0(static_cast<const block_q8_0*>(w.data), cols, xq, batch, y, y_stride, row_begin, row_end);
     case weight_format::q4_0:
       if (batch >= amx_int4_min_batch && k.gemm_q4_0_amx != nullptr) {
-        return k.gemm_q4_0_amx(static_cast<const block_q4_0*>(w.data), cols, xq, batch, y, y_stride, row_begin, row_end);
+        return k.gemm_q4_0_amx(static_cast<const block_q4_0*>(w.data), cols, xq, batch, y, y_stride,
+                               row_begin, row_end);
       }
       if (k.gemm_q4_0 == nullptr) break;
       return k.gemm_q4_0(static_cast<const block_q4_0*>(w.data), cols, xq, batch, y, y_stride, row_begin, row_end);
@@ -141,8 +142,8 @@ void matmul_rows(const dot_kernels& k, const qmatrix_view& w, const float* x, co
     case weight_format::int4_g64:
     case weight_format::int4_g128:
       if (batch >= amx_int4_min_batch && k.gemm_int4_amx != nullptr) {
-        return k.gemm_int4_amx(static_cast<const uint8_t*>(w.data), w.scales, group_of(w.format), cols, xq, batch, y,
-                               y_stride, row_begin, row_end);
+        return k.gemm_int4_amx(static_cast<const uint8_t*>(w.data), w.scales, group_of(w.format),
+                               cols, xq, batch, y, y_stride, row_begin, row_end);
       }
       if (k.gemm_int4 == nullptr) break;
       return k.gemm_int4(static_cast<const uint8_t*>(w.data), w.scales, group_of(w.format), cols, xq, batch, y, y_stride,
@@ -151,8 +152,8 @@ void matmul_rows(const dot_kernels& k, const qmatrix_view& w, const float* x, co
       static_assert(q::nf4_blocksize == 64, "gemm_nf4 reads blocks of 64");
       if (cols % 64 != 0) break;
       if (batch >= nf4_bf16_min_batch && k.gemm_nf4_amx != nullptr) {
-        return k.gemm_nf4_amx(static_cast<const uint8_t*>(w.data), w.scales, cols, x, batch, y, y_stride, row_begin,
-                              row_end);
+        return k.gemm_nf4_amx(static_cast<const uint8_t*>(w.data), w.scales, cols, x, batch, y,
+                              y_stride, row_begin, row_end);
       }
       if (batch >= nf4_bf16_min_batch && k.gemm_nf4_bf16 != nullptr) {
         return k.gemm_nf4_bf16(static_cast<const uint8_t*>(w.data), w.scales, cols, x, batch, y, y_stride, row_begin,

@@ -91,16 +91,21 @@ int one_matrix(size_t rows, size_t cols, const std::vector<size_t>& batches, boo
       dots.gemm_nf4_amx = nullptr;
       dots.gemm_q4_0_amx = nullptr;
       dots.gemm_int4_amx = nullptr;
-      dot_kernels f32_tiles = *path;  // NF4 without the bf16 or AMX tiles ("f32t"), where the path has them
+      dot_kernels f32_tiles =
+          *path;  // NF4 without the bf16 or AMX tiles ("f32t"), where the path has them
       f32_tiles.gemm_nf4_bf16 = nullptr;
       f32_tiles.gemm_nf4_amx = nullptr;
-      dot_kernels bf16_tiles = *path;  // NF4 on the bf16 tiles ("bf16t"), where the path has AMX ones
+      dot_kernels bf16_tiles =
+          *path;  // NF4 on the bf16 tiles ("bf16t"), where the path has AMX ones
       bf16_tiles.gemm_nf4_amx = nullptr;
       const bool has_tiles = f == weight_format::nf4 ? path->gemm_nf4 != nullptr : path->gemm_q8_0 != nullptr;
-      const bool has_bf16 = f == weight_format::nf4 && (path->gemm_nf4_bf16 != nullptr || path->gemm_nf4_amx != nullptr);
-      const bool has_amx = f == weight_format::nf4 && path->gemm_nf4_amx != nullptr && path->gemm_nf4_bf16 != nullptr;
-      for (const dot_kernels* k : {path, static_cast<const dot_kernels*>(&bf16_tiles),
-                                   static_cast<const dot_kernels*>(&f32_tiles), static_cast<const dot_kernels*>(&dots)}) {
+      const bool has_bf16 = f == weight_format::nf4 &&
+                            (path->gemm_nf4_bf16 != nullptr || path->gemm_nf4_amx != nullptr);
+      const bool has_amx = f == weight_format::nf4 && path->gemm_nf4_amx != nullptr &&
+                           path->gemm_nf4_bf16 != nullptr;
+      for (const dot_kernels* k :
+           {path, static_cast<const dot_kernels*>(&bf16_tiles),
+            static_cast<const dot_kernels*>(&f32_tiles), static_cast<const dot_kernels*>(&dots)}) {
         if (k == &dots && !has_tiles) continue;  // identical to the line above
         if (k == &f32_tiles && !has_bf16) continue;
         if (k == &bf16_tiles && !has_amx) continue;
@@ -116,9 +121,9 @@ int one_matrix(size_t rows, size_t cols, const std::vector<size_t>& batches, boo
           }
           std::printf("%-12s %-6s %-10s %5zu %10.3f %10.1f %10.1f\n", isa_name(i),
                       k == &dots || !has_tiles ? "dots"
-                      : k == &f32_tiles      ? "f32t"
-                      : k == &bf16_tiles     ? "bf16t"
-                                             : "tiles",
+                      : k == &f32_tiles        ? "f32t"
+                      : k == &bf16_tiles       ? "bf16t"
+                                               : "tiles",
                       weight_format_name(f), batch, best * 1e3,
                       static_cast<double>(weight_bytes(f, rows, cols)) / best / 1e9,
                       static_cast<double>(rows * cols * batch) / best / 1e9);

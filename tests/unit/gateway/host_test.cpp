@@ -79,7 +79,8 @@ class host_fixture : public ::testing::Test {
   }
 
   // Submits a chat request on the strand, as a handler would.
-  host::submit_outcome submit(host::backend& b, std::shared_ptr<recording_sink> sink, bool stream = false) {
+  host::submit_outcome submit(host::backend& b, std::shared_ptr<recording_sink> sink,
+                              bool stream = false) {
     std::promise<host::submit_outcome> out;
     net::post(strand_, [&] {
       openai::chat_request req;
@@ -186,7 +187,8 @@ TEST_F(host_fixture, streamed_deltas_come_at_once_whole_answers_with_their_end) 
   auto& b = make_backend(R"({"slow_second":true})");
   auto streamed = std::make_shared<recording_sink>(strand_);
   ASSERT_EQ(submit(b, streamed, true).status, MOAT_OK);
-  ASSERT_EQ(streamed->done.get_future().wait_for(std::chrono::seconds(5)), std::future_status::ready);
+  ASSERT_EQ(streamed->done.get_future().wait_for(std::chrono::seconds(5)),
+            std::future_status::ready);
   ASSERT_EQ(streamed->events.size(), 4u);
   EXPECT_EQ(streamed->events[0].text, "hello");
   EXPECT_GE(streamed->arrived[3] - streamed->arrived[0], milliseconds(80));

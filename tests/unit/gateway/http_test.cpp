@@ -4,6 +4,7 @@
 // the deadline sweeper behind them.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
@@ -12,10 +13,8 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
-
-#include <atomic>
-#include <random>
 #include <future>
+#include <random>
 #include <thread>
 
 #include "http/deadlines.h"
@@ -201,8 +200,9 @@ TEST_F(http_server, pipelined_requests_are_answered_in_order) {
 TEST_F(http_server, plain_and_beast_parsed_requests_get_the_same_answers) {
   auto s = connect();
   boost::beast::flat_buffer buf;
-  send(s, "POST /echo?1 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
-          "POST /echo?2 HTTP/1.1\r\nHost: x\r\ncontent-length:2 \r\nX-Thing:  t \r\n\r\nde");
+  send(s,
+       "POST /echo?1 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
+       "POST /echo?2 HTTP/1.1\r\nHost: x\r\ncontent-length:2 \r\nX-Thing:  t \r\n\r\nde");
   EXPECT_EQ(read_response(s, buf).body(), "POST /echo?1 abc ");
   EXPECT_EQ(read_response(s, buf).body(), "POST /echo?2 de t");
 
@@ -211,10 +211,14 @@ TEST_F(http_server, plain_and_beast_parsed_requests_get_the_same_answers) {
   send(s, "lo");
   EXPECT_EQ(read_response(s, buf).body(), "POST /echo hello ");
 
-  send(s, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhe\r\n3\r\nllo\r\n0\r\n\r\n");
+  send(s,
+       "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: "
+       "chunked\r\n\r\n2\r\nhe\r\n3\r\nllo\r\n0\r\n\r\n");
   EXPECT_EQ(read_response(s, buf).body(), "POST /echo hello ");
 
-  send(s, "POST /echo HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\nContent-Length: 5\r\n\r\nhello");
+  send(
+      s,
+      "POST /echo HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\nContent-Length: 5\r\n\r\nhello");
   auto old = read_response(s, buf);
   EXPECT_EQ(old.body(), "POST /echo hello ");
 }
@@ -242,16 +246,16 @@ TEST(request_head, plain_form_is_read_and_everything_else_is_left_to_beast) {
   EXPECT_TRUE(fields.empty());
 
   const char* not_plain[] = {
-      "GET / HTTP/1.0\r\n\r\n",                                       // another version
-      "GET  / HTTP/1.1\r\n\r\n",                                      // two spaces
-      "GET / HTTP/1.1 \r\n\r\n",                                      // trailing space
-      "G(T / HTTP/1.1\r\n\r\n",                                       // not a token
-      "GET /\x7f HTTP/1.1\r\n\r\n",                                   // target byte
-      "\r\nGET / HTTP/1.1\r\n\r\n",                                   // leading blank line
-      "GET / HTTP/1.1\r\nHost : x\r\n\r\n",                           // space before ':'
-      "GET / HTTP/1.1\r\nHost x\r\n\r\n",                             // no ':'
-      "GET / HTTP/1.1\r\nX: caf\xc3\xa9\r\n\r\n",                      // obs-text
-      "GET / HTTP/1.1\r\nX: a\rb\r\n\r\n",                            // bare CR
+      "GET / HTTP/1.0\r\n\r\n",                    // another version
+      "GET  / HTTP/1.1\r\n\r\n",                   // two spaces
+      "GET / HTTP/1.1 \r\n\r\n",                   // trailing space
+      "G(T / HTTP/1.1\r\n\r\n",                    // not a token
+      "GET /\x7f HTTP/1.1\r\n\r\n",                // target byte
+      "\r\nGET / HTTP/1.1\r\n\r\n",                // leading blank line
+      "GET / HTTP/1.1\r\nHost : x\r\n\r\n",        // space before ':'
+      "GET / HTTP/1.1\r\nHost x\r\n\r\n",          // no ':'
+      "GET / HTTP/1.1\r\nX: caf\xc3\xa9\r\n\r\n",  // obs-text
+      "GET / HTTP/1.1\r\nX: a\rb\r\n\r\n",         // bare CR
       "GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
       "GET / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
       "GET / HTTP/1.1\r\nContent-Length: 1234567890123456789\r\n\r\n",
@@ -259,10 +263,12 @@ TEST(request_head, plain_form_is_read_and_everything_else_is_left_to_beast) {
       "GET / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
       "GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n",
       "GET / HTTP/1.1\r\nConnection: keep-alive, Upgrade\r\n\r\n",
-      "GET / HTTP/1.1\r\nHost: x\r\n",                                   // no blank line
+      "GET / HTTP/1.1\r\nHost: x\r\n",  // no blank line
   };
-  for (const char* raw : not_plain) EXPECT_FALSE(http::parse_plain_head(raw, 100, fields, head)) << raw;
-  EXPECT_FALSE(http::parse_plain_head("GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n", 100, fields, head));
+  for (const char* raw : not_plain)
+    EXPECT_FALSE(http::parse_plain_head(raw, 100, fields, head)) << raw;
+  EXPECT_FALSE(
+      http::parse_plain_head("GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n", 100, fields, head));
 
   // Values are checked 8 bytes at a time: a tab anywhere is fine, a DEL, control or non-ASCII
   // byte anywhere is not, whatever its offset within those words.
@@ -278,7 +284,8 @@ TEST(request_head, plain_form_is_read_and_everything_else_is_left_to_beast) {
 
   // The session skips auth::check_request_headers for plain heads: each accepted form passes it.
   const char* plain[] = {
-      "POST /v1/chat/completions HTTP/1.1\r\nHost: a:1\r\nContent-Length: 12\r\nContent-Type: application/json\r\n"
+      "POST /v1/chat/completions HTTP/1.1\r\nHost: a:1\r\nContent-Length: 12\r\nContent-Type: "
+      "application/json\r\n"
       "Authorization: Bearer k\tey\r\nX-Empty:\r\nConnection: keep-alive\r\n\r\n",
       "GET /health HTTP/1.1\r\n\r\n",
       "GET / HTTP/1.1\r\n!#$%&'*+-.^_`|~09az: v a l u e ~\r\nContent-Length: 000\r\n\r\n",
@@ -287,7 +294,8 @@ TEST(request_head, plain_form_is_read_and_everything_else_is_left_to_beast) {
     ASSERT_TRUE(http::parse_plain_head(raw, 100, fields, head)) << raw;
     std::vector<auth::header_view> guard;
     for (const auto& f : fields) guard.push_back({f.name, f.value});
-    const auto verdict = auth::check_request_headers(guard, {}, {.max_count = 100, .max_bytes = std::string_view(raw).size()});
+    const auto verdict = auth::check_request_headers(
+        guard, {}, {.max_count = 100, .max_bytes = std::string_view(raw).size()});
     EXPECT_TRUE(verdict.ok) << raw << ": " << verdict.reason;
   }
   EXPECT_FALSE(http::parse_plain_head("GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\n\r\n", 1, fields, head));
@@ -302,7 +310,8 @@ TEST(request_head, what_the_plain_parser_accepts_beast_reads_the_same_way) {
       "Content-Type: application/json\r\nAuthorization: Bearer unused\r\n\r\n",
       "GET /v1/models?x=1 HTTP/1.1\r\nhost: a\r\nConnection: close\r\nX-Request-Id: abc\r\n\r\n",
       "HEAD /health HTTP/1.1\r\nConnection: keep-alive\r\nAccept: */*\r\n\r\n"};
-  const std::string alphabet = std::string(" :\t\r\nAa0,;=/?%\"\\\x7f\x80\x01", 19) + std::string(1, '\0');
+  const std::string alphabet =
+      std::string(" :\t\r\nAa0,;=/?%\"\\\x7f\x80\x01", 19) + std::string(1, '\0');
   std::mt19937 rng(1234);
   int accepted = 0;
   for (int iter = 0; iter < 20000; ++iter) {
@@ -312,9 +321,15 @@ TEST(request_head, what_the_plain_parser_accepts_beast_reads_the_same_way) {
       const size_t at = rng() % (raw.size() - 4);  // the final blank line stays
       const char c = alphabet[rng() % alphabet.size()];
       switch (rng() % 3) {
-        case 0: raw[at] = c; break;
-        case 1: raw.insert(raw.begin() + static_cast<std::ptrdiff_t>(at), c); break;
-        default: raw.erase(at, 1); break;
+        case 0:
+          raw[at] = c;
+          break;
+        case 1:
+          raw.insert(raw.begin() + static_cast<std::ptrdiff_t>(at), c);
+          break;
+        default:
+          raw.erase(at, 1);
+          break;
       }
     }
     const size_t end = raw.find("\r\n\r\n");
@@ -346,7 +361,9 @@ TEST(request_head, what_the_plain_parser_accepts_beast_reads_the_same_way) {
     EXPECT_EQ(i, fields.size()) << raw;
     std::vector<auth::header_view> guard;
     for (const auto& f : fields) guard.push_back({f.name, f.value});
-    EXPECT_TRUE(auth::check_request_headers(guard, raw, {.max_count = 100, .max_bytes = raw.size()}).ok) << raw;
+    EXPECT_TRUE(
+        auth::check_request_headers(guard, raw, {.max_count = 100, .max_bytes = raw.size()}).ok)
+        << raw;
   }
   EXPECT_GT(accepted, 1000);  // the mutations must leave many heads plain, or this tests nothing
 }

@@ -65,9 +65,10 @@ TEST(JsonString, EverySpecialByteIsFoundAtEveryOffset) {
     std::string raw;
     std::string escaped;  // as the writer spells it
   };
-  const special specials[] = {{"\"", "\\\""},  {"\\", "\\\\"},        {"\n", "\\n"},
-                              {std::string(1, '\0'), "\\u0000"}, {"\x1f", "\\u001f"},
-                              {"\xC3\xA9", "\xC3\xA9"},      {"\xFF", fffd}};
+  const special specials[] = {{"\"", "\\\""},      {"\\", "\\\\"},
+                              {"\n", "\\n"},       {std::string(1, '\0'), "\\u0000"},
+                              {"\x1f", "\\u001f"}, {"\xC3\xA9", "\xC3\xA9"},
+                              {"\xFF", fffd}};
   for (const auto& sp : specials) {
     for (size_t before = 0; before < 20; ++before) {
       for (size_t after : {size_t{0}, size_t{1}, size_t{7}, size_t{8}, size_t{13}}) {

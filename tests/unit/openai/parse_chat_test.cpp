@@ -97,8 +97,10 @@ TEST(ParseChat, NullMeansAbsentAndUnknownFieldsAreIgnored) {
 TEST(ParseChat, FieldsAreFoundAmongManyKeysAndTheFirstDuplicateWins) {
   for (int unknown : {0, 5, 23, 24, 40}) {
     std::string filler;
-    for (int i = 0; i < unknown; ++i) filler += "\"x" + std::to_string(i) + "\":" + std::to_string(i) + ",";
-    const auto r = parse_chat_request(chat_body(filler + R"("temperature":0.25,"temperature":1.5,"n":3)"));
+    for (int i = 0; i < unknown; ++i)
+      filler += "\"x" + std::to_string(i) + "\":" + std::to_string(i) + ",";
+    const auto r =
+        parse_chat_request(chat_body(filler + R"("temperature":0.25,"temperature":1.5,"n":3)"));
     EXPECT_DOUBLE_EQ(ok(r).sampling.temperature, 0.25) << unknown << " unknown fields";
     EXPECT_EQ(ok(r).sampling.n, 3) << unknown << " unknown fields";
     expect_invalid(parse_chat_request(chat_body(filler + R"("top_p":"high")")), "top_p");

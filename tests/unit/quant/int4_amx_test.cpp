@@ -39,7 +39,8 @@ TEST(int4_amx_dispatch, only_the_vnni_table_has_amx_int8_tiles_and_only_where_av
 }
 
 TEST(int4_amx, equals_the_vnni_lanes_bit_for_bit) {
-  const dot_kernels* amx = isa_supported(isa::avx512_vnni) ? kernels_for(isa::avx512_vnni) : nullptr;
+  const dot_kernels* amx =
+      isa_supported(isa::avx512_vnni) ? kernels_for(isa::avx512_vnni) : nullptr;
   if (amx == nullptr || amx->gemm_q4_0_amx == nullptr) {
     const char* why = detail::int4_amx_unavailable();
     GTEST_SKIP() << "no AMX int8 tiles here: " << (amx == nullptr ? "no AVX-512 VNNI path" : why);
@@ -47,19 +48,23 @@ TEST(int4_amx, equals_the_vnni_lanes_bit_for_bit) {
   dot_kernels lanes = *amx;
   lanes.gemm_q4_0_amx = nullptr;
   lanes.gemm_int4_amx = nullptr;
-  for (weight_format f : {weight_format::q4_0, weight_format::int4_g32, weight_format::int4_g64, weight_format::int4_g128}) {
+  for (weight_format f : {weight_format::q4_0, weight_format::int4_g32, weight_format::int4_g64,
+                          weight_format::int4_g128}) {
     for (size_t cols : {32u, 136u, 256u, 2080u}) {
       for (size_t rows : {1u, 5u, 16u, 17u, 33u}) {
-        const std::vector<float> w = random_values(rows * cols, 300 + static_cast<uint32_t>(cols + rows));
+        const std::vector<float> w =
+            random_values(rows * cols, 300 + static_cast<uint32_t>(cols + rows));
         const quantized_matrix m = quantize_matrix(f, w.data(), rows, cols);
         for (size_t batch : {amx_int4_min_batch, size_t{33}, size_t{48}, size_t{97}}) {
-          SCOPED_TRACE(std::string(weight_format_name(f)) + " cols " + std::to_string(cols) + " rows " +
-                       std::to_string(rows) + " batch " + std::to_string(batch));
-          const std::vector<float> x = random_values(batch * cols, 400 + static_cast<uint32_t>(cols + batch));
+          SCOPED_TRACE(std::string(weight_format_name(f)) + " cols " + std::to_string(cols) +
+                       " rows " + std::to_string(rows) + " batch " + std::to_string(batch));
+          const std::vector<float> x =
+              random_values(batch * cols, 400 + static_cast<uint32_t>(cols + batch));
           std::vector<block_q8_0> xq(activation_blocks(f, cols, batch));
           prepare_activations(*amx, f, x.data(), batch, cols, xq.data());
           const size_t stride = rows + 2;
-          std::vector<float> got(batch * stride, -5.0f), split(batch * stride, -5.0f), want(batch * stride, -5.0f);
+          std::vector<float> got(batch * stride, -5.0f), split(batch * stride, -5.0f),
+              want(batch * stride, -5.0f);
           matmul_rows(*amx, m.view(), x.data(), xq.data(), batch, got.data(), stride, 0, rows);
           const size_t cut = rows / 3;  // rows split as threads would
           matmul_rows(*amx, m.view(), x.data(), xq.data(), batch, split.data(), stride, 0, cut);

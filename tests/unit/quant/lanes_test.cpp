@@ -36,7 +36,9 @@ float lanes_reference(const quantized_matrix& m, size_t r, const block_q8_0* a) 
       qs = blocks[r * nb + i].qs;
       dw = q::fp16_to_fp32(blocks[r * nb + i].d);
     } else {
-      const size_t g = m.format == weight_format::int4_g32 ? 32 : m.format == weight_format::int4_g64 ? 64 : 128;
+      const size_t g = m.format == weight_format::int4_g32   ? 32
+                       : m.format == weight_format::int4_g64 ? 64
+                                                             : 128;
       qs = m.data.data() + r * q::int4_row_bytes(m.cols, g) + i * 16;
       dw = m.scales[r * q::int4_row_groups(m.cols, g) + i * 32 / g];
     }
@@ -55,8 +57,8 @@ TEST(lanes, four_bit_tiles_equal_their_scalar_form) {
   for (size_t cols : {64u, 100u, 2112u}) {
     const std::vector<float> w = random_values(rows * cols, 70 + static_cast<uint32_t>(cols));
     const std::vector<float> x = random_values(13 * cols, 80 + static_cast<uint32_t>(cols));
-    for (weight_format f :
-         {weight_format::q4_0, weight_format::int4_g32, weight_format::int4_g64, weight_format::int4_g128}) {
+    for (weight_format f : {weight_format::q4_0, weight_format::int4_g32, weight_format::int4_g64,
+                            weight_format::int4_g128}) {
       SCOPED_TRACE(std::string(weight_format_name(f)) + " cols " + std::to_string(cols));
       const quantized_matrix m = quantize_matrix(f, w.data(), rows, cols);
       for (size_t batch : {1u, 3u, 8u, 13u}) {

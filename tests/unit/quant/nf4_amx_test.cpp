@@ -77,7 +77,8 @@ class nf4_amx : public testing::Test {
 TEST_F(nf4_amx, matches_bf16_arithmetic_and_stays_within_the_bf16_bound_of_f32) {
   for (size_t cols : {64u, 128u, 2112u}) {
     for (size_t rows : {1u, 5u, 16u, 17u, 33u, 40u}) {
-      const std::vector<float> w = random_values(rows * cols, 170 + static_cast<uint32_t>(cols + rows));
+      const std::vector<float> w =
+          random_values(rows * cols, 170 + static_cast<uint32_t>(cols + rows));
       const quantized_matrix m = quantize_matrix(weight_format::nf4, w.data(), rows, cols);
       std::vector<float> wd(rows * cols);
       q::dequantize_nf4(m.data.data(), m.scales.data(), wd.size(), q::nf4_blocksize, wd.data());
@@ -86,18 +87,23 @@ TEST_F(nf4_amx, matches_bf16_arithmetic_and_stays_within_the_bf16_bound_of_f32) 
       for (size_t batch : {8u, 9u, 16u, 17u, 33u, 64u, 97u}) {
         SCOPED_TRACE("cols " + std::to_string(cols) + " rows " + std::to_string(rows) + " batch " +
                      std::to_string(batch));
-        const std::vector<float> x = random_values(batch * cols, 190 + static_cast<uint32_t>(cols + batch));
+        const std::vector<float> x =
+            random_values(batch * cols, 190 + static_cast<uint32_t>(cols + batch));
         // y_stride wider than rows: outputs land only where they belong.
         const size_t stride = rows + 3;
         std::vector<float> y(batch * stride, -7.0f), y_split(batch * stride, -7.0f);
-        k_->gemm_nf4_amx(m.data.data(), m.scales.data(), cols, x.data(), batch, y.data(), stride, 0, rows);
+        k_->gemm_nf4_amx(m.data.data(), m.scales.data(), cols, x.data(), batch, y.data(), stride, 0,
+                         rows);
         const size_t cut = rows / 3;  // rows split as threads would, not on a 16-row boundary
-        k_->gemm_nf4_amx(m.data.data(), m.scales.data(), cols, x.data(), batch, y_split.data(), stride, 0, cut);
-        k_->gemm_nf4_amx(m.data.data(), m.scales.data(), cols, x.data(), batch, y_split.data(), stride, cut, rows);
+        k_->gemm_nf4_amx(m.data.data(), m.scales.data(), cols, x.data(), batch, y_split.data(),
+                         stride, 0, cut);
+        k_->gemm_nf4_amx(m.data.data(), m.scales.data(), cols, x.data(), batch, y_split.data(),
+                         stride, cut, rows);
         ASSERT_EQ(y, y_split);
         size_t bad = 0;
         for (size_t b = 0; b < batch; ++b) {
-          for (size_t r = rows; r < stride; ++r) ASSERT_EQ(y[b * stride + r], -7.0f) << "b " << b << " r " << r;
+          for (size_t r = rows; r < stride; ++r)
+            ASSERT_EQ(y[b * stride + r], -7.0f) << "b " << b << " r " << r;
           for (size_t r = 0; r < rows; ++r) {
             double f32 = 0, bf16 = 0, abs_f32 = 0, abs_bf16 = 0;
             for (size_t c = 0; c < cols; ++c) {
@@ -109,11 +115,12 @@ TEST_F(nf4_amx, matches_bf16_arithmetic_and_stays_within_the_bf16_bound_of_f32) 
               abs_bf16 += std::fabs(p);
             }
             const double got = y[b * stride + r];
-            const bool ok = std::fabs(got - bf16) <= 1e-5 * abs_bf16 + 1e-6 &&
-                            std::fabs(got - f32) <= 2.0 * std::ldexp(1.0, -8) * abs_f32 + 1e-5 * abs_f32 + 1e-6;
+            const bool ok =
+                std::fabs(got - bf16) <= 1e-5 * abs_bf16 + 1e-6 &&
+                std::fabs(got - f32) <= 2.0 * std::ldexp(1.0, -8) * abs_f32 + 1e-5 * abs_f32 + 1e-6;
             if (!ok && ++bad <= 3) {
-              ADD_FAILURE() << "b " << b << " r " << r << " got " << got << " bf16 " << bf16 << " f32 " << f32
-                            << " sum|wx| " << abs_f32;
+              ADD_FAILURE() << "b " << b << " r " << r << " got " << got << " bf16 " << bf16
+                            << " f32 " << f32 << " sum|wx| " << abs_f32;
             }
           }
         }
@@ -132,14 +139,18 @@ TEST_F(nf4_amx, outputs_do_not_depend_on_the_batch) {
   for (size_t batch : {8u, 9u, 17u, 33u, 40u}) {
     const std::vector<float> x = random_values(batch * cols, 40 + static_cast<uint32_t>(batch));
     std::vector<float> y(batch * rows);
-    k_->gemm_nf4_amx(m.data.data(), m.scales.data(), cols, x.data(), batch, y.data(), rows, 0, rows);
+    k_->gemm_nf4_amx(m.data.data(), m.scales.data(), cols, x.data(), batch, y.data(), rows, 0,
+                     rows);
     for (size_t b = 0; b < batch; ++b) {
       std::vector<float> copies(8 * cols), yc(8 * rows);
-      for (size_t j = 0; j < 8; ++j) std::memcpy(copies.data() + j * cols, x.data() + b * cols, cols * sizeof(float));
-      k_->gemm_nf4_amx(m.data.data(), m.scales.data(), cols, copies.data(), 8, yc.data(), rows, 0, rows);
+      for (size_t j = 0; j < 8; ++j)
+        std::memcpy(copies.data() + j * cols, x.data() + b * cols, cols * sizeof(float));
+      k_->gemm_nf4_amx(m.data.data(), m.scales.data(), cols, copies.data(), 8, yc.data(), rows, 0,
+                       rows);
       for (size_t j = 0; j < 8; ++j) {
         for (size_t r = 0; r < rows; ++r) {
-          ASSERT_EQ(yc[j * rows + r], y[b * rows + r]) << "batch " << batch << " b " << b << " copy " << j << " r " << r;
+          ASSERT_EQ(yc[j * rows + r], y[b * rows + r])
+              << "batch " << batch << " b " << b << " copy " << j << " r " << r;
         }
       }
     }
@@ -152,7 +163,8 @@ TEST_F(nf4_amx, matmul_rows_uses_amx_tiles_from_the_minimum_batch_on) {
   const std::vector<float> w = random_values(rows * cols, 51);
   const std::vector<float> x = random_values(20 * cols, 52);
   const quantized_matrix m = quantize_matrix(weight_format::nf4, w.data(), rows, cols);
-  for (size_t batch : {nf4_bf16_min_batch - 1, nf4_bf16_min_batch, nf4_bf16_min_batch + 1, size_t{20}}) {
+  for (size_t batch :
+       {nf4_bf16_min_batch - 1, nf4_bf16_min_batch, nf4_bf16_min_batch + 1, size_t{20}}) {
     std::vector<float> got(batch * rows), want(batch * rows);
     matmul_rows(*k_, m.view(), x.data(), nullptr, batch, got.data(), rows, 0, rows);
     const auto tiles = batch >= nf4_bf16_min_batch ? k_->gemm_nf4_amx : k_->gemm_nf4;
