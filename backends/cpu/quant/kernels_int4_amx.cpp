@@ -35,27 +35,14 @@
 namespace moat::cpu::quant::detail {
 namespace {
 
+#include "cpu/quant/amx_tiles.inc"
+
 constexpr size_t tile_dim = 16;
 constexpr size_t b_words = 8 * tile_dim;  // one B tile: 8 rows of 16 dwords
 
-// Tile operands start on a 64-byte boundary (a row across two lines costs two reads).
-template <typename T>
-T* align64(float* p) {
-  const auto u = reinterpret_cast<uintptr_t>(p);
-  return reinterpret_cast<T*>((u + 63) & ~uintptr_t{63});
-}
-
-struct alignas(64) tile_config {
-  uint8_t palette = 1;
-  uint8_t start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
-
 // tmm0..3: C (16 x 16 int32); tmm4, tmm6: A (16 rows x 32 code bytes); tmm5, tmm7: B (8 rows
 // of 16 dwords).
-void load_tile_config() {
+void configure_tiles() {
   tile_config c;
   for (int t : {0, 1, 2, 3}) {
     c.colsb[t] = 64;
@@ -69,36 +56,7 @@ void load_tile_config() {
     c.colsb[t] = 64;
     c.rows[t] = 8;
   }
-  // ldtilecfg by hand: GCC 12 may treat the builtin's operand as unread and drop the stores
-  // that fill it in (seen here: an all-zero configuration, then SIGILL on the first tile op).
-  asm volatile("ldtilecfg %0" : : "m"(c));
-}
-
-// r[i] <- column i of the 16 x 16 matrix of 32-bit words whose rows are r[0..15].
-void transpose16(__m512i r[16]) {
-  __m512i t[16];
-  for (int i = 0; i < 16; i += 2) {
-    t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
-    t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
-  }
-  __m512i u[16];
-  for (int q = 0; q < 4; ++q) {
-    const __m512i* a = t + 4 * q;
-    u[4 * q + 0] = _mm512_unpacklo_epi64(a[0], a[2]);
-    u[4 * q + 1] = _mm512_unpackhi_epi64(a[0], a[2]);
-    u[4 * q + 2] = _mm512_unpacklo_epi64(a[1], a[3]);
-    u[4 * q + 3] = _mm512_unpackhi_epi64(a[1], a[3]);
-  }
-  for (int j = 0; j < 4; ++j) {
-    const __m512i a = _mm512_shuffle_i32x4(u[j], u[4 + j], 0x44),
-                  b = _mm512_shuffle_i32x4(u[j], u[4 + j], 0xee);
-    const __m512i c = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0x44),
-                  d = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0xee);
-    r[j] = _mm512_shuffle_i32x4(a, c, 0x88);
-    r[4 + j] = _mm512_shuffle_i32x4(a, c, 0xdd);
-    r[8 + j] = _mm512_shuffle_i32x4(b, d, 0x88);
-    r[12 + j] = _mm512_shuffle_i32x4(b, d, 0xdd);
-  }
+  load_tile_config(c);
 }
 
 // The activations of one call, per (block i, group g) at index i * groups + g.
@@ -253,7 +211,7 @@ void amx_int4_gemm(const F& f, size_t nb, const block_q8_0* xq, size_t batch, fl
   float* buf = thread_scratch_weights(nb * (128 + tile_dim) + 15);
   auto* a = align64<uint8_t>(buf);
   auto* ws = reinterpret_cast<float*>(a + nb * 512);
-  load_tile_config();  // this thread's tile state; released below
+  configure_tiles();  // this thread's tile state; released below
   for (size_t r0 = row_begin; r0 < row_end; r0 += tile_dim) {
     const size_t nrows = std::min(tile_dim, row_end - r0);
     unpack_rows(f, r0, nrows, nb, a, ws);
@@ -279,24 +237,11 @@ void gemm_int4_amx(const uint8_t* w, const float* scales, size_t group, size_t c
                 nb, xq, batch, y, y_stride, row_begin, row_end);
 }
 
-constexpr int arch_req_xcomp_perm = 0x1023;
-constexpr int xfeature_xtiledata = 18;
-
 const char* amx_unavailable() {
-  if (const char* v = std::getenv("MOAT_CPU_AMX"); v != nullptr && std::strcmp(v, "0") == 0)
-    return "MOAT_CPU_AMX=0";
   __builtin_cpu_init();
-  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
-  const bool leaf7 = __get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) != 0;
-  const bool amx =
-      leaf7 && (edx & (1u << 24)) != 0 && (edx & (1u << 25)) != 0;  // AMX-TILE, AMX-INT8
-  if (!amx || !__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw")) {
-    return "this CPU lacks AMX-TILE, AMX-INT8 or AVX-512";
-  }
-  if (syscall(SYS_arch_prctl, arch_req_xcomp_perm, xfeature_xtiledata) != 0) {
-    return "the kernel refused tile data to this process (arch_prctl ARCH_REQ_XCOMP_PERM)";
-  }
-  return nullptr;
+  const bool cpu = cpuid7_edx_has(cpuid_amx_tile | cpuid_amx_int8) && __builtin_cpu_supports("avx512f") &&
+                   __builtin_cpu_supports("avx512bw");
+  return amx_permission_problem(cpu, "this CPU lacks AMX-TILE, AMX-INT8 or AVX-512");
 }
 
 }  // namespace

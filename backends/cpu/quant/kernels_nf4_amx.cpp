@@ -43,67 +43,22 @@
 namespace moat::cpu::quant::detail {
 namespace {
 
-constexpr size_t tile_dim =
-    16;                        // weight rows per A tile, activation rows per B tile, pairs per row
+#include "cpu/quant/amx_tiles.inc"
+
+// Weight rows per A tile, activation rows per B tile, pairs per tile row.
+constexpr size_t tile_dim = 16;
 constexpr size_t k_step = 32;  // bf16 values per tile row (64 bytes)
 constexpr size_t block_words = tile_dim * tile_dim;  // one packed B tile in 32-bit pairs
 constexpr size_t max_groups = 6;  // accumulators tmm0..5 beside A (tmm6) and B (tmm7)
 
-// The 64-byte operand of ldtilecfg: palette 1, every tile 16 rows of 64 bytes.
-struct alignas(64) tile_config {
-  uint8_t palette = 1;
-  uint8_t start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
-
-void load_tile_config() {
+// Palette 1, every tile 16 rows of 64 bytes.
+void configure_tiles() {
   tile_config c;
   for (int t = 0; t < 8; ++t) {
     c.colsb[t] = 64;
     c.rows[t] = tile_dim;
   }
-  // ldtilecfg by hand: GCC 12 may treat the builtin's operand as unread and drop the stores
-  // that fill it in (seen here: an all-zero configuration, then SIGILL on the first tile op).
-  asm volatile("ldtilecfg %0" : : "m"(c));
-}
-
-// r[i] <- column i of the 16 x 16 matrix of 32-bit words whose rows are r[0..15].
-void transpose16(__m512i r[16]) {
-  __m512i t[16];
-  for (int i = 0; i < 16; i += 2) {
-    t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
-    t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
-  }
-  // Per group q of 4 rows, u[4q + j] holds, in 128-bit lane L, column 4L + j of rows 4q..4q+3.
-  __m512i u[16];
-  for (int q = 0; q < 4; ++q) {
-    const __m512i* a = t + 4 * q;
-    u[4 * q + 0] = _mm512_unpacklo_epi64(a[0], a[2]);
-    u[4 * q + 1] = _mm512_unpackhi_epi64(a[0], a[2]);
-    u[4 * q + 2] = _mm512_unpacklo_epi64(a[1], a[3]);
-    u[4 * q + 3] = _mm512_unpackhi_epi64(a[1], a[3]);
-  }
-  // Column 4L + j: lane L of u[j], u[4 + j], u[8 + j], u[12 + j] (a 4 x 4 transpose of lanes).
-  for (int j = 0; j < 4; ++j) {
-    const __m512i a = _mm512_shuffle_i32x4(u[j], u[4 + j], 0x44),
-                  b = _mm512_shuffle_i32x4(u[j], u[4 + j], 0xee);
-    const __m512i c = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0x44),
-                  d = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0xee);
-    r[j] = _mm512_shuffle_i32x4(a, c, 0x88);
-    r[4 + j] = _mm512_shuffle_i32x4(a, c, 0xdd);
-    r[8 + j] = _mm512_shuffle_i32x4(b, d, 0x88);
-    r[12 + j] = _mm512_shuffle_i32x4(b, d, 0xdd);
-  }
-}
-
-// A tile row that straddles two cache lines costs two line reads: tile operands start on a
-// 64-byte boundary. p: n + 15 floats of scratch -> its first 64-byte aligned float.
-template <typename T>
-T* align64(float* p) {
-  const auto u = reinterpret_cast<uintptr_t>(p);
-  return reinterpret_cast<T*>((u + 63) & ~uintptr_t{63});
+  load_tile_config(c);
 }
 
 // x [batch][cols] -> the B blocks above, in the calling thread's scratch.
@@ -336,7 +291,7 @@ void gemm_nf4_amx_tiles(const uint8_t* packed, const float* absmax, size_t cols,
   const amx_call call{cols, pack_activations(x, batch, cols, groups), groups, batch, y, y_stride};
   // Two decoded chunks of up to 4 row blocks: 16 KiB.
   auto* chunks = align64<uint16_t>(thread_scratch_weights(4 * tile_dim * 64 + 15));
-  load_tile_config();  // this thread's tile state; released below
+  configure_tiles();  // this thread's tile state; released below
   for (size_t r0 = row_begin; r0 < row_end;) {
     const size_t blocks = row_blocks(row_end - r0, groups);
     const weight_rows w{
@@ -349,25 +304,12 @@ void gemm_nf4_amx_tiles(const uint8_t* packed, const float* absmax, size_t cols,
 
 // Linux: a process must ask before its threads may use tile data (the XTILEDATA state
 // component, 18); granted once, it holds for every thread of the process.
-constexpr int arch_req_xcomp_perm = 0x1023;
-constexpr int xfeature_xtiledata = 18;
-
 const char* amx_unavailable() {
-  if (const char* v = std::getenv("MOAT_CPU_AMX"); v != nullptr && std::strcmp(v, "0") == 0)
-    return "MOAT_CPU_AMX=0";
   __builtin_cpu_init();
-  // AMX from CPUID leaf 7 directly (not every compiler's __builtin_cpu_supports knows it).
-  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
-  const bool leaf7 = __get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) != 0;
-  const bool amx =
-      leaf7 && (edx & (1u << 22)) != 0 && (edx & (1u << 24)) != 0;  // AMX-BF16, AMX-TILE
-  const bool cpu = amx && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                   __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512vbmi");
-  if (!cpu) return "this CPU lacks AMX-TILE, AMX-BF16, AVX512_BF16 or AVX512_VBMI";
-  if (syscall(SYS_arch_prctl, arch_req_xcomp_perm, xfeature_xtiledata) != 0) {
-    return "the kernel refused tile data to this process (arch_prctl ARCH_REQ_XCOMP_PERM)";
-  }
-  return nullptr;
+  const bool cpu = cpuid7_edx_has(cpuid_amx_bf16 | cpuid_amx_tile) && __builtin_cpu_supports("avx512f") &&
+                   __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512bf16") &&
+                   __builtin_cpu_supports("avx512vbmi");
+  return amx_permission_problem(cpu, "this CPU lacks AMX-TILE, AMX-BF16, AVX512_BF16 or AVX512_VBMI");
 }
 
 }  // namespace
