@@ -59,10 +59,9 @@ class swap_runner : public model_runner {
     }
     inner_.forward(items, logits);
     std::unique_lock lock(mutex_);
-    if (pause_after_swap_ && paused_by_swap_) {
-      pause_after_swap_ = false;
-      gate_.wait(lock, [&] { return !paused_by_swap_; });
-    }
+    // Armed by swap_out (one shot). The test may resume before this step gets here: then there
+    // is nothing to wait for, and nothing stays armed for a later swap (that hung the test).
+    if (paused_by_swap_) gate_.wait(lock, [&] { return !paused_by_swap_; });
   }
   void hidden_states(std::span<const forward_item> items, std::span<float> hidden) override {
     inner_.hidden_states(items, hidden);
@@ -85,7 +84,10 @@ class swap_runner : public model_runner {
     host_owner_[moves[0].host] = who;
     swapped_.insert(who);
     outs_.push_back(who);
-    if (pause_after_swap_) paused_by_swap_ = true;
+    if (pause_after_swap_) {
+      pause_after_swap_ = false;
+      paused_by_swap_ = true;
+    }
   }
   void swap_in(std::span<const block_move> moves) override {
     check_moves(moves, false, "swap_in");
