@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "bf16_round.h"
 #include "cpu/quant/matmul.h"
 #include "random_values.h"
 
@@ -25,16 +26,7 @@ namespace {
 namespace q = engine::quant;
 
 using quant_test::random_values;
-
-// Round to the nearest bf16, ties to even (what vcvtne2ps2bf16 does for finite values).
-float to_bf16(float f) {
-  uint32_t u = 0;
-  std::memcpy(&u, &f, sizeof u);
-  u += 0x7fffu + ((u >> 16) & 1u);
-  u &= 0xffff0000u;
-  std::memcpy(&f, &u, sizeof f);
-  return f;
-}
+using quant_test::to_bf16;
 
 bool cpu_has_bf16() {
 #if defined(__x86_64__)
