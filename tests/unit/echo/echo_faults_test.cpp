@@ -174,15 +174,7 @@ TEST_F(EchoFaults, ManyConcurrentDelayedStreamsFewThreads) {
     EXPECT_EQ(recs[i]->terminal().kind, MOAT_EVENT_DONE);
     EXPECT_EQ(recs[i]->text_of(0), "r" + std::to_string(i) + " two three four");
   }
-  // The worker forgets a job just after its terminal event, so allow it a moment.
-  moat_stats stats{};
-  stats.struct_size = sizeof stats;
-  for (int tries = 0; tries < 200; ++tries) {
-    ASSERT_EQ(api_->stats(b, &stats), MOAT_OK);
-    if (stats.requests_running == 0) break;
-    std::this_thread::sleep_for(5ms);
-  }
-  EXPECT_EQ(stats.requests_running, 0u);
+  EXPECT_EQ(running_after_settling(b), 0u);
 }
 
 TEST_F(EchoFaults, CancelFromInsideTheCallbackIsSafe) {

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -229,6 +230,19 @@ class echo_fixture : public ::testing::Test {
     const moat_status status = api_->submit(backend, builder.get(), recorder::on_event, &rec, &err);
     if (err_out != nullptr) *err_out = err;
     return status;
+  }
+
+  // The backend's running count once it drops to 0, or after ~1 s of polling (a worker forgets
+  // a job just after its terminal event, so allow it a moment).
+  uint64_t running_after_settling(moat_backend* backend) {
+    moat_stats stats{};
+    stats.struct_size = sizeof stats;
+    for (int tries = 0; tries < 200; ++tries) {
+      if (api_->stats(backend, &stats) != MOAT_OK) return UINT64_MAX;
+      if (stats.requests_running == 0) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return stats.requests_running;
   }
 
   const moat_backend_api* api_ = nullptr;
