@@ -122,6 +122,7 @@ struct weight_rows {
   size_t n_rows;
   size_t all_rows;
   size_t next_rows;
+  bool first;
 
   // Up to 64 rows advancing 32 bytes a chunk each are too many slow streams for the hardware
   // prefetchers, so while decoding column c of these rows, ask for part c / 64 (of cols / 64)
@@ -131,6 +132,21 @@ struct weight_rows {
     const size_t next = r0 + n_rows;
     prefetch_part(packed + next * cols / 2, next_rows * cols / 2, parts, part);
     prefetch_part(absmax + next * parts, next_rows * parts * sizeof(float), parts, part);
+    if (first) prefetch_ahead(c);
+  }
+
+  // The caller's first pass had no pass before it to prefetch its rows: ask for them here, a
+  // few chunks ahead of the decode, row by row (a 64-byte line holds two chunks of a row).
+  void prefetch_ahead(size_t c) const {
+    constexpr size_t ahead = 256;  // columns: two lines of each row
+    if (c == 0) {
+      prefetch_part(absmax + r0 * (cols / 64), n_rows * (cols / 64) * sizeof(float), 1, 0);
+      for (size_t i = 0; i < n_rows; ++i) {
+        for (size_t k = 0; k < ahead && k < cols; k += 128) prefetch_l1(packed + ((r0 + i) * cols + k) / 2);
+      }
+    }
+    if (c % 128 != 0 || c + ahead >= cols) return;
+    for (size_t i = 0; i < n_rows; ++i) prefetch_l1(packed + ((r0 + i) * cols + c + ahead) / 2);
   }
 
   // Part `part` of `parts` of the bytes [p, p + bytes), by cache lines.
@@ -315,7 +331,7 @@ void gemm_nf4_amx_tiles(const uint8_t* packed, const float* absmax, size_t cols,
     const size_t blocks = row_blocks(row_end - r0, groups);
     const size_t n_rows = std::min(blocks * tile_dim, row_end - r0);
     const size_t next_rows = std::min(blocks * tile_dim, row_end - r0 - n_rows);
-    const weight_rows w{packed, absmax, cols, r0, n_rows, blocks * tile_dim, next_rows};
+    const weight_rows w{packed, absmax, cols, r0, n_rows, blocks * tile_dim, next_rows, r0 == row_begin};
     amx_rows(call, w, chunks);
     r0 += w.n_rows;
   }
