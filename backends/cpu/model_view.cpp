@@ -1,6 +1,11 @@
 #include "cpu/model_view.h"
 
+#include <spdlog/spdlog.h>
+
+#include "cpu/huge_pages.h"
 #include "engine/model_error.h"
+#include "engine/quant/int4.h"
+#include "engine/quant/nf4.h"
 
 namespace moat::cpu {
 
@@ -10,6 +15,38 @@ std::vector<float> to_f32(const engine::tensor& t) {
   t.row_to_f32(0, out.data());
   return out;
 }
+
+// Bytes of t's scales (int8 / int4 / nf4), 0 for formats without a separate scale array.
+size_t scale_bytes(const engine::tensor& t) {
+  namespace q = engine::quant;
+  const auto rows = static_cast<size_t>(t.rows()), cols = static_cast<size_t>(t.cols());
+  switch (t.type) {
+    case engine::dtype::int8: return rows * sizeof(float);
+    case engine::dtype::int4: return rows * q::int4_row_groups(cols, 64) * sizeof(float);
+    case engine::dtype::nf4: return q::nf4_blocks(rows * cols) * sizeof(float);
+    default: return 0;
+  }
+}
+
+// Every weight a step reads whole (the linear ones and the head, as stored or quantized, owned
+// here, by the loader or mapped) onto 2 MiB pages where the kernel can: see huge_pages.h.
+void collapse_weights(const engine::model_weights& w) {
+  std::vector<const engine::tensor*> ts;
+  for (const auto& l : w.layers) {
+    for (const engine::tensor* t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) ts.push_back(t);
+  }
+  ts.push_back(&w.lm_head);
+  size_t asked = 0, got = 0;
+  for (const engine::tensor* t : ts) {
+    if (t->empty()) continue;
+    asked += t->bytes() + scale_bytes(*t);
+    got += collapse_to_huge_pages(t->data, t->bytes());
+    if (t->scales != nullptr) got += collapse_to_huge_pages(t->scales, scale_bytes(*t));
+  }
+  // got counts a page shared by two tensors twice: an indication, not an exact figure.
+  spdlog::debug("cpu: {} MiB of weights, {} MiB of 2 MiB pages collapsed", asked >> 20, got >> 20);
+}
+
 quant::weight_format format_of(engine::dtype t) {
   switch (t) {
     case engine::dtype::int8: return quant::weight_format::int8;
@@ -46,7 +83,10 @@ model_view::model_view(const engine::loaded_model& m, engine::dtype quant)
     attn_norm.push_back(to_f32(l.attn_norm));
     ffn_norm.push_back(to_f32(l.ffn_norm));
   }
-  if (quant == engine::dtype::f32) return;
+  if (quant == engine::dtype::f32) {
+    collapse_weights(w);
+    return;
+  }
   const quant::weight_format f = format_of(quant);
   std::vector<engine::tensor*> linear;
   for (auto& l : w.layers) {
@@ -69,6 +109,7 @@ model_view::model_view(const engine::loaded_model& m, engine::dtype quant)
     t->data = quantized_.back().data.data();
     t->scales = quantized_.back().scales.data();
   }
+  collapse_weights(w);
 }
 
 kv_pool::kv_pool(int32_t n_layers, int32_t max_ctx, int32_t kv_dim, int32_t n_slots)

@@ -24,7 +24,8 @@ namespace moat::cpu {
 // values into buffers owned here (those already in that format are kept); embeddings and norms
 // stay as stored. Weights stored quantized (GGUF Q8_0 / Q4_0, bitsandbytes NF4 / int8) reach
 // the kernels as views over the mapped file (quantized_view); the token lookup dequantizes one
-// embedding row per token.
+// embedding row per token. The weights a step reads whole are collapsed onto 2 MiB pages in
+// place where the kernel allows it (huge_pages.h): same bytes, fewer TLB misses.
 struct model_view {
   explicit model_view(const engine::loaded_model& m, engine::dtype quant = engine::dtype::f32);
 
