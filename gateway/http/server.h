@@ -14,6 +14,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -39,6 +40,9 @@ struct server_context {
   auth::connection_limiter per_ip{0};  // server.max_connections_per_ip, set by the server
   tls::server_context_holder* tls = nullptr;  // set: every connection speaks TLS
   deadline_sweeper* deadlines = nullptr;  // read/write/idle timeouts of every connection
+  // Readiness waits armed to notice a client leaving while the backend works (each one an
+  // epoll_ctl; a quick answer arms none). For tests and the per-request bench.
+  std::atomic<uint64_t> client_watches{0};
 
   bool draining() const { return state.load(std::memory_order_relaxed) == static_cast<int>(lifecycle::draining); }
 };
@@ -69,6 +73,7 @@ class server {
   void set_state(lifecycle s) { ctx_.state.store(static_cast<int>(s)); }
   lifecycle state() const { return static_cast<lifecycle>(ctx_.state.load()); }
   int64_t requests_in_flight() const { return ctx_.requests_in_flight.load(); }
+  uint64_t client_watches() const { return ctx_.client_watches.load(std::memory_order_relaxed); }
   boost::asio::io_context& io() { return io_; }
 
  private:

@@ -66,7 +66,7 @@ void basic_session<Stream>::run() {
   if constexpr (is_tls) {
     // The handshake has read_timeout_s too. A failed one (plain HTTP, TLS below 1.2, a missing or
     // foreign client certificate under mTLS) closes the connection without an answer.
-    set_deadline(to_ms(ctx_.limits.read_timeout_s));
+    set_timeout(to_ms(ctx_.limits.read_timeout_s));
     stream_.async_handshake(net::ssl::stream_base::server, [self = this->shared_from_this()](beast::error_code ec) {
       if (ec) {
         spdlog::debug("TLS handshake refused: {}", ec.message());
@@ -104,7 +104,7 @@ void basic_session<Stream>::do_read_header() {
   // A keep-alive connection may idle for idle_timeout_s; a first request must arrive within
   // read_timeout_s of the connect.
   const bool idle = !first_request_ && buffer_.size() == 0;
-  set_deadline(to_ms(idle ? ctx_.limits.idle_timeout_s : ctx_.limits.read_timeout_s));
+  set_timeout(to_ms(idle ? ctx_.limits.idle_timeout_s : ctx_.limits.read_timeout_s));
   read_raw_header();
 }
 
@@ -194,7 +194,7 @@ void basic_session<Stream>::on_read_header(beast::error_code ec, size_t bytes) {
   if (!verdict.ok) return reply_and_close(verdict.status, verdict.reason);
   const auto expect = parser_->get()[bhttp::field::expect];
   if (!expect.empty() && util::iequals(expect, "100-continue") && !parser_->is_done()) {
-    set_deadline(to_ms(ctx_.limits.read_timeout_s));
+    set_timeout(to_ms(ctx_.limits.read_timeout_s));
     net::async_write(stream_, net::buffer(continue_100.data(), continue_100.size()),
                      [self = this->shared_from_this()](beast::error_code wec, size_t) {
                        if (wec) return self->close_gracefully();
@@ -208,7 +208,7 @@ void basic_session<Stream>::on_read_header(beast::error_code ec, size_t bytes) {
 template <class Stream>
 void basic_session<Stream>::do_read_body() {
   if (parser_->is_done()) return on_read_body({}, 0);
-  set_deadline(to_ms(ctx_.limits.read_timeout_s));
+  set_timeout(to_ms(ctx_.limits.read_timeout_s));
   parser_->eager(true);  // from here on a put() takes all the body bytes it is given
   read_body();
 }
@@ -306,7 +306,7 @@ void basic_session<Stream>::dispatch() {
       respond(std::move(res));
     }
   }
-  if (phase_ == phase::handling) watch_client();
+  if (phase_ == phase::handling) wait_for_backend();
 }
 
 // ---- writing ------------------------------------------------------------------------------
@@ -319,7 +319,7 @@ void basic_session<Stream>::respond(response res) {
   if (res.close || ctx_.draining()) keep_alive_ = false;
   out_.clear();
   append_response_head(out_, res, request_id_, res.body.size(), keep_alive_);
-  set_deadline(to_ms(ctx_.limits.read_timeout_s));
+  set_timeout(to_ms(ctx_.limits.read_timeout_s));
   if (current_.method == "HEAD") {
     // HEAD: the head GET would get (its Content-Length included), no body (RFC 9110 9.3.2).
     // A HEAD answer never has a body, chunked or not: a stream source is dropped unread.
@@ -346,7 +346,7 @@ void basic_session<Stream>::respond(response res) {
                      [self = this->shared_from_this()](beast::error_code ec, size_t n) {
                        self->ctx_.metrics->bytes_sent.add(n);
                        if (ec) return self->fail_response();
-                       self->clear_deadline();  // waiting for the backend, not the client
+                       self->wait_for_backend();
                        self->do_pull();
                      });
     return;
@@ -383,7 +383,7 @@ void basic_session<Stream>::on_chunk(std::string data, bool last) {
   append_chunk(out_, data);
   if (last) out_.append(last_chunk);
   if (out_.empty()) return do_pull();
-  set_deadline(to_ms(ctx_.limits.read_timeout_s));
+  set_timeout(to_ms(ctx_.limits.read_timeout_s));
   net::async_write(stream_, net::buffer(out_),
                    [self = this->shared_from_this(), last](beast::error_code ec, size_t n) {
                      self->on_chunk_written(ec, n, last);
@@ -395,7 +395,7 @@ void basic_session<Stream>::on_chunk_written(beast::error_code ec, size_t bytes,
   ctx_.metrics->bytes_sent.add(bytes);
   if (ec) return fail_response();
   if (last) return finish_response();
-  clear_deadline();  // waiting for the backend, not the client
+  wait_for_backend();
   do_pull();
 }
 
@@ -444,6 +444,12 @@ template <class Stream>
 void basic_session<Stream>::on_deadline() {
   if (!overdue(clock::now())) return;  // re-armed or cleared since the sweep
   clear_deadline();
+  if (watch_due_) {
+    // The backend is still working client_watch_delay after it began: watch the client now.
+    watch_due_ = false;
+    if (phase_ == phase::handling || phase_ == phase::streaming) watch_client();
+    return;
+  }
   // As Beast's own expiry did: close the socket, so the pending read or write ends with an
   // error and its handler closes the session (a stalled writer's request is cancelled).
   spdlog::debug("[{}] connection timed out ({})", request_id_, static_cast<int>(phase_));
@@ -454,9 +460,22 @@ void basic_session<Stream>::on_deadline() {
 // ---- noticing a client that left while the backend works -----------------------------------
 
 template <class Stream>
+void basic_session<Stream>::wait_for_backend() {
+  // No deadline while the backend works (request_timeout_s bounds it), only the watch delay.
+  if (watching_) return clear_deadline();
+  if (ctx_.deadlines == nullptr) {
+    clear_deadline();  // nothing would sweep the delay: watch at once
+    return watch_client();
+  }
+  watch_due_ = true;
+  set_deadline(client_watch_delay);
+}
+
+template <class Stream>
 void basic_session<Stream>::watch_client() {
   if (watching_) return;
   watching_ = true;
+  ctx_.client_watches.fetch_add(1, std::memory_order_relaxed);
   lowest().socket().async_wait(tcp::socket::wait_read,
                               [self = this->shared_from_this()](beast::error_code ec) { self->on_watch(ec); });
 }
@@ -492,7 +511,7 @@ void basic_session<Stream>::reply_and_close(int status, std::string_view message
   out_.clear();
   append_response_head(out_, res, request_id_.empty() ? make_request_id() : request_id_,
                        body_.size(), false);
-  set_deadline(to_ms(ctx_.limits.read_timeout_s));
+  set_timeout(to_ms(ctx_.limits.read_timeout_s));
   const std::array<net::const_buffer, 2> buffers{net::buffer(out_), net::buffer(body_)};
   net::async_write(stream_, buffers, [self = this->shared_from_this()](beast::error_code ec, size_t n) {
     self->ctx_.metrics->bytes_sent.add(n);
@@ -513,7 +532,7 @@ void basic_session<Stream>::close_gracefully() {
     return;
   }
   linger_buf_ = std::make_unique<char[]>(4096);
-  set_deadline(std::chrono::seconds(2));
+  set_timeout(std::chrono::seconds(2));
   do_linger();
 }
 

@@ -61,10 +61,23 @@ class basic_session : public std::enable_shared_from_this<basic_session<Stream>>
 
   // Timeouts: one coarse deadline per connection, set per phase (read_timeout_s while reading
   // a request or writing, idle_timeout_s between keep-alive requests, none while the backend
-  // works) and enforced by the server's deadline_sweeper; Beast's per-operation expiry stays off.
+  // works: then only client_watch_delay, below) and enforced by the server's deadline_sweeper;
+  // Beast's per-operation expiry stays off.
   void expire() override;  // sweeper thread: posts on_deadline
   void on_deadline();      // strand: cuts the connection if the deadline still stands
 
+  // A timeout of the current phase (never the watch delay below).
+  void set_timeout(std::chrono::milliseconds from_now) {
+    watch_due_ = false;
+    set_deadline(from_now);
+  }
+
+  // While the backend works nothing is read from the client, so a client that leaves is noticed
+  // by a readiness wait on its socket (watch_client). Arming that wait is an epoll_ctl, so it is
+  // armed only for an answer not back after client_watch_delay (by the sweeper, at most a tick
+  // later): the usual quick answer never arms it. Once armed it stays until it fires.
+  static constexpr std::chrono::milliseconds client_watch_delay{50};
+  void wait_for_backend();
   void watch_client();
   void on_watch(boost::beast::error_code ec);
 
@@ -99,6 +112,7 @@ class basic_session : public std::enable_shared_from_this<basic_session<Stream>>
   bool first_request_ = true;
   bool keep_alive_ = true;
   bool watching_ = false;
+  bool watch_due_ = false;  // the deadline set is client_watch_delay: it arms the watch, it cuts nothing
   bool head_pending_ = false;  // streaming: out_ holds the head, to be sent with the first chunk
   bool counted_ = false;  // this request is in ctx_.requests_in_flight
   size_t bytes_in_ = 0;

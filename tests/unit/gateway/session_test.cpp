@@ -1,0 +1,200 @@
+// The session's watch on a client while the backend works: armed only for an answer that is not
+// back after the watch delay (each arming is an epoll_ctl), and then a client that leaves is
+// still noticed, whether the request waits for its answer or for the next streamed chunk.
+#include <gtest/gtest.h>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
+#include <chrono>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "http/server.h"
+
+namespace {
+
+namespace net = boost::asio;
+namespace bhttp = boost::beast::http;
+using tcp = net::ip::tcp;
+using namespace moat;
+using namespace std::chrono_literals;
+
+// Three chunks, each posted `gap` after the pull asked for it (a slow backend when gap is long).
+class gapped_stream : public http::stream_source {
+ public:
+  gapped_stream(net::any_io_executor strand, std::chrono::milliseconds gap) : strand_(strand), gap_(gap) {}
+  void pull(next_fn next) override {
+    const int i = i_++;
+    auto timer = std::make_shared<net::steady_timer>(strand_, gap_);
+    timer->async_wait([timer, i, next = std::move(next)](boost::system::error_code) {
+      static const char* parts[] = {"data: a\n\n", "data: b\n\n", "data: c\n\n"};
+      next(parts[i], i == 2);
+    });
+  }
+
+ private:
+  net::any_io_executor strand_;
+  std::chrono::milliseconds gap_;
+  int i_ = 0;
+};
+
+class watch_handler : public http::handler {
+ public:
+  void handle(const http::request& req, http::responder respond) override {
+    if (req.path == "/now") {
+      http::response res;
+      res.body = "now";
+      respond(std::move(res));
+    } else if (req.path == "/soon") {
+      // Answered from a later handler, well within the watch delay: as a quick backend does.
+      net::post(req.strand, [respond] {
+        http::response res;
+        res.body = "soon";
+        respond(std::move(res));
+      });
+    } else if (req.path == "/slow") {
+      auto timer = std::make_shared<net::steady_timer>(req.strand, 400ms);
+      timer->async_wait([timer, respond](boost::system::error_code) {
+        http::response res;
+        res.body = "slow";
+        respond(std::move(res));
+      });
+    } else if (req.path == "/hang" || req.path == "/slow-stream") {
+      // The responder is kept until the client leaves (as the host's sink keeps it until the
+      // backend's terminal event), and answers then, as the host does after its cancel.
+      const bool hang = req.path == "/hang";
+      req.client->on_gone([this, hang, respond] {
+        {
+          std::lock_guard lock(mutex_);
+          if (gone_) gone_->set_value();
+          gone_.reset();
+        }
+        if (hang) respond(http::response{});
+      });
+      if (!hang) {
+        http::response res;
+        res.content_type = "text/event-stream";
+        res.stream = std::make_shared<gapped_stream>(req.strand, 3s);
+        respond(std::move(res));
+      }
+    } else {
+      http::response res;
+      res.status = 404;
+      respond(std::move(res));
+    }
+  }
+  std::future<void> expect_gone() {
+    std::lock_guard lock(mutex_);
+    gone_.emplace();
+    return gone_->get_future();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::optional<std::promise<void>> gone_;
+};
+
+class session_watch : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    config::server_config limits;
+    limits.read_timeout_s = 5;
+    limits.idle_timeout_s = 5;
+    server_ = std::make_unique<http::server>(limits, handler_, registry_);
+    port_ = server_->listen("127.0.0.1", 0).port;
+    ASSERT_NE(port_, 0);
+    server_->set_state(http::lifecycle::ready);
+    thread_ = std::thread([this] { server_->run(1); });
+  }
+  void TearDown() override {
+    server_->stop();
+    thread_.join();
+  }
+  tcp::socket connect() {
+    tcp::socket s(client_io_);
+    s.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port_));
+    return s;
+  }
+  static void send(tcp::socket& s, const std::string& raw) { net::write(s, net::buffer(raw)); }
+  static std::string get(const std::string& path) {
+    return "GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n";
+  }
+  static bhttp::response<bhttp::string_body> read_response(tcp::socket& s, boost::beast::flat_buffer& buf) {
+    bhttp::response<bhttp::string_body> res;
+    bhttp::read(s, buf, res);
+    return res;
+  }
+
+  metrics::registry registry_{{}, "test", "none"};
+  watch_handler handler_;
+  std::unique_ptr<http::server> server_;
+  uint16_t port_ = 0;
+  std::thread thread_;
+  net::io_context client_io_;
+};
+
+TEST_F(session_watch, quick_answers_never_arm_the_watch) {
+  auto s = connect();
+  boost::beast::flat_buffer buf;
+  for (int i = 0; i < 200; ++i) {
+    send(s, get(i % 2 ? "/now" : "/soon"));
+    auto res = read_response(s, buf);
+    ASSERT_EQ(res.result_int(), 200);
+    EXPECT_EQ(res.body(), i % 2 ? "now" : "soon");
+  }
+  // Pipelined: the second request is buffered while the first is handled.
+  send(s, get("/soon") + get("/now"));
+  EXPECT_EQ(read_response(s, buf).body(), "soon");
+  EXPECT_EQ(read_response(s, buf).body(), "now");
+  EXPECT_EQ(server_->client_watches(), 0u);
+}
+
+TEST_F(session_watch, slow_answer_arms_the_watch_and_the_connection_goes_on) {
+  auto s = connect();
+  boost::beast::flat_buffer buf;
+  send(s, get("/slow"));
+  auto res = read_response(s, buf);
+  EXPECT_EQ(res.body(), "slow");
+  EXPECT_GE(server_->client_watches(), 1u);
+  // The watch armed for the slow answer is still pending when the next request comes: that
+  // request and a pipelined pair after it are read and answered all the same.
+  send(s, get("/now"));
+  EXPECT_EQ(read_response(s, buf).body(), "now");
+  send(s, get("/soon") + get("/now"));
+  EXPECT_EQ(read_response(s, buf).body(), "soon");
+  EXPECT_EQ(read_response(s, buf).body(), "now");
+}
+
+TEST_F(session_watch, client_leaving_a_hanging_request_is_noticed) {
+  auto gone = handler_.expect_gone();
+  {
+    auto s = connect();
+    send(s, get("/hang"));
+    std::this_thread::sleep_for(20ms);  // before the watch delay: the watch is not armed yet
+  }  // closed here
+  EXPECT_EQ(gone.wait_for(5s), std::future_status::ready);
+  EXPECT_GE(server_->client_watches(), 1u);
+}
+
+TEST_F(session_watch, client_leaving_between_slow_chunks_is_noticed) {
+  auto gone = handler_.expect_gone();
+  {
+    auto s = connect();
+    send(s, get("/slow-stream"));
+    char head[64];
+    s.read_some(net::buffer(head));  // the head (and maybe the first chunk) arrived
+  }  // closed while the stream waits 3 s for its next chunk
+  // Noticed by the watch, well before a write of that chunk could fail.
+  EXPECT_EQ(gone.wait_for(1500ms), std::future_status::ready);
+}
+
+}  // namespace
