@@ -112,7 +112,8 @@ class basic_session : public std::enable_shared_from_this<basic_session<Stream>>
   bool first_request_ = true;
   bool keep_alive_ = true;
   bool watching_ = false;
-  bool watch_due_ = false;  // the deadline set is client_watch_delay: it arms the watch, it cuts nothing
+  // The deadline set is client_watch_delay: it arms the watch, it cuts nothing.
+  bool watch_due_ = false;
   bool head_pending_ = false;  // streaming: out_ holds the head, to be sent with the first chunk
   bool counted_ = false;  // this request is in ctx_.requests_in_flight
   size_t bytes_in_ = 0;

@@ -31,7 +31,8 @@ using namespace std::chrono_literals;
 // Three chunks, each posted `gap` after the pull asked for it (a slow backend when gap is long).
 class gapped_stream : public http::stream_source {
  public:
-  gapped_stream(net::any_io_executor strand, std::chrono::milliseconds gap) : strand_(strand), gap_(gap) {}
+  gapped_stream(net::any_io_executor strand, std::chrono::milliseconds gap)
+      : strand_(strand), gap_(gap) {}
   void pull(next_fn next) override {
     const int i = i_++;
     auto timer = std::make_shared<net::steady_timer>(strand_, gap_);
@@ -128,7 +129,8 @@ class session_watch : public ::testing::Test {
   static std::string get(const std::string& path) {
     return "GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n";
   }
-  static bhttp::response<bhttp::string_body> read_response(tcp::socket& s, boost::beast::flat_buffer& buf) {
+  static bhttp::response<bhttp::string_body> read_response(tcp::socket& s,
+                                                           boost::beast::flat_buffer& buf) {
     bhttp::response<bhttp::string_body> res;
     bhttp::read(s, buf, res);
     return res;
@@ -182,7 +184,8 @@ TEST_F(session_watch, client_leaving_a_hanging_request_is_noticed) {
     auto s = connect();
     send(s, get("/hang"));
     std::this_thread::sleep_for(20ms);  // before the watch delay: the watch is not armed yet
-  }  // closed here
+    // Closed as it goes out of scope.
+  }
   EXPECT_EQ(gone.wait_for(5s), std::future_status::ready);
   EXPECT_GE(server_->client_watches(), 1u);
 }
@@ -194,7 +197,8 @@ TEST_F(session_watch, client_leaving_between_slow_chunks_is_noticed) {
     send(s, get("/slow-stream"));
     char head[64];
     s.read_some(net::buffer(head));  // the head (and maybe the first chunk) arrived
-  }  // closed while the stream waits 3 s for its next chunk
+    // Closed as it goes out of scope, while the stream waits 3 s for its next chunk.
+  }
   // Noticed by the watch, well before a write of that chunk could fail.
   EXPECT_EQ(gone.wait_for(1500ms), std::future_status::ready);
 }
