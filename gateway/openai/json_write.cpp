@@ -59,7 +59,7 @@ size_t valid_sequence_length(const unsigned char* s, size_t left) {
   return 0;
 }
 
-void append_control_escape(std::string& out, unsigned char c) {
+void append_control_escape(detail::json_out& out, unsigned char c) {
   switch (c) {
     case '"': out += "\\\""; return;
     case '\\': out += "\\\\"; return;
@@ -77,11 +77,23 @@ void append_control_escape(std::string& out, unsigned char c) {
 
 }  // namespace
 
-void append_json_string(std::string& out, std::string_view text) {
+namespace detail {
+
+void json_out::spill(std::string_view s) {
+  flush();
+  if (s.size() > sizeof buf_ / 2) {
+    out_.append(s);  // long: one copy, straight
+    return;
+  }
+  std::memcpy(buf_, s.data(), s.size());
+  used_ = s.size();
+}
+
+void append_json_string(json_out& out, std::string_view text) {
   out += '"';
   const auto* s = reinterpret_cast<const unsigned char*>(text.data());
   const size_t size = text.size();
-  size_t run_start = 0;  // bytes [run_start, i) are copied in one append
+  size_t run_start = 0;  // bytes [run_start, i) are copied in one piece
   size_t i = 0;
   while (i < size) {
     while (i + 8 <= size && plain_word(s + i)) i += 8;
@@ -110,7 +122,43 @@ void append_json_string(std::string& out, std::string_view text) {
   out += '"';
 }
 
-namespace detail {
+void append_int(json_out& out, int64_t value) {
+  char* at = out.room(24);
+  const auto result = std::to_chars(at, at + 24, value);
+  out.advance(static_cast<size_t>(result.ptr - at));
+}
+
+void append_uint(json_out& out, uint64_t value) {
+  char* at = out.room(24);
+  const auto result = std::to_chars(at, at + 24, value);
+  out.advance(static_cast<size_t>(result.ptr - at));
+}
+
+void append_double(json_out& out, double value) {
+  if (!std::isfinite(value)) {
+    out += "null";
+    return;
+  }
+  char* at = out.room(32);
+  const auto result = std::to_chars(at, at + 32, value);
+  out.advance(static_cast<size_t>(result.ptr - at));
+}
+
+void append_float(json_out& out, float value) {
+  if (!std::isfinite(value)) {
+    out += "null";
+    return;
+  }
+  char* at = out.room(24);
+  const auto result = std::to_chars(at, at + 24, value);
+  out.advance(static_cast<size_t>(result.ptr - at));
+}
+
+void append_logprob(json_out& out, double value) {
+  if (std::isnan(value) || value < -9999.0) value = -9999.0;
+  if (value > 0.0) value = 0.0;  // a probability is at most 1; rounding can overshoot
+  append_double(out, value);
+}
 
 void append_int(std::string& out, int64_t value) {
   char buf[24];
@@ -125,30 +173,29 @@ void append_uint(std::string& out, uint64_t value) {
 }
 
 void append_double(std::string& out, double value) {
-  if (!std::isfinite(value)) {
-    out += "null";
-    return;
-  }
-  char buf[32];
-  const auto result = std::to_chars(buf, buf + sizeof buf, value);
-  out.append(buf, result.ptr);
+  json_out w(out);
+  append_double(w, value);
+  w.done();
 }
 
 void append_float(std::string& out, float value) {
-  if (!std::isfinite(value)) {
-    out += "null";
-    return;
-  }
-  char buf[24];
-  const auto result = std::to_chars(buf, buf + sizeof buf, value);
-  out.append(buf, result.ptr);
+  json_out w(out);
+  append_float(w, value);
+  w.done();
 }
 
 void append_logprob(std::string& out, double value) {
-  if (std::isnan(value) || value < -9999.0) value = -9999.0;
-  if (value > 0.0) value = 0.0;  // a probability is at most 1; rounding can overshoot
-  append_double(out, value);
+  json_out w(out);
+  append_logprob(w, value);
+  w.done();
 }
 
 }  // namespace detail
+
+void append_json_string(std::string& out, std::string_view text) {
+  detail::json_out w(out, text.size() + 2);
+  detail::append_json_string(w, text);
+  w.done();
+}
+
 }  // namespace moat::openai

@@ -10,7 +10,7 @@ using namespace detail;
 
 // `"finish_reason":null` until the choice's last chunk, then its reason; with include_usage
 // the chunk also carries `"usage":null` so clients see the field on every chunk.
-void append_chunk_tail(std::string& out, const chunk_delta& delta, bool include_usage) {
+void append_chunk_tail(json_out& out, const chunk_delta& delta, bool include_usage) {
   out += ",\"finish_reason\":";
   if (delta.finish_reason.empty()) {
     out += "null";
@@ -23,7 +23,7 @@ void append_chunk_tail(std::string& out, const chunk_delta& delta, bool include_
 }
 
 // Everything after the head: the choice and, with include_usage, "usage":null.
-void append_chat_chunk_rest(std::string& out, const chunk_delta& delta, bool include_usage) {
+void append_chat_chunk_rest(json_out& out, const chunk_delta& delta, bool include_usage) {
   out += ",\"choices\":[{\"index\":";
   append_uint(out, delta.index);
   // The first chunk of a choice names the role (with content, "" when there is no text yet);
@@ -45,7 +45,7 @@ void append_chat_chunk_rest(std::string& out, const chunk_delta& delta, bool inc
   append_chunk_tail(out, delta, include_usage);
 }
 
-void append_completion_chunk_rest(std::string& out, const chunk_delta& delta, bool include_usage) {
+void append_completion_chunk_rest(json_out& out, const chunk_delta& delta, bool include_usage) {
   out += ",\"choices\":[{\"index\":";
   append_uint(out, delta.index);
   out += ",\"text\":";
@@ -71,31 +71,35 @@ constexpr std::string_view chunk_object(bool chat) {
 
 std::string chat_chunk_json(const response_meta& meta, const chunk_delta& delta,
                             bool include_usage) {
-  std::string out;
-  out.reserve(chunk_size_hint(64 + meta.id.size() + meta.model.size(), delta));
+  std::string text;
+  json_out out(text, chunk_size_hint(64 + meta.id.size() + meta.model.size(), delta));
   append_head(out, meta, chunk_object(true));
   append_chat_chunk_rest(out, delta, include_usage);
-  return out;
+  out.done();
+  return text;
 }
 
 std::string completion_chunk_json(const response_meta& meta, const chunk_delta& delta,
                                   bool include_usage) {
-  std::string out;
-  out.reserve(chunk_size_hint(64 + meta.id.size() + meta.model.size(), delta));
+  std::string text;
+  json_out out(text, chunk_size_hint(64 + meta.id.size() + meta.model.size(), delta));
   append_head(out, meta, chunk_object(false));
   append_completion_chunk_rest(out, delta, include_usage);
-  return out;
+  out.done();
+  return text;
 }
 
 std::string chunk_head(const response_meta& meta, bool chat) {
   std::string head;
-  append_head(head, meta, chunk_object(chat));
+  json_out out(head, 96 + meta.id.size() + meta.model.size() + meta.system_fingerprint.size());
+  append_head(out, meta, chunk_object(chat));
+  out.done();
   return head;
 }
 
-void append_chunk_event(std::string& out, std::string_view head, bool chat,
+void append_chunk_event(std::string& events, std::string_view head, bool chat,
                         const chunk_delta& delta, bool include_usage) {
-  out.reserve(out.size() + chunk_size_hint(head.size(), delta) + 8);
+  json_out out(events, chunk_size_hint(head.size(), delta) + 8);
   out += "data: ";
   out += head;
   if (chat) {
@@ -104,26 +108,29 @@ void append_chunk_event(std::string& out, std::string_view head, bool chat,
     append_completion_chunk_rest(out, delta, include_usage);
   }
   out += "\n\n";
+  out.done();
 }
 
 std::string chat_usage_chunk_json(const response_meta& meta, const usage_counts& usage) {
-  std::string out;
-  out.reserve(256 + meta.id.size() + meta.model.size());
+  std::string text;
+  json_out out(text, 256 + meta.id.size() + meta.model.size());
   append_head(out, meta, "chat.completion.chunk");
   out += ",\"choices\":[],\"usage\":";
   append_usage(out, usage);
   out += '}';
-  return out;
+  out.done();
+  return text;
 }
 
 std::string completion_usage_chunk_json(const response_meta& meta, const usage_counts& usage) {
-  std::string out;
-  out.reserve(256 + meta.id.size() + meta.model.size());
+  std::string text;
+  json_out out(text, 256 + meta.id.size() + meta.model.size());
   append_head(out, meta, "text_completion");
   out += ",\"choices\":[],\"usage\":";
   append_usage(out, usage);
   out += '}';
-  return out;
+  out.done();
+  return text;
 }
 
 }  // namespace moat::openai

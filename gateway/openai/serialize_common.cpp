@@ -8,7 +8,7 @@ namespace {
 
 // The raw bytes of a token: `bytes` when the backend gave them, else the token text itself
 // (which may be part of a UTF-8 character; the string field then shows U+FFFD).
-void append_bytes(std::string& out, const token_logprob& token) {
+void append_bytes(json_out& out, const token_logprob& token) {
   out += '[';
   bool first = true;
   auto add = [&](uint8_t byte) {
@@ -24,7 +24,7 @@ void append_bytes(std::string& out, const token_logprob& token) {
   out += ']';
 }
 
-void append_token_fields(std::string& out, const token_logprob& token) {
+void append_token_fields(json_out& out, const token_logprob& token) {
   out += "\"token\":";
   append_json_string(out, token.token);
   out += ",\"logprob\":";
@@ -35,7 +35,7 @@ void append_token_fields(std::string& out, const token_logprob& token) {
 
 }  // namespace
 
-void append_head(std::string& out, const response_meta& meta, std::string_view object) {
+void append_head(json_out& out, const response_meta& meta, std::string_view object) {
   out += "{\"id\":";
   append_json_string(out, meta.id);
   out += ",\"object\":\"";
@@ -50,7 +50,7 @@ void append_head(std::string& out, const response_meta& meta, std::string_view o
   }
 }
 
-void append_usage(std::string& out, const usage_counts& usage) {
+void append_usage(json_out& out, const usage_counts& usage) {
   out += "{\"prompt_tokens\":";
   append_uint(out, usage.prompt_tokens);
   out += ",\"completion_tokens\":";
@@ -60,7 +60,7 @@ void append_usage(std::string& out, const usage_counts& usage) {
   out += '}';
 }
 
-void append_chat_logprobs(std::string& out, const std::vector<logprob_item>& items) {
+void append_chat_logprobs(json_out& out, const std::vector<logprob_item>& items) {
   out += "{\"content\":[";
   for (size_t i = 0; i < items.size(); ++i) {
     if (i != 0) out += ',';
@@ -78,7 +78,7 @@ void append_chat_logprobs(std::string& out, const std::vector<logprob_item>& ite
   out += "],\"refusal\":null}";
 }
 
-void append_completion_logprobs(std::string& out, const std::vector<logprob_item>& items,
+void append_completion_logprobs(json_out& out, const std::vector<logprob_item>& items,
                                 uint32_t text_offset) {
   out += "{\"tokens\":[";
   for (size_t i = 0; i < items.size(); ++i) {

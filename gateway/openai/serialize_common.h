@@ -4,20 +4,21 @@
 #include <string>
 #include <vector>
 
+#include "openai/json_write.h"
 #include "openai/protocol.h"
 
 namespace moat::openai::detail {
 
 // `{"id":…,"object":"<object>","created":…,"model":…[,"system_fingerprint":…]` — the caller
 // continues with `,"choices":`.
-void append_head(std::string& out, const response_meta& meta, std::string_view object);
+void append_head(json_out& out, const response_meta& meta, std::string_view object);
 // `{"prompt_tokens":…,"completion_tokens":…,"total_tokens":…}`
-void append_usage(std::string& out, const usage_counts& usage);
+void append_usage(json_out& out, const usage_counts& usage);
 // Chat: `{"content":[{token, logprob, bytes, top_logprobs}],"refusal":null}`.
-void append_chat_logprobs(std::string& out, const std::vector<logprob_item>& items);
+void append_chat_logprobs(json_out& out, const std::vector<logprob_item>& items);
 // Completions: `{"tokens","token_logprobs","top_logprobs","text_offset"}`; offsets start at
 // text_offset and advance by each token's byte length.
-void append_completion_logprobs(std::string& out, const std::vector<logprob_item>& items,
+void append_completion_logprobs(json_out& out, const std::vector<logprob_item>& items,
                                 uint32_t text_offset);
 
 }  // namespace moat::openai::detail

@@ -22,7 +22,7 @@ size_t text_bytes(const std::vector<choice_result>& choices) {
   return total;
 }
 
-void append_base64(std::string& out, const unsigned char* data, size_t size) {
+void append_base64(json_out& out, const unsigned char* data, size_t size) {
   static constexpr char alphabet[] =
       "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   size_t i = 0;
@@ -49,8 +49,8 @@ void append_base64(std::string& out, const unsigned char* data, size_t size) {
 std::string chat_completion_json(const response_meta& meta,
                                  const std::vector<choice_result>& choices,
                                  const usage_counts& usage) {
-  std::string out;
-  out.reserve(256 + text_bytes(choices));
+  std::string text;
+  json_out out(text, 256 + text_bytes(choices));
   append_head(out, meta, "chat.completion");
   out += ",\"choices\":[";
   for (size_t i = 0; i < choices.size(); ++i) {
@@ -73,13 +73,14 @@ std::string chat_completion_json(const response_meta& meta,
   out += "],\"usage\":";
   append_usage(out, usage);
   out += '}';
-  return out;
+  out.done();
+  return text;
 }
 
 std::string completion_json(const response_meta& meta, const std::vector<choice_result>& choices,
                             const usage_counts& usage) {
-  std::string out;
-  out.reserve(256 + text_bytes(choices));
+  std::string text;
+  json_out out(text, 256 + text_bytes(choices));
   append_head(out, meta, "text_completion");
   out += ",\"choices\":[";
   for (size_t i = 0; i < choices.size(); ++i) {
@@ -102,16 +103,17 @@ std::string completion_json(const response_meta& meta, const std::vector<choice_
   out += "],\"usage\":";
   append_usage(out, usage);
   out += '}';
-  return out;
+  out.done();
+  return text;
 }
 
 std::string embeddings_json(const std::string& model, const std::vector<std::vector<float>>& vectors,
                             const std::string& encoding_format, uint64_t prompt_tokens) {
   const bool base64 = encoding_format == "base64";
-  std::string out;
   size_t floats = 0;
   for (const auto& v : vectors) floats += v.size();
-  out.reserve(128 + model.size() + vectors.size() * 48 + floats * (base64 ? 6 : 14));
+  std::string text;
+  json_out out(text, 128 + model.size() + vectors.size() * 48 + floats * (base64 ? 6 : 14));
   out += "{\"object\":\"list\",\"data\":[";
   std::vector<unsigned char> bytes;
   for (size_t i = 0; i < vectors.size(); ++i) {
@@ -148,12 +150,13 @@ std::string embeddings_json(const std::string& model, const std::vector<std::vec
   out += ",\"total_tokens\":";
   append_uint(out, prompt_tokens);
   out += "}}";
-  return out;
+  out.done();
+  return text;
 }
 
 namespace {
 
-void append_model(std::string& out, const model_card& model) {
+void append_model(json_out& out, const model_card& model) {
   out += "{\"id\":";
   append_json_string(out, model.id);
   out += ",\"object\":\"model\",\"created\":";
@@ -170,27 +173,29 @@ void append_model(std::string& out, const model_card& model) {
 }  // namespace
 
 std::string model_json(const model_card& model) {
-  std::string out;
-  out.reserve(128 + model.id.size());
+  std::string text;
+  json_out out(text, 128 + model.id.size());
   append_model(out, model);
-  return out;
+  out.done();
+  return text;
 }
 
 std::string model_list_json(const std::vector<model_card>& models) {
-  std::string out;
-  out.reserve(32 + models.size() * 128);
+  std::string text;
+  json_out out(text, 32 + models.size() * 128);
   out += "{\"object\":\"list\",\"data\":[";
   for (size_t i = 0; i < models.size(); ++i) {
     if (i != 0) out += ',';
     append_model(out, models[i]);
   }
   out += "]}";
-  return out;
+  out.done();
+  return text;
 }
 
 std::string tokenize_json(const std::vector<int32_t>& tokens, uint32_t max_model_len) {
-  std::string out;
-  out.reserve(64 + tokens.size() * 8);
+  std::string text;
+  json_out out(text, 64 + tokens.size() * 8);
   out += "{\"count\":";
   append_uint(out, tokens.size());
   out += ",\"max_model_len\":";
@@ -201,16 +206,18 @@ std::string tokenize_json(const std::vector<int32_t>& tokens, uint32_t max_model
     append_int(out, tokens[i]);
   }
   out += "]}";
-  return out;
+  out.done();
+  return text;
 }
 
-std::string detokenize_json(std::string_view text) {
-  std::string out;
-  out.reserve(16 + text.size());
+std::string detokenize_json(std::string_view prompt) {
+  std::string text;
+  json_out out(text, 16 + prompt.size());
   out += "{\"prompt\":";
-  append_json_string(out, text);
+  append_json_string(out, prompt);
   out += '}';
-  return out;
+  out.done();
+  return text;
 }
 
 }  // namespace moat::openai

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <simdjson.h>
 
+#include "openai/json_write.h"
 #include "openai/protocol.h"
 
 namespace moat::openai {
@@ -83,6 +84,41 @@ TEST(JsonString, EverySpecialByteIsFoundAtEveryOffset) {
   // Bytes next to the special ones in value: ' ' (0x20), '!' and '#' beside '"', ']' beside '\\',
   // DEL (0x7f): all plain.
   expect_round_trip(" !#]\x7f ~ !#]\x7f ~", " !#]\x7f ~ !#]\x7f ~");
+}
+
+// json_out buffers pieces and hands them to the string in one append when its buffer fills (or
+// at done()); a piece longer than half the buffer goes straight through. Pieces of every size
+// around those limits, numbers across the buffer's end and text appended to a string that
+// already holds some must come out exactly as std::string appends would write them.
+TEST(JsonOut, PiecesAcrossTheBufferEqualPlainAppends) {
+  for (size_t piece : {size_t{1}, size_t{7}, size_t{100}, size_t{511}, size_t{512}, size_t{513},
+                       size_t{1023}, size_t{1024}, size_t{1025}, size_t{5000}}) {
+    std::string out = "prefix";
+    std::string want = "prefix";
+    detail::json_out w(out, piece % 2 == 0 ? 0 : 3 * piece);
+    for (int round = 0; round < 7; ++round) {
+      const std::string text(piece, static_cast<char>('a' + round));
+      w += text;
+      want += text;
+      detail::append_uint(w, 18446744073709551615ull);
+      want += "18446744073709551615";
+      w += ',';
+      want += ',';
+      detail::append_int(w, -9223372036854775807ll - 1);
+      want += "-9223372036854775808";
+      detail::append_json_string(w, text + std::string("\"\n"));
+      want += '"';
+      want += text;
+      want += "\\\"\\n\"";
+      detail::append_logprob(w, -0.5);
+      want += "-0.5";
+    }
+    w.done();
+    EXPECT_EQ(out, want) << "piece " << piece;
+    w += "!";  // usable after done(): the next done() appends again
+    w.done();
+    EXPECT_EQ(out, want + "!") << "piece " << piece;
+  }
 }
 
 }  // namespace
