@@ -26,10 +26,7 @@ generation_job::generation_job(generation_options options, http::responder respo
   if (options_.choices == 0) options_.choices = 1;
   if (options_.stream) {
     chunk_head_ = openai::chunk_head(options_.meta, options_.chat);
-    started_.assign(options_.choices, false);
-    closed_.assign(options_.choices, false);
-    offsets_.assign(options_.choices, 0);
-    pending_.resize(options_.choices);
+    streams_.resize(options_.choices);
   } else {
     results_.resize(options_.choices);
     for (uint32_t i = 0; i < options_.choices; ++i) results_[i].index = i;
@@ -111,8 +108,8 @@ void generation_job::emit_delta(host::owned_event& event) {
   if (!dirty_ && serialized_.size() < coalesce_after_bytes) {
     openai::chunk_delta d;
     d.index = event.index;
-    d.first = !started_[event.index];
-    started_[event.index] = true;
+    d.first = !streams_[event.index].started;
+    streams_[event.index].started = true;
     d.text = std::move(event.text);
     d.has_logprobs = options_.logprobs;
     d.logprobs = std::move(event.logprobs);
@@ -120,7 +117,7 @@ void generation_job::emit_delta(host::owned_event& event) {
     append_chunk(serialized_, d);
     return flush();
   }
-  auto& p = pending_[event.index];
+  auto& p = streams_[event.index];
   p.text += event.text;
   p.has_delta = true;
   dirty_ = true;
@@ -221,14 +218,14 @@ void generation_job::on_finish(const host::owned_event& event) {
   if (!dirty_ && serialized_.size() < coalesce_after_bytes) {
     openai::chunk_delta d;
     d.index = event.index;
-    d.first = !started_[event.index];
+    d.first = !streams_[event.index].started;
     d.finish_reason = finish_reason_text(event.finish_reason);
-    started_[event.index] = true;
-    closed_[event.index] = true;
+    streams_[event.index].started = true;
+    streams_[event.index].closed = true;
     append_chunk(serialized_, d);
     return flush();
   }
-  pending_[event.index].finish = finish_reason_text(event.finish_reason);
+  streams_[event.index].finish = finish_reason_text(event.finish_reason);
   dirty_ = true;
   flush();
 }
@@ -261,7 +258,7 @@ void generation_job::on_done(const host::owned_event& event) {
     if (ended_) return;
   }
   for (uint32_t i = 0; i < options_.choices; ++i) {
-    if (!closed_[i] && pending_[i].finish.empty()) pending_[i].finish = "stop";
+    if (!streams_[i].closed && streams_[i].finish.empty()) streams_[i].finish = "stop";
   }
   tail_.clear();
   if (options_.include_usage) {
@@ -302,28 +299,31 @@ std::string generation_job::take_pending() {
   std::string out = std::move(serialized_);
   serialized_.clear();
   for (uint32_t i = 0; i < options_.choices; ++i) {
-    auto& p = pending_[i];
+    auto& p = streams_[i];
     if (p.has_delta) {
       openai::chunk_delta d;
       d.index = i;
-      d.first = !started_[i];
+      d.first = !p.started;
       d.text = std::move(p.text);
       d.has_logprobs = options_.logprobs;
       d.logprobs = std::move(p.logprobs);
       d.text_offset = advance_offset(i, d.text.size());
-      started_[i] = true;
+      p.started = true;
       append_chunk(out, d);
     }
     if (!p.finish.empty()) {
       openai::chunk_delta d;
       d.index = i;
-      d.first = !started_[i];
+      d.first = !p.started;
       d.finish_reason = std::move(p.finish);
-      started_[i] = true;
-      closed_[i] = true;
+      p.started = true;
+      p.closed = true;
       append_chunk(out, d);
     }
-    p = pending_choice{};
+    p.text.clear();
+    p.logprobs.clear();
+    p.finish.clear();
+    p.has_delta = false;
   }
   pending_bytes_ = 0;
   dirty_ = false;
@@ -332,12 +332,15 @@ std::string generation_job::take_pending() {
 }
 
 uint32_t generation_job::advance_offset(uint32_t index, size_t bytes) {
-  const uint32_t at = offsets_[index];
-  offsets_[index] = static_cast<uint32_t>(std::min<size_t>(size_t{at} + bytes, UINT32_MAX));
+  const uint32_t at = streams_[index].offset;
+  streams_[index].offset = static_cast<uint32_t>(std::min<size_t>(size_t{at} + bytes, UINT32_MAX));
   return at;
 }
 
 void generation_job::append_chunk(std::string& out, const openai::chunk_delta& delta) const {
+  // Events (~300 bytes each) pile up here while the session writes, a backend's burst of them
+  // at once: the buffer starts with room for a few, so it doubles a few times, not from one.
+  if (out.capacity() < 1024) out.reserve(1024);
   openai::append_chunk_event(out, chunk_head_, options_.chat, delta, options_.include_usage);
 }
 

@@ -81,12 +81,16 @@ class generation_job : public host::event_sink,
   uint32_t advance_offset(uint32_t index, size_t bytes);
   void append_chunk(std::string& out, const openai::chunk_delta& delta) const;  // one SSE event
 
-  // Streamed text of one choice not yet handed to the session.
-  struct pending_choice {
-    std::string text;
-    std::vector<openai::logprob_item> logprobs;
-    bool has_delta = false;
-    std::string finish;  // its finish_reason once FINISH came
+  // A streamed choice: what went out, and its text not yet handed to the session. One record
+  // per choice, so a stream allocates one vector for them instead of one per field.
+  struct choice_stream {
+    std::string text;  // pending
+    std::vector<openai::logprob_item> logprobs;  // pending
+    std::string finish;  // its finish_reason once FINISH came, until sent
+    bool has_delta = false;  // text or logprobs are pending
+    bool started = false;  // its first chunk went out
+    bool closed = false;   // its finish_reason chunk went out
+    uint32_t offset = 0;   // bytes of text sent
   };
 
   generation_options options_;
@@ -95,13 +99,10 @@ class generation_job : public host::event_sink,
   std::weak_ptr<host::call> call_;
 
   std::vector<openai::choice_result> results_;  // non-streamed: text per choice
-  std::vector<bool> started_;                    // streamed: the choice's first chunk went out
-  std::vector<bool> closed_;                     // streamed: its finish_reason chunk went out
-  std::vector<uint32_t> offsets_;                // streamed: bytes of text sent per choice
-  bool dirty_ = false;                           // streamed: pending_ holds something
+  std::vector<choice_stream> streams_;           // streamed: per choice
+  bool dirty_ = false;                           // streamed: a choice has something pending
   std::string chunk_head_;                       // streamed: the text every chunk starts with
   std::string serialized_;                       // streamed: chunks not yet pulled, in order
-  std::vector<pending_choice> pending_;          // streamed: per choice, since the last pull
   size_t pending_bytes_ = 0;
   std::string tail_;                             // streamed: usage / error event and [DONE]
   next_fn next_;                                 // streamed: a pull waiting for bytes

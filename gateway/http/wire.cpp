@@ -114,16 +114,13 @@ void append_random_alnum(std::string& out, size_t length) {
       "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789AB";
   const size_t at = out.size();
   out.resize(at + length);
-  uint64_t v = 0;
-  int left = 0;
-  for (size_t i = at; i < out.size(); ++i) {
-    if (left == 0) {
-      v = next_random();
-      left = 10;  // 10 draws of 6 bits from 64
-    }
-    out[i] = alphabet[v & 63];
-    v >>= 6;
-    --left;
+  // Through a local pointer: a store via out[i] may alias the string's own fields (char), so
+  // the compiler reloaded its size and data for every character.
+  char* const text = out.data() + at;
+  for (size_t i = 0; i < length; i += 10) {
+    uint64_t v = next_random();  // 10 draws of 6 bits from 64
+    const size_t end = i + 10 < length ? i + 10 : length;
+    for (size_t k = i; k < end; ++k, v >>= 6) text[k] = alphabet[v & 63];
   }
 }
 

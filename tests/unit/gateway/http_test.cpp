@@ -506,6 +506,15 @@ TEST(wire, request_id_rules) {
   const auto r = http::random_alnum(24);
   EXPECT_EQ(r.size(), 24u);
   for (char c : r) EXPECT_TRUE(std::isalnum(static_cast<unsigned char>(c)));
+  // Appended after a prefix, at lengths around the 10 characters one 64-bit draw gives.
+  for (size_t length : {0, 1, 9, 10, 11, 20, 24, 100}) {
+    std::string id = "chatcmpl-";
+    http::append_random_alnum(id, length);
+    ASSERT_EQ(id.size(), 9 + length);
+    EXPECT_EQ(id.substr(0, 9), "chatcmpl-");
+    for (size_t i = 9; i < id.size(); ++i) EXPECT_TRUE(std::isalnum(static_cast<unsigned char>(id[i]))) << id;
+  }
+  EXPECT_NE(http::random_alnum(24), http::random_alnum(24));
 }
 
 TEST(wire, response_head_and_chunks) {
