@@ -3,6 +3,10 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <utility>
 
 #if defined(__linux__)
 #include <sys/mman.h>
@@ -42,6 +46,86 @@ size_t collapse_to_huge_pages(const void* p, size_t bytes) {
   (void)bytes;
   return 0;
 #endif
+}
+
+bool in_file_mapping(const void* p, size_t bytes) {
+#if defined(__linux__)
+  const auto begin = reinterpret_cast<uintptr_t>(p), end = begin + bytes;
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  while (std::getline(maps, line)) {
+    // start-end perms offset dev inode [path]
+    std::istringstream in(line);
+    std::string range, perms, offset, dev;
+    unsigned long long inode = 0;
+    if (!(in >> range >> perms >> offset >> dev >> inode)) continue;
+    const size_t dash = range.find('-');
+    if (dash == std::string::npos) continue;
+    const auto lo = static_cast<uintptr_t>(std::stoull(range.substr(0, dash), nullptr, 16));
+    const auto hi = static_cast<uintptr_t>(std::stoull(range.substr(dash + 1), nullptr, 16));
+    if (begin >= lo && begin < hi) return inode != 0 && end <= hi;
+  }
+#else
+  (void)p;
+  (void)bytes;
+#endif
+  return false;
+}
+
+bool release_file_pages(const void* p, size_t bytes) {
+#if defined(__linux__)
+  if (!in_file_mapping(p, bytes)) return false;
+  constexpr uintptr_t page = 4096;
+  const auto begin = (reinterpret_cast<uintptr_t>(p) + page - 1) & ~(page - 1);
+  const auto end = (reinterpret_cast<uintptr_t>(p) + bytes) & ~(page - 1);
+  if (end <= begin) return true;
+  return ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED) == 0;
+#else
+  (void)p;
+  (void)bytes;
+  return false;
+#endif
+}
+
+huge_buffer::huge_buffer(size_t bytes) {
+#if defined(__linux__)
+  if (!huge_pages_enabled() || bytes == 0) return;
+  const size_t rounded = (bytes + huge_page - 1) & ~(huge_page - 1);
+  void* m = ::mmap(nullptr, rounded + huge_page, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED) return;
+  map_ = m;
+  map_bytes_ = rounded + huge_page;
+  data_ = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(m) + huge_page - 1) &
+                                     ~(huge_page - 1));
+  size_ = bytes;
+  ::madvise(data_, rounded, MADV_HUGEPAGE);  // advice: 4 KiB pages where refused
+#else
+  (void)bytes;
+#endif
+}
+
+huge_buffer::~huge_buffer() {
+#if defined(__linux__)
+  if (map_ != nullptr) ::munmap(map_, map_bytes_);
+#endif
+}
+
+huge_buffer::huge_buffer(huge_buffer&& o) noexcept
+    : map_(std::exchange(o.map_, nullptr)),
+      map_bytes_(std::exchange(o.map_bytes_, 0)),
+      data_(std::exchange(o.data_, nullptr)),
+      size_(std::exchange(o.size_, 0)) {}
+
+huge_buffer& huge_buffer::operator=(huge_buffer&& o) noexcept {
+  if (this != &o) {
+    huge_buffer old(std::move(*this));
+    map_ = std::exchange(o.map_, nullptr);
+    map_bytes_ = std::exchange(o.map_bytes_, 0);
+    data_ = std::exchange(o.data_, nullptr);
+    size_ = std::exchange(o.size_, 0);
+  }
+  return *this;
 }
 
 }  // namespace moat::cpu

@@ -14,14 +14,53 @@
 // Where the kernel refuses (older kernel, THP off, no free huge page, a file mapping on a file
 // system without large folios) the page stays as it was. Never fails.
 // MOAT_CPU_HUGE_PAGES=0 turns it off.
+//
+// A file mapping (GGUF blocks, safetensors weights served as stored) cannot be collapsed on
+// most kernels (EINVAL without CONFIG_READ_ONLY_THP_FOR_FS). Such weights are copied into a
+// huge_buffer instead, and the file pages they came from are dropped from the process
+// (release_file_pages): resident memory stays the same (anonymous instead of file-mapped), the
+// file stays in the page cache until the kernel reclaims it.
+//
+//   if (in_file_mapping(t.data, t.bytes())) { huge_buffer b(t.bytes()); ... }
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 namespace moat::cpu {
 
 // Bytes of the 2 MiB pages touching [p, p + bytes) now collapsed (0 when refused or off).
 size_t collapse_to_huge_pages(const void* p, size_t bytes);
+
+// True when [p, p + bytes) lies in one mapping of a file (read from /proc/self/maps).
+bool in_file_mapping(const void* p, size_t bytes);
+
+// Drops the whole 4 KiB pages of [p, p + bytes) from this process (MADV_DONTNEED). Only for a
+// range in_file_mapping: a later read maps the file's bytes back, so nothing is lost; on
+// anonymous memory the same call would zero it, hence the check here too (false: not done).
+bool release_file_pages(const void* p, size_t bytes);
+
+// Anonymous memory, 2 MiB aligned, asked for huge pages before it is first written (so its
+// pages are huge from the start where THP allows). Empty (data() == nullptr) when the mapping
+// failed or huge pages are off. Not copyable; the memory goes with the object.
+class huge_buffer {
+ public:
+  huge_buffer() = default;
+  explicit huge_buffer(size_t bytes);
+  ~huge_buffer();
+  huge_buffer(huge_buffer&& o) noexcept;
+  huge_buffer& operator=(huge_buffer&& o) noexcept;
+  huge_buffer(const huge_buffer&) = delete;
+  huge_buffer& operator=(const huge_buffer&) = delete;
+  uint8_t* data() const { return data_; }
+  size_t size() const { return size_; }
+
+ private:
+  void* map_ = nullptr;  // the mapping as mmap returned it (aligned inside)
+  size_t map_bytes_ = 0;
+  uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+};
 
 // MOAT_CPU_HUGE_PAGES unset or anything but "0".
 bool huge_pages_enabled();

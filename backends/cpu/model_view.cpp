@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <cstring>
+
 #include "cpu/huge_pages.h"
 #include "engine/model_error.h"
 #include "engine/quant/int4.h"
@@ -26,25 +28,6 @@ size_t scale_bytes(const engine::tensor& t) {
     case engine::dtype::nf4: return q::nf4_blocks(rows * cols) * sizeof(float);
     default: return 0;
   }
-}
-
-// Every weight a step reads whole (the linear ones and the head, as stored or quantized, owned
-// here, by the loader or mapped) onto 2 MiB pages where the kernel can: see huge_pages.h.
-void collapse_weights(const engine::model_weights& w) {
-  std::vector<const engine::tensor*> ts;
-  for (const auto& l : w.layers) {
-    for (const engine::tensor* t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) ts.push_back(t);
-  }
-  ts.push_back(&w.lm_head);
-  size_t asked = 0, got = 0;
-  for (const engine::tensor* t : ts) {
-    if (t->empty()) continue;
-    asked += t->bytes() + scale_bytes(*t);
-    got += collapse_to_huge_pages(t->data, t->bytes());
-    if (t->scales != nullptr) got += collapse_to_huge_pages(t->scales, scale_bytes(*t));
-  }
-  // got counts a page shared by two tensors twice: an indication, not an exact figure.
-  spdlog::debug("cpu: {} MiB of weights, {} MiB of 2 MiB pages collapsed", asked >> 20, got >> 20);
 }
 
 quant::weight_format format_of(engine::dtype t) {
@@ -84,7 +67,7 @@ model_view::model_view(const engine::loaded_model& m, engine::dtype quant)
     ffn_norm.push_back(to_f32(l.ffn_norm));
   }
   if (quant == engine::dtype::f32) {
-    collapse_weights(w);
+    place_weights();
     return;
   }
   const quant::weight_format f = format_of(quant);
@@ -109,7 +92,54 @@ model_view::model_view(const engine::loaded_model& m, engine::dtype quant)
     t->data = quantized_.back().data.data();
     t->scales = quantized_.back().scales.data();
   }
-  collapse_weights(w);
+  place_weights();
+}
+
+void model_view::place_weights() {
+  std::vector<engine::tensor*> ts;
+  for (auto& l : w.layers) {
+    for (engine::tensor* t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down})
+      ts.push_back(t);
+  }
+  ts.push_back(&w.lm_head);
+  const bool tied = w.lm_head.data == w.embed.data;
+  // In a file mapping: copied into one huge_buffer, each source's pages dropped right after
+  // its copy (the peak stays one tensor above the resident weights).
+  std::vector<engine::tensor*> copied;
+  size_t copy_bytes = 0;
+  if (huge_pages_enabled()) {
+    for (engine::tensor* t : ts) {
+      if (t->empty() || !in_file_mapping(t->data, t->bytes())) continue;
+      copied.push_back(t);
+      copy_bytes += (t->bytes() + 63) & ~size_t{63};
+    }
+  }
+  if (!copied.empty()) {
+    huge_buffer b(copy_bytes);
+    if (b.data() != nullptr) {
+      uint8_t* at = b.data();
+      for (engine::tensor* t : copied) {
+        std::memcpy(at, t->data, t->bytes());
+        release_file_pages(t->data, t->bytes());
+        t->data = at;
+        at += (t->bytes() + 63) & ~size_t{63};
+      }
+      if (tied) w.embed.data = w.lm_head.data;  // the token lookup reads the copy too
+      file_copy_ = std::move(b);
+    }
+  }
+  size_t asked = 0, got = 0;
+  for (const engine::tensor* t : ts) {
+    if (t->empty()) continue;
+    asked += t->bytes() + scale_bytes(*t);
+    got += collapse_to_huge_pages(t->data, t->bytes());
+    if (t->scales != nullptr) got += collapse_to_huge_pages(t->scales, scale_bytes(*t));
+  }
+  // got counts a page shared by two tensors twice: an indication, not an exact figure.
+  spdlog::debug(
+      "cpu: {} MiB of weights ({} MiB copied out of a file mapping), {} MiB of 2 MiB pages "
+      "collapsed",
+      asked >> 20, file_copy_.size() >> 20, got >> 20);
 }
 
 kv_pool::kv_pool(int32_t n_layers, int32_t max_ctx, int32_t kv_dim, int32_t n_slots)

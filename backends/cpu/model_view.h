@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "cpu/huge_pages.h"
 #include "cpu/quant/matmul.h"
 #include "engine/loader.h"
 
@@ -24,8 +25,9 @@ namespace moat::cpu {
 // values into buffers owned here (those already in that format are kept); embeddings and norms
 // stay as stored. Weights stored quantized (GGUF Q8_0 / Q4_0, bitsandbytes NF4 / int8) reach
 // the kernels as views over the mapped file (quantized_view); the token lookup dequantizes one
-// embedding row per token. The weights a step reads whole are collapsed onto 2 MiB pages in
-// place where the kernel allows it (huge_pages.h): same bytes, fewer TLB misses.
+// embedding row per token. The weights a step reads whole go onto 2 MiB pages where the kernel
+// allows it (huge_pages.h): same bytes, fewer TLB misses; those in a file mapping (GGUF, or
+// safetensors served as stored) are copied into memory owned here to get there.
 struct model_view {
   explicit model_view(const engine::loaded_model& m, engine::dtype quant = engine::dtype::f32);
 
@@ -37,7 +39,12 @@ struct model_view {
   std::vector<float> final_norm;               // [hidden]
 
  private:
+  // The weights a step reads whole onto 2 MiB pages (huge_pages.h): those in a file mapping
+  // copied into file_copy_ (their file pages dropped), the rest collapsed in place.
+  void place_weights();
+
   std::vector<quant::quantized_matrix> quantized_;  // storage of the quantized tensors in w
+  huge_buffer file_copy_;                           // weights copied out of a file mapping
 };
 
 // The moat_cpu_quant view of a tensor in a format its kernels read (int8, int4, nf4, q8_0,

@@ -1,15 +1,25 @@
 // collapse_to_huge_pages: the bytes of the range and of its neighbours on the same 2 MiB pages
 // stay as they were, the count is whole 2 MiB pages, and where the kernel did collapse, the
 // process's AnonHugePages shows it. Where THP is off or refused, the call changes nothing.
+// in_file_mapping / release_file_pages on a file mapping and on the heap; model_view's copies
+// of file-mapped weights hold the file's bytes.
 #include "cpu/huge_pages.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <cstdint>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
+
+#include "cpu/model_view.h"
+#include "engine/loader.h"
 
 namespace moat::cpu {
 namespace {
@@ -55,6 +65,91 @@ TEST(huge_pages, empty_and_null_ranges_do_nothing) {
   std::vector<uint8_t> v(16, 7);
   EXPECT_EQ(collapse_to_huge_pages(v.data(), 0), 0u);
   for (uint8_t b : v) EXPECT_EQ(b, 7);
+}
+
+TEST(huge_pages, file_pages_released_read_back_the_file_and_heap_is_refused) {
+  const auto path =
+      std::filesystem::temp_directory_path() / ("moat_huge_pages_" + std::to_string(::getpid()));
+  const size_t n = 256 << 10;
+  std::vector<uint8_t> want(n);
+  for (size_t i = 0; i < n; ++i) want[i] = static_cast<uint8_t>(i * 7 + 3);
+  {
+    std::ofstream out(path, std::ios::binary);
+    out.write(reinterpret_cast<const char*>(want.data()), static_cast<std::streamsize>(n));
+  }
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  void* m = ::mmap(nullptr, n, PROT_READ, MAP_PRIVATE, fd, 0);
+  ::close(fd);
+  std::filesystem::remove(path);
+  ASSERT_NE(m, MAP_FAILED);
+  const auto* p = static_cast<const uint8_t*>(m);
+  EXPECT_EQ(std::memcmp(p, want.data(), n), 0);
+  EXPECT_TRUE(in_file_mapping(p + 100, n - 200));
+  EXPECT_FALSE(in_file_mapping(p + 100, n));  // runs past the mapping
+  EXPECT_TRUE(release_file_pages(p + 100, n - 200));
+  EXPECT_EQ(std::memcmp(p, want.data(), n), 0);  // mapped back from the file
+  ::munmap(m, n);
+
+  std::vector<uint8_t> heap(n, 5);
+  EXPECT_FALSE(in_file_mapping(heap.data(), n));
+  EXPECT_FALSE(release_file_pages(heap.data(), n));
+  for (size_t i = 0; i < n; i += 4096) ASSERT_EQ(heap[i], 5) << i;
+}
+
+TEST(huge_pages, buffer_is_aligned_and_owned) {
+  huge_buffer b(3 * mib + 5);
+  if (b.data() == nullptr) {
+    GTEST_SKIP() << "huge pages off (MOAT_CPU_HUGE_PAGES=0) or mmap refused";
+  }
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(b.data()) % (2 * mib), 0u);
+  EXPECT_EQ(b.size(), 3 * mib + 5);
+  std::memset(b.data(), 9, b.size());
+  huge_buffer c(std::move(b));
+  EXPECT_EQ(b.data(), nullptr);
+  EXPECT_EQ(c.data()[3 * mib + 4], 9);
+}
+
+// A model served as stored: the linear weights sit in the safetensors / GGUF mapping, and
+// model_view reads copies of them (when huge pages are on) with the file's bytes.
+TEST(huge_pages, model_view_copies_file_mapped_weights_bit_for_bit) {
+  for (const char* rel :
+       {"tinystories-656K-hf", "llama2-tiny-random-gguf/llama-2-tiny-random.gguf"}) {
+    const std::filesystem::path path = std::filesystem::path(MOAT_FIXTURES_DIR) / rel;
+    if (!std::filesystem::exists(path)) {
+      GTEST_SKIP() << "fixture " << path << " is absent";
+    }
+    const engine::loaded_model m = engine::load_model(path);
+    const model_view mv(m);
+    int copied = 0;
+    auto check = [&](const engine::tensor& src, const engine::tensor& seen) {
+      ASSERT_EQ(src.bytes(), seen.bytes()) << src.name;
+      const bool mapped = in_file_mapping(src.data, src.bytes());
+      if (huge_pages_enabled() && mapped) {
+        EXPECT_NE(src.data, seen.data) << src.name << ": a file-mapped weight is copied";
+        ++copied;
+      }
+      EXPECT_EQ(std::memcmp(src.data, seen.data, src.bytes()), 0) << src.name;
+    };
+    for (size_t l = 0; l < m.weights.layers.size(); ++l) {
+      const auto& a = m.weights.layers[l];
+      const auto& b = mv.w.layers[l];
+      check(a.wq, b.wq);
+      check(a.wk, b.wk);
+      check(a.wv, b.wv);
+      check(a.wo, b.wo);
+      check(a.w_gate, b.w_gate);
+      check(a.w_up, b.w_up);
+      check(a.w_down, b.w_down);
+    }
+    check(m.weights.lm_head, mv.w.lm_head);
+    if (m.weights.lm_head.data == m.weights.embed.data) {
+      EXPECT_EQ(mv.w.embed.data, mv.w.lm_head.data) << rel;
+    }
+    if (huge_pages_enabled()) {
+      EXPECT_GT(copied, 0) << rel << ": no weight in a file mapping?";
+    }
+  }
 }
 
 }  // namespace
