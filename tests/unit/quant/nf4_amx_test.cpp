@@ -5,10 +5,12 @@
 //    even), exact products, so only the f32 summation order may differ (1e-5 of sum |w||x|);
 //  - the f32 product of the dequantized weights within 2 * 2^-8 * sum |w||x| (bf16 rounding).
 // And to batch independence: a row's outputs are bit for bit the same in any batch and row
-// split. Where the CPU (or the OS, or MOAT_CPU_AMX=0) gives no AMX, the tiles' tests skip with
-// the reason; the dispatch test still checks the tables agree with it.
+// split, and over many passes of rows (213 rows: whole, in uneven ranges, one by one). Where
+// the CPU (or the OS, or MOAT_CPU_AMX=0) gives no AMX, the tiles' tests skip with the reason;
+// the dispatch test still checks the tables agree with it.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -145,6 +147,54 @@ TEST_F(nf4_amx, outputs_do_not_depend_on_the_batch) {
               << "batch " << batch << " b " << b << " copy " << j << " r " << r;
         }
       }
+    }
+  }
+}
+
+// Calls over many 16-row blocks take several passes (64 rows a pass at one activation group,
+// 32 at two, 16 beyond), each prefetching the next pass's rows, the first its own: a call over
+// all rows, calls over uneven row ranges (as the engine's thread chunks are) and one call per
+// row all give the same bits, within the bf16 bound of the f32 product.
+TEST_F(nf4_amx, many_passes_give_the_bits_of_one_row_at_a_time) {
+  for (size_t cols : {64u, 192u, 1152u}) {
+    const size_t rows = 213;  // 3 passes of 64 and a partial one at batch 8
+    const std::vector<float> w = random_values(rows * cols, 300 + static_cast<uint32_t>(cols));
+    const quantized_matrix m = quantize_matrix(weight_format::nf4, w.data(), rows, cols);
+    std::vector<float> wd(rows * cols);
+    q::dequantize_nf4(m.data.data(), m.scales.data(), wd.size(), q::nf4_blocksize, wd.data());
+    for (size_t batch : {8u, 20u, 40u}) {
+      SCOPED_TRACE("cols " + std::to_string(cols) + " batch " + std::to_string(batch));
+      const std::vector<float> x = random_values(batch * cols, 400 + static_cast<uint32_t>(batch));
+      std::vector<float> whole(batch * rows), ranges(batch * rows), single(batch * rows);
+      k_->gemm_nf4_amx(m.data.data(), m.scales.data(), cols, x.data(), batch, whole.data(), rows, 0,
+                       rows);
+      for (size_t r0 = 0; r0 < rows;) {
+        const size_t r1 = std::min(rows, r0 + 71);
+        k_->gemm_nf4_amx(m.data.data(), m.scales.data(), cols, x.data(), batch, ranges.data(), rows,
+                         r0, r1);
+        r0 = r1;
+      }
+      for (size_t r = 0; r < rows; ++r)
+        k_->gemm_nf4_amx(m.data.data(), m.scales.data(), cols, x.data(), batch, single.data(), rows,
+                         r, r + 1);
+      ASSERT_EQ(whole, ranges);
+      ASSERT_EQ(whole, single);
+      size_t bad = 0;
+      for (size_t b = 0; b < batch; ++b) {
+        for (size_t r = 0; r < rows; ++r) {
+          double f32 = 0, abs_f32 = 0;
+          for (size_t c = 0; c < cols; ++c) {
+            const double p = double(wd[r * cols + c]) * x[b * cols + c];
+            f32 += p;
+            abs_f32 += std::fabs(p);
+          }
+          const double got = whole[b * rows + r];
+          if (std::fabs(got - f32) > 2.0 * std::ldexp(1.0, -8) * abs_f32 + 1e-5 * abs_f32 + 1e-6 &&
+              ++bad <= 3)
+            ADD_FAILURE() << "b " << b << " r " << r << " got " << got << " f32 " << f32;
+        }
+      }
+      EXPECT_EQ(bad, 0u);
     }
   }
 }
