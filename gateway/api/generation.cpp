@@ -110,7 +110,7 @@ void generation_job::emit_delta(host::owned_event& event) {
     d.index = event.index;
     d.first = !streams_[event.index].started;
     streams_[event.index].started = true;
-    d.text = std::move(event.text);
+    d.text = event.text;
     d.has_logprobs = options_.logprobs;
     d.logprobs = std::move(event.logprobs);
     d.text_offset = advance_offset(event.index, d.text.size());
@@ -304,7 +304,7 @@ std::string generation_job::take_pending() {
       openai::chunk_delta d;
       d.index = i;
       d.first = !p.started;
-      d.text = std::move(p.text);
+      d.text = p.text;
       d.has_logprobs = options_.logprobs;
       d.logprobs = std::move(p.logprobs);
       d.text_offset = advance_offset(i, d.text.size());
@@ -315,7 +315,7 @@ std::string generation_job::take_pending() {
       openai::chunk_delta d;
       d.index = i;
       d.first = !p.started;
-      d.finish_reason = std::move(p.finish);
+      d.finish_reason = p.finish;
       p.started = true;
       p.closed = true;
       append_chunk(out, d);

@@ -40,6 +40,7 @@ class json_out {
   void advance(size_t k) { used_ += k; }
 
   json_out& operator+=(std::string_view s) {
+    if (s.empty()) return *this;  // an empty view's data() may be null, which memcpy may not get
     if (sizeof buf_ - used_ < s.size()) {
       spill(s);
     } else {

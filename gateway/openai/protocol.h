@@ -170,11 +170,13 @@ std::string completion_json(const response_meta& meta, const std::vector<choice_
 // Stream chunks (the JSON only; frame with sse_data). `role` is sent on a choice's first chunk;
 // `finish_reason` is empty until the choice's last chunk. With include_usage every chunk carries
 // "usage": null and a final chunk with empty choices carries the counts.
+// OWNERSHIP: text and finish_reason are views; what they show must outlive the call that
+// serializes the delta (a stream serializes each event at once, from the backend's own text).
 struct chunk_delta {
   uint32_t index = 0;
   bool first = false;  // chat: include "role":"assistant"
-  std::string text;
-  std::string finish_reason;
+  std::string_view text;
+  std::string_view finish_reason;
   bool has_logprobs = false;
   std::vector<logprob_item> logprobs;
   // Completions: where this chunk's text starts in the choice's whole text, in bytes, so that

@@ -86,6 +86,29 @@ TEST(JsonString, EverySpecialByteIsFoundAtEveryOffset) {
   expect_round_trip(" !#]\x7f ~ !#]\x7f ~", " !#]\x7f ~ !#]\x7f ~");
 }
 
+// Text of up to 8 bytes is tested as one word padded with spaces, and a longer text's last
+// bytes as the last 8 (overlapping): plain text of every length comes out as it went in, and a
+// special byte at the end of either is still found.
+TEST(JsonString, ShortTextsAndTailsOfEveryLength) {
+  for (size_t length = 0; length <= 24; ++length) {
+    std::string text;
+    for (size_t i = 0; i < length; ++i) text += static_cast<char>('a' + i % 26);
+    std::string want = "\"";
+    want += text;
+    want += '"';
+    EXPECT_EQ(escaped(text), want) << length;
+    if (length == 0) continue;
+    text.back() = '\n';
+    want.resize(want.size() - 2);
+    want += "\\n\"";
+    EXPECT_EQ(escaped(text), want) << length;
+    text.back() = '\xC3';  // a truncated UTF-8 sequence
+    want.resize(want.size() - 3);
+    want += "\xEF\xBF\xBD\"";
+    EXPECT_EQ(escaped(text), want) << length;
+  }
+}
+
 // json_out buffers pieces and hands them to the string in one append when its buffer fills (or
 // at done()); a piece longer than half the buffer goes straight through. Pieces of every size
 // around those limits, numbers across the buffer's end and text appended to a string that
@@ -115,6 +138,9 @@ TEST(JsonOut, PiecesAcrossTheBufferEqualPlainAppends) {
     }
     w.done();
     EXPECT_EQ(out, want) << "piece " << piece;
+    w += std::string_view();  // empty, with a null data(): nothing, and no memcpy from null
+    detail::append_json_string(w, std::string_view());
+    want += "\"\"";
     w += "!";  // usable after done(): the next done() appends again
     w.done();
     EXPECT_EQ(out, want + "!") << "piece " << piece;
