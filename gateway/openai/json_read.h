@@ -60,7 +60,9 @@ dom::object parse_body(dom::parser& parser, std::string_view body);
 class object_fields {
  public:
   object_fields(dom::object object);  // NOLINT(google-explicit-constructor): see above
-  std::optional<dom::element> find(std::string_view key) const {
+  // Always inlined: GCC otherwise keeps one out-of-line copy, where the key is no longer a
+  // constant and its first bytes are read with a memcpy call.
+  [[gnu::always_inline]] std::optional<dom::element> find(std::string_view key) const {
     if (overflow_) return find_in_dom(key);
     // Inline, so a literal key's first bytes and its signature bit fold into constants. Most
     // asked fields are absent (a request names a few, the parser asks for ~30): one bit test
@@ -85,10 +87,10 @@ class object_fields {
   };
   // One of 64 bits from a key's first 8 bytes and length; the present keys' bits are OR-ed
   // into signature_, so a clear bit means "absent" for certain.
-  static uint64_t signature_bit(uint64_t head, size_t size) {
+  [[gnu::always_inline]] static uint64_t signature_bit(uint64_t head, size_t size) {
     return uint64_t{1} << (((head ^ size) * 0x9E3779B97F4A7C15ull) >> 58);
   }
-  static uint64_t head_of(std::string_view key) {
+  [[gnu::always_inline]] static uint64_t head_of(std::string_view key) {
     uint64_t head = 0;
     std::memcpy(&head, key.data(), key.size() < 8 ? key.size() : 8);
     return head;
@@ -104,7 +106,7 @@ class object_fields {
 };
 
 // A field's value, with JSON null treated as absent (OpenAI's SDKs send null for "unset").
-inline std::optional<dom::element> optional_field(const object_fields& object,
+[[gnu::always_inline]] inline std::optional<dom::element> optional_field(const object_fields& object,
                                                   std::string_view key) {
   auto value = object.find(key);
   if (!value || value->is_null()) return std::nullopt;
