@@ -44,7 +44,6 @@ TEST(huge_pages, keeps_every_byte_and_counts_whole_pages) {
   const size_t n = 9 * mib;
   auto buf = std::make_unique<uint8_t[]>(n);
   for (size_t i = 0; i < n; ++i) buf[i] = static_cast<uint8_t>(i * 2654435761u >> 13);
-  const long before = anon_huge_kib();
   const size_t got = collapse_to_huge_pages(buf.get() + mib + 123, 6 * mib);
   EXPECT_EQ(got % (2 * mib), 0u);
   EXPECT_LE(got, 8 * mib);  // 6 MiB at an odd offset touch at most 4 pages
@@ -55,8 +54,10 @@ TEST(huge_pages, keeps_every_byte_and_counts_whole_pages) {
     GTEST_SKIP() << "no page collapsed here (THP off, MADV_COLLAPSE unsupported or "
                     "MOAT_CPU_HUGE_PAGES=0): only the bytes were checked";
   }
-  if (before >= 0) {
-    EXPECT_GE(anon_huge_kib(), before + 2048);
+  // At least one huge page in the process now (not a difference: under THP=always the heap
+  // may have had them already, and collapsing a huge page again succeeds without a change).
+  if (const long kib = anon_huge_kib(); kib >= 0) {
+    EXPECT_GE(kib, 2048);
   }
 }
 
