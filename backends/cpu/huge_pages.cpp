@@ -61,8 +61,10 @@ bool in_file_mapping(const void* p, size_t bytes) {
     if (!(in >> range >> perms >> offset >> dev >> inode)) continue;
     const size_t dash = range.find('-');
     if (dash == std::string::npos) continue;
-    const auto lo = static_cast<uintptr_t>(std::stoull(range.substr(0, dash), nullptr, 16));
-    const auto hi = static_cast<uintptr_t>(std::stoull(range.substr(dash + 1), nullptr, 16));
+    const auto lo =
+        static_cast<uintptr_t>(std::strtoull(range.substr(0, dash).c_str(), nullptr, 16));
+    const auto hi =
+        static_cast<uintptr_t>(std::strtoull(range.substr(dash + 1).c_str(), nullptr, 16));
     if (begin >= lo && begin < hi) return inode != 0 && end <= hi;
   }
 #else
