@@ -29,6 +29,14 @@ bool huge_pages_enabled() {
   return on;
 }
 
+size_t huge_pages_min_bytes() {
+  const char* v = std::getenv("MOAT_CPU_HUGE_PAGES_MIN_MB");
+  char* end = nullptr;
+  const unsigned long long mb = v != nullptr ? std::strtoull(v, &end, 10) : 0;
+  if (v == nullptr || end == v || mb > (size_t{1} << 20)) return size_t{128} << 20;
+  return static_cast<size_t>(mb) << 20;
+}
+
 size_t collapse_to_huge_pages(const void* p, size_t bytes) {
 #if defined(__linux__)
   if (!huge_pages_enabled() || p == nullptr || bytes == 0) return 0;

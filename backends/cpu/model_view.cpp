@@ -102,17 +102,18 @@ void model_view::place_weights() {
       ts.push_back(t);
   }
   ts.push_back(&w.lm_head);
+  size_t streamed = 0;
+  for (const engine::tensor* t : ts) streamed += t->empty() ? 0 : t->bytes() + scale_bytes(*t);
+  if (!huge_pages_enabled() || streamed < huge_pages_min_bytes()) return;
   const bool tied = w.lm_head.data == w.embed.data;
   // In a file mapping: copied into one huge_buffer, each source's pages dropped right after
   // its copy (the peak stays one tensor above the resident weights).
   std::vector<engine::tensor*> copied;
   size_t copy_bytes = 0;
-  if (huge_pages_enabled()) {
-    for (engine::tensor* t : ts) {
-      if (t->empty() || !in_file_mapping(t->data, t->bytes())) continue;
-      copied.push_back(t);
-      copy_bytes += (t->bytes() + 63) & ~size_t{63};
-    }
+  for (engine::tensor* t : ts) {
+    if (t->empty() || !in_file_mapping(t->data, t->bytes())) continue;
+    copied.push_back(t);
+    copy_bytes += (t->bytes() + 63) & ~size_t{63};
   }
   if (!copied.empty()) {
     huge_buffer b(copy_bytes);

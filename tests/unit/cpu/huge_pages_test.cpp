@@ -114,6 +114,11 @@ TEST(huge_pages, buffer_is_aligned_and_owned) {
 // A model served as stored: the linear weights sit in the safetensors / GGUF mapping, and
 // model_view reads copies of them (when huge pages are on) with the file's bytes.
 TEST(huge_pages, model_view_copies_file_mapped_weights_bit_for_bit) {
+  // The fixtures are far below the default size limit: lifted for this test.
+  ::setenv("MOAT_CPU_HUGE_PAGES_MIN_MB", "0", 1);
+  struct restore {
+    ~restore() { ::unsetenv("MOAT_CPU_HUGE_PAGES_MIN_MB"); }
+  } restore_env;
   for (const char* rel :
        {"tinystories-656K-hf", "llama2-tiny-random-gguf/llama-2-tiny-random.gguf"}) {
     const std::filesystem::path path = std::filesystem::path(MOAT_FIXTURES_DIR) / rel;
@@ -151,6 +156,20 @@ TEST(huge_pages, model_view_copies_file_mapped_weights_bit_for_bit) {
       EXPECT_GT(copied, 0) << rel << ": no weight in a file mapping?";
     }
   }
+}
+
+// Below the size limit (the default 128 MiB) model_view keeps a small model as it is.
+TEST(huge_pages, small_models_are_left_as_they_are) {
+  const std::filesystem::path path =
+      std::filesystem::path(MOAT_FIXTURES_DIR) / "tinystories-656K-hf";
+  if (!std::filesystem::exists(path)) {
+    GTEST_SKIP() << "fixture " << path << " is absent";
+  }
+  ::unsetenv("MOAT_CPU_HUGE_PAGES_MIN_MB");
+  const engine::loaded_model m = engine::load_model(path);
+  const model_view mv(m);
+  EXPECT_EQ(mv.w.layers[0].wq.data, m.weights.layers[0].wq.data);
+  EXPECT_EQ(mv.w.lm_head.data, m.weights.lm_head.data);
 }
 
 }  // namespace
