@@ -10,22 +10,27 @@
 // Per call, on the calling thread:
 //  - activations x [batch][cols] -> bf16 B tiles, one 1 KiB block per k-step s (32 values) and
 //    group g of 16 activation rows, the groups of one step side by side:
-//      xp[(s * groups + g) * 256 + p * 16 + m] = bf16 pair (x[16g+m][32s+2p], x[16g+m][32s+2p+1])
-//    (rows past the batch are zero);
+//      xp[(s * groups + g) * 256 + p * 16 + m] = bf16 pair (x[16g+m][k(s,2p)], x[16g+m][k(s,2p+1)])
+//    (rows past the batch are zero), where k(s, i) is the column at position i of k-step s:
+//    not 32s + i but the order decode_block gives the weights (within each NF4 block of 64:
+//    step 2b holds elements 4j + 1 then 4j, step 2b + 1 elements 4j + 3 then 4j + 2), which
+//    spares the decode a permute per 32 weights;
 //  - per pass over R blocks of 16 weight rows (rows past row_end zero) and G groups (see
 //    amx_pass for the shapes): 64 columns at a time, decode the rows into a small chunk that
 //    stays in L1 ([R * 16][64] bf16), then for its two k-steps s
-//      C_rg (16 x 16 f32) += A (rows of block r, [32s, 32s + 32)) . B (block (s, g))
+//      C_rg (16 x 16 f32) += A (rows of block r, columns k(s, 0..31)) . B (block (s, g))
 //    so C_rg[n][m] = weight row 16r + n . activation row 16g + m, transposed into y.
 // Decoding runs on the vector ports while the tile unit works, so 8 to 16 activation rows
-// cost about what decoding alone does, 64 about twice that (2048 x 2048, one thread: 0.24,
-// 0.25, 0.33, 0.46 ms at 8, 16, 32, 64 rows; the bf16 tiles 0.75 ms at 8). B tiles come
+// cost about what decoding alone does, 64 about twice that (2048 x 2048, one thread, cache
+// warm: 0.18 ms at 8 rows, 0.25 at 32; the bf16 tiles 1.1 at 8, on a loaded machine). B tiles come
 // from L2 (all k-steps of the batch); more than 6 groups (96 rows) decode the rows again per
 // pass of 6. In a decode step the weights stream from memory, and what sets the speed is
 // then the prefetch of the next pass's rows (weight_rows::prefetch_next): without it, batch 8
 // took about twice the time of batch 1 on the same matrix, with it about the same.
 // Every output is the same chain of tdpbf16ps over the same k-steps whatever the batch, the
-// other rows of the batch or the row split (blocks are zero-padded, never shortened).
+// other rows of the batch or the row split (blocks are zero-padded, never shortened). The
+// column order inside a k-step changes only the order of the f32 sums (the rounding of every
+// weight and activation to bf16 is as before), and it is fixed by cols alone.
 #include "cpu/quant/kernel_tables.h"
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512BF16__) && \
@@ -63,28 +68,70 @@ void configure_tiles() {
   load_tile_config(c);
 }
 
-// x [batch][cols] -> the B blocks above, in the calling thread's scratch.
+// The index (into the 64 bf16 values of an NF4 block: 0..31 in the first register, 32..63 in
+// the second) of tile position i of k-step h (0 or 1), in the order decode_block puts the
+// weights: step 0 holds elements 4j + 1 then 4j (j = 0..15), step 1 elements 4j + 3 then 4j + 2.
+inline __m512i step_order(int h) {
+  alignas(64) uint16_t idx[32];
+  for (int i = 0; i < 32; ++i)
+    idx[i] = static_cast<uint16_t>(4 * (i % 16) + 2 * h + (i < 16 ? 1 : 0));
+  return _mm512_load_si512(idx);
+}
+
+// x [batch][cols] -> the B blocks above, in the calling thread's scratch: per NF4 block of 64
+// columns and activation row, the 64 values rounded to bf16, then put in the order of the
+// block's two k-steps.
 const uint32_t* pack_activations(const float* x, size_t batch, size_t cols, size_t groups) {
   const size_t steps = cols / k_step;
   auto* xp = align64<uint32_t>(thread_scratch(groups * steps * block_words + 15));
+  const __m512i order0 = step_order(0), order1 = step_order(1);
   for (size_t g = 0; g < groups; ++g) {
-    for (size_t s = 0; s < steps; ++s) {
-      __m512i v[16];
+    for (size_t s = 0; s < steps; s += 2) {
+      __m512i v[16], second[16];
       for (size_t m = 0; m < tile_dim; ++m) {
         const size_t row = g * tile_dim + m;
         if (row >= batch) {
-          v[m] = _mm512_setzero_si512();
+          v[m] = second[m] = _mm512_setzero_si512();
           continue;
         }
-        const float* p = x + row * cols + s * k_step;
-        v[m] = (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(p + 16), _mm512_loadu_ps(p));
+        const float* p = x + row * cols + s / 2 * 64;
+        const __m512i lo =
+            (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(p + 16), _mm512_loadu_ps(p));
+        const __m512i hi =
+            (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(p + 48), _mm512_loadu_ps(p + 32));
+        v[m] = _mm512_permutex2var_epi16(lo, order0, hi);
+        second[m] = _mm512_permutex2var_epi16(lo, order1, hi);
       }
-      transpose16(v);
-      uint32_t* block = xp + (s * groups + g) * block_words;
-      for (size_t p = 0; p < tile_dim; ++p) _mm512_storeu_si512(block + p * tile_dim, v[p]);
+      for (size_t h = 0; h < 2; ++h) {
+        if (h == 1) std::memcpy(v, second, sizeof v);
+        transpose16(v);
+        uint32_t* block = xp + ((s + h) * groups + g) * block_words;
+        for (size_t p = 0; p < tile_dim; ++p) _mm512_storeu_si512(block + p * tile_dim, v[p]);
+      }
     }
   }
   return xp;
+}
+
+// NF4 block at flat element e (64 weights, 32 bytes) -> out [64] bf16 (level * absmax in f32,
+// rounded to nearest even, as decode_block_bf16), in the k order of the tiles: the 32 bytes
+// read as 16 words, word j = bytes 2j, 2j + 1 = nibbles (low first) of elements 4j + 1, 4j,
+// 4j + 3, 4j + 2. One broadcast load puts the 16 words in both halves of a register; a shift
+// per half (0 | 4, then 8 | 12) brings a nibble to bits 0..3 and vpermw looks it up in the
+// block's 16 values, repeated so the index's bit 4 (the next nibble's bit 0) does not matter:
+//   out[0..31]  = elements 4j + 1 (j = 0..15), then 4j;   out[32..63] = 4j + 3, then 4j + 2.
+// Two shifts and two vpermw per 64 weights, against two vpermb, two shifts and two vpermw in
+// element order (decode_block_bf16), and no permute to spread the bytes.
+inline void decode_block(const uint8_t* packed, const float* absmax, size_t e, __m512 lut,
+                         uint16_t* out) {
+  const __m512 scaled = _mm512_mul_ps(lut, _mm512_set1_ps(absmax[e / 64]));
+  const __m512i table = (__m512i)_mm512_cvtne2ps_pbh(scaled, scaled);
+  const __m512i words =
+      _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(packed + e / 2)));
+  const __m512i shift_a = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
+  const __m512i shift_b = _mm512_inserti64x4(_mm512_set1_epi16(8), _mm256_set1_epi16(12), 1);
+  _mm512_storeu_si512(out, _mm512_permutexvar_epi16(_mm512_srlv_epi16(words, shift_a), table));
+  _mm512_storeu_si512(out + 32, _mm512_permutexvar_epi16(_mm512_srlv_epi16(words, shift_b), table));
 }
 
 // c [16 weight rows][16 activation rows] -> y[(16g + m) * y_stride + r0 + n] for the rows that
@@ -161,7 +208,7 @@ struct weight_rows {
     const __m512 lut = _mm512_loadu_ps(nf4_levels());
     for (size_t i = 0; i < n_rows; ++i) {
       const size_t e = (r0 + i) * cols + c;
-      decode_block_bf16(packed, absmax, e, lut, chunk + i * 64);
+      decode_block(packed, absmax, e, lut, chunk + i * 64);
     }
     for (size_t i = n_rows; i < all_rows; ++i) {
       _mm512_storeu_si512(chunk + i * 64, _mm512_setzero_si512());
