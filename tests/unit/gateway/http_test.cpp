@@ -21,6 +21,7 @@
 #include "http/request_head.h"
 #include "http/server.h"
 #include "http/wire.h"
+#include "server_fixture.h"
 
 namespace {
 
@@ -105,7 +106,7 @@ class scripted_handler : public http::handler {
   std::promise<void> gone;
 };
 
-class http_server : public ::testing::Test {
+class http_server : public moat::testing::server_fixture<scripted_handler> {
  protected:
   void SetUp() override {
     config::server_config limits;
@@ -113,28 +114,8 @@ class http_server : public ::testing::Test {
     limits.max_header_bytes = 1024;
     limits.read_timeout_s = 2;
     limits.idle_timeout_s = 2;
-    server_ = std::make_unique<http::server>(limits, handler_, registry_);
-    port_ = server_->listen("127.0.0.1", 0).port;
-    ASSERT_NE(port_, 0);
-    server_->set_state(http::lifecycle::ready);
-    thread_ = std::thread([this] { server_->run(2); });
+    start(limits, 2);
   }
-  void TearDown() override {
-    server_->stop();
-    thread_.join();
-  }
-
-  tcp::socket connect() {
-    tcp::socket s(client_io_);
-    s.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port_));
-    return s;
-  }
-  static bhttp::response<bhttp::string_body> read_response(tcp::socket& s, boost::beast::flat_buffer& buf) {
-    bhttp::response<bhttp::string_body> res;
-    bhttp::read(s, buf, res);
-    return res;
-  }
-  static void send(tcp::socket& s, const std::string& raw) { net::write(s, net::buffer(raw)); }
   // Seconds until the server closes `s` (reads and drops whatever comes first); -1 after `limit`.
   static double seconds_until_closed(tcp::socket& s, double limit) {
     const auto start = std::chrono::steady_clock::now();
@@ -152,13 +133,6 @@ class http_server : public ::testing::Test {
       if (ec) return t;  // eof or reset
     }
   }
-
-  metrics::registry registry_{{}, "test", "none"};
-  scripted_handler handler_;
-  std::unique_ptr<http::server> server_;
-  uint16_t port_ = 0;
-  std::thread thread_;
-  net::io_context client_io_;
 };
 
 TEST_F(http_server, keep_alive_and_request_ids) {

@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "http/server.h"
+#include "server_fixture.h"
 
 namespace {
 
@@ -104,44 +105,17 @@ class watch_handler : public http::handler {
   std::optional<std::promise<void>> gone_;
 };
 
-class session_watch : public ::testing::Test {
+class session_watch : public moat::testing::server_fixture<watch_handler> {
  protected:
   void SetUp() override {
     config::server_config limits;
     limits.read_timeout_s = 5;
     limits.idle_timeout_s = 5;
-    server_ = std::make_unique<http::server>(limits, handler_, registry_);
-    port_ = server_->listen("127.0.0.1", 0).port;
-    ASSERT_NE(port_, 0);
-    server_->set_state(http::lifecycle::ready);
-    thread_ = std::thread([this] { server_->run(1); });
+    start(limits, 1);
   }
-  void TearDown() override {
-    server_->stop();
-    thread_.join();
-  }
-  tcp::socket connect() {
-    tcp::socket s(client_io_);
-    s.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port_));
-    return s;
-  }
-  static void send(tcp::socket& s, const std::string& raw) { net::write(s, net::buffer(raw)); }
   static std::string get(const std::string& path) {
     return "GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n";
   }
-  static bhttp::response<bhttp::string_body> read_response(tcp::socket& s,
-                                                           boost::beast::flat_buffer& buf) {
-    bhttp::response<bhttp::string_body> res;
-    bhttp::read(s, buf, res);
-    return res;
-  }
-
-  metrics::registry registry_{{}, "test", "none"};
-  watch_handler handler_;
-  std::unique_ptr<http::server> server_;
-  uint16_t port_ = 0;
-  std::thread thread_;
-  net::io_context client_io_;
 };
 
 TEST_F(session_watch, quick_answers_never_arm_the_watch) {
