@@ -23,10 +23,14 @@ size_t scale_bytes(const engine::tensor& t) {
   namespace q = engine::quant;
   const auto rows = static_cast<size_t>(t.rows()), cols = static_cast<size_t>(t.cols());
   switch (t.type) {
-    case engine::dtype::int8: return rows * sizeof(float);
-    case engine::dtype::int4: return rows * q::int4_row_groups(cols, 64) * sizeof(float);
-    case engine::dtype::nf4: return q::nf4_blocks(rows * cols) * sizeof(float);
-    default: return 0;
+    case engine::dtype::int8:
+      return rows * sizeof(float);
+    case engine::dtype::int4:
+      return rows * q::int4_row_groups(cols, 64) * sizeof(float);
+    case engine::dtype::nf4:
+      return q::nf4_blocks(rows * cols) * sizeof(float);
+    default:
+      return 0;
   }
 }
 

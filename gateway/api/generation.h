@@ -84,13 +84,13 @@ class generation_job : public host::event_sink,
   // A streamed choice: what went out, and its text not yet handed to the session. One record
   // per choice, so a stream allocates one vector for them instead of one per field.
   struct choice_stream {
-    std::string text;  // pending
+    std::string text;                            // pending
     std::vector<openai::logprob_item> logprobs;  // pending
-    std::string finish;  // its finish_reason once FINISH came, until sent
-    bool has_delta = false;  // text or logprobs are pending
-    bool started = false;  // its first chunk went out
-    bool closed = false;   // its finish_reason chunk went out
-    uint32_t offset = 0;   // bytes of text sent
+    std::string finish;                          // its finish_reason once FINISH came, until sent
+    bool has_delta = false;                      // text or logprobs are pending
+    bool started = false;                        // its first chunk went out
+    bool closed = false;                         // its finish_reason chunk went out
+    uint32_t offset = 0;                         // bytes of text sent
   };
 
   generation_options options_;
@@ -99,8 +99,8 @@ class generation_job : public host::event_sink,
   std::weak_ptr<host::call> call_;
 
   std::vector<openai::choice_result> results_;  // non-streamed: text per choice
-  std::vector<choice_stream> streams_;           // streamed: per choice
-  bool dirty_ = false;                           // streamed: a choice has something pending
+  std::vector<choice_stream> streams_;          // streamed: per choice
+  bool dirty_ = false;                          // streamed: a choice has something pending
   std::string chunk_head_;                       // streamed: the text every chunk starts with
   std::string serialized_;                       // streamed: chunks not yet pulled, in order
   size_t pending_bytes_ = 0;

@@ -8,11 +8,10 @@
 //   // from a signal: srv.drain(30s, [&] { srv.stop(); });
 #pragma once
 
+#include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
-
-#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -24,9 +23,9 @@
 #include "auth/edge_guard.h"
 #include "config/config.h"
 #include "http/deadlines.h"
-#include "tls/tls_context.h"
 #include "http/message.h"
 #include "metrics/registry.h"
+#include "tls/tls_context.h"
 
 namespace moat::http {
 

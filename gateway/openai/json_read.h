@@ -106,8 +106,8 @@ class object_fields {
 };
 
 // A field's value, with JSON null treated as absent (OpenAI's SDKs send null for "unset").
-[[gnu::always_inline]] inline std::optional<dom::element> optional_field(const object_fields& object,
-                                                  std::string_view key) {
+[[gnu::always_inline]] inline std::optional<dom::element> optional_field(
+    const object_fields& object, std::string_view key) {
   auto value = object.find(key);
   if (!value || value->is_null()) return std::nullopt;
   return value;

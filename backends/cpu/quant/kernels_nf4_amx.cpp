@@ -189,7 +189,8 @@ struct weight_rows {
     if (c == 0) {
       prefetch_part(absmax + r0 * (cols / 64), n_rows * (cols / 64) * sizeof(float), 1, 0);
       for (size_t i = 0; i < n_rows; ++i) {
-        for (size_t k = 0; k < ahead && k < cols; k += 128) prefetch_l1(packed + ((r0 + i) * cols + k) / 2);
+        for (size_t k = 0; k < ahead && k < cols; k += 128)
+          prefetch_l1(packed + ((r0 + i) * cols + k) / 2);
       }
     }
     if (c % 128 != 0 || c + ahead >= cols) return;
@@ -378,7 +379,8 @@ void gemm_nf4_amx_tiles(const uint8_t* packed, const float* absmax, size_t cols,
     const size_t blocks = row_blocks(row_end - r0, groups);
     const size_t n_rows = std::min(blocks * tile_dim, row_end - r0);
     const size_t next_rows = std::min(blocks * tile_dim, row_end - r0 - n_rows);
-    const weight_rows w{packed, absmax, cols, r0, n_rows, blocks * tile_dim, next_rows, r0 == row_begin};
+    const weight_rows w{packed,    absmax,         cols, r0, n_rows, blocks * tile_dim,
+                        next_rows, r0 == row_begin};
     amx_rows(call, w, chunks);
     r0 += w.n_rows;
   }

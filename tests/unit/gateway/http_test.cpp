@@ -486,7 +486,8 @@ TEST(wire, request_id_rules) {
     http::append_random_alnum(id, length);
     ASSERT_EQ(id.size(), 9 + length);
     EXPECT_EQ(id.substr(0, 9), "chatcmpl-");
-    for (size_t i = 9; i < id.size(); ++i) EXPECT_TRUE(std::isalnum(static_cast<unsigned char>(id[i]))) << id;
+    for (size_t i = 9; i < id.size(); ++i)
+      EXPECT_TRUE(std::isalnum(static_cast<unsigned char>(id[i]))) << id;
   }
   EXPECT_NE(http::random_alnum(24), http::random_alnum(24));
 }

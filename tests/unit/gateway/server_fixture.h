@@ -47,7 +47,9 @@ class server_fixture : public ::testing::Test {
     s.connect(tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), port_));
     return s;
   }
-  static void send(tcp::socket& s, const std::string& raw) { boost::asio::write(s, boost::asio::buffer(raw)); }
+  static void send(tcp::socket& s, const std::string& raw) {
+    boost::asio::write(s, boost::asio::buffer(raw));
+  }
   static response read_response(tcp::socket& s, boost::beast::flat_buffer& buf) {
     response res;
     boost::beast::http::read(s, buf, res);
