@@ -181,36 +181,6 @@ void append_logprob(json_out& out, double value) {
   append_double(out, value);
 }
 
-void append_int(std::string& out, int64_t value) {
-  char buf[24];
-  const auto result = std::to_chars(buf, buf + sizeof buf, value);
-  out.append(buf, result.ptr);
-}
-
-void append_uint(std::string& out, uint64_t value) {
-  char buf[24];
-  const auto result = std::to_chars(buf, buf + sizeof buf, value);
-  out.append(buf, result.ptr);
-}
-
-void append_double(std::string& out, double value) {
-  json_out w(out);
-  append_double(w, value);
-  w.done();
-}
-
-void append_float(std::string& out, float value) {
-  json_out w(out);
-  append_float(w, value);
-  w.done();
-}
-
-void append_logprob(std::string& out, double value) {
-  json_out w(out);
-  append_logprob(w, value);
-  w.done();
-}
-
 }  // namespace detail
 
 void append_json_string(std::string& out, std::string_view text) {

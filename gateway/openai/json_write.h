@@ -85,17 +85,4 @@ void append_float(json_out& out, float value);
 // "very unlikely"; NaN also maps there, so the field is always a number.
 void append_logprob(json_out& out, double value);
 
-// The same appends straight onto a std::string, for callers writing a piece or two.
-void append_int(std::string& out, int64_t value);
-void append_uint(std::string& out, uint64_t value);
-void append_double(std::string& out, double value);
-void append_float(std::string& out, float value);
-void append_logprob(std::string& out, double value);
-// "key": with the key already known to need no escaping.
-inline void append_key(std::string& out, std::string_view key) {
-  out += '"';
-  out += key;
-  out += "\":";
-}
-
 }  // namespace moat::openai::detail
