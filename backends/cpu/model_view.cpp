@@ -6,8 +6,6 @@
 
 #include "cpu/huge_pages.h"
 #include "engine/model_error.h"
-#include "engine/quant/int4.h"
-#include "engine/quant/nf4.h"
 
 namespace moat::cpu {
 
@@ -18,20 +16,12 @@ std::vector<float> to_f32(const engine::tensor& t) {
   return out;
 }
 
-// Bytes of t's scales (int8 / int4 / nf4), 0 for formats without a separate scale array.
+// Bytes of t's f32 scales (int8 / int4 / nf4), 0 for formats without a separate scale array.
 size_t scale_bytes(const engine::tensor& t) {
-  namespace q = engine::quant;
-  const auto rows = static_cast<size_t>(t.rows()), cols = static_cast<size_t>(t.cols());
-  switch (t.type) {
-    case engine::dtype::int8:
-      return rows * sizeof(float);
-    case engine::dtype::int4:
-      return rows * q::int4_row_groups(cols, 64) * sizeof(float);
-    case engine::dtype::nf4:
-      return q::nf4_blocks(rows * cols) * sizeof(float);
-    default:
-      return 0;
-  }
+  if (t.type != engine::dtype::int8 && t.type != engine::dtype::int4 && t.type != engine::dtype::nf4) return 0;
+  return engine::quant::quantized_scales(engine::row_format_of(t.type), static_cast<size_t>(t.rows()),
+                                         static_cast<size_t>(t.cols())) *
+         sizeof(float);
 }
 
 quant::weight_format format_of(engine::dtype t) {
@@ -133,10 +123,9 @@ void model_view::place_weights() {
       file_copy_ = std::move(b);
     }
   }
-  size_t asked = 0, got = 0;
+  size_t got = 0;
   for (const engine::tensor* t : ts) {
     if (t->empty()) continue;
-    asked += t->bytes() + scale_bytes(*t);
     got += collapse_to_huge_pages(t->data, t->bytes());
     if (t->scales != nullptr) got += collapse_to_huge_pages(t->scales, scale_bytes(*t));
   }
@@ -144,7 +133,7 @@ void model_view::place_weights() {
   spdlog::debug(
       "cpu: {} MiB of weights ({} MiB copied out of a file mapping), {} MiB of 2 MiB pages "
       "collapsed",
-      asked >> 20, file_copy_.size() >> 20, got >> 20);
+      streamed >> 20, file_copy_.size() >> 20, got >> 20);
 }
 
 kv_pool::kv_pool(int32_t n_layers, int32_t max_ctx, int32_t kv_dim, int32_t n_slots)

@@ -289,15 +289,6 @@ loaded_model load_gguf(const std::filesystem::path& file, const crypto::key_sour
   return m;
 }
 
-quant::row_format row_format_of(dtype t) {
-  switch (t) {
-    case dtype::int8: return quant::row_format::int8;
-    case dtype::int4: return quant::row_format::int4_g64;
-    case dtype::nf4: return quant::row_format::nf4;
-    default: throw model_error(std::string("quant: cannot quantize on load to ") + std::string(dtype_name(t)));
-  }
-}
-
 bool overlaps(const tensor& a, const void* p, size_t n) {
   const auto x = reinterpret_cast<uintptr_t>(a.data), y = reinterpret_cast<uintptr_t>(p);
   return x < y + n && y < x + a.bytes();
@@ -391,6 +382,15 @@ void quantize_linear_weights(loaded_model& m, dtype target, unsigned threads, co
 }
 
 }  // namespace
+
+quant::row_format row_format_of(dtype t) {
+  switch (t) {
+    case dtype::int8: return quant::row_format::int8;
+    case dtype::int4: return quant::row_format::int4_g64;
+    case dtype::nf4: return quant::row_format::nf4;
+    default: throw model_error(std::string("quant: cannot quantize on load to ") + std::string(dtype_name(t)));
+  }
+}
 
 loaded_model load_model(const std::filesystem::path& folder_or_file, const load_options& opts) {
   std::error_code ec;

@@ -33,6 +33,7 @@
 #include "engine/gguf.h"
 #include "engine/model_config.h"
 #include "engine/model_error.h"
+#include "engine/quant/quantize_rows.h"
 #include "engine/tensor.h"
 
 namespace moat::engine {
@@ -100,5 +101,9 @@ struct load_options {
 };
 
 loaded_model load_model(const std::filesystem::path& folder_or_file, const load_options& opts = {});
+
+// The quantize_rows layout of a quantize-on-load dtype (int8, int4 = groups of 64, nf4); throws
+// model_error for any other dtype.
+quant::row_format row_format_of(dtype t);
 
 }  // namespace moat::engine
