@@ -35,22 +35,13 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def write_files(tmp, threads, plugin=None):
+    # The same configuration as run.sh; --plugin names another build of the echo plugin.
+    with open(os.path.join(HERE, "moat.yaml.in")) as f:
+        config = f.read().replace("@THREADS@", str(threads))
+    if plugin:
+        config = config.replace("    backend: echo\n", f"    backend: echo\n    plugin: {plugin}\n")
     with open(os.path.join(tmp, "moat.yaml"), "w") as f:
-        f.write(f"""server:
-  listen: "127.0.0.1:0"
-  threads: {threads}
-  max_body_bytes: 1MiB
-  request_timeout_s: 60
-  idle_timeout_s: 120
-  drain_timeout_s: 2
-models:
-  - name: echo
-    backend: echo{{plugin_line}}
-    max_queue: 100000
-    options: {{}}
-logging:
-  level: warn
-""".replace("{plugin_line}", f"\n    plugin: {plugin}" if plugin else ""))
+        f.write(config)
     with open(os.path.join(tmp, "chat.req"), "w") as f:
         f.write('{"model":"echo","messages":[{"role":"user","content":"%s"}]}' % CONTENT)
     with open(os.path.join(tmp, "stream.req"), "w") as f:

@@ -39,22 +39,7 @@ rm -rf "$OUT" && mkdir -p "$OUT"
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---- moat ------------------------------------------------------------------------------------
-cat >"$TMP/moat.yaml" <<EOF
-server:
-  listen: "127.0.0.1:0"
-  threads: $THREADS
-  max_body_bytes: 1MiB
-  request_timeout_s: 60
-  idle_timeout_s: 120
-  drain_timeout_s: 2
-models:
-  - name: echo
-    backend: echo
-    max_queue: 100000
-    options: {}
-logging:
-  level: warn  # no per-request log lines, as nginx runs with access_log off
-EOF
+sed "s/@THREADS@/$THREADS/" "$HERE/moat.yaml.in" >"$TMP/moat.yaml"
 "$BUILD/bin/moat" serve --config "$TMP/moat.yaml" --listen 127.0.0.1:0 \
   >"$TMP/moat.stdout" 2>"$OUT/moat.stderr.log" &
 MOAT_PID=$!
