@@ -67,26 +67,41 @@ constexpr std::string_view chunk_object(bool chat) {
   return chat ? "chat.completion.chunk" : "text_completion";
 }
 
-}  // namespace
-
-std::string chat_chunk_json(const response_meta& meta, const chunk_delta& delta,
-                            bool include_usage) {
+// One chunk of either kind, whole (the streaming path appends events to a shared buffer
+// instead: append_chunk_event).
+std::string chunk_json(const response_meta& meta, const chunk_delta& delta, bool include_usage, bool chat) {
   std::string text;
   json_out out(text, chunk_size_hint(64 + meta.id.size() + meta.model.size(), delta));
-  append_head(out, meta, chunk_object(true));
-  append_chat_chunk_rest(out, delta, include_usage);
+  append_head(out, meta, chunk_object(chat));
+  if (chat) {
+    append_chat_chunk_rest(out, delta, include_usage);
+  } else {
+    append_completion_chunk_rest(out, delta, include_usage);
+  }
   out.done();
   return text;
 }
 
-std::string completion_chunk_json(const response_meta& meta, const chunk_delta& delta,
-                                  bool include_usage) {
+// The last chunk with include_usage: no choices, the counts.
+std::string usage_chunk_json(const response_meta& meta, const usage_counts& usage, bool chat) {
   std::string text;
-  json_out out(text, chunk_size_hint(64 + meta.id.size() + meta.model.size(), delta));
-  append_head(out, meta, chunk_object(false));
-  append_completion_chunk_rest(out, delta, include_usage);
+  json_out out(text, 256 + meta.id.size() + meta.model.size());
+  append_head(out, meta, chunk_object(chat));
+  out += ",\"choices\":[],\"usage\":";
+  append_usage(out, usage);
+  out += '}';
   out.done();
   return text;
+}
+
+}  // namespace
+
+std::string chat_chunk_json(const response_meta& meta, const chunk_delta& delta, bool include_usage) {
+  return chunk_json(meta, delta, include_usage, true);
+}
+
+std::string completion_chunk_json(const response_meta& meta, const chunk_delta& delta, bool include_usage) {
+  return chunk_json(meta, delta, include_usage, false);
 }
 
 std::string chunk_head(const response_meta& meta, bool chat) {
@@ -112,25 +127,11 @@ void append_chunk_event(std::string& events, std::string_view head, bool chat,
 }
 
 std::string chat_usage_chunk_json(const response_meta& meta, const usage_counts& usage) {
-  std::string text;
-  json_out out(text, 256 + meta.id.size() + meta.model.size());
-  append_head(out, meta, "chat.completion.chunk");
-  out += ",\"choices\":[],\"usage\":";
-  append_usage(out, usage);
-  out += '}';
-  out.done();
-  return text;
+  return usage_chunk_json(meta, usage, true);
 }
 
 std::string completion_usage_chunk_json(const response_meta& meta, const usage_counts& usage) {
-  std::string text;
-  json_out out(text, 256 + meta.id.size() + meta.model.size());
-  append_head(out, meta, "text_completion");
-  out += ",\"choices\":[],\"usage\":";
-  append_usage(out, usage);
-  out += '}';
-  out.done();
-  return text;
+  return usage_chunk_json(meta, usage, false);
 }
 
 }  // namespace moat::openai
