@@ -124,8 +124,7 @@ const uint32_t* pack_activations(const float* x, size_t batch, size_t cols, size
 // element order (decode_block_bf16), and no permute to spread the bytes.
 inline void decode_block(const uint8_t* packed, const float* absmax, size_t e, __m512 lut,
                          uint16_t* out) {
-  const __m512 scaled = _mm512_mul_ps(lut, _mm512_set1_ps(absmax[e / 64]));
-  const __m512i table = (__m512i)_mm512_cvtne2ps_pbh(scaled, scaled);
+  const __m512i table = block_table_bf16(absmax, e, lut);
   const __m512i words =
       _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(packed + e / 2)));
   const __m512i shift_a = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
