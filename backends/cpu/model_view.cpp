@@ -18,8 +18,11 @@ std::vector<float> to_f32(const engine::tensor& t) {
 
 // Bytes of t's f32 scales (int8 / int4 / nf4), 0 for formats without a separate scale array.
 size_t scale_bytes(const engine::tensor& t) {
-  if (t.type != engine::dtype::int8 && t.type != engine::dtype::int4 && t.type != engine::dtype::nf4) return 0;
-  return engine::quant::quantized_scales(engine::row_format_of(t.type), static_cast<size_t>(t.rows()),
+  if (t.type != engine::dtype::int8 && t.type != engine::dtype::int4 &&
+      t.type != engine::dtype::nf4)
+    return 0;
+  return engine::quant::quantized_scales(engine::row_format_of(t.type),
+                                         static_cast<size_t>(t.rows()),
                                          static_cast<size_t>(t.cols())) *
          sizeof(float);
 }

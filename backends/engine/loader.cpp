@@ -385,10 +385,15 @@ void quantize_linear_weights(loaded_model& m, dtype target, unsigned threads, co
 
 quant::row_format row_format_of(dtype t) {
   switch (t) {
-    case dtype::int8: return quant::row_format::int8;
-    case dtype::int4: return quant::row_format::int4_g64;
-    case dtype::nf4: return quant::row_format::nf4;
-    default: throw model_error(std::string("quant: cannot quantize on load to ") + std::string(dtype_name(t)));
+    case dtype::int8:
+      return quant::row_format::int8;
+    case dtype::int4:
+      return quant::row_format::int4_g64;
+    case dtype::nf4:
+      return quant::row_format::nf4;
+    default:
+      throw model_error(std::string("quant: cannot quantize on load to ") +
+                        std::string(dtype_name(t)));
   }
 }
 

@@ -69,7 +69,8 @@ constexpr std::string_view chunk_object(bool chat) {
 
 // One chunk of either kind, whole (the streaming path appends events to a shared buffer
 // instead: append_chunk_event).
-std::string chunk_json(const response_meta& meta, const chunk_delta& delta, bool include_usage, bool chat) {
+std::string chunk_json(const response_meta& meta, const chunk_delta& delta, bool include_usage,
+                       bool chat) {
   std::string text;
   json_out out(text, chunk_size_hint(64 + meta.id.size() + meta.model.size(), delta));
   append_head(out, meta, chunk_object(chat));
@@ -96,11 +97,13 @@ std::string usage_chunk_json(const response_meta& meta, const usage_counts& usag
 
 }  // namespace
 
-std::string chat_chunk_json(const response_meta& meta, const chunk_delta& delta, bool include_usage) {
+std::string chat_chunk_json(const response_meta& meta, const chunk_delta& delta,
+                            bool include_usage) {
   return chunk_json(meta, delta, include_usage, true);
 }
 
-std::string completion_chunk_json(const response_meta& meta, const chunk_delta& delta, bool include_usage) {
+std::string completion_chunk_json(const response_meta& meta, const chunk_delta& delta,
+                                  bool include_usage) {
   return chunk_json(meta, delta, include_usage, false);
 }
 
