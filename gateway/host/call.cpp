@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <optional>
 
 #include "host/backend.h"
@@ -88,21 +89,50 @@ class completion_queue : public boost::asio::execution_context::service {
   bool posted_ = false;  // a run() is posted and has not yet taken the batch
 };
 
+namespace {
+
+void append_logprobs(const moat_event& ev, std::vector<openai::logprob_item>& out) {
+  if (!ev.logprobs) return;
+  out.reserve(out.size() + ev.logprob_count);
+  for (size_t i = 0; i < ev.logprob_count; ++i) {
+    openai::logprob_item item;
+    item.chosen = copy_logprob(ev.logprobs[i].chosen);
+    if (ev.logprobs[i].top) {
+      for (size_t k = 0; k < ev.logprobs[i].top_count; ++k) item.top.push_back(copy_logprob(ev.logprobs[i].top[k]));
+    }
+    out.push_back(std::move(item));
+  }
+}
+
+// The pending delta of choice `index` that a new delta of that choice can extend: the latest
+// pending event of that choice, when it is a delta (not its FINISH). Events of other choices
+// in between do not matter: a whole answer's sink keeps each choice apart, and each choice's
+// own order is kept. Null when none is pending (the first delta, or a drain took it).
+owned_event* coalescible_delta(std::vector<owned_event>& pending, uint32_t index) {
+  for (auto it = pending.rbegin(); it != pending.rend(); ++it) {
+    if (it->index == index) return it->kind == MOAT_EVENT_DELTA ? &*it : nullptr;
+  }
+  return nullptr;
+}
+
+// Appends a delta to one already pending for the same choice. Its text grows on the backend's
+// thread; one reservation up front spares the reallocations of a word-by-word doubling.
+void append_delta(const moat_event& ev, owned_event& into) {
+  if (ev.text.data && ev.text.size) {
+    const size_t need = into.text.size() + ev.text.size;
+    if (need > into.text.capacity()) into.text.reserve(std::max<size_t>(need, 2 * into.text.capacity() + 96));
+    into.text.append(ev.text.data, ev.text.size);
+  }
+  append_logprobs(ev, into.logprobs);
+}
+
+}  // namespace
+
 void copy_event(const moat_event& ev, owned_event& out) {
   out.kind = ev.kind;
   out.index = ev.index;
   if (ev.text.data && ev.text.size) out.text.assign(ev.text.data, ev.text.size);
-  if (ev.logprobs) {
-    out.logprobs.reserve(ev.logprob_count);
-    for (size_t i = 0; i < ev.logprob_count; ++i) {
-      openai::logprob_item item;
-      item.chosen = copy_logprob(ev.logprobs[i].chosen);
-      if (ev.logprobs[i].top) {
-        for (size_t k = 0; k < ev.logprobs[i].top_count; ++k) item.top.push_back(copy_logprob(ev.logprobs[i].top[k]));
-      }
-      out.logprobs.push_back(std::move(item));
-    }
-  }
+  append_logprobs(ev, out.logprobs);
   out.finish_reason = ev.finish_reason;
   if (ev.embedding && ev.embedding_dim) out.embedding.assign(ev.embedding, ev.embedding + ev.embedding_dim);
   out.usage = ev.usage;
@@ -123,9 +153,10 @@ call::call(backend& owner, uint64_t id, std::shared_ptr<event_sink> sink,
       deadline_(strand),
       lazy_(whole_answer),
       started_(std::chrono::steady_clock::now()) {
-  // Room for a short answer's events (one per word, FINISH, DONE), allocated here on the I/O
-  // thread rather than grown step by step by the backend's thread.
-  pending_.reserve(16);
+  // Room for a short answer's events, allocated here on the I/O thread rather than grown step
+  // by step by the backend's thread: a streamed answer's deltas as they come between drains; a
+  // whole answer's joined delta, FINISH and DONE per choice.
+  pending_.reserve(whole_answer ? 4 : 16);
 }
 
 call::~call() = default;
@@ -140,20 +171,29 @@ void call::on_event(void* user_data, const moat_event* event) noexcept {
     {
       std::lock_guard lock(self->queue_mutex_);
       if (!self->self_) return;  // an event after the terminal one: a plugin bug, ignored
-      // Copied straight into its place in the queue (no temporary to move, ~15 per answer);
-      // the lock is this call's alone, held by its drain only for a swap.
-      owned_event& copy = self->pending_.emplace_back();
-      try {
-        copy_event(*event, copy);
-      } catch (...) {
-        self->pending_.pop_back();
-        throw;
+      owned_event* into = nullptr;
+      if (self->lazy_ && event->kind == MOAT_EVENT_DELTA) {
+        // A whole answer's sink only joins the deltas of each choice: joined here, the I/O
+        // thread delivers one delta per choice instead of one per word or token.
+        into = coalescible_delta(self->pending_, event->index);
+        if (into != nullptr) append_delta(*event, *into);
+      }
+      if (into == nullptr) {
+        // Copied straight into its place in the queue (no temporary to move); the lock is this
+        // call's alone, held by its drain only for a swap.
+        owned_event& copy = self->pending_.emplace_back();
+        try {
+          copy_event(*event, copy);
+        } catch (...) {
+          self->pending_.pop_back();
+          throw;
+        }
       }
       if (self->lazy_) {
-        if (copy.kind == MOAT_EVENT_DELTA &&
+        if (event->kind == MOAT_EVENT_DELTA &&
             self->first_delta_at_ == std::chrono::steady_clock::time_point{}) {
           self->first_delta_at_ = std::chrono::steady_clock::now();
-        } else if (copy.kind == MOAT_EVENT_FINISH) {
+        } else if (event->kind == MOAT_EVENT_FINISH) {
           self->last_finish_at_ = std::chrono::steady_clock::now();
         }
       }

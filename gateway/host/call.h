@@ -5,11 +5,13 @@
 // reaches the client promptly), but for a whole answer only at the terminal event, or once
 // lazy_cap events wait: its sink only collects until DONE anyway, and a backend answering in
 // one quick burst then wakes the I/O thread once per answer, not once per delta that the I/O
-// thread happened to drain on another core meanwhile. The completion queue in turn posts one
-// task per batch of ready calls, whichever requests they belong to, so a backend answering
-// many requests at once wakes the I/O threads once, not once per request. On the strand the
-// call drains its queue in order, updates the model's metrics and hands each copy to the
-// request's event_sink. A call outlives its sink's interest: it is freed only when the backend
+// thread happened to drain on another core meanwhile. For the same reason a whole answer's
+// deltas are joined per choice as they come (text and logprobs appended to the choice's
+// pending delta), so the I/O thread delivers one delta, FINISH and DONE, not one per token.
+// The completion queue in turn posts one task per batch of ready calls, whichever requests
+// they belong to, so a backend answering many requests at once wakes the I/O threads once, not
+// once per request. On the strand the call drains its queue in order, updates the model's
+// metrics and hands each copy to the request's event_sink. A call outlives its sink's interest: it is freed only when the backend
 // has sent its terminal event (the ABI rule), so the user_data pointer the backend holds never
 // dangles.
 //
@@ -99,8 +101,9 @@ class call : public std::enable_shared_from_this<call> {
   boost::asio::steady_timer deadline_;
   std::shared_ptr<call> self_;  // the backend's reference (under queue_mutex_): dropped with its terminal event
 
-  // Events a whole answer keeps queued before a drain is due anyway: bounds the memory a long
-  // answer holds in copies, while a short one (most) still goes over in one hand-over.
+  // Events a whole answer keeps queued before a drain is due anyway (its deltas are joined, so
+  // this counts choices' events, or embeddings): bounds what waits for the I/O thread, while a
+  // short answer (most) still goes over in one hand-over.
   static constexpr size_t lazy_cap = 64;
 
   // Backend threads push, the strand drains. A drain is posted when one is due and

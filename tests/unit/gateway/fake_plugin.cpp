@@ -1,7 +1,8 @@
 // A scripted backend for the host and API tests, built as a shared library like a real plugin.
 // Options (substrings of options_json): "fail_create", "fail_submit", "hang" (no events until
 // cancelled), "fail_mid" (a delta, then an ERROR), "busy" (submit answers MOAT_ERR_BUSY),
-// "slow_second" (100 ms between the first delta and the rest of the answer),
+// "slow_second" (100 ms between the first delta and the rest of the answer), "two_choices"
+// (choices 0 and 1 interleaved, each delta with its token's logprob),
 // and for the `metrics` slot: "metrics_fail" (answers MOAT_ERR_INTERNAL after writing text),
 // "metrics_junk" (good families mixed with lines the host must drop), "metrics_huge" (more
 // text than the host keeps); otherwise two well-formed families in three pieces.
@@ -72,6 +73,28 @@ void emit_text(moat_event_fn fn, void* user, uint32_t index, const char* text, i
   fn(user, &ev);
 }
 
+// A delta of one token with its logprob (and one top alternative), for the "two_choices" script.
+void emit_with_logprob(moat_event_fn fn, void* user, uint32_t index, const char* text, float logprob) {
+  moat_event ev = make(MOAT_EVENT_DELTA);
+  ev.index = index;
+  ev.text = moat_str{text, std::strlen(text)};
+  const moat_token_logprob top{7, moat_str{"zz", 2}, -9.0f};
+  moat_logprob_entry entry{};
+  entry.chosen = moat_token_logprob{1, ev.text, logprob};
+  entry.top = &top;
+  entry.top_count = 1;
+  ev.logprobs = &entry;
+  ev.logprob_count = 1;
+  fn(user, &ev);
+}
+
+void emit_finish(moat_event_fn fn, void* user, uint32_t index) {
+  moat_event fin = make(MOAT_EVENT_FINISH);
+  fin.index = index;
+  fin.finish_reason = MOAT_FINISH_STOP;
+  fn(user, &fin);
+}
+
 moat_status fake_create(const moat_backend_config* cfg, moat_backend** out, moat_error* err) noexcept {
   std::string options(cfg->options_json.data, cfg->options_json.size);
   if (options.find("fail_create") != std::string::npos) {
@@ -117,12 +140,13 @@ moat_status fake_submit(moat_backend* b, const moat_request* req, moat_event_fn 
   const bool hang = b->options.find("hang") != std::string::npos;
   const bool fail_mid = b->options.find("fail_mid") != std::string::npos;
   const bool slow_second = b->options.find("slow_second") != std::string::npos;
+  const bool two_choices = b->options.find("two_choices") != std::string::npos;
   const auto kind = req->kind;
   const size_t inputs = req->prompt_count;
   auto* p = new pending{req->request_id, fn, user};
   std::lock_guard lock(b->mu);
   if (hang) b->hanging.push_back(p);
-  b->threads.emplace_back([b, p, hang, fail_mid, slow_second, kind, inputs] {
+  b->threads.emplace_back([b, p, hang, fail_mid, slow_second, two_choices, kind, inputs] {
     if (hang) {
       std::unique_lock lock(b->mu);
       b->cv.wait(lock, [p] { return p->cancelled; });
@@ -142,6 +166,13 @@ moat_status fake_submit(moat_backend* b, const moat_request* req, moat_event_fn 
         ev.embedding_dim = 3;
         p->fn(p->user, &ev);
       }
+    } else if (two_choices) {
+      emit_with_logprob(p->fn, p->user, 0, "a", -0.5f);
+      emit_with_logprob(p->fn, p->user, 1, "b", -1.5f);
+      emit_with_logprob(p->fn, p->user, 0, "c", -0.25f);
+      emit_finish(p->fn, p->user, 0);
+      emit_with_logprob(p->fn, p->user, 1, "d", -2.0f);
+      emit_finish(p->fn, p->user, 1);
     } else {
       emit_text(p->fn, p->user, 0, "hello", 1);
       if (fail_mid) {

@@ -158,15 +158,15 @@ TEST_F(host_fixture, events_arrive_on_the_strand_and_feed_metrics) {
   auto out = submit(b, sink);
   ASSERT_EQ(out.status, MOAT_OK) << out.message;
   ASSERT_EQ(sink->done.get_future().wait_for(std::chrono::seconds(5)), std::future_status::ready);
-  ASSERT_EQ(sink->events.size(), 4u);
+  // A whole answer: its two deltas come joined.
+  ASSERT_EQ(sink->events.size(), 3u);
   EXPECT_TRUE(sink->on_strand);
   EXPECT_EQ(sink->events[0].kind, MOAT_EVENT_DELTA);
-  EXPECT_EQ(sink->events[0].text, "hello");
-  EXPECT_EQ(sink->events[1].text, " world");
-  EXPECT_EQ(sink->events[2].kind, MOAT_EVENT_FINISH);
-  EXPECT_EQ(sink->events[2].finish_reason, MOAT_FINISH_STOP);
-  EXPECT_EQ(sink->events[3].kind, MOAT_EVENT_DONE);
-  EXPECT_EQ(sink->events[3].usage.prompt_tokens, 3u);
+  EXPECT_EQ(sink->events[0].text, "hello world");
+  EXPECT_EQ(sink->events[1].kind, MOAT_EVENT_FINISH);
+  EXPECT_EQ(sink->events[1].finish_reason, MOAT_FINISH_STOP);
+  EXPECT_EQ(sink->events[2].kind, MOAT_EVENT_DONE);
+  EXPECT_EQ(sink->events[2].usage.prompt_tokens, 3u);
   auto* m = registry_.model("fake-model");
   EXPECT_EQ(m->ttft.count(), 1u);
   EXPECT_EQ(m->e2e_latency.count(), 1u);
@@ -180,8 +180,8 @@ TEST_F(host_fixture, events_arrive_on_the_strand_and_feed_metrics) {
 }
 
 // A streamed answer's deltas reach the sink as the backend sends them; a whole (non-streamed)
-// answer's are handed over with its terminal event in one drain (its sink only collects until
-// DONE), yet time to first token still counts from the first delta's arrival.
+// answer's are joined and handed over with its terminal event in one drain (its sink only
+// collects until DONE), yet time to first token still counts from the first delta's arrival.
 TEST_F(host_fixture, streamed_deltas_come_at_once_whole_answers_with_their_end) {
   using std::chrono::milliseconds;
   auto& b = make_backend(R"({"slow_second":true})");
@@ -196,19 +196,58 @@ TEST_F(host_fixture, streamed_deltas_come_at_once_whole_answers_with_their_end) 
   auto whole = std::make_shared<recording_sink>(strand_);
   ASSERT_EQ(submit(b, whole, false).status, MOAT_OK);
   ASSERT_EQ(whole->done.get_future().wait_for(std::chrono::seconds(5)), std::future_status::ready);
-  ASSERT_EQ(whole->events.size(), 4u);
+  ASSERT_EQ(whole->events.size(), 3u);
   EXPECT_TRUE(whole->on_strand);
-  EXPECT_EQ(whole->events[0].text, "hello");
-  EXPECT_EQ(whole->events[1].text, " world");
-  EXPECT_EQ(whole->events[2].kind, MOAT_EVENT_FINISH);
-  EXPECT_EQ(whole->events[3].kind, MOAT_EVENT_DONE);
-  EXPECT_LT(whole->arrived[3] - whole->arrived[0], milliseconds(50));
+  EXPECT_EQ(whole->events[0].text, "hello world");
+  EXPECT_EQ(whole->events[1].kind, MOAT_EVENT_FINISH);
+  EXPECT_EQ(whole->events[2].kind, MOAT_EVENT_DONE);
+  EXPECT_LT(whole->arrived[2] - whole->arrived[0], milliseconds(50));
 
   // Both answers: the first delta came at once, the rest 100 ms later.
   auto* m = registry_.model("fake-model");
   EXPECT_EQ(m->ttft.count(), 2u);
   EXPECT_LT(m->ttft.sum(), 0.080);
   EXPECT_GE(m->tpot.sum(), 2 * 0.080);
+}
+
+// Interleaved choices: a whole answer joins each choice's deltas (text and logprobs, in the
+// choice's own order) into one, placed where its first delta was; a streamed one gets them as sent.
+TEST_F(host_fixture, whole_answers_join_the_deltas_of_each_choice) {
+  auto& b = make_backend(R"({"two_choices":true})");
+  auto whole = std::make_shared<recording_sink>(strand_);
+  ASSERT_EQ(submit(b, whole, false).status, MOAT_OK);
+  ASSERT_EQ(whole->done.get_future().wait_for(std::chrono::seconds(5)), std::future_status::ready);
+  ASSERT_EQ(whole->events.size(), 5u);
+  const auto& c0 = whole->events[0];
+  const auto& c1 = whole->events[1];
+  EXPECT_EQ(c0.kind, MOAT_EVENT_DELTA);
+  EXPECT_EQ(c0.index, 0u);
+  EXPECT_EQ(c0.text, "ac");
+  ASSERT_EQ(c0.logprobs.size(), 2u);
+  EXPECT_EQ(c0.logprobs[0].chosen.token, "a");
+  EXPECT_DOUBLE_EQ(c0.logprobs[0].chosen.logprob, -0.5);
+  EXPECT_EQ(c0.logprobs[1].chosen.token, "c");
+  ASSERT_EQ(c0.logprobs[1].top.size(), 1u);
+  EXPECT_EQ(c0.logprobs[1].top[0].token, "zz");
+  EXPECT_EQ(c1.kind, MOAT_EVENT_DELTA);
+  EXPECT_EQ(c1.index, 1u);
+  EXPECT_EQ(c1.text, "bd");  // " d" came after choice 0's FINISH: still joined to choice 1
+  ASSERT_EQ(c1.logprobs.size(), 2u);
+  EXPECT_DOUBLE_EQ(c1.logprobs[1].chosen.logprob, -2.0);
+  EXPECT_EQ(whole->events[2].kind, MOAT_EVENT_FINISH);
+  EXPECT_EQ(whole->events[2].index, 0u);
+  EXPECT_EQ(whole->events[3].kind, MOAT_EVENT_FINISH);
+  EXPECT_EQ(whole->events[3].index, 1u);
+  EXPECT_EQ(whole->events[4].kind, MOAT_EVENT_DONE);
+
+  auto streamed = std::make_shared<recording_sink>(strand_);
+  ASSERT_EQ(submit(b, streamed, true).status, MOAT_OK);
+  ASSERT_EQ(streamed->done.get_future().wait_for(std::chrono::seconds(5)), std::future_status::ready);
+  ASSERT_EQ(streamed->events.size(), 7u);
+  EXPECT_EQ(streamed->events[0].text, "a");
+  EXPECT_EQ(streamed->events[2].text, "c");
+  EXPECT_EQ(streamed->events[4].text, "d");
+  EXPECT_EQ(streamed->events[4].logprobs.size(), 1u);
 }
 
 TEST_F(host_fixture, submit_error_comes_back_with_status_and_message) {
