@@ -3,8 +3,9 @@
 // embeddings with deterministic unit vectors. It exists so the gateway can be tested and
 // benchmarked without a model, and as the example other plugins follow:
 //  - every exported function is noexcept and turns any exception into a status code;
-//  - submit() plans and returns at once; events come from the plugin's own worker threads
-//    (echo_scheduler), never from inside submit();
+//  - submit() validates, copies and returns at once (it runs on the gateway's I/O thread);
+//    the answer is planned and sent by the plugin's own worker threads (echo_scheduler), never
+//    from inside submit();
 //  - each accepted request gets exactly one terminal event (DONE or ERROR), also on cancel and
 //    on destroy.
 // Options: see echo_options.h and docs/plugins.md.
@@ -116,8 +117,8 @@ moat_status echo_capabilities(moat_backend* backend, moat_capabilities* caps) no
 }
 
 // Thread: any. OWNERSHIP: request and all it points to are the host's and valid only during
-// this call (echo_job::create copies what it needs); user_data is the host's and is handed
-// back with every event until the terminal one.
+// this call (echo_job::create copies what the worker needs, in one allocation); user_data is
+// the host's and is handed back with every event until the terminal one.
 moat_status echo_submit(moat_backend* backend, const moat_request* request,
                         moat_event_fn on_event, void* user_data, moat_error* err) noexcept {
   try {

@@ -1,16 +1,24 @@
-// One accepted echo request. The whole answer is planned in submit() (the echo "model" knows it
-// at once: it is the input); a worker thread then emits it one step at a time, one delta per
-// unfinished choice per step, so n choices interleave as a batched engine's would.
+// One accepted echo request. submit() only validates and copies: create() refuses what must be
+// refused synchronously and copies the texts the answer needs into the job's one allocation.
+// The answer is planned by the first step, on a worker (the echo "model" knows it at once: it is
+// the input); the worker then emits it one step at a time, one delta per unfinished choice per
+// step, so n choices interleave as a batched engine's would.
 //
 //   moat_status status = MOAT_OK;
-//   auto job = echo_job::create(options, vocab, *request, on_event, user_data, err, status);
+//   std::unique_ptr<echo_job> job =
+//       echo_job::create(options, vocab, *request, on_event, user_data, err, status);
+//   echo_plan buffers;                 // a worker's, reused from job to job
+//   job->swap_plan(buffers);           // lend them (a job stepped by many workers keeps its own)
 //   while (!job->step(false, MOAT_OK)) wait(delay);   // each step sends events
+//   job->swap_plan(buffers);           // take them back
 #pragma once
 
 #include <moat/backend.h>
 
+#include <cstddef>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "echo_options.h"
@@ -18,28 +26,9 @@
 
 namespace moat::echo {
 
-class echo_job {
- public:
-  // Validates and plans `request` (which is only valid during this call: everything needed is
-  // copied). Returns nullptr with `status` and `err` set when the request cannot be served.
-  static std::unique_ptr<echo_job> create(const echo_options& options, vocabulary& vocab,
-                                          const moat_request& request, moat_event_fn on_event,
-                                          void* user_data, moat_error* err, moat_status& status);
-
-  uint64_t id() const { return id_; }
-  // fault: hang — the job sends nothing until it is cancelled.
-  bool waits_for_cancel() const { return fault_ == fault_mode::hang; }
-
-  // Emits the next step's events. With `cancelled` it sends the terminal ERROR(cancel_code)
-  // instead. Returns true once the terminal event (DONE or ERROR) has been sent; the job must
-  // not be stepped again. Called by one worker at a time.
-  bool step(bool cancelled, moat_status cancel_code);
-
-  // The scheduler's lock-free list of jobs to run links them through here (see
-  // echo_scheduler.h); the job does not use it.
-  echo_job* next_queued = nullptr;
-
- private:
+// The planned answer of one job. Its buffers keep their capacity from job to job when a worker
+// lends the same plan to every job it runs to the end, so planning does not allocate once warm.
+struct echo_plan {
   struct delta {
     size_t begin = 0, end = 0;              // bytes of the answer text
     size_t token_begin = 0, token_end = 0;  // the tokens whose piece ends in this delta
@@ -47,8 +36,8 @@ class echo_job {
   struct answer {  // one per prompt; its n choices share it
     std::string text;
     std::vector<delta> deltas;
-    std::vector<int32_t> tokens;                      // one id per piece
-    std::vector<std::pair<size_t, size_t>> pieces;    // [begin, end) of each token's piece
+    std::vector<int32_t> tokens;                    // one id per piece
+    std::vector<std::pair<size_t, size_t>> pieces;  // [begin, end) of each token's piece
     moat_finish_reason finish = MOAT_FINISH_STOP;
   };
   struct choice {
@@ -58,12 +47,70 @@ class echo_job {
     bool finished = false;
   };
 
+  // Empties the plan for `answers` answers, keeping capacity (and dropping what one unusually
+  // large request grew, so a worker does not hold it for ever).
+  void reset(size_t answers);
+
+  std::vector<answer> answers;  // answers[0, answer_count) are the job's; the rest are spare
+  size_t answer_count = 0;
+  std::vector<choice> choices;
+  // Scratch for one delta's logprobs, kept to avoid an allocation per event.
+  std::vector<moat_token_logprob> scratch_tokens;
+  std::vector<moat_logprob_entry> scratch_entries;
+};
+
+class echo_job {
+ public:
+  // Validates `request` (valid only during this call) and copies what the worker needs: one
+  // allocation. Returns nullptr with `status` and `err` set when the request cannot be served.
+  // `options` and `vocab` must outlive the job.
+  static std::unique_ptr<echo_job> create(const echo_options& options, vocabulary& vocab,
+                                          const moat_request& request, moat_event_fn on_event,
+                                          void* user_data, moat_error* err, moat_status& status);
+
+  // Frees the job's one block (header and copied texts): see create().
+  static void operator delete(void* block) { ::operator delete(block); }
+
+  uint64_t id() const { return id_; }
+  // fault: hang — the job sends nothing until it is cancelled.
+  bool waits_for_cancel() const { return options_->fault == fault_mode::hang; }
+
+  // Emits the next step's events (the first step plans the answer). With `cancelled` it sends
+  // the terminal ERROR(cancel_code) instead. Returns true once the terminal event (DONE or
+  // ERROR) has been sent; the job must not be stepped again. Called by one worker at a time.
+  bool step(bool cancelled, moat_status cancel_code);
+
+  // Exchanges the job's plan with `other`: a worker lends its buffers to a job it runs from its
+  // first step to its last, and takes them back after.
+  void swap_plan(echo_plan& other) {
+    plan_.answers.swap(other.answers);
+    std::swap(plan_.answer_count, other.answer_count);
+    plan_.choices.swap(other.choices);
+    plan_.scratch_tokens.swap(other.scratch_tokens);
+    plan_.scratch_entries.swap(other.scratch_entries);
+  }
+
+  // The scheduler's lock-free list of jobs to run links them through here (see
+  // echo_scheduler.h); the job does not use it.
+  echo_job* next_queued = nullptr;
+
+ private:
+  // create() allocates the header and the copied texts as one block.
+  struct trailing_bytes {
+    size_t count;
+  };
+  static void* operator new(size_t size, trailing_bytes extra) {
+    return ::operator new(size + extra.count);
+  }
+  static void operator delete(void* block, trailing_bytes) { ::operator delete(block); }
   echo_job() = default;
-  void plan_answer(answer& a, std::string_view echoed, std::string_view source, int64_t max_words,
-                   const std::vector<std::string>& stops, uint32_t chunk_chars, uint32_t n,
-                   vocabulary& vocab);
+
+  void plan();  // on the worker, at the first step
+  void plan_answer(echo_plan::answer& a, std::string_view echoed, std::string_view source,
+                   int64_t max_words);
+  int64_t word_budget(size_t prompt_words) const;
   void emit(const moat_event& event) const { on_event_(user_data_, &event); }
-  void emit_delta(uint32_t index, const answer& a, const delta& d);
+  void emit_delta(uint32_t index, const echo_plan::answer& a, const echo_plan::delta& d);
   void emit_finish(uint32_t index, moat_finish_reason reason) const;
   void emit_error(moat_status code, std::string_view message) const;
   void emit_done() const;
@@ -71,18 +118,26 @@ class echo_job {
   uint64_t id_ = 0;
   moat_request_kind kind_ = MOAT_REQUEST_CHAT;
   moat_event_fn on_event_ = nullptr;
-  void* user_data_ = nullptr;  // OWNERSHIP: the host's; passed back, never touched
-  fault_mode fault_ = fault_mode::none;
-  uint32_t fault_after_deltas_ = 0;
-  uint32_t deltas_sent_ = 0;
+  void* user_data_ = nullptr;              // OWNERSHIP: the host's; passed back, never touched
+  const echo_options* options_ = nullptr;  // the backend's; outlives its jobs
+  vocabulary* vocab_ = nullptr;            // the backend's; outlives its jobs
+  uint32_t n_ = 1;
+  int32_t max_tokens_ = -1;
   int32_t logprobs_ = -1;  // -1: none; else how many alternatives (echo has one: the chosen)
-  uint32_t embedding_dim_ = 0;
+  bool echo_ = false;      // completion: the prompt starts the answer
+  // Views into this job's block (see create()). Chat: every message's content, and which one
+  // is the last user message (text_count_ when none). Completion and embedding: the prompts,
+  // a token prompt as its ids joined by spaces.
+  const std::string_view* texts_ = nullptr;
+  size_t text_count_ = 0;
+  size_t last_user_ = 0;
+  const std::string_view* stops_ = nullptr;
+  size_t stop_count_ = 0;
+  std::string_view body_;  // only with answer: body
+  uint32_t deltas_sent_ = 0;
+  bool planned_ = false;  // whether plan_ holds this job's answer (the buffers may be lent)
   moat_usage usage_{};
-  std::vector<answer> answers_;
-  std::vector<choice> choices_;
-  // Scratch for one delta's logprobs, kept to avoid an allocation per event.
-  std::vector<moat_token_logprob> scratch_tokens_;
-  std::vector<moat_logprob_entry> scratch_entries_;
+  echo_plan plan_;
 };
 
 }  // namespace moat::echo

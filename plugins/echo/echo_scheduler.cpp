@@ -180,7 +180,7 @@ void scheduler::shutdown() {
   workers_.clear();
 }
 
-bool scheduler::run_fast() {
+bool scheduler::run_fast(echo_plan& buffers) {
   if (fast_.load(std::memory_order_relaxed) == nullptr) return false;  // no write while idle
   echo_job* list = fast_.exchange(nullptr);
   if (list == nullptr) return false;
@@ -195,7 +195,11 @@ bool scheduler::run_fast() {
   echo_job* last = nullptr;
   size_t count = 0;
   for (echo_job* job = ordered; job != nullptr; job = job->next_queued) {
+    // The job runs from its first step to its last here: it plans into this worker's buffers
+    // (capacity kept from the last job) and hands them back, so it allocates nothing once warm.
+    job->swap_plan(buffers);
     run_to_end(*job, stopping_.load(std::memory_order_relaxed), MOAT_ERR_UNAVAILABLE);
+    job->swap_plan(buffers);
     last = job;
     ++count;
   }
@@ -273,13 +277,14 @@ void scheduler::worker_loop() {
   // busy machine left a lone request waiting up to a scheduler tick for its worker (c=1 fell
   // from ~40k to ~7k req/s in the echo benchmark at load 6).
   std::vector<taken> batch;  // this worker's, reused
+  echo_plan buffers;         // lent to each fast job this worker runs
   batch.reserve(max_batch);
   awake_.fetch_add(1);
   for (;;) {
     // This worker looks at the queues now: whatever was pushed before is seen below, and a
     // push after this must wake someone again if every worker is asleep by then.
     wake_pending_.store(false);
-    bool worked = run_fast();
+    bool worked = run_fast(buffers);
     if (timed_count_.load() != 0) worked = run_timed(batch) || worked;
     if (worked) continue;
     if (stopping_.load() && in_flight_.load() == 0) break;

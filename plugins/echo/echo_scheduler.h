@@ -4,8 +4,9 @@
 //
 // Two ways in:
 //  - fast (delay_ms 0, no hang fault): start() pushes the job onto a lock-free list (no lock,
-//    no allocation) and a worker runs it to its terminal event in one go. Such a job cannot be
-//    cancelled (it is done microseconds after a worker sees it) and is in no map.
+//    no allocation) and a worker runs it to its terminal event in one go, planning it into the
+//    worker's own buffers (echo_plan, reused job after job). Such a job cannot be cancelled (it
+//    is done microseconds after a worker sees it) and is in no map.
 //  - timed (delay_ms > 0, or a job that hangs until cancelled): the job lives in jobs_ under
 //    mutex_, in one of these states:
 //      queued  — in timers_, due at some time; a worker takes it when due
@@ -83,7 +84,8 @@ class scheduler {
   static constexpr size_t max_batch = 64;  // timed jobs one worker takes per hold of the lock
 
   void worker_loop();
-  bool run_fast();                            // runs every job on the fast list; false if none
+  // Runs every job on the fast list, lending each this worker's plan buffers; false if none.
+  bool run_fast(echo_plan& buffers);
   void free_retired();                        // frees the finished fast jobs handed back
   bool run_timed(std::vector<taken>& batch);  // steps the due timed jobs; false if none
   // Before sleeping: whether there is work (or the end) after all; else when the next timed

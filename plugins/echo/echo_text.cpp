@@ -2,14 +2,54 @@
 #include "echo_text.h"
 
 #include <cmath>
+#include <cstring>
 
 namespace moat::echo {
 
-bool is_space(char c) {
-  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+namespace {
+
+constexpr uint64_t bytes_of(uint8_t b) { return 0x0101010101010101ull * b; }
+
+// The high bit of each byte of `x` that is whitespace (is_space), exactly: no carry crosses a
+// byte because every sum below stays under 0x100 per byte.
+uint64_t space_bits(uint64_t x) {
+  const uint64_t high = bytes_of(0x80);
+  const uint64_t low7 = x & bytes_of(0x7F);
+  const uint64_t t = x ^ bytes_of(' ');  // zero bytes where x is ' '
+  const uint64_t blank = ~(((t & bytes_of(0x7F)) + bytes_of(0x7F)) | t) & high;
+  // '\t'..'\r' (9..13): low7 >= 9 and not low7 >= 14, and the byte's own high bit clear.
+  const uint64_t control = (low7 + bytes_of(0x80 - 9)) & ~(low7 + bytes_of(0x80 - 14)) & ~x & high;
+  return blank | control;
 }
 
+}  // namespace
+
 size_t count_words(std::string_view text) {
+  // A word starts at a non-space byte after a space (or at the start). Eight bytes at a time:
+  // the space flags of the chunk, shifted one byte, give each byte's predecessor.
+  size_t words = 0;
+  const char* p = text.data();
+  const size_t n = text.size();
+  uint64_t before = 0x80;  // the byte before the text counts as a space
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t x;
+    std::memcpy(&x, p + i, sizeof x);  // little-endian: byte k of the text is bits 8k..8k+7
+    const uint64_t spaces = space_bits(x);
+    const uint64_t starts = ~spaces & ((spaces << 8) | before) & bytes_of(0x80);
+    words += ((starts >> 7) * bytes_of(1)) >> 56;  // the number of flags set
+    before = spaces >> 56;
+  }
+  bool in_word = before == 0;
+  for (; i < n; ++i) {
+    const bool space = is_space(p[i]);
+    words += !space && !in_word;
+    in_word = !space;
+  }
+  return words;
+}
+
+size_t count_words_reference(std::string_view text) {
   size_t words = 0;
   bool in_word = false;
   for (char c : text) {
@@ -45,6 +85,12 @@ std::string_view piece_word(std::string_view piece) {
 
 cut_result apply_limits(std::string_view text, int64_t max_words,
                         const std::vector<std::string>& stops) {
+  std::vector<std::string_view> views(stops.begin(), stops.end());
+  return apply_limits(text, max_words, std::span<const std::string_view>(views));
+}
+
+cut_result apply_limits(std::string_view text, int64_t max_words,
+                        std::span<const std::string_view> stops) {
   cut_result result{text.size(), MOAT_FINISH_STOP};
   size_t limit = text.size();
   bool length_cut = false;
@@ -62,7 +108,7 @@ cut_result apply_limits(std::string_view text, int64_t max_words,
   // The stop that completes first ends generation; it must complete inside what was generated.
   size_t best_end = SIZE_MAX;
   size_t best_start = 0;
-  for (const std::string& stop : stops) {
+  for (const std::string_view stop : stops) {
     if (stop.empty()) continue;
     const size_t at = text.find(stop);
     if (at == std::string_view::npos || at + stop.size() > limit) continue;

@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <random>
+#include <string>
 
 #include "echo_text.h"
 
@@ -68,6 +70,27 @@ TEST(EchoText, EmbeddingsAreUnitAndStable) {
   double norm = 0;
   for (float x : a) norm += double(x) * x;
   EXPECT_NEAR(norm, 1.0, 1e-5);
+}
+
+TEST(EchoText, WordCounterMatchesTheByteByByteOne) {
+  // Every byte value at every position of a 19-byte text (two full chunks and a tail), between
+  // words and spaces, then random texts over spaces, controls, high bytes and letters.
+  for (int b = 0; b < 256; ++b) {
+    for (size_t at = 0; at < 19; ++at) {
+      for (const char* fill : {"ab cd\tef\ngh ij kl m", "                   ", "abcdefghijklmnopqrs"}) {
+        std::string text(fill);
+        text[at] = static_cast<char>(b);
+        ASSERT_EQ(count_words(text), count_words_reference(text)) << b << " at " << at;
+      }
+    }
+  }
+  std::mt19937 rng(3);
+  const std::string alphabet = std::string(" \t\n\v\f\r\x08\x0e\x1f!~\x7f\x80\x89\x8d\xa0\xff", 17) + "ab";
+  for (int round = 0; round < 20000; ++round) {
+    std::string text(rng() % 70, ' ');
+    for (char& c : text) c = alphabet[rng() % alphabet.size()];
+    ASSERT_EQ(count_words(text), count_words_reference(text)) << round;
+  }
 }
 
 }  // namespace

@@ -1,0 +1,275 @@
+// The worker side of an echo job: planning the answer at the first step, then emitting it.
+#include <algorithm>
+#include <cstring>
+
+#include "echo_job.h"
+#include "echo_text.h"
+
+namespace moat::echo {
+namespace {
+
+moat_str to_str(std::string_view s) {
+  return moat_str{s.data(), s.size()};
+}
+
+moat_event make_event(moat_event_kind kind, uint32_t index) {
+  moat_event event;
+  std::memset(&event, 0, sizeof event);
+  event.struct_size = sizeof event;
+  event.kind = kind;
+  event.index = index;
+  return event;
+}
+
+// Past these a plan's buffers are dropped at reset rather than kept for the next job.
+constexpr size_t kept_text_bytes = size_t{64} << 10;
+constexpr size_t kept_tokens = size_t{8} << 10;
+constexpr size_t kept_answers = 16;
+constexpr size_t kept_choices = 64;
+
+}  // namespace
+
+void echo_plan::reset(size_t count) {
+  if (answers.size() > kept_answers) answers.resize(kept_answers);
+  for (answer& a : answers) {
+    if (a.text.capacity() > kept_text_bytes || a.tokens.capacity() > kept_tokens ||
+        a.deltas.capacity() > kept_tokens) {
+      a = answer{};
+      continue;
+    }
+    a.text.clear();
+    a.deltas.clear();
+    a.tokens.clear();
+    a.pieces.clear();
+    a.finish = MOAT_FINISH_STOP;
+  }
+  if (answers.size() < count) answers.resize(count);
+  answer_count = count;
+  if (choices.capacity() > kept_choices) choices = {};
+  choices.clear();
+  if (scratch_tokens.capacity() > kept_tokens) {
+    scratch_tokens = {};
+    scratch_entries = {};
+  }
+}
+
+int64_t echo_job::word_budget(size_t prompt_words) const {
+  // Words the answer may still use: the request's max_tokens, and never past the context.
+  const int64_t room =
+      static_cast<int64_t>(options_->max_context) - static_cast<int64_t>(prompt_words);
+  return max_tokens_ < 0 ? room : std::min<int64_t>(max_tokens_, room);
+}
+
+void echo_job::plan() {
+  echo_plan& p = plan_;
+  const echo_options& options = *options_;
+  switch (kind_) {
+    case MOAT_REQUEST_CHAT: {
+      // A chat is answered with its last user message (or the body), its prompt is all messages.
+      size_t prompt_words = 0;
+      for (size_t i = 0; i < text_count_; ++i) prompt_words += count_words(texts_[i]);
+      usage_.prompt_tokens = prompt_words;
+      p.reset(1);
+      const std::string_view source = options.answer_body        ? body_
+                                      : last_user_ < text_count_ ? texts_[last_user_]
+                                                                 : std::string_view();
+      plan_answer(p.answers[0], {}, source, word_budget(prompt_words));
+      break;
+    }
+    case MOAT_REQUEST_COMPLETION: {
+      p.reset(text_count_);
+      for (size_t i = 0; i < text_count_; ++i) {
+        const std::string_view text = texts_[i];
+        const size_t words = count_words(text);
+        usage_.prompt_tokens += words;
+        plan_answer(p.answers[i], echo_ ? text : std::string_view(),
+                    options.answer_body ? body_ : text, word_budget(words));
+      }
+      break;
+    }
+    default: {  // embedding: the vectors are made as they are sent
+      p.reset(0);
+      for (size_t i = 0; i < text_count_; ++i) usage_.prompt_tokens += count_words(texts_[i]);
+      break;
+    }
+  }
+  if (kind_ != MOAT_REQUEST_EMBEDDING) {
+    // Choice index = prompt_index * n + i, as the ABI defines.
+    p.choices.reserve(p.answer_count * n_);
+    for (size_t a = 0; a < p.answer_count; ++a) {
+      for (uint32_t i = 0; i < n_; ++i) {
+        p.choices.push_back(echo_plan::choice{static_cast<uint32_t>(a * n_ + i), a, 0, false});
+      }
+    }
+  }
+  planned_ = true;
+}
+
+void echo_job::plan_answer(echo_plan::answer& a, std::string_view echoed, std::string_view source,
+                           int64_t max_words) {
+  const cut_result cut =
+      apply_limits(source, max_words, std::span<const std::string_view>(stops_, stop_count_));
+  const std::string_view generated = source.substr(0, cut.length);
+  a.finish = cut.finish;
+  a.text.reserve(echoed.size() + generated.size());
+  a.text.append(echoed);
+  a.text.append(generated);
+  const std::string_view text = a.text;
+
+  // Tokens: one per piece (a word and its trailing whitespace; leading whitespace joins the
+  // first piece), named by the word's id. One pass finds the pieces and their words as
+  // split_pieces and piece_word define them, without building either list, and looks the ids
+  // up under one lock; words new to the vocabulary are added after it (-1 until then).
+  size_t i = 0;
+  while (i < text.size() && is_space(text[i])) ++i;
+  size_t start = 0;
+  size_t words = 0;
+  bool unknown = false;
+  {
+    const vocabulary::reader ids = vocab_->read();
+    while (i < text.size()) {
+      const size_t word_begin = i;
+      while (i < text.size() && !is_space(text[i])) ++i;
+      const std::string_view word = text.substr(word_begin, i - word_begin);
+      while (i < text.size() && is_space(text[i])) ++i;
+      a.pieces.emplace_back(start, i);
+      a.tokens.push_back(ids.find(word));
+      unknown = unknown || a.tokens.back() < 0;
+      start = i;
+      ++words;
+    }
+    if (start < text.size()) {  // whitespace only: one piece with an empty word
+      a.pieces.emplace_back(start, text.size());
+      a.tokens.push_back(ids.find({}));
+      unknown = unknown || a.tokens.back() < 0;
+    }
+  }
+  if (unknown) {
+    for (size_t k = 0; k < a.tokens.size(); ++k) {
+      if (a.tokens[k] >= 0) continue;
+      const auto& [begin, end] = a.pieces[k];
+      a.tokens[k] = vocab_->id_of(piece_word(text.substr(begin, end - begin)));
+    }
+  }
+  usage_.completion_tokens += (echoed.empty() ? words : count_words(generated)) * n_;
+
+  // Deltas: one per piece, or chunks of chunk_chars characters. A token belongs to the delta in
+  // which its piece ends, so each token is reported exactly once.
+  const uint32_t chunk_chars = options_->chunk_chars;
+  if (chunk_chars == 0) {
+    a.deltas.reserve(a.pieces.size());
+    for (size_t k = 0; k < a.pieces.size(); ++k) {
+      a.deltas.push_back(echo_plan::delta{a.pieces[k].first, a.pieces[k].second, k, k + 1});
+    }
+    return;
+  }
+  const std::vector<size_t> lengths = chunk_lengths(text, chunk_chars);
+  size_t offset = 0;
+  size_t token = 0;
+  a.deltas.reserve(lengths.size());
+  for (size_t length : lengths) {
+    echo_plan::delta d;
+    d.begin = offset;
+    d.end = offset + length;
+    d.token_begin = token;
+    while (token < a.pieces.size() && a.pieces[token].second <= d.end) ++token;
+    d.token_end = token;
+    a.deltas.push_back(d);
+    offset = d.end;
+  }
+}
+
+bool echo_job::step(bool cancelled, moat_status cancel_code) {
+  if (cancelled) {
+    emit_error(cancel_code, cancel_code == MOAT_ERR_CANCELLED ? "the request was cancelled"
+                                                              : "the backend is shutting down");
+    return true;
+  }
+  if (options_->fault == fault_mode::fail_before_first) {
+    emit_error(MOAT_ERR_INTERNAL, "echo: injected fault before the first delta");
+    return true;
+  }
+  if (!planned_) plan();
+  if (kind_ == MOAT_REQUEST_EMBEDDING) {
+    for (size_t i = 0; i < text_count_; ++i) {
+      const std::vector<float> vector = embed_text(texts_[i], options_->embedding_dim);
+      moat_event event = make_event(MOAT_EVENT_EMBEDDING, static_cast<uint32_t>(i));
+      event.embedding = vector.data();
+      event.embedding_dim = vector.size();
+      emit(event);
+    }
+    emit_done();
+    return true;
+  }
+  bool all_finished = true;
+  for (echo_plan::choice& c : plan_.choices) {
+    if (c.finished) continue;
+    const echo_plan::answer& a = plan_.answers[c.answer];
+    if (c.next_delta < a.deltas.size()) {
+      if (options_->fault == fault_mode::fail_mid_stream &&
+          deltas_sent_ >= options_->fault_after_deltas) {
+        emit_error(MOAT_ERR_INTERNAL, "echo: injected fault in the middle of the stream");
+        return true;
+      }
+      emit_delta(c.index, a, a.deltas[c.next_delta++]);
+      ++deltas_sent_;
+    }
+    if (c.next_delta == a.deltas.size()) {
+      emit_finish(c.index, a.finish);
+      c.finished = true;
+    } else {
+      all_finished = false;
+    }
+  }
+  if (!all_finished) return false;
+  emit_done();
+  return true;
+}
+
+void echo_job::emit_delta(uint32_t index, const echo_plan::answer& a, const echo_plan::delta& d) {
+  moat_event event = make_event(MOAT_EVENT_DELTA, index);
+  event.text = to_str(std::string_view(a.text).substr(d.begin, d.end - d.begin));
+  event.tokens = a.tokens.data() + d.token_begin;
+  event.token_count = d.token_end - d.token_begin;
+  if (logprobs_ >= 0) {
+    // Echo is certain of every token: logprob 0, and the only alternative is the token itself.
+    const size_t count = event.token_count;
+    std::vector<moat_token_logprob>& tokens = plan_.scratch_tokens;
+    std::vector<moat_logprob_entry>& entries = plan_.scratch_entries;
+    tokens.resize(count);
+    entries.resize(count);
+    for (size_t k = 0; k < count; ++k) {
+      const auto [begin, end] = a.pieces[d.token_begin + k];
+      tokens[k] =
+          moat_token_logprob{a.tokens[d.token_begin + k],
+                             to_str(std::string_view(a.text).substr(begin, end - begin)), 0.0f};
+      entries[k].chosen = tokens[k];
+      entries[k].top = logprobs_ > 0 ? &tokens[k] : nullptr;
+      entries[k].top_count = logprobs_ > 0 ? 1 : 0;
+    }
+    event.logprobs = entries.data();
+    event.logprob_count = count;
+  }
+  emit(event);
+}
+
+void echo_job::emit_finish(uint32_t index, moat_finish_reason reason) const {
+  moat_event event = make_event(MOAT_EVENT_FINISH, index);
+  event.finish_reason = reason;
+  emit(event);
+}
+
+void echo_job::emit_error(moat_status code, std::string_view message) const {
+  moat_event event = make_event(MOAT_EVENT_ERROR, 0);
+  event.error_code = code;
+  event.error_message = to_str(message);
+  emit(event);
+}
+
+void echo_job::emit_done() const {
+  moat_event event = make_event(MOAT_EVENT_DONE, 0);
+  event.usage = usage_;
+  emit(event);
+}
+
+}  // namespace moat::echo
