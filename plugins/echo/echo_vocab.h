@@ -7,13 +7,17 @@
 //   std::string word;
 //   vocab.word_of(id, word);                   // true, word == "hello"
 //   { auto r = vocab.read(); r.find("hello"); }  // many lookups under one shared lock; -1 if new
+//
+// A worker looks up every word of every answer here, so the map is a flat open-addressing
+// table (one probe into a contiguous array, a 32-bit tag compared before the bytes) over words
+// stored back to back, instead of a node-based map of std::string.
 #pragma once
 
 #include <cstdint>
 #include <shared_mutex>
 #include <string>
 #include <string_view>
-#include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace moat::echo {
@@ -33,10 +37,7 @@ class vocabulary {
   class reader {
    public:
     explicit reader(const vocabulary& v) : vocab_(v), lock_(v.mutex_) {}
-    int32_t find(std::string_view word) const {
-      const auto it = vocab_.ids_.find(word);
-      return it == vocab_.ids_.end() ? -1 : it->second;
-    }
+    int32_t find(std::string_view word) const { return vocab_.find(word, hash(word)); }
 
    private:
     const vocabulary& vocab_;
@@ -44,14 +45,25 @@ class vocabulary {
   };
   reader read() const { return reader(*this); }
 
+  // The table's hash (exposed for its test): 64 bits from the length and at most 8-byte loads.
+  static uint64_t hash(std::string_view word);
+
  private:
-  struct string_hash {
-    using is_transparent = void;
-    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  struct slot {
+    uint32_t tag = 0;  // the hash's high half, compared before the bytes
+    int32_t id = -1;   // -1: empty
   };
+  int32_t find(std::string_view word, uint64_t h) const;  // lock held (either kind)
+  void insert(int32_t id, uint64_t h);                    // exclusive lock held; room made
+  std::string_view word_at(int32_t id) const {
+    const auto [offset, size] = words_[static_cast<size_t>(id)];
+    return std::string_view(bytes_).substr(offset, size);
+  }
+
   mutable std::shared_mutex mutex_;
-  std::unordered_map<std::string, int32_t, string_hash, std::equal_to<>> ids_;
-  std::vector<std::string> words_;  // id -> word
+  std::vector<slot> slots_;  // a power of two, at most half full (linear probing)
+  std::string bytes_;        // every word, back to back
+  std::vector<std::pair<size_t, size_t>> words_;  // id -> [offset, size) in bytes_
 };
 
 }  // namespace moat::echo
