@@ -5,6 +5,8 @@
 
 #include <cstring>
 
+#include "host/completions.h"
+
 namespace moat::host {
 
 namespace {
@@ -124,7 +126,7 @@ submit_outcome backend::submit(moat_request& request, std::shared_ptr<event_sink
   const moat_status st = plugin_->api().submit(handle_, &request, &call::on_event, c.get(), &err);
   if (st != MOAT_OK) {
     c->self_.reset();  // no event follows a failed submit
-    c->deadline_.cancel();
+    c->completions_.unwatch(*c);
     release_slot();
     out.status = st;
     out.message = message_of(err);

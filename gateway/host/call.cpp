@@ -1,17 +1,13 @@
 #include "host/call.h"
 
-#include <boost/asio/dispatch.hpp>
-#include <boost/asio/execution/context.hpp>
-#include <boost/asio/execution_context.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/query.hpp>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <optional>
 
 #include "host/backend.h"
+#include "host/completions.h"
 
 namespace moat::host {
 
@@ -36,58 +32,6 @@ metrics::finish finish_label(moat_finish_reason reason) {
 }
 
 }  // namespace
-
-// Calls with events to deliver, per io_context (an asio service, so it lives and dies with the
-// context). Backend threads push; the first push of a batch posts one task, on the pushing
-// call's strand, that hands every queued call its drain: inline for that strand's own call,
-// posted from the I/O thread (no cross-thread wakeup) for the others.
-class completion_queue : public boost::asio::execution_context::service {
- public:
-  static inline boost::asio::execution_context::id id;
-  explicit completion_queue(boost::asio::execution_context& ctx) : service(ctx) {}
-
-  static completion_queue& of(const boost::asio::any_io_executor& ex) {
-    return boost::asio::use_service<completion_queue>(boost::asio::query(ex, boost::asio::execution::context));
-  }
-
-  // Backend threads. `c` holds the call alive until its drain ran.
-  void push(std::shared_ptr<call> c) {
-    std::optional<boost::asio::any_io_executor> post_on;
-    {
-      std::lock_guard lock(mutex_);
-      if (!posted_) {
-        posted_ = true;
-        post_on = c->strand_;
-      }
-      ready_.push_back(std::move(c));
-    }
-    if (post_on) boost::asio::post(*post_on, [this] { run(); });
-  }
-
- private:
-  void run() {
-    std::vector<std::shared_ptr<call>> batch;
-    {
-      std::lock_guard lock(mutex_);
-      batch.swap(ready_);
-      posted_ = false;
-    }
-    for (auto& c : batch) {
-      call& target = *c;  // named first: the lambda takes c over
-      boost::asio::dispatch(target.strand_, [keep = std::move(c)] { keep->drain(); });
-    }
-  }
-
-  void shutdown() override {
-    std::vector<std::shared_ptr<call>> dropped;
-    std::lock_guard lock(mutex_);
-    dropped.swap(ready_);
-  }
-
-  std::mutex mutex_;
-  std::vector<std::shared_ptr<call>> ready_;
-  bool posted_ = false;  // a run() is posted and has not yet taken the batch
-};
 
 namespace {
 
@@ -150,7 +94,6 @@ call::call(backend& owner, uint64_t id, std::shared_ptr<event_sink> sink,
       sink_(std::move(sink)),
       strand_(strand),
       completions_(completion_queue::of(strand_)),
-      deadline_(strand),
       lazy_(whole_answer),
       started_(std::chrono::steady_clock::now()) {
   // Room for a short answer's events, allocated here on the I/O thread rather than grown step
@@ -159,7 +102,10 @@ call::call(backend& owner, uint64_t id, std::shared_ptr<event_sink> sink,
   pending_.reserve(whole_answer ? 4 : 16);
 }
 
-call::~call() = default;
+call::~call() {
+  // Still watched when it never delivered a terminal event (its context was shut down first).
+  if (watched_) completions_.unwatch(*this);
+}
 
 void call::on_event(void* user_data, const moat_event* event) noexcept {
   auto* self = static_cast<call*>(user_data);
@@ -219,11 +165,7 @@ void call::on_event(void* user_data, const moat_event* event) noexcept {
 }
 
 void call::start_deadline(std::chrono::milliseconds timeout) {
-  deadline_.expires_after(timeout);
-  deadline_.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
-    if (ec) return;
-    if (auto self = weak.lock()) self->on_deadline();
-  });
+  completions_.watch(*this, started_ + timeout, timeout);
 }
 
 void call::drain() {
@@ -247,7 +189,7 @@ void call::deliver(owned_event&& event) {
   const bool terminal = event.terminal();
   if (terminal) {
     finished_ = true;
-    deadline_.cancel();
+    completions_.unwatch(*this);
   }
   if (sink_) sink_->on_event(std::move(event));
   if (terminal) sink_.reset();

@@ -20,7 +20,6 @@
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
-#include <boost/asio/steady_timer.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -86,6 +85,7 @@ class call : public std::enable_shared_from_this<call> {
  private:
   friend class backend;
   friend class completion_queue;
+  // Watched by the io_context's deadline sweep from now until the terminal event is delivered.
   void start_deadline(std::chrono::milliseconds timeout);
   void drain();                       // on the strand: delivers every queued event in order
   void deliver(owned_event&& event);  // on the strand
@@ -98,7 +98,12 @@ class call : public std::enable_shared_from_this<call> {
   std::shared_ptr<event_sink> sink_;  // strand only; released at the terminal event
   boost::asio::any_io_executor strand_;
   completion_queue& completions_;  // the strand's io_context's
-  boost::asio::steady_timer deadline_;
+  // The completion queue's deadline list (under its lock): when the request times out, the
+  // links, and whether it is listed (cleared by the sweep that times it out, or by unwatch).
+  std::chrono::steady_clock::time_point due_;
+  call* watch_prev_ = nullptr;
+  call* watch_next_ = nullptr;
+  bool watched_ = false;
   std::shared_ptr<call> self_;  // the backend's reference (under queue_mutex_): dropped with its terminal event
 
   // Events a whole answer keeps queued before a drain is due anyway (its deltas are joined, so

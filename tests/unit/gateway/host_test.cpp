@@ -12,6 +12,7 @@
 #include <future>
 #include <thread>
 
+#include "host/completions.h"
 #include "host/host.h"
 #include "host/request_builder.h"
 
@@ -62,6 +63,9 @@ class host_fixture : public ::testing::Test {
   void TearDown() override {
     backend_.reset();
     work_.reset();
+    // The deadline sweep's timer stays armed up to a tick (1 s here) after the last call: the
+    // test is over, so the context need not run out of work by itself (one test checks that).
+    io_.stop();
     if (thread_.joinable()) thread_.join();
   }
 
@@ -264,9 +268,13 @@ TEST_F(host_fixture, cancel_reaches_the_plugin_and_the_terminal_event_still_come
   auto sink = std::make_shared<recording_sink>(strand_);
   auto out = submit(b, sink);
   ASSERT_EQ(out.status, MOAT_OK);
+  // Watched by the deadline sweep while it runs, and no longer once its terminal event is in.
+  auto& queue = host::completion_queue::of(strand_);
+  EXPECT_EQ(queue.watched(), 1u);
   const int before = plugin_cancels();
   net::post(strand_, [c = out.handle] { c->cancel(); });
   ASSERT_EQ(sink->done.get_future().wait_for(std::chrono::seconds(5)), std::future_status::ready);
+  EXPECT_EQ(queue.watched(), 0u);
   EXPECT_EQ(plugin_cancels(), before + 1);
   ASSERT_EQ(sink->events.size(), 1u);
   EXPECT_EQ(sink->events[0].error_code, MOAT_ERR_CANCELLED);
@@ -304,6 +312,61 @@ TEST_F(host_fixture, a_backend_that_never_finishes_is_cut_off_with_a_timeout) {
   ASSERT_EQ(sink->events.size(), 1u);
   EXPECT_EQ(sink->events[0].error_code, MOAT_ERR_TIMEOUT);
   EXPECT_EQ(plugin_cancels(), before + 1);
+}
+
+// The request timeout comes from one coarse sweep per io_context, not a timer per call: two
+// hung calls with the io_context's own executor (no strand) both time out, neither stays
+// watched, and the sweep stops re-arming once nothing is watched, so an io_context without
+// other work runs out of it (run() returns).
+TEST(deadline_sweep, times_out_hung_calls_then_lets_the_context_run_out_of_work) {
+  if (!std::filesystem::exists(fake_path)) GTEST_SKIP() << "fake plugin not built: " << fake_path;
+  struct timeout_sink : host::event_sink {
+    void on_event(host::owned_event&& ev) override {
+      if (ev.terminal()) codes.push_back(ev.error_code);
+    }
+    std::vector<moat_status> codes;
+  };
+  metrics::registry registry{{"fake-model"}, "t", "t"};
+  config::model_config m;
+  m.name = "fake-model";
+  m.backend = "fake";
+  m.options_json = R"({"hang":true})";
+  m.max_queue = 16;
+  m.where = "test.yaml:3: models[0]";
+  const auto timeout = std::chrono::milliseconds(150);
+  auto b = std::make_unique<host::backend>(m, host::load_plugin(fake_path), "/tmp", registry, timeout);
+  b->create();
+  net::io_context io;
+  const net::any_io_executor ex = io.get_executor();
+  auto sink1 = std::make_shared<timeout_sink>();
+  auto sink2 = std::make_shared<timeout_sink>();
+  openai::chat_request req;
+  req.model = "fake-model";
+  req.messages.push_back({"user", "hi", ""});
+  host::request_builder builder;
+  const auto started = std::chrono::steady_clock::now();
+  auto o1 = b->submit(builder.chat(req, "{}"), sink1, ex);
+  auto o2 = b->submit(builder.chat(req, "{}"), sink2, ex);
+  ASSERT_EQ(o1.status, MOAT_OK);
+  ASSERT_EQ(o2.status, MOAT_OK);
+  auto& queue = host::completion_queue::of(ex);
+  EXPECT_EQ(queue.watched(), 2u);
+  o1.handle.reset();
+  o2.handle.reset();
+
+  auto ran = std::async(std::launch::async, [&] { io.run(); });
+  const bool ran_out = ran.wait_for(std::chrono::seconds(10)) == std::future_status::ready;
+  if (!ran_out) io.stop();  // still fail, but do not hang the test binary
+  ran.wait();
+  const auto elapsed = std::chrono::steady_clock::now() - started;
+  EXPECT_TRUE(ran_out) << "the sweep kept the io_context busy with nothing watched";
+  EXPECT_GE(elapsed, timeout);
+  ASSERT_EQ(sink1->codes.size(), 1u);
+  ASSERT_EQ(sink2->codes.size(), 1u);
+  EXPECT_EQ(sink1->codes[0], MOAT_ERR_TIMEOUT);
+  EXPECT_EQ(sink2->codes[0], MOAT_ERR_TIMEOUT);
+  EXPECT_EQ(queue.watched(), 0u);
+  b.reset();  // the fake's cancelled events may still be posted into `io`: dropped with it
 }
 
 TEST_F(host_fixture, tokenize_and_detokenize) {
