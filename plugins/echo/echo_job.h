@@ -106,8 +106,13 @@ class echo_job {
   echo_job() = default;
 
   void plan();  // on the worker, at the first step
-  void plan_answer(echo_plan::answer& a, std::string_view echoed, std::string_view source,
-                   int64_t max_words);
+  // Plans `a` as `echoed` followed by `source` cut to max_words words and the stops; returns
+  // the words of the answer's text.
+  size_t plan_answer(echo_plan::answer& a, std::string_view echoed, std::string_view source,
+                     int64_t max_words);
+  // Plans `a` as the answer to `prompt` itself, whose words count in the prompt with
+  // `other_words` more; returns the prompt's words (counted in the same pass when it can).
+  size_t plan_prompt_answer(echo_plan::answer& a, std::string_view prompt, size_t other_words);
   int64_t word_budget(size_t prompt_words) const;
   void emit(const moat_event& event) const { on_event_(user_data_, &event); }
   void emit_delta(uint32_t index, const echo_plan::answer& a, const echo_plan::delta& d);

@@ -65,21 +65,32 @@ void echo_job::plan() {
   const echo_options& options = *options_;
   switch (kind_) {
     case MOAT_REQUEST_CHAT: {
-      // A chat is answered with its last user message (or the body), its prompt is all messages.
-      size_t prompt_words = 0;
-      for (size_t i = 0; i < text_count_; ++i) prompt_words += count_words(texts_[i]);
-      usage_.prompt_tokens = prompt_words;
+      // A chat is answered with its last user message (or the body); its prompt is all messages.
       p.reset(1);
-      const std::string_view source = options.answer_body        ? body_
-                                      : last_user_ < text_count_ ? texts_[last_user_]
-                                                                 : std::string_view();
-      plan_answer(p.answers[0], {}, source, word_budget(prompt_words));
+      if (options.answer_body || last_user_ == text_count_) {
+        size_t prompt_words = 0;
+        for (size_t i = 0; i < text_count_; ++i) prompt_words += count_words(texts_[i]);
+        usage_.prompt_tokens = prompt_words;
+        plan_answer(p.answers[0], {}, options.answer_body ? body_ : std::string_view(),
+                    word_budget(prompt_words));
+        break;
+      }
+      size_t other_words = 0;
+      for (size_t i = 0; i < text_count_; ++i) {
+        if (i != last_user_) other_words += count_words(texts_[i]);
+      }
+      usage_.prompt_tokens =
+          other_words + plan_prompt_answer(p.answers[0], texts_[last_user_], other_words);
       break;
     }
     case MOAT_REQUEST_COMPLETION: {
       p.reset(text_count_);
       for (size_t i = 0; i < text_count_; ++i) {
         const std::string_view text = texts_[i];
+        if (!echo_ && !options.answer_body) {
+          usage_.prompt_tokens += plan_prompt_answer(p.answers[i], text, 0);
+          continue;
+        }
         const size_t words = count_words(text);
         usage_.prompt_tokens += words;
         plan_answer(p.answers[i], echo_ ? text : std::string_view(),
@@ -105,8 +116,24 @@ void echo_job::plan() {
   planned_ = true;
 }
 
-void echo_job::plan_answer(echo_plan::answer& a, std::string_view echoed, std::string_view source,
-                           int64_t max_words) {
+size_t echo_job::plan_prompt_answer(echo_plan::answer& a, std::string_view prompt,
+                                    size_t other_words) {
+  // The budget depends on the prompt's words, but only matters when the prompt has more bytes
+  // than the budget: with the budget the prompt's bytes would leave (a lower bound), a prompt
+  // that fits is planned at once and its words come from that pass, unless a stop string cut
+  // the answer short.
+  const int64_t at_least = word_budget(other_words + prompt.size());
+  if (at_least >= 0 && prompt.size() <= static_cast<uint64_t>(at_least)) {
+    const size_t words = plan_answer(a, {}, prompt, at_least);
+    return a.text.size() == prompt.size() ? words : count_words(prompt);
+  }
+  const size_t words = count_words(prompt);
+  plan_answer(a, {}, prompt, word_budget(other_words + words));
+  return words;
+}
+
+size_t echo_job::plan_answer(echo_plan::answer& a, std::string_view echoed, std::string_view source,
+                             int64_t max_words) {
   const cut_result cut =
       apply_limits(source, max_words, std::span<const std::string_view>(stops_, stop_count_));
   const std::string_view generated = source.substr(0, cut.length);
@@ -161,7 +188,7 @@ void echo_job::plan_answer(echo_plan::answer& a, std::string_view echoed, std::s
     for (size_t k = 0; k < a.pieces.size(); ++k) {
       a.deltas.push_back(echo_plan::delta{a.pieces[k].first, a.pieces[k].second, k, k + 1});
     }
-    return;
+    return words;
   }
   const std::vector<size_t> lengths = chunk_lengths(text, chunk_chars);
   size_t offset = 0;
@@ -177,6 +204,7 @@ void echo_job::plan_answer(echo_plan::answer& a, std::string_view echoed, std::s
     a.deltas.push_back(d);
     offset = d.end;
   }
+  return words;
 }
 
 bool echo_job::step(bool cancelled, moat_status cancel_code) {

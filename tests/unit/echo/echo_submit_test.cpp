@@ -64,6 +64,48 @@ TEST_F(EchoSubmit, ExtremeTokenIdsFitTheCopy) {
   EXPECT_EQ(rec.terminal().usage.prompt_tokens, 4u);
 }
 
+// Usage when the answer is the prompt itself: its words counted in the planning pass or on
+// their own (a stop cut it, max_tokens or the context left bind), always the same numbers.
+TEST_F(EchoSubmit, UsageCountsThePromptOnceWhateverCutsTheAnswer) {
+  struct want {
+    const char* options;
+    const char* stop;
+    int32_t max_tokens;
+    std::string text;
+    uint64_t prompt, completion;
+  };
+  const std::vector<want> cases = {
+      {"{}", nullptr, -1, "one two  three ", 2 + 3, 3},                    // fits: one pass
+      {"{}", "two", -1, "one two  three ", 2 + 3, 1},                      // stop: answer "one "
+      {"{}", nullptr, 2, "one two  three ", 2 + 3, 2},                     // max_tokens binds
+      {R"({"max_context":7})", nullptr, -1, "one two  three ", 2 + 3, 2},  // context left: 2
+      {R"({"max_context":30})", nullptr, -1, " \t ", 2, 0},                // whitespace only
+  };
+  uint64_t id = 500;
+  for (const want& w : cases) {
+    moat_backend* b = create(w.options);
+    ASSERT_NE(b, nullptr);
+    for (const moat_request_kind kind : {MOAT_REQUEST_CHAT, MOAT_REQUEST_COMPLETION}) {
+      request_builder req(kind, id++);
+      if (kind == MOAT_REQUEST_CHAT) {
+        req.message("system", "be kind").message("user", w.text);
+      } else {
+        req.prompt("be kind").prompt(w.text);  // two prompts: each is its own answer
+      }
+      if (w.stop != nullptr) req.stop(w.stop);
+      req.request.sampling.max_tokens = w.max_tokens;
+      recorder rec;
+      ASSERT_EQ(submit(b, req, rec), MOAT_OK);
+      ASSERT_TRUE(rec.wait_terminal());
+      ASSERT_EQ(rec.terminal().kind, MOAT_EVENT_DONE);
+      EXPECT_EQ(rec.terminal().usage.prompt_tokens, w.prompt) << w.text << " kind " << kind;
+      if (kind == MOAT_REQUEST_CHAT) {
+        EXPECT_EQ(rec.terminal().usage.completion_tokens, w.completion) << w.text;
+      }
+    }
+  }
+}
+
 // The request (messages, prompts, stops, body) is freed right after submit returns, before a
 // worker has planned it: the answer must come from the job's own copy (ASan sees any read of
 // the freed request).
