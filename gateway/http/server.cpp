@@ -85,10 +85,10 @@ void server::do_accept() {
         socket.set_option(tcp::no_delay(true), ignored);
         if (ctx_.tls != nullptr) {
           auto tls_ctx = ctx_.tls->current();
-          boost::beast::ssl_stream<boost::beast::tcp_stream> stream(std::move(socket), *tls_ctx);
+          boost::beast::ssl_stream<tcp::socket> stream(std::move(socket), *tls_ctx);
           std::make_shared<tls_session>(std::move(stream), ctx_, std::move(*slot), tls_ctx)->run();
         } else {
-          std::make_shared<session>(boost::beast::tcp_stream(std::move(socket)), ctx_, std::move(*slot))->run();
+          std::make_shared<session>(std::move(socket), ctx_, std::move(*slot))->run();
         }
       }
     }

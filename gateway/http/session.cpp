@@ -6,6 +6,7 @@
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/beast/core/buffers_suffix.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/read.hpp>
 
@@ -44,11 +45,11 @@ basic_session<Stream>::basic_session(Stream stream, server_context& ctx, auth::c
   ctx_.metrics->connections_active.add(1);
   beast::error_code ec;
   auto peer = std::make_shared<peer_info>();
-  const auto remote = lowest().socket().remote_endpoint(ec);
+  const auto remote = lowest().remote_endpoint(ec);
   if (!ec) peer->ip = remote.address().to_string();
   peer_ = std::move(peer);
   // User-level non-blocking, so the disconnect probe's peek never blocks an I/O thread.
-  lowest().socket().non_blocking(true, ec);
+  lowest().non_blocking(true, ec);
   if (ctx_.deadlines != nullptr) ctx_.deadlines->add(*this);
 }
 
@@ -71,7 +72,7 @@ void basic_session<Stream>::run() {
       if (ec) {
         spdlog::debug("TLS handshake refused: {}", ec.message());
         beast::error_code ignored;
-        self->lowest().socket().close(ignored);
+        self->lowest().close(ignored);
         return;
       }
       auto peer = std::make_shared<peer_info>(*self->peer_);
@@ -194,13 +195,7 @@ void basic_session<Stream>::on_read_header(beast::error_code ec, size_t bytes) {
   if (!verdict.ok) return reply_and_close(verdict.status, verdict.reason);
   const auto expect = parser_->get()[bhttp::field::expect];
   if (!expect.empty() && util::iequals(expect, "100-continue") && !parser_->is_done()) {
-    set_timeout(to_ms(ctx_.limits.read_timeout_s));
-    net::async_write(stream_, net::buffer(continue_100.data(), continue_100.size()),
-                     [self = this->shared_from_this()](beast::error_code wec, size_t) {
-                       if (wec) return self->close_gracefully();
-                       self->do_read_body();
-                     });
-    return;
+    return write(net::buffer(continue_100.data(), continue_100.size()), sent::continue_100);
   }
   do_read_body();
 }
@@ -289,6 +284,7 @@ void basic_session<Stream>::dispatch() {
   phase_ = phase::handling;
   counted_ = true;
   ctx_.requests_in_flight.fetch_add(1);
+  in_handler_ = true;
   try {
     // dispatch: inline when the handler answers on the strand, else posted onto it.
     ctx_.app->handle(req, [self = this->shared_from_this()](response res) {
@@ -306,6 +302,7 @@ void basic_session<Stream>::dispatch() {
       respond(std::move(res));
     }
   }
+  in_handler_ = false;
   if (phase_ == phase::handling) wait_for_backend();
 }
 
@@ -319,16 +316,12 @@ void basic_session<Stream>::respond(response res) {
   if (res.close || ctx_.draining()) keep_alive_ = false;
   out_.clear();
   append_response_head(out_, res, request_id_, res.body.size(), keep_alive_);
-  set_timeout(to_ms(ctx_.limits.read_timeout_s));
   if (current_.method == "HEAD") {
     // HEAD: the head GET would get (its Content-Length included), no body (RFC 9110 9.3.2).
     // A HEAD answer never has a body, chunked or not: a stream source is dropped unread.
     phase_ = phase::writing;
     body_.clear();
-    net::async_write(stream_, net::buffer(out_), [self = this->shared_from_this()](beast::error_code ec, size_t n) {
-      self->on_write(ec, n);
-    });
-    return;
+    return write(net::buffer(out_), sent::response);
   }
   if (res.stream) {
     phase_ = phase::streaming;
@@ -342,28 +335,78 @@ void basic_session<Stream>::respond(response res) {
       net::post(stream_.get_executor(), [self = this->shared_from_this()] { self->do_pull(); });
       return;
     }
-    net::async_write(stream_, net::buffer(out_),
-                     [self = this->shared_from_this()](beast::error_code ec, size_t n) {
-                       self->ctx_.metrics->bytes_sent.add(n);
-                       if (ec) return self->fail_response();
-                       self->wait_for_backend();
-                       self->do_pull();
-                     });
-    return;
+    return write(net::buffer(out_), sent::stream_head);
   }
   phase_ = phase::writing;
   body_ = std::move(res.body);
   const std::array<net::const_buffer, 2> buffers{net::buffer(out_), net::buffer(body_)};
-  net::async_write(stream_, buffers, [self = this->shared_from_this()](beast::error_code ec, size_t n) {
-    self->on_write(ec, n);
+  write(buffers, sent::response);
+}
+
+template <class Stream>
+bool basic_session<Stream>::send_now_ok(sent what) const {
+  if constexpr (is_tls) {
+    return false;  // the bytes go through OpenSSL: async_write does the record layer
+  } else {
+    // Continuing inline must not re-enter what answered: the handler itself (its request's views
+    // must outlive its responder call), nor read a pipelined request from inside the code that
+    // responded (e.g. the host's drain); a stream whose source hands chunks over at once would
+    // also nest one level per chunk. Those cases go through async_write as before.
+    if (in_handler_ || inline_sends_ > 0) return false;
+    if (what == sent::response || what == sent::last_chunk) return buffer_.size() <= plain_bytes_;
+    return true;
+  }
+}
+
+template <class Stream>
+template <class Buffers>
+void basic_session<Stream>::write(const Buffers& buffers, sent what) {
+  size_t done = 0;
+  if (send_now_ok(what)) {
+    // The socket is non-blocking (constructor): this never waits. would_block, a partial send
+    // or an error (reset, broken pipe) leave the rest to async_write, which reports the error.
+    beast::error_code ec;
+    done = lowest().send(buffers, 0, ec);
+    if (!ec && done == net::buffer_size(buffers)) {
+      ++inline_sends_;
+      on_sent(ec, done, what);
+      --inline_sends_;
+      return;
+    }
+  }
+  set_timeout(to_ms(ctx_.limits.read_timeout_s));
+  beast::buffers_suffix<Buffers> rest(buffers);
+  rest.consume(done);
+  net::async_write(stream_, rest, [self = this->shared_from_this(), what, done](beast::error_code ec, size_t n) {
+    self->on_sent(ec, done + n, what);
   });
 }
 
 template <class Stream>
-void basic_session<Stream>::on_write(beast::error_code ec, size_t bytes) {
-  ctx_.metrics->bytes_sent.add(bytes);
-  if (ec) return fail_response();
-  finish_response();
+void basic_session<Stream>::on_sent(beast::error_code ec, size_t bytes, sent what) {
+  if (what != sent::continue_100) ctx_.metrics->bytes_sent.add(bytes);
+  switch (what) {
+    case sent::response:
+      if (ec) return fail_response();
+      return finish_response();
+    case sent::stream_head:
+      if (ec) return fail_response();
+      wait_for_backend();
+      return do_pull();
+    case sent::chunk:
+      if (ec) return fail_response();
+      wait_for_backend();
+      return do_pull();
+    case sent::last_chunk:
+      if (ec) return fail_response();
+      return finish_response();
+    case sent::error_reply:
+      if (ec) return fail_response();
+      return close_gracefully();
+    case sent::continue_100:
+      if (ec) return close_gracefully();
+      return do_read_body();
+  }
 }
 
 template <class Stream>
@@ -383,20 +426,7 @@ void basic_session<Stream>::on_chunk(std::string data, bool last) {
   append_chunk(out_, data);
   if (last) out_.append(last_chunk);
   if (out_.empty()) return do_pull();
-  set_timeout(to_ms(ctx_.limits.read_timeout_s));
-  net::async_write(stream_, net::buffer(out_),
-                   [self = this->shared_from_this(), last](beast::error_code ec, size_t n) {
-                     self->on_chunk_written(ec, n, last);
-                   });
-}
-
-template <class Stream>
-void basic_session<Stream>::on_chunk_written(beast::error_code ec, size_t bytes, bool last) {
-  ctx_.metrics->bytes_sent.add(bytes);
-  if (ec) return fail_response();
-  if (last) return finish_response();
-  wait_for_backend();
-  do_pull();
+  write(net::buffer(out_), last ? sent::last_chunk : sent::chunk);
 }
 
 template <class Stream>
@@ -427,7 +457,7 @@ void basic_session<Stream>::fail_response() {
   }
   phase_ = phase::closed;
   beast::error_code ec;
-  lowest().socket().close(ec);
+  lowest().close(ec);
 }
 
 // ---- timeouts ---------------------------------------------------------------------------------
@@ -454,7 +484,7 @@ void basic_session<Stream>::on_deadline() {
   // error and its handler closes the session (a stalled writer's request is cancelled).
   spdlog::debug("[{}] connection timed out ({})", request_id_, static_cast<int>(phase_));
   beast::error_code ec;
-  lowest().socket().close(ec);
+  lowest().close(ec);
 }
 
 // ---- noticing a client that left while the backend works -----------------------------------
@@ -476,7 +506,7 @@ void basic_session<Stream>::watch_client() {
   if (watching_) return;
   watching_ = true;
   ctx_.client_watches.fetch_add(1, std::memory_order_relaxed);
-  lowest().socket().async_wait(tcp::socket::wait_read,
+  lowest().async_wait(tcp::socket::wait_read,
                               [self = this->shared_from_this()](beast::error_code ec) { self->on_watch(ec); });
 }
 
@@ -487,7 +517,7 @@ void basic_session<Stream>::on_watch(beast::error_code ec) {
   if (phase_ != phase::handling && phase_ != phase::streaming) return;  // stale probe
   char byte = 0;
   beast::error_code peek_ec;
-  const size_t n = lowest().socket().receive(net::buffer(&byte, 1), tcp::socket::message_peek, peek_ec);
+  const size_t n = lowest().receive(net::buffer(&byte, 1), tcp::socket::message_peek, peek_ec);
   if (peek_ec == net::error::would_block || peek_ec == net::error::try_again) return watch_client();
   if (n == 0 || peek_ec) {
     spdlog::debug("[{}] client went away before the response ended", request_id_);
@@ -511,13 +541,8 @@ void basic_session<Stream>::reply_and_close(int status, std::string_view message
   out_.clear();
   append_response_head(out_, res, request_id_.empty() ? make_request_id() : request_id_,
                        body_.size(), false);
-  set_timeout(to_ms(ctx_.limits.read_timeout_s));
   const std::array<net::const_buffer, 2> buffers{net::buffer(out_), net::buffer(body_)};
-  net::async_write(stream_, buffers, [self = this->shared_from_this()](beast::error_code ec, size_t n) {
-    self->ctx_.metrics->bytes_sent.add(n);
-    if (ec) return self->fail_response();
-    self->close_gracefully();
-  });
+  write(buffers, sent::error_reply);
 }
 
 // Half-close, then read and discard what the client still sends for a moment: closing with
@@ -526,9 +551,9 @@ template <class Stream>
 void basic_session<Stream>::close_gracefully() {
   phase_ = phase::closed;
   beast::error_code ec;
-  lowest().socket().shutdown(tcp::socket::shutdown_send, ec);
+  lowest().shutdown(tcp::socket::shutdown_send, ec);
   if (ec) {
-    lowest().socket().close(ec);
+    lowest().close(ec);
     return;
   }
   linger_buf_ = std::make_unique<char[]>(4096);
@@ -542,14 +567,14 @@ void basic_session<Stream>::do_linger() {
                           [self = this->shared_from_this()](beast::error_code ec, size_t) {
                             if (ec) {
                               beast::error_code ignored;
-                              self->lowest().socket().close(ignored);
+                              self->lowest().close(ignored);
                               return;
                             }
                             self->do_linger();
                           });
 }
 
-template class basic_session<beast::tcp_stream>;
-template class basic_session<beast::ssl_stream<beast::tcp_stream>>;
+template class basic_session<tcp::socket>;
+template class basic_session<beast::ssl_stream<tcp::socket>>;
 
 }  // namespace moat::http

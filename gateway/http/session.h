@@ -1,12 +1,15 @@
-// One client connection: reads requests with Beast's parser, hands a request view to the
-// handler, and writes its response (a full body, or a stream pulled chunk by chunk).
+// One client connection: reads requests (a plain head in place, anything else with Beast's
+// parser), hands a request view to the handler, and writes its response (a full body, or a
+// stream pulled chunk by chunk). Plain HTTP reads and writes on the bare tcp::socket (Beast's
+// tcp_stream wrapped every operation in its own op layers for an expiry we never use: timeouts
+// are the deadline_sweeper's), and writes a response at once when the socket takes it whole.
 // Everything here runs on the connection's strand; other threads reach a session only by
 // posting onto that strand (see docs/operations.md for the threading picture).
 #pragma once
 
 #include <array>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
@@ -24,8 +27,8 @@
 
 namespace moat::http {
 
-// Stream: beast::tcp_stream (plain HTTP) or beast::ssl_stream<beast::tcp_stream> (TLS, which
-// handshakes first and records the client certificate in the request's peer_info).
+// Stream: tcp::socket (plain HTTP) or beast::ssl_stream<tcp::socket> (TLS, which handshakes
+// first and records the client certificate in the request's peer_info).
 template <class Stream>
 class basic_session : public std::enable_shared_from_this<basic_session<Stream>>, public timed_connection {
  public:
@@ -36,8 +39,9 @@ class basic_session : public std::enable_shared_from_this<basic_session<Stream>>
   void run();
 
  private:
-  static constexpr bool is_tls = !std::is_same_v<Stream, boost::beast::tcp_stream>;
-  boost::beast::tcp_stream& lowest() { return boost::beast::get_lowest_layer(stream_); }
+  using tcp = boost::asio::ip::tcp;
+  static constexpr bool is_tls = !std::is_same_v<Stream, tcp::socket>;
+  tcp::socket& lowest() { return boost::beast::get_lowest_layer(stream_); }
 
   enum class phase { reading, handling, streaming, writing, closed };
 
@@ -52,10 +56,21 @@ class basic_session : public std::enable_shared_from_this<basic_session<Stream>>
   void dispatch();
 
   void respond(response res);
-  void on_write(boost::beast::error_code ec, size_t bytes);
   void do_pull();
   void on_chunk(std::string data, bool last);
-  void on_chunk_written(boost::beast::error_code ec, size_t bytes, bool last);
+
+  // What a write was for: on_sent continues with it, whether the write finished at once or
+  // through async_write.
+  enum class sent { response, stream_head, chunk, last_chunk, error_reply, continue_100 };
+  // Plain HTTP: one non-blocking send first; a response of a few hundred bytes nearly always
+  // leaves whole, without an async op, its handler and a trip through the scheduler. What the
+  // socket did not take (or everything, over TLS) goes through async_write under
+  // read_timeout_s. on_sent runs inline after a whole send unless that could re-enter the code
+  // that answered (see send_now_ok).
+  template <class Buffers>
+  void write(const Buffers& buffers, sent what);
+  void on_sent(boost::beast::error_code ec, size_t bytes, sent what);
+  bool send_now_ok(sent what) const;
   void finish_response();
   void fail_response();
 
@@ -116,6 +131,8 @@ class basic_session : public std::enable_shared_from_this<basic_session<Stream>>
   bool watch_due_ = false;
   bool head_pending_ = false;  // streaming: out_ holds the head, to be sent with the first chunk
   bool counted_ = false;  // this request is in ctx_.requests_in_flight
+  bool in_handler_ = false;  // ctx_.app->handle() is on the stack
+  int inline_sends_ = 0;  // on_sent calls on the stack from sends that finished at once
   size_t bytes_in_ = 0;
   int status_ = 0;
   metrics::route route_ = metrics::route::unknown;
@@ -138,7 +155,7 @@ class basic_session : public std::enable_shared_from_this<basic_session<Stream>>
   std::unique_ptr<char[]> linger_buf_;
 };
 
-using session = basic_session<boost::beast::tcp_stream>;
-using tls_session = basic_session<boost::beast::ssl_stream<boost::beast::tcp_stream>>;
+using session = basic_session<boost::asio::ip::tcp::socket>;
+using tls_session = basic_session<boost::beast::ssl_stream<boost::asio::ip::tcp::socket>>;
 
 }  // namespace moat::http

@@ -88,11 +88,25 @@ class watch_handler : public http::handler {
         res.stream = std::make_shared<gapped_stream>(req.strand, 3s);
         respond(std::move(res));
       }
+    } else if (req.path == "/big") {
+      http::response res;
+      res.body = big_body();
+      respond(std::move(res));
     } else {
       http::response res;
       res.status = 404;
       respond(std::move(res));
     }
+  }
+  // 8 MiB, more than loopback's socket buffers take at once: the session sends what the socket
+  // takes and leaves the rest to an async write.
+  static const std::string& big_body() {
+    static const std::string body = [] {
+      std::string b(8u << 20, '\0');
+      for (size_t i = 0; i < b.size(); ++i) b[i] = static_cast<char>('a' + (i * 7 + i / 4096) % 26);
+      return b;
+    }();
+    return body;
   }
   std::future<void> expect_gone() {
     std::lock_guard lock(mutex_);
@@ -175,6 +189,25 @@ TEST_F(session_watch, client_leaving_between_slow_chunks_is_noticed) {
   }
   // Noticed by the watch, well before a write of that chunk could fail.
   EXPECT_EQ(gone.wait_for(1500ms), std::future_status::ready);
+}
+
+TEST_F(session_watch, response_larger_than_the_socket_takes_arrives_whole) {
+  auto s = connect();
+  boost::beast::flat_buffer buf;
+  // Pipelined behind a request that answers at once, and followed by one: the big answer is
+  // written partly at once and partly by an async write, in order, and the connection goes on.
+  send(s, get("/now") + get("/big") + get("/now"));
+  std::this_thread::sleep_for(200ms);  // the server's socket buffer fills before anything is read
+  EXPECT_EQ(read_response(s, buf).body(), "now");
+  auto big = read_response(s, buf);
+  ASSERT_EQ(big.result_int(), 200);
+  EXPECT_TRUE(big.body() == watch_handler::big_body()) << "body of " << big.body().size() << " bytes differs";
+  EXPECT_EQ(read_response(s, buf).body(), "now");
+  send(s, get("/big"));
+  std::this_thread::sleep_for(100ms);
+  EXPECT_TRUE(read_response(s, buf).body() == watch_handler::big_body());
+  send(s, get("/now"));
+  EXPECT_EQ(read_response(s, buf).body(), "now");
 }
 
 }  // namespace
