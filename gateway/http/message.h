@@ -54,6 +54,12 @@ class client_signal {
   void on_gone(std::function<void()> fn);
   void fire();
   bool gone() const { return gone_; }
+  // Back to "not gone, nothing registered", for the next request of the same connection (the
+  // session re-arms its signal only while no one else holds it).
+  void rearm() {
+    gone_ = false;
+    fn_ = nullptr;
+  }
 
  private:
   bool gone_ = false;

@@ -5,6 +5,7 @@
 #include <array>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/buffers_suffix.hpp>
 #include <boost/beast/http/error.hpp>
@@ -41,7 +42,7 @@ constexpr std::string_view continue_100 = "HTTP/1.1 100 Continue\r\n\r\n";
 template <class Stream>
 basic_session<Stream>::basic_session(Stream stream, server_context& ctx, auth::connection_limiter::slot ip_slot,
                                      std::shared_ptr<void> keep)
-    : stream_(std::move(stream)), ctx_(ctx), ip_slot_(std::move(ip_slot)), keep_(std::move(keep)) {
+    : stream_(std::move(stream)), executor_(stream_.get_executor()), ctx_(ctx), ip_slot_(std::move(ip_slot)), keep_(std::move(keep)) {
   ctx_.metrics->connections_active.add(1);
   beast::error_code ec;
   auto peer = std::make_shared<peer_info>();
@@ -129,16 +130,18 @@ void basic_session<Stream>::read_raw_header() {
     return;
   }
   const std::string_view head = raw.substr(0, end + 4);
-  if (auth::has_obs_fold(head)) {
-    return reply_and_close(400, "obsolete line folding (obs-fold) in a header is not accepted");
-  }
   // The usual request (plain head, its whole body already buffered, within the limits) is read
-  // in place; anything else goes through Beast from the same bytes (request_head.h).
+  // in place; anything else goes through Beast from the same bytes (request_head.h). A plain
+  // head has no obs-fold (every field line starts with a token character), so the scan for
+  // one is needed only before Beast sees the bytes.
   if (!parser_ && head.size() <= ctx_.limits.max_header_bytes &&
       parse_plain_head(head, ctx_.limits.max_headers, headers_, plain_) &&
       plain_.content_length <= ctx_.limits.max_body_bytes &&
       plain_.content_length <= raw.size() - head.size()) {
     return on_plain_request(head.size());
+  }
+  if (auth::has_obs_fold(head)) {
+    return reply_and_close(400, "obsolete line folding (obs-fold) in a header is not accepted");
   }
   // The header is buffered whole: parse it here rather than through Beast's async_read_header,
   // whose completion would cost one more trip through the strand per request.
@@ -275,8 +278,10 @@ void basic_session<Stream>::dispatch() {
     assign_request_id(request_id_);
   }
   req.request_id = request_id_;
-  req.strand = stream_.get_executor();
-  client_ = std::make_shared<client_signal>();
+  req.strand = executor_;
+  // One signal per connection (finish_response re-arms it while no one else holds it), not an
+  // allocation per request.
+  if (!client_) client_ = std::make_shared<client_signal>();
   req.client = client_;
   req.peer = peer_;
 
@@ -287,8 +292,11 @@ void basic_session<Stream>::dispatch() {
   in_handler_ = true;
   try {
     // dispatch: inline when the handler answers on the strand, else posted onto it.
+    // An answer given on this connection's thread (as the host delivers them) is taken at
+    // once; one from elsewhere is posted onto the connection's executor.
     ctx_.app->handle(req, [self = this->shared_from_this()](response res) {
-      net::dispatch(self->stream_.get_executor(), [self, res = std::move(res)]() mutable {
+      if (self->on_own_thread()) return self->respond(std::move(res));
+      net::post(self->executor_, [self, res = std::move(res)]() mutable {
         self->respond(std::move(res));
       });
     });
@@ -410,6 +418,16 @@ void basic_session<Stream>::on_sent(beast::error_code ec, size_t bytes, sent wha
 }
 
 template <class Stream>
+bool basic_session<Stream>::on_own_thread() const {
+  // The connection's executor: the io_context's own with one I/O thread, else a strand.
+  using io_executor = net::io_context::executor_type;
+  const auto& ex = executor_;
+  if (const auto* io = ex.template target<io_executor>()) return io->running_in_this_thread();
+  if (const auto* strand = ex.template target<net::strand<io_executor>>()) return strand->running_in_this_thread();
+  return false;
+}
+
+template <class Stream>
 void basic_session<Stream>::do_pull() {
   source_->pull([self = this->shared_from_this()](std::string data, bool last) {
     net::dispatch(self->stream_.get_executor(), [self, data = std::move(data), last]() mutable {
@@ -437,7 +455,13 @@ void basic_session<Stream>::finish_response() {
   }
   counted_ = false;
   ctx_.requests_in_flight.fetch_sub(1);
-  client_.reset();
+  // What the handler registered goes now (e.g. its weak hold on the backend call); the signal
+  // itself is kept for the next request unless someone else still holds it.
+  if (client_.use_count() == 1) {
+    client_->rearm();
+  } else {
+    client_.reset();
+  }
   source_.reset();
   body_.clear();
   if (!keep_alive_) return close_gracefully();

@@ -1,6 +1,8 @@
 // The session's watch on a client while the backend works: armed only for an answer that is not
 // back after the watch delay (each arming is an epoll_ctl), and then a client that leaves is
-// still noticed, whether the request waits for its answer or for the next streamed chunk.
+// still noticed, whether the request waits for its answer or for the next streamed chunk. Also
+// what the session's shortcuts keep: an answer larger than the socket takes at once, an answer
+// from another thread, and the client signal it re-arms per request.
 #include <gtest/gtest.h>
 
 #include <boost/asio/connect.hpp>
@@ -10,6 +12,7 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
+#include <atomic>
 #include <chrono>
 #include <future>
 #include <memory>
@@ -92,6 +95,29 @@ class watch_handler : public http::handler {
       http::response res;
       res.body = big_body();
       respond(std::move(res));
+    } else if (req.path == "/elsewhere") {
+      // Answered from a thread that is not the connection's: the answer is posted onto it.
+      std::thread([this, respond = std::move(respond)]() mutable {
+        {
+          auto answer = std::move(respond);  // let go of the session before counting
+          http::response res;
+          res.body = "elsewhere";
+          answer(std::move(res));
+        }
+        elsewhere_done_.fetch_add(1);
+      }).detach();
+    } else if (req.path == "/register") {
+      // What a finished request registered must never run later (the signal is re-armed).
+      req.client->on_gone([this] { stale_fires_.fetch_add(1); });
+      respond(http::response{});
+    } else if (req.path == "/keep") {
+      kept_ = req.client;  // someone holds this request's signal past its answer
+      respond(http::response{});
+    } else if (req.path == "/check") {
+      http::response res;
+      res.body = req.client->gone() ? "gone" : "live";
+      res.body += req.client == kept_ ? " same" : " other";
+      respond(std::move(res));
     } else {
       http::response res;
       res.status = 404;
@@ -108,6 +134,9 @@ class watch_handler : public http::handler {
     }();
     return body;
   }
+  std::atomic<int> stale_fires_{0};
+  std::atomic<int> elsewhere_done_{0};
+  std::shared_ptr<http::client_signal> kept_;
   std::future<void> expect_gone() {
     std::lock_guard lock(mutex_);
     gone_.emplace();
@@ -208,6 +237,56 @@ TEST_F(session_watch, response_larger_than_the_socket_takes_arrives_whole) {
   EXPECT_TRUE(read_response(s, buf).body() == watch_handler::big_body());
   send(s, get("/now"));
   EXPECT_EQ(read_response(s, buf).body(), "now");
+}
+
+TEST_F(session_watch, answer_from_another_thread_is_posted_onto_the_connection) {
+  auto s = connect();
+  boost::beast::flat_buffer buf;
+  for (int i = 0; i < 50; ++i) {
+    send(s, get(i % 2 ? "/now" : "/elsewhere"));
+    EXPECT_EQ(read_response(s, buf).body(), i % 2 ? "now" : "elsewhere");
+  }
+  // The answering threads end before the server does (each held the session).
+  for (int i = 0; i < 500 && handler_.elsewhere_done_.load() < 25; ++i) std::this_thread::sleep_for(2ms);
+  EXPECT_EQ(handler_.elsewhere_done_.load(), 25);
+}
+
+TEST_F(session_watch, each_request_gets_a_live_signal_without_the_last_ones_callback) {
+  {
+    auto s = connect();
+    boost::beast::flat_buffer buf;
+    send(s, get("/register"));
+    EXPECT_EQ(read_response(s, buf).result_int(), 200);
+    send(s, get("/check"));
+    EXPECT_EQ(read_response(s, buf).body(), "live other");
+    // A signal someone still holds is never re-armed under them: the next request gets another.
+    send(s, get("/keep"));
+    EXPECT_EQ(read_response(s, buf).result_int(), 200);
+    send(s, get("/check"));
+    EXPECT_EQ(read_response(s, buf).body(), "live other");
+    send(s, get("/register"));
+    EXPECT_EQ(read_response(s, buf).result_int(), 200);
+  }
+  // The connection closed with an idle signal: no finished request's callback runs.
+  std::this_thread::sleep_for(100ms);
+  EXPECT_EQ(handler_.stale_fires_.load(), 0);
+  ASSERT_NE(handler_.kept_, nullptr);
+  EXPECT_FALSE(handler_.kept_->gone());
+
+  // A connection's re-armed signal still fires for a later request whose client leaves.
+  auto gone = handler_.expect_gone();
+  {
+    auto s = connect();
+    boost::beast::flat_buffer buf;
+    for (int i = 0; i < 3; ++i) {
+      send(s, get("/now"));
+      EXPECT_EQ(read_response(s, buf).body(), "now");
+    }
+    send(s, get("/hang"));
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_EQ(gone.wait_for(5s), std::future_status::ready);
+  EXPECT_EQ(handler_.stale_fires_.load(), 0);
 }
 
 }  // namespace
