@@ -21,10 +21,12 @@ moat_event make_event(moat_event_kind kind, uint32_t index) {
   return event;
 }
 
-// Past these a plan's buffers are dropped at reset rather than kept for the next job.
-constexpr size_t kept_text_bytes = size_t{64} << 10;
-constexpr size_t kept_tokens = size_t{8} << 10;
-constexpr size_t kept_answers = 16;
+// Past these a plan's buffers are dropped at reset rather than kept for the next job: what a
+// worker keeps between jobs stays under ~0.5 MB (per answer: 16 KiB of text, 2048 pieces of
+// 16 bytes, deltas of 32 and ids of 4; four answers).
+constexpr size_t kept_text_bytes = size_t{16} << 10;
+constexpr size_t kept_tokens = 2048;
+constexpr size_t kept_answers = 4;
 constexpr size_t kept_choices = 64;
 
 }  // namespace
@@ -32,8 +34,8 @@ constexpr size_t kept_choices = 64;
 void echo_plan::reset(size_t count) {
   if (answers.size() > kept_answers) answers.resize(kept_answers);
   for (answer& a : answers) {
-    if (a.text.capacity() > kept_text_bytes || a.tokens.capacity() > kept_tokens ||
-        a.deltas.capacity() > kept_tokens) {
+    if (a.text.capacity() > kept_text_bytes || a.pieces.capacity() > kept_tokens ||
+        a.tokens.capacity() > kept_tokens || a.deltas.capacity() > kept_tokens) {
       a = answer{};
       continue;
     }

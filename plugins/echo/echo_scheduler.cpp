@@ -200,6 +200,7 @@ bool scheduler::run_fast(echo_plan& buffers) {
     job->swap_plan(buffers);
     run_to_end(*job, stopping_.load(std::memory_order_relaxed), MOAT_ERR_UNAVAILABLE);
     job->swap_plan(buffers);
+    buffers.reset(0);  // drops what an unusually large answer grew before the worker idles
     last = job;
     ++count;
   }
