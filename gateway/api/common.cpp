@@ -34,13 +34,14 @@ int64_t unix_now() {
 void start_generation(api_context& ctx, const http::request& req, host::backend& b, generation_options opts,
                       std::string_view id_prefix, std::string_view model, http::responder respond,
                       moat_request& request) {
-  std::string id;
-  id.reserve(id_prefix.size() + 24);
-  id.append(id_prefix);
+  // The id is made in a buffer this thread reuses: the job copies it (with the model and the
+  // fingerprint) into its own storage, so it costs no allocation per request.
+  thread_local std::string id;
+  id.assign(id_prefix);
   http::append_random_alnum(id, 24);
-  opts.meta = {std::move(id), unix_now(), std::string(model), ctx.system_fingerprint};
-  opts.request_id = std::string(req.request_id);
-  if (opts.trail) opts.trail->set_id(opts.meta.id);
+  opts.meta = {id, unix_now(), model, ctx.system_fingerprint};
+  opts.request_id = req.request_id;
+  if (opts.trail) opts.trail->set_id(id);
   auto job = std::make_shared<generation_job>(std::move(opts), std::move(respond), ctx.metrics);
   auto outcome = b.submit(request, job, req.strand);
   if (outcome.status != MOAT_OK) return job->reject(backend_error(outcome.status, std::move(outcome.message)));

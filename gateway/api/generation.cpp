@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 
 #include "api/errors.h"
 #include "api/request_trail.h"
@@ -23,12 +24,23 @@ const char* finish_reason_text(moat_finish_reason reason) {
 generation_job::generation_job(generation_options options, http::responder respond,
                                metrics::registry& metrics)
     : options_(std::move(options)), respond_(std::move(respond)), metrics_(metrics) {
+  keep_identity();
   if (options_.choices == 0) options_.choices = 1;
   if (options_.stream) {
     chunk_head_ = openai::chunk_head(options_.meta, options_.chat);
-    streams_.resize(options_.choices);
+    if (options_.choices == 1) {
+      streams_ = {&first_stream_, 1};
+    } else {
+      more_streams_.resize(options_.choices);
+      streams_ = more_streams_;
+    }
   } else {
-    results_.resize(options_.choices);
+    if (options_.choices == 1) {
+      results_ = {&first_result_, 1};
+    } else {
+      more_results_.resize(options_.choices);
+      results_ = more_results_;
+    }
     for (uint32_t i = 0; i < options_.choices; ++i) results_[i].index = i;
   }
   if (options_.stream && options_.trail && options_.trail->filters_responses()) {
@@ -36,6 +48,26 @@ generation_job::generation_job(generation_options options, http::responder respo
     logprobs_off_.assign(options_.choices, false);
     for (auto& f : filters_) f = options_.trail->policies()->response_filter_for(options_.trail->policy);
   }
+}
+
+void generation_job::keep_identity() {
+  auto& meta = options_.meta;
+  const size_t total = meta.id.size() + meta.model.size() + meta.system_fingerprint.size() + options_.request_id.size();
+  char* at = identity_;
+  if (total > sizeof identity_) {
+    identity_spill_ = std::make_unique_for_overwrite<char[]>(total);
+    at = identity_spill_.get();
+  }
+  auto keep = [&at](std::string_view& text) {
+    if (text.empty()) return;  // an empty view's data() may be null
+    std::memcpy(at, text.data(), text.size());
+    text = std::string_view(at, text.size());
+    at += text.size();
+  };
+  keep(meta.id);
+  keep(meta.model);
+  keep(meta.system_fingerprint);
+  keep(options_.request_id);
 }
 
 generation_job::~generation_job() {

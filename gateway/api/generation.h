@@ -10,7 +10,9 @@
 #pragma once
 
 #include <memory>
+#include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "host/call.h"
@@ -32,9 +34,11 @@ struct generation_options {
   bool include_usage = false;   // stream_options.include_usage
   bool logprobs = false;
   uint32_t choices = 1;         // n * prompts: the largest valid event index + 1
+  // The response's identity and the x-request-id (for log lines): views that need to stay
+  // valid only for the job's constructor, which copies their text into the job itself.
   openai::response_meta meta;
   metrics::route route = metrics::route::chat_completions;
-  std::string request_id;       // x-request-id, for log lines
+  std::string_view request_id;
   // The request's policies and audit line: answers are filtered through its policy set (per
   // choice), tokens and the redacted answer recorded. Null: no policies, no audit.
   std::shared_ptr<request_trail> trail;
@@ -46,6 +50,9 @@ class generation_job : public host::event_sink,
  public:
   generation_job(generation_options options, http::responder respond, metrics::registry& metrics);
   ~generation_job() override;
+  // Its options' views point into the job itself.
+  generation_job(const generation_job&) = delete;
+  generation_job& operator=(const generation_job&) = delete;
 
   // The accepted call, to cancel it when a slow client lets too much text pile up.
   void attach(std::weak_ptr<host::call> call) { call_ = std::move(call); }
@@ -80,6 +87,9 @@ class generation_job : public host::event_sink,
   // text_offset continues across chunks, as in a whole answer); advances by `bytes`.
   uint32_t advance_offset(uint32_t index, size_t bytes);
   void append_chunk(std::string& out, const openai::chunk_delta& delta) const;  // one SSE event
+  // Copies the text options_.meta and options_.request_id show into identity_ (or, when it does
+  // not fit there, one allocation of its own) and points them at the copy.
+  void keep_identity();
 
   // A streamed choice: what went out, and its text not yet handed to the session. One record
   // per choice, so a stream allocates one vector for them instead of one per field.
@@ -98,8 +108,14 @@ class generation_job : public host::event_sink,
   metrics::registry& metrics_;
   std::weak_ptr<host::call> call_;
 
-  std::vector<openai::choice_result> results_;  // non-streamed: text per choice
-  std::vector<choice_stream> streams_;          // streamed: per choice
+  // Non-streamed: text per choice; streamed: per choice. One choice (the usual request) is a
+  // member of the job, so the job's one allocation holds it; more are in a vector of their own.
+  std::span<openai::choice_result> results_;
+  std::span<choice_stream> streams_;
+  openai::choice_result first_result_;
+  choice_stream first_stream_;
+  std::vector<openai::choice_result> more_results_;
+  std::vector<choice_stream> more_streams_;
   bool dirty_ = false;                          // streamed: a choice has something pending
   std::string chunk_head_;                       // streamed: the text every chunk starts with
   std::string serialized_;                       // streamed: chunks not yet pulled, in order
@@ -114,6 +130,12 @@ class generation_job : public host::event_sink,
   std::vector<std::unique_ptr<policy::response_filter>> filters_;
   std::string audit_answer_;  // the redacted answers, for the audit line
   std::vector<bool> logprobs_off_;  // per choice: the filter changed its text, logprobs withheld
+
+  // The id, model, fingerprint and x-request-id text (~70 bytes for a short model name and
+  // x-request-id; 128 allowed for the latter), so that a response's identity adds no
+  // allocation to the job's own.
+  char identity_[192];
+  std::unique_ptr<char[]> identity_spill_;  // when they do not fit in identity_
 };
 
 const char* finish_reason_text(moat_finish_reason reason);

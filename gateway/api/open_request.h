@@ -25,6 +25,17 @@
 
 namespace moat::api {
 
+// Whether a parsed request's body has a top-level cache_salt; a request type that does not
+// record it answers true, so apply_cache_salt looks at the body itself.
+template <class Request>
+bool names_cache_salt(const Request& r) {
+  if constexpr (requires { r.cache_salt; }) {
+    return r.cache_salt;
+  } else {
+    return true;
+  }
+}
+
 template <class Request>
 struct opened_request {
   Request parsed;                         // after the policies (model and text as rewritten)
@@ -92,9 +103,9 @@ std::optional<opened_request<Request>> open_request(api_context& ctx, const http
   // As the client sent it (after policies), without the salt.
   if (out.trail) out.trail->set_request_payload(std::string(out.body()));
   // The salt is derived for keyed callers, and a client's own is checked; a body without
-  // either passes as it is, uncopied.
-  if (o.cache_salt &&
-      (caller_of(req) != nullptr || out.body().find("\"cache_salt\"") != std::string_view::npos)) {
+  // either passes as it is, uncopied. The parser saw whether the body names one (a policy's
+  // rewrite keeps every field it does not redact), so the body is not searched for it.
+  if (o.cache_salt && (caller_of(req) != nullptr || names_cache_salt(out.parsed))) {
     if (auto err = apply_cache_salt(ctx, req, out.rewrite())) {
       respond(error_response(ctx.metrics, *err, o.route));
       return std::nullopt;

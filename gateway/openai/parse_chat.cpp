@@ -80,6 +80,7 @@ chat_parse_result parse_chat_request(std::string_view body) {
       const dom::object format = as_object(*v, path);
       request.response_format = std::string(as_string(required_field(format, path.field("type")), path.field("type")));
     }
+    request.cache_salt = optional_field(object, "cache_salt").has_value();
     return request;
   });
 }

@@ -54,6 +54,7 @@ completion_parse_result parse_completion_request(std::string_view body) {
     }
     parse_stream(object, root, request.stream, request.stream_opts);
     request.user = optional_string(object, root.field("user"));
+    request.cache_salt = optional_field(object, "cache_salt").has_value();
     return request;
   });
 }

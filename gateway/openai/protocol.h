@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -72,6 +73,9 @@ struct chat_request {
   size_t tools = 0;          // `tools` (or the legacy `functions`) offered
   std::string tool_choice;   // "none", "auto", "required" or "function" (a named one); "" without tools
   std::string response_format = "text";  // its `type`: text, json_object, json_schema, ...
+  // The body has a top-level `cache_salt` (checked and applied by the gateway: api/cache_salt.h),
+  // so that a body without one is not searched for it.
+  bool cache_salt = false;
 };
 
 // A prompt as OpenAI accepts it: a text or token ids.
@@ -90,6 +94,7 @@ struct completion_request {
   bool echo = false;
   std::string suffix;           // accepted only when empty (no fill-in-the-middle)
   std::optional<std::string> user;
+  bool cache_salt = false;      // a top-level `cache_salt` is present (as chat_request)
 };
 
 struct embedding_request {
@@ -154,17 +159,19 @@ struct choice_result {
   std::vector<logprob_item> logprobs;
 };
 
-// Identity shared by a response and all its chunks.
+// Identity shared by a response and all its chunks. OWNERSHIP: views; what they show must
+// outlive every serializer call that gets the meta (a generation job keeps its own copy of the
+// text, so a response's id costs no allocation of its own).
 struct response_meta {
-  std::string id;       // "chatcmpl-…" / "cmpl-…"
+  std::string_view id;  // "chatcmpl-…" / "cmpl-…"
   int64_t created = 0;  // unix seconds
-  std::string model;
-  std::string system_fingerprint;  // "fp_moat_<version>"
+  std::string_view model;
+  std::string_view system_fingerprint;  // "fp_moat_<version>"
 };
 
-std::string chat_completion_json(const response_meta& meta, const std::vector<choice_result>& choices,
+std::string chat_completion_json(const response_meta& meta, std::span<const choice_result> choices,
                                  const usage_counts& usage);
-std::string completion_json(const response_meta& meta, const std::vector<choice_result>& choices,
+std::string completion_json(const response_meta& meta, std::span<const choice_result> choices,
                             const usage_counts& usage);
 
 // Stream chunks (the JSON only; frame with sse_data). `role` is sent on a choice's first chunk;

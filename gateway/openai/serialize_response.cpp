@@ -16,7 +16,7 @@ std::string_view finish_or_stop(const std::string& reason) {
   return reason.empty() ? std::string_view("stop") : std::string_view(reason);
 }
 
-size_t text_bytes(const std::vector<choice_result>& choices) {
+size_t text_bytes(std::span<const choice_result> choices) {
   size_t total = 0;
   for (const auto& c : choices) total += c.text.size() + 160 + c.logprobs.size() * 96;
   return total;
@@ -46,8 +46,7 @@ void append_base64(json_out& out, const unsigned char* data, size_t size) {
 
 }  // namespace
 
-std::string chat_completion_json(const response_meta& meta,
-                                 const std::vector<choice_result>& choices,
+std::string chat_completion_json(const response_meta& meta, std::span<const choice_result> choices,
                                  const usage_counts& usage) {
   std::string text;
   json_out out(text, 256 + text_bytes(choices));
@@ -77,7 +76,7 @@ std::string chat_completion_json(const response_meta& meta,
   return text;
 }
 
-std::string completion_json(const response_meta& meta, const std::vector<choice_result>& choices,
+std::string completion_json(const response_meta& meta, std::span<const choice_result> choices,
                             const usage_counts& usage) {
   std::string text;
   json_out out(text, 256 + text_bytes(choices));

@@ -329,6 +329,47 @@ TEST(generation_job, error_before_any_text_is_an_http_error) {
   EXPECT_TRUE(contains(got.body, "upstream said no"));
 }
 
+// The job copies its identity (id, model, fingerprint, x-request-id) from views that live only
+// as long as its constructor: the answer shows the text they had then, whether it fits in the
+// job's inline storage or not.
+TEST(generation_job, keeps_its_own_copy_of_the_response_identity) {
+  metrics::registry reg({"m"}, "v", "c");
+  for (const size_t model_size : {size_t{1}, size_t{40}, size_t{300}}) {
+    for (const bool stream : {false, true}) {
+      std::string id = "chatcmpl-abcdefghijklmnopqrstuvwx";
+      std::string model(model_size, 'm');
+      std::string fingerprint = "fp_moat_1.2.3";
+      std::string request_id(100, 'r');
+      api::generation_options opts;
+      opts.stream = stream;
+      opts.meta = {id, 1700000000, model, fingerprint};
+      opts.request_id = request_id;
+      http::response got;
+      auto job = std::make_shared<api::generation_job>(opts, [&](http::response res) { got = std::move(res); }, reg);
+      const std::string want = R"({"id":")" + id + R"(","object":")" + (stream ? "chat.completion.chunk" : "chat.completion") +
+                               R"(","created":1700000000,"model":")" + model + R"(","system_fingerprint":"fp_moat_1.2.3",)";
+      for (std::string* s : {&id, &model, &fingerprint, &request_id}) std::fill(s->begin(), s->end(), 'X');
+      id.clear();
+      id.shrink_to_fit();
+      model = "other";
+      job->on_event(delta(0, "hi"));
+      host::owned_event finish;
+      finish.kind = MOAT_EVENT_FINISH;
+      job->on_event(std::move(finish));
+      host::owned_event done;
+      done.kind = MOAT_EVENT_DONE;
+      job->on_event(std::move(done));
+      std::string body = got.body;
+      if (stream) {
+        ASSERT_NE(got.stream, nullptr);
+        got.stream->pull([&](std::string data, bool) { body = std::move(data); });
+      }
+      EXPECT_TRUE(contains(body, want)) << model_size << " " << stream << "\n" << body;
+      EXPECT_FALSE(contains(body, "XX")) << body;
+    }
+  }
+}
+
 TEST(errors, every_status_maps_to_the_documented_http_status) {
   struct row {
     moat_status status;

@@ -75,6 +75,12 @@ TEST(ParseCompletion, DefaultsAndFields) {
   EXPECT_EQ(r.sampling.seed, UINT64_MAX);
 }
 
+TEST(ParseCompletion, CacheSaltIsNotedOnlyAtTheTopLevel) {
+  EXPECT_FALSE(ok(parse_completion_request(completion_body(""))).cache_salt);
+  EXPECT_TRUE(ok(parse_completion_request(completion_body(R"("cache_salt":"s")"))).cache_salt);
+  EXPECT_FALSE(ok(parse_completion_request(R"({"model":"m","prompt":"\"cache_salt\":\"s\""})")).cache_salt);
+}
+
 TEST(ParseCompletion, Errors) {
   expect_invalid(parse_completion_request(R"({"model":"m"})"), "prompt");
   expect_invalid(parse_completion_request(R"({"model":"m","prompt":null})"), "prompt");

@@ -57,7 +57,7 @@ TEST(SerializeChat, WholeResponseFieldByField) {
   b.finish_reason = "length";
   b.has_logprobs = true;
   b.logprobs.push_back(item("cut", -0.25, {{"cut", {}, -0.25}, {"cat", {}, -1.5}}));
-  const std::string json = chat_completion_json(meta(), {a, b}, {5, 7});
+  const std::string json = chat_completion_json(meta(), std::vector<choice_result>{a, b}, {5, 7});
   parsed doc(json);
   const auto root = doc.root();
   EXPECT_EQ(str(root["id"]), "chatcmpl-abc");
@@ -106,7 +106,7 @@ TEST(SerializeChat, PartialUtf8TokenKeepsItsBytes) {
   c.logprobs.push_back(half);
   token_logprob with_bytes{"x", {0xF0, 0x9F}, -1.0};
   c.logprobs.push_back(logprob_item{with_bytes, {}});
-  parsed doc(chat_completion_json(meta(), {c}, {}));
+  parsed doc(chat_completion_json(meta(), std::vector<choice_result>{c}, {}));
   const auto content = doc.root()["choices"].at(0)["logprobs"]["content"].get_array().value();
   EXPECT_EQ(str(content.at(0)["token"]), "\xEF\xBF\xBD\xEF\xBF\xBD");
   const auto bytes = content.at(0)["bytes"].get_array().value();
@@ -122,7 +122,7 @@ TEST(SerializeChat, NonFiniteLogprobsStayNumbers) {
   c.has_logprobs = true;
   c.logprobs.push_back(item("a", -INFINITY));
   c.logprobs.push_back(item("b", NAN));
-  parsed doc(chat_completion_json(meta(), {c}, {}));
+  parsed doc(chat_completion_json(meta(), std::vector<choice_result>{c}, {}));
   const auto content = doc.root()["choices"].at(0)["logprobs"]["content"].get_array().value();
   EXPECT_DOUBLE_EQ(content.at(0)["logprob"].get_double().value(), -9999.0);
   EXPECT_DOUBLE_EQ(content.at(1)["logprob"].get_double().value(), -9999.0);
@@ -138,7 +138,7 @@ TEST(SerializeCompletion, WholeResponseWithLogprobs) {
   c.has_logprobs = true;
   c.logprobs.push_back(item("ab ", -0.5, {{"ab ", {}, -0.5}, {"xy", {}, -2.0}}));
   c.logprobs.push_back(item("cd", -0.125));
-  parsed doc(completion_json(m, {c}, {2, 2}));
+  parsed doc(completion_json(m, std::vector<choice_result>{c}, {2, 2}));
   const auto root = doc.root();
   EXPECT_EQ(str(root["object"]), "text_completion");
   EXPECT_EQ(str(root["id"]), "cmpl-1");
@@ -164,7 +164,7 @@ TEST(SerializeCompletion, WholeResponseWithLogprobs) {
 TEST(SerializeCompletion, LogprobsNullWhenNotAskedAndFinishDefaultsToStop) {
   choice_result c;
   c.text = "x";
-  parsed doc(completion_json(meta(), {c}, {}));
+  parsed doc(completion_json(meta(), std::vector<choice_result>{c}, {}));
   const auto c0 = doc.root()["choices"].at(0).value();
   EXPECT_TRUE(c0["logprobs"].is_null());
   EXPECT_EQ(str(c0["finish_reason"]), "stop");
