@@ -43,15 +43,6 @@ bool printable_word(const char* p) {
   return ((v | below_space | is_del) & high) == 0;
 }
 
-bool plain_value(std::string_view value) {
-  size_t i = 0;
-  while (i + 8 <= value.size() && printable_word(value.data() + i)) i += 8;
-  for (; i < value.size(); ++i) {
-    if (!plain_value_byte(value[i])) return false;
-  }
-  return true;
-}
-
 std::string_view trim_ows(std::string_view v) {
   while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
   while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
@@ -75,53 +66,78 @@ bool parse_plain_head(std::string_view raw, size_t max_fields, std::vector<heade
                       plain_head& out) {
   fields.clear();
   out = plain_head{};
-  if (raw.size() < 4 || raw.substr(raw.size() - 4) != "\r\n\r\n") return false;
+  const size_t size = raw.size();
+  if (size < 4 || raw.substr(size - 4) != "\r\n\r\n") return false;
+  // One pass over the bytes. Every scan below stops at a CR at the latest (CR is neither a token
+  // nor a target nor a value byte), and `raw` ends with CRLF CRLF, so none reads past its end.
+  const char* const p = raw.data();
 
-  // Request line: METHOD SP target SP HTTP/1.1
-  const size_t line_end = raw.find("\r\n");
-  const std::string_view line = raw.substr(0, line_end);
+  // Request line: METHOD SP target SP HTTP/1.1 CRLF
   size_t i = 0;
-  while (i < line.size() && is_token(line[i])) ++i;
-  if (i == 0 || i >= line.size() || line[i] != ' ') return false;
-  out.method = line.substr(0, i);
+  while (is_token(p[i])) ++i;
+  if (i == 0 || p[i] != ' ') return false;
+  out.method = std::string_view(p, i);
   const size_t target_start = ++i;
-  while (i < line.size() && line[i] > 0x20 && line[i] < 0x7f) ++i;
-  if (i == target_start || i >= line.size() || line[i] != ' ') return false;
-  out.target = line.substr(target_start, i - target_start);
-  if (line.substr(i + 1) != "HTTP/1.1") return false;
+  while (p[i] > 0x20 && p[i] < 0x7f) ++i;
+  if (i == target_start || p[i] != ' ') return false;
+  out.target = std::string_view(p + target_start, i - target_start);
+  ++i;
+  constexpr std::string_view version = "HTTP/1.1\r\n";
+  if (size - i < version.size() || std::string_view(p + i, version.size()) != version) return false;
+  i += version.size();
 
-  // Fields, up to the blank line (the last two bytes of `raw`).
+  // Fields, each `token ":" value CRLF`, up to the blank line (the last two bytes of `raw`).
   bool has_length = false;
   bool has_host = false;
-  size_t pos = line_end + 2;
-  while (pos < raw.size() - 2) {
-    const size_t end = raw.find("\r\n", pos);
-    const std::string_view field = raw.substr(pos, end - pos);
-    pos = end + 2;
-    size_t n = 0;
-    while (n < field.size() && is_token(field[n])) ++n;
-    if (n == 0 || n >= field.size() || field[n] != ':') return false;
-    const std::string_view name = field.substr(0, n);
-    std::string_view value = field.substr(n + 1);
-    if (!plain_value(value)) return false;
-    value = trim_ows(value);
+  while (i < size - 2) {
+    const size_t name_start = i;
+    while (is_token(p[i])) ++i;
+    const std::string_view name(p + name_start, i - name_start);
+    if (name.empty() || p[i] != ':') return false;
+    const size_t value_start = ++i;
+    // The value runs to its line's CR; anything but printable ASCII or tabs on the way (a bare
+    // CR or LF, a control, DEL, obs-text) is not plain. Whole words of printable bytes first.
+    while (i + 8 <= size && printable_word(p + i)) i += 8;
+    while (plain_value_byte(p[i])) ++i;
+    if (p[i] != '\r' || p[i + 1] != '\n') return false;
+    const std::string_view value = trim_ows(std::string_view(p + value_start, i - value_start));
+    i += 2;
     if (fields.size() == max_fields) return false;
     fields.push_back({name, value});
-    if (util::iequals(name, "content-length")) {
-      if (has_length || !parse_length(value, out.content_length)) return false;
-      has_length = true;
-    } else if (util::iequals(name, "transfer-encoding") || util::iequals(name, "expect") ||
-               util::iequals(name, "upgrade")) {
-      return false;
-    } else if (util::iequals(name, "host")) {
-      if (has_host) return false;
-      has_host = true;
-    } else if (util::iequals(name, "connection")) {
-      if (util::iequals(value, "close")) {
-        out.keep_alive = false;
-      } else if (!util::iequals(value, "keep-alive")) {
-        return false;
-      }
+    // By length first: most fields (Content-Type, Authorization, ...) match none of these.
+    switch (name.size()) {
+      case 14:  // content-length
+        if (util::iequals(name, "content-length")) {
+          if (has_length || !parse_length(value, out.content_length)) return false;
+          has_length = true;
+        }
+        break;
+      case 17:  // transfer-encoding
+        if (util::iequals(name, "transfer-encoding")) return false;
+        break;
+      case 6:  // expect
+        if (util::iequals(name, "expect")) return false;
+        break;
+      case 7:  // upgrade
+        if (util::iequals(name, "upgrade")) return false;
+        break;
+      case 4:  // host
+        if (util::iequals(name, "host")) {
+          if (has_host) return false;
+          has_host = true;
+        }
+        break;
+      case 10:  // connection
+        if (util::iequals(name, "connection")) {
+          if (util::iequals(value, "close")) {
+            out.keep_alive = false;
+          } else if (!util::iequals(value, "keep-alive")) {
+            return false;
+          }
+        }
+        break;
+      default:
+        break;
     }
   }
   return true;
