@@ -27,7 +27,7 @@ generation_job::generation_job(generation_options options, http::responder respo
   keep_identity();
   if (options_.choices == 0) options_.choices = 1;
   if (options_.stream) {
-    chunk_head_ = openai::chunk_head(options_.meta, options_.chat);
+    framing_ = openai::chunk_framing(options_.meta, options_.chat, options_.include_usage);
     if (options_.choices == 1) {
       streams_ = {&first_stream_, 1};
     } else {
@@ -373,7 +373,7 @@ void generation_job::append_chunk(std::string& out, const openai::chunk_delta& d
   // Events (~300 bytes each) pile up here while the session writes, a backend's burst of them
   // at once: the buffer starts with room for a few, so it doubles a few times, not from one.
   if (out.capacity() < 1024) out.reserve(1024);
-  openai::append_chunk_event(out, chunk_head_, options_.chat, delta, options_.include_usage);
+  framing_.append_event(out, delta);
 }
 
 void generation_job::start_stream() {

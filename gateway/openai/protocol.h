@@ -195,13 +195,32 @@ std::string chat_usage_chunk_json(const response_meta& meta, const usage_counts&
 std::string completion_chunk_json(const response_meta& meta, const chunk_delta& delta,
                                   bool include_usage);
 std::string completion_usage_chunk_json(const response_meta& meta, const usage_counts& usage);
-// The same chunks framed as one server-sent event ("data: <json>\n\n") and appended to `out`, so
-// a stream's events go straight into its pending buffer. Every chunk of a stream starts with the
-// same id, object, created, model and fingerprint: `head` is that text, made once per stream by
-// chunk_head, and copied into each event instead of being serialized again.
-std::string chunk_head(const response_meta& meta, bool chat);
-void append_chunk_event(std::string& out, std::string_view head, bool chat,
-                        const chunk_delta& delta, bool include_usage);
+// The same chunks framed as server-sent events ("data: <json>\n\n") and appended to a stream's
+// pending buffer. Every chunk of a stream starts with the same id, object, created, model and
+// fingerprint, and most are a plain delta of choice 0 (text only: no role, logprobs nor
+// finish_reason), so a stream serializes that shared text once, here, and each event copies it
+// instead of writing it again: a plain delta is then three pieces (its opening, its text as a
+// JSON string, its closing).
+//
+//   openai::chunk_framing framing(meta, /*chat=*/true, /*include_usage=*/false);  // per stream
+//   framing.append_event(pending, delta);  // per event
+class chunk_framing {
+ public:
+  chunk_framing() = default;
+  chunk_framing(const response_meta& meta, bool chat, bool include_usage);
+  // Appends to `out` the same bytes as sse_data(chat_chunk_json(meta, delta, include_usage))
+  // (completion_chunk_json for completions).
+  void append_event(std::string& out, const chunk_delta& delta) const;
+
+ private:
+  // "data: " + head | the opening of a plain delta | its closing through "\n\n"; one string
+  // (one allocation per stream) cut at head_end_ and open_end_.
+  std::string text_;
+  size_t head_end_ = 0;
+  size_t open_end_ = 0;
+  bool chat_ = true;
+  bool include_usage_ = false;
+};
 
 // Embeddings: vectors in input order; base64 encodes little-endian float32 as OpenAI does.
 std::string embeddings_json(const std::string& model, const std::vector<std::vector<float>>& vectors,

@@ -68,7 +68,7 @@ constexpr std::string_view chunk_object(bool chat) {
 }
 
 // One chunk of either kind, whole (the streaming path appends events to a shared buffer
-// instead: append_chunk_event).
+// instead: chunk_framing::append_event).
 std::string chunk_json(const response_meta& meta, const chunk_delta& delta, bool include_usage,
                        bool chat) {
   std::string text;
@@ -107,23 +107,46 @@ std::string completion_chunk_json(const response_meta& meta, const chunk_delta& 
   return chunk_json(meta, delta, include_usage, false);
 }
 
-std::string chunk_head(const response_meta& meta, bool chat) {
-  std::string head;
-  json_out out(head, 96 + meta.id.size() + meta.model.size() + meta.system_fingerprint.size());
-  append_head(out, meta, chunk_object(chat));
-  out.done();
-  return head;
+chunk_framing::chunk_framing(const response_meta& meta, bool chat, bool include_usage)
+    : chat_(chat), include_usage_(include_usage) {
+  // Room for all of it at once (json_out reserves only past its own buffer's size).
+  text_.reserve(224 + meta.id.size() + meta.model.size() + meta.system_fingerprint.size());
+  {
+    json_out out(text_);
+    out += "data: ";
+    append_head(out, meta, chunk_object(chat));
+    out.done();
+  }
+  head_end_ = text_.size();
+  // What append_chat_chunk_rest / append_completion_chunk_rest and append_chunk_tail write
+  // around the text of a plain delta of choice 0.
+  text_ += chat ? ",\"choices\":[{\"index\":0,\"delta\":{\"content\":" : ",\"choices\":[{\"index\":0,\"text\":";
+  open_end_ = text_.size();
+  text_ += chat ? "},\"logprobs\":null,\"finish_reason\":null}]" : ",\"logprobs\":null,\"finish_reason\":null}]";
+  if (include_usage) text_ += ",\"usage\":null";
+  text_ += "}\n\n";
 }
 
-void append_chunk_event(std::string& events, std::string_view head, bool chat,
-                        const chunk_delta& delta, bool include_usage) {
-  json_out out(events, chunk_size_hint(head.size(), delta) + 8);
-  out += "data: ";
-  out += head;
-  if (chat) {
-    append_chat_chunk_rest(out, delta, include_usage);
+void chunk_framing::append_event(std::string& events, const chunk_delta& delta) const {
+  const std::string_view text(text_);
+  // A chat choice's first chunk names the role, and a later one without text has an empty
+  // delta: neither is plain.
+  const bool plain = delta.index == 0 && !delta.has_logprobs && delta.finish_reason.empty() &&
+                     (!chat_ || (!delta.first && !delta.text.empty()));
+  if (plain) {
+    json_out out(events, text.size() + delta.text.size() + 8);
+    out += text.substr(0, open_end_);
+    append_json_string(out, delta.text);
+    out += text.substr(open_end_);
+    out.done();
+    return;
+  }
+  json_out out(events, chunk_size_hint(head_end_, delta) + 8);
+  out += text.substr(0, head_end_);
+  if (chat_) {
+    append_chat_chunk_rest(out, delta, include_usage_);
   } else {
-    append_completion_chunk_rest(out, delta, include_usage);
+    append_completion_chunk_rest(out, delta, include_usage_);
   }
   out += "\n\n";
   out.done();

@@ -212,20 +212,41 @@ TEST(SerializeChunks, ChatChunkSequence) {
   EXPECT_EQ(str(d4.root()["object"]), "chat.completion.chunk");
 }
 
-// The event writer, with the head made once, appends exactly what sse_data(…_chunk_json(…))
-// makes, after what is there.
+// The event writer, with the stream's shared text made once, appends exactly what
+// sse_data(…_chunk_json(…)) makes, after what is there: plain deltas of choice 0 (its fast path)
+// and every other kind of chunk.
 TEST(SerializeChunks, EventsAppendTheFramedChunk) {
-  chunk_delta d;
-  d.index = 1;
-  d.first = true;
-  d.text = "he said \"hi\"";
-  d.finish_reason = "length";
+  std::vector<chunk_delta> deltas;
+  for (uint32_t index : {0u, 1u, 12u}) {
+    for (bool first : {false, true}) {
+      for (std::string_view text : {"", "hi", "he said \"hi\"\n", "caf\xc3\xa9 \xff"}) {
+        for (std::string_view finish : {"", "length"}) {
+          for (bool logprobs : {false, true}) {
+            chunk_delta d;
+            d.index = index;
+            d.first = first;
+            d.text = text;
+            d.finish_reason = finish;
+            d.has_logprobs = logprobs;
+            if (logprobs) d.logprobs.push_back(item("hi", -0.5));
+            d.text_offset = 3;
+            deltas.push_back(std::move(d));
+          }
+        }
+      }
+    }
+  }
   for (bool usage : {false, true}) {
-    std::string out = "data: [earlier]\n\n";
-    append_chunk_event(out, chunk_head(meta(), true), true, d, usage);
-    append_chunk_event(out, chunk_head(meta(), false), false, d, usage);
-    EXPECT_EQ(out, "data: [earlier]\n\n" + sse_data(chat_chunk_json(meta(), d, usage)) +
-                       sse_data(completion_chunk_json(meta(), d, usage)));
+    for (bool chat : {true, false}) {
+      const chunk_framing framing(meta(), chat, usage);
+      std::string out = "data: [earlier]\n\n";
+      std::string want = out;
+      for (const auto& d : deltas) {
+        framing.append_event(out, d);
+        want += sse_data(chat ? chat_chunk_json(meta(), d, usage) : completion_chunk_json(meta(), d, usage));
+      }
+      EXPECT_EQ(out, want) << "chat " << chat << " usage " << usage;
+    }
   }
 }
 
