@@ -523,6 +523,23 @@ struct counting_connection : http::timed_connection {
 
 }  // namespace
 
+TEST(deadline_sweeper, a_deadline_is_set_on_the_steady_clock_at_most_a_tick_early) {
+  // set_deadline reads the coarse monotonic clock; overdue() and the sweep compare against
+  // steady_clock. Both must be one clock: a deadline lands within a timer tick (<= 10 ms at
+  // HZ=100) before from_now on steady_clock, never after it.
+  using namespace std::chrono_literals;
+  counting_connection c;
+  for (int i = 0; i < 100; ++i) {
+    const auto before = std::chrono::steady_clock::now();
+    c.set_deadline(1000ms);
+    const auto after = std::chrono::steady_clock::now();
+    EXPECT_FALSE(c.overdue(before + 1000ms - 20ms));
+    EXPECT_TRUE(c.overdue(after + 1000ms));
+  }
+  c.clear_deadline();
+  EXPECT_FALSE(c.overdue(std::chrono::steady_clock::now() + 1000h));
+}
+
 TEST(deadline_sweeper, expires_only_overdue_connections_until_removed) {
   net::io_context io;
   http::deadline_sweeper sweeper(std::chrono::milliseconds(10));
