@@ -1,7 +1,9 @@
 #include "http/wire.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cstdint>
+#include <cstring>
 #include <random>
 
 namespace moat::http {
@@ -18,13 +20,6 @@ uint64_t next_random() {
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
   return z ^ (z >> 31);
-}
-
-void append_uint(std::string& out, uint64_t v) {
-  char buf[24];
-  auto [p, ec] = std::to_chars(buf, buf + sizeof buf, v);
-  (void)ec;
-  out.append(buf, p);
 }
 
 }  // namespace
@@ -57,23 +52,58 @@ std::string_view reason_phrase(int status) {
 
 void append_response_head(std::string& out, const response& res, std::string_view request_id,
                           size_t content_length, bool keep_alive) {
-  out.append("HTTP/1.1 ");
-  append_uint(out, static_cast<uint64_t>(res.status));
-  out.push_back(' ');
-  out.append(reason_phrase(res.status));
-  out.append("\r\nServer: moat\r\nContent-Type: ");
-  out.append(res.content_type);
+  // Written through a pointer into room made once: each std::string::append checks the capacity
+  // and calls memcpy again, a dozen times per head. `room` covers every literal below (the longer
+  // of each alternative) and 20 digits per number.
+  static constexpr std::string_view status_prefix = "HTTP/1.1 ";
+  static constexpr std::string_view server_and_type = "\r\nServer: moat\r\nContent-Type: ";
+  static constexpr std::string_view chunked = "\r\nTransfer-Encoding: chunked\r\nCache-Control: no-cache";
+  static constexpr std::string_view length = "\r\nContent-Length: ";
+  static constexpr std::string_view id_field = "\r\nx-request-id: ";
+  static constexpr std::string_view keep = "\r\nConnection: keep-alive\r\n\r\n";
+  static constexpr std::string_view close = "\r\nConnection: close\r\n\r\n";
+  static constexpr size_t digits = 20;
+  static constexpr size_t fixed = status_prefix.size() + digits + 1 + server_and_type.size() +
+                                  std::max(chunked.size(), length.size() + digits) + id_field.size() +
+                                  std::max(keep.size(), close.size());
+  const std::string_view reason = reason_phrase(res.status);
+  size_t room = fixed + reason.size() + res.content_type.size() + request_id.size();
+  for (const auto& h : res.headers) room += 4 + h.name.size() + h.value.size();
+
+  const size_t start = out.size();
+  out.resize(start + room);
+  char* const begin = out.data() + start;
+  char* p = begin;
+  const auto put = [&p](std::string_view s) {
+    std::memcpy(p, s.data(), s.size());
+    p += s.size();
+  };
+  const auto put_uint = [&p](uint64_t v) { p = std::to_chars(p, p + digits, v).ptr; };
+
+  put(status_prefix);
+  put_uint(static_cast<uint64_t>(res.status));
+  *p++ = ' ';
+  put(reason);
+  put(server_and_type);
+  put(res.content_type);
   if (res.stream) {
-    out.append("\r\nTransfer-Encoding: chunked\r\nCache-Control: no-cache");
+    put(chunked);
   } else {
-    out.append("\r\nContent-Length: ");
-    append_uint(out, content_length);
+    put(length);
+    put_uint(content_length);
   }
-  if (!request_id.empty()) out.append("\r\nx-request-id: ").append(request_id);
+  if (!request_id.empty()) {
+    put(id_field);
+    put(request_id);
+  }
   for (const auto& h : res.headers) {
-    out.append("\r\n").append(h.name).append(": ").append(h.value);
+    put("\r\n");
+    put(h.name);
+    put(": ");
+    put(h.value);
   }
-  out.append(keep_alive ? "\r\nConnection: keep-alive\r\n\r\n" : "\r\nConnection: close\r\n\r\n");
+  put(keep_alive ? keep : close);
+  out.resize(start + static_cast<size_t>(p - begin));
 }
 
 void append_chunk(std::string& out, std::string_view data) {

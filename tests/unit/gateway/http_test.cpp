@@ -492,6 +492,39 @@ TEST(wire, request_id_rules) {
   EXPECT_NE(http::random_alnum(24), http::random_alnum(24));
 }
 
+// The head as plain appends would write it: what append_response_head must produce, written
+// into room it makes once.
+std::string reference_head(const http::response& res, std::string_view id, size_t length, bool keep) {
+  std::string h = "HTTP/1.1 " + std::to_string(res.status) + " " + std::string(http::reason_phrase(res.status)) +
+                  "\r\nServer: moat\r\nContent-Type: " + std::string(res.content_type);
+  h += res.stream ? "\r\nTransfer-Encoding: chunked\r\nCache-Control: no-cache"
+                  : "\r\nContent-Length: " + std::to_string(length);
+  if (!id.empty()) h += "\r\nx-request-id: " + std::string(id);
+  for (const auto& f : res.headers) h += "\r\n" + f.name + ": " + f.value;
+  return h + (keep ? "\r\nConnection: keep-alive\r\n\r\n" : "\r\nConnection: close\r\n\r\n");
+}
+
+TEST(wire, response_head_matches_plain_appends_for_every_shape) {
+  std::mt19937 rng(7);
+  const int statuses[] = {200, 404, 429, 503, 999, 100};
+  for (int i = 0; i < 500; ++i) {
+    http::response res;
+    res.status = statuses[i % 6];
+    res.content_type = i % 3 ? "application/json" : "text/event-stream; charset=utf-8";
+    if (i % 4 == 0) res.stream = std::make_shared<ready_stream>();
+    for (int h = 0; h < i % 4; ++h) {
+      res.headers.push_back({std::string(1 + rng() % 40, 'n'), std::string(rng() % 300, 'v')});
+    }
+    const std::string id = i % 5 ? std::string(1 + rng() % 128, 'r') : "";
+    const size_t length = i % 7 ? rng() : SIZE_MAX;
+    const bool keep = i % 2;
+    std::string out = i % 3 ? "" : "previous bytes";  // appends after what is there
+    const std::string before = out;
+    http::append_response_head(out, res, id, length, keep);
+    EXPECT_EQ(out, before + reference_head(res, id, length, keep)) << "case " << i;
+  }
+}
+
 TEST(wire, response_head_and_chunks) {
   http::response res;
   res.status = 429;
