@@ -178,14 +178,16 @@ void call::drain() {
     drained_first_delta_at_ = first_delta_at_;
     drained_last_finish_at_ = last_finish_at_;
   }
-  for (auto& event : batch) deliver(std::move(event));
+  // One clock read per drain, not one per event: a batch is delivered within microseconds.
+  const auto now = std::chrono::steady_clock::now();
+  for (auto& event : batch) deliver(std::move(event), now);
   batch.clear();
   draining_ = std::move(batch);
 }
 
-void call::deliver(owned_event&& event) {
+void call::deliver(owned_event&& event, std::chrono::steady_clock::time_point now) {
   if (finished_ || !owner_alive_->load()) return;  // ended by the deadline, or shut down
-  record_metrics(event);
+  record_metrics(event, now);
   const bool terminal = event.terminal();
   if (terminal) {
     finished_ = true;
@@ -195,10 +197,9 @@ void call::deliver(owned_event&& event) {
   if (terminal) sink_.reset();
 }
 
-void call::record_metrics(const owned_event& event) {
+void call::record_metrics(const owned_event& event, std::chrono::steady_clock::time_point now) {
   auto* m = owner_.metrics();
   if (m == nullptr) return;
-  const auto now = std::chrono::steady_clock::now();
   const auto seconds = [](auto d) { return std::chrono::duration<double>(d).count(); };
   switch (event.kind) {
     case MOAT_EVENT_DELTA: {

@@ -88,8 +88,9 @@ class call : public std::enable_shared_from_this<call> {
   // Watched by the io_context's deadline sweep from now until the terminal event is delivered.
   void start_deadline(std::chrono::milliseconds timeout);
   void drain();                       // on the strand: delivers every queued event in order
-  void deliver(owned_event&& event);  // on the strand
-  void record_metrics(const owned_event& event);
+  // On the strand; `now`: when the drain began (the event's delivery time for the metrics).
+  void deliver(owned_event&& event, std::chrono::steady_clock::time_point now);
+  void record_metrics(const owned_event& event, std::chrono::steady_clock::time_point now);
   void on_deadline();
 
   backend& owner_;

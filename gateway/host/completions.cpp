@@ -2,6 +2,7 @@
 
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/execution/context.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/query.hpp>
 
@@ -40,6 +41,13 @@ void completion_queue::run() {
     posted_ = false;
   }
   for (auto& c : batch) {
+    // With one I/O thread the calls run on the io_context's own executor, already running
+    // here: drained directly, as dispatch() would, without wrapping a handler per call.
+    const auto* io = c->strand_.target<boost::asio::io_context::executor_type>();
+    if (io != nullptr && io->running_in_this_thread()) {
+      c->drain();
+      continue;
+    }
     call& target = *c;  // named first: the lambda takes c over
     boost::asio::dispatch(target.strand_, [keep = std::move(c)] { keep->drain(); });
   }
