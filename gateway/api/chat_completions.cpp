@@ -8,8 +8,9 @@ namespace moat::api {
 
 void chat_completions(api_context& ctx, const http::request& req, http::responder respond) {
   constexpr auto route = metrics::route::chat_completions;
-  auto opened = open_request<openai::chat_request>(
-      ctx, req, respond, {route, MOAT_CAP_CHAT, "chat completions", true}, openai::parse_chat_request,
+  opened_request<openai::chat_request> opened(openai::parse_chat_request, req.body);
+  if (!open_request(
+          ctx, req, respond, opened, {route, MOAT_CAP_CHAT, "chat completions", true},
       [](request_trail& trail, openai::chat_request& chat, std::string_view raw,
          std::string& body) -> std::optional<openai::api_error> {
         for (const auto& m : chat.messages) trail.policy.messages.push_back({m.role, m.content});
@@ -24,10 +25,11 @@ void chat_completions(api_context& ctx, const http::request& req, http::responde
         chat.model = trail.policy.model;
         body = host::redacted_body_json(raw, chat.model, &chat.messages, nullptr, {});
         return std::nullopt;
-      });
-  if (!opened) return;  // answered
-  auto& chat = opened->parsed;
-  host::backend* b = opened->backend;
+      })) {
+    return;  // answered
+  }
+  auto& chat = opened.parsed();
+  host::backend* b = opened.backend;
   const auto& caps = b->caps();
   // No backend calls tools or constrains its output to JSON yet (the ABI has no capability for
   // either), so a request relying on them is refused as vLLM refuses what it was not started
@@ -59,10 +61,10 @@ void chat_completions(api_context& ctx, const http::request& req, http::responde
   opts.logprobs = chat.sampling.logprobs;
   opts.choices = static_cast<uint32_t>(chat.sampling.n);
   opts.route = route;
-  opts.trail = opened->trail;
+  opts.trail = opened.trail;
   host::request_builder builder;
   start_generation(ctx, req, *b, std::move(opts), "chatcmpl-", chat.model, std::move(respond),
-                   builder.chat(chat, opened->body()));
+                   builder.chat(chat, opened.body()));
 }
 
 }  // namespace moat::api

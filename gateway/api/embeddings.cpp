@@ -69,18 +69,20 @@ class embedding_job : public host::event_sink {
 void embeddings(api_context& ctx, const http::request& req, http::responder respond) {
   constexpr auto route = metrics::route::embeddings;
   // Inputs are request text like any prompt: the backend embeds only what the policies left.
-  auto opened = open_request<openai::embedding_request>(
-      ctx, req, respond, {route, MOAT_CAP_EMBEDDINGS, "embeddings", false}, openai::parse_embedding_request,
+  opened_request<openai::embedding_request> opened(openai::parse_embedding_request, req.body);
+  if (!open_request(
+          ctx, req, respond, opened, {route, MOAT_CAP_EMBEDDINGS, "embeddings", false},
       [](request_trail& trail, openai::embedding_request& emb, std::string_view raw,
          std::string& body) -> std::optional<openai::api_error> {
         if (auto err = apply_prompt_policies(trail, emb.inputs)) return err;
         emb.model = trail.policy.model;
         body = host::redacted_body_json(raw, emb.model, nullptr, &emb.inputs, "input");
         return std::nullopt;
-      });
-  if (!opened) return;  // answered
-  auto& emb = opened->parsed;
-  host::backend* b = opened->backend;
+      })) {
+    return;  // answered
+  }
+  auto& emb = opened.parsed();
+  host::backend* b = opened.backend;
   const auto& caps = b->caps();
   if (emb.dimensions && static_cast<uint32_t>(*emb.dimensions) != caps.embedding_dim) {
     return respond(error_response(
@@ -100,7 +102,7 @@ void embeddings(api_context& ctx, const http::request& req, http::responder resp
   auto job = std::make_shared<embedding_job>(emb.model, emb.encoding_format, emb.inputs.size(), std::move(respond),
                                              ctx.metrics);
   host::request_builder builder;
-  auto outcome = b->submit(builder.embedding(emb, opened->body()), job, req.strand);
+  auto outcome = b->submit(builder.embedding(emb, opened.body()), job, req.strand);
   if (outcome.status != MOAT_OK) return job->reject(backend_error(outcome.status, std::move(outcome.message)));
   cancel_when_client_leaves(req, outcome.handle);
 }
