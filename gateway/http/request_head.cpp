@@ -1,7 +1,13 @@
 #include "http/request_head.h"
 
 #include <array>
+#include <cstdint>
 #include <cstring>
+#include <type_traits>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "util/ascii.h"
 
@@ -29,9 +35,18 @@ bool plain_value_byte(char c) {
   return (c >= 0x20 && c < 0x7f) || c == '\t';
 }
 
+#if defined(__SSE2__)
+// 16 bytes at `p` (the caller checked they are inside the head).
+__m128i load16(const char* p) {
+  return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+}
+// Bit k set when byte k of a 16-byte compare result is set.
+unsigned mask_of(__m128i v) {
+  return static_cast<unsigned>(_mm_movemask_epi8(v));
+}
+#else
 // True when all 8 bytes are printable ASCII (0x20..0x7e), tested at once: no byte below 0x20,
-// none with the high bit, no DEL. Each term is the exact "has such a byte" test. A word that
-// fails (a tab, or a byte that is not plain) is looked at byte by byte.
+// none with the high bit, no DEL. Each term is the exact "has such a byte" test.
 bool printable_word(const char* p) {
   uint64_t v;
   std::memcpy(&v, p, sizeof v);
@@ -41,6 +56,98 @@ bool printable_word(const char* p) {
   const uint64_t below_space = (v - ones * 0x20) & ~v;
   const uint64_t is_del = (del - ones) & ~del;
   return ((v | below_space | is_del) & high) == 0;
+}
+#endif
+
+// The scans below return the index of the first byte from `i` on that does not belong, looking at
+// 16 bytes per step while 16 remain before `size` and byte by byte after that (or after the
+// first step that meets such a byte). Each stops at a CR at the latest, and a head ends with
+// CRLF CRLF, so the byte loops never run past `size`.
+
+// Token characters. The wide step passes letters, digits and '-' (all a field name usually
+// has); any other byte, token or not, is left to the table.
+size_t skip_token(const char* p, size_t i, size_t size) {
+#if defined(__SSE2__)
+  while (i + 16 <= size) {
+    const __m128i v = load16(p + i);
+    // OR 0x20 folds A-Z onto a-z; it moves no other byte into a-z (signed compares: bytes of
+    // 0x80 and up are negative, outside every range here).
+    const __m128i folded = _mm_or_si128(v, _mm_set1_epi8(0x20));
+    const __m128i letter = _mm_and_si128(_mm_cmpgt_epi8(folded, _mm_set1_epi8('a' - 1)),
+                                         _mm_cmplt_epi8(folded, _mm_set1_epi8('z' + 1)));
+    const __m128i digit = _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8('0' - 1)),
+                                        _mm_cmplt_epi8(v, _mm_set1_epi8('9' + 1)));
+    const __m128i dash = _mm_cmpeq_epi8(v, _mm_set1_epi8('-'));
+    const unsigned other = ~mask_of(_mm_or_si128(_mm_or_si128(letter, digit), dash)) & 0xffffu;
+    if (other != 0) {
+      i += static_cast<size_t>(__builtin_ctz(other));
+      break;
+    }
+    i += 16;
+  }
+#else
+  (void)size;
+#endif
+  while (is_token(p[i])) ++i;
+  return i;
+}
+
+// Visible ASCII (0x21..0x7e): a request target.
+size_t skip_visible(const char* p, size_t i, size_t size) {
+#if defined(__SSE2__)
+  while (i + 16 <= size) {
+    const __m128i v = load16(p + i);
+    const unsigned bad = mask_of(_mm_or_si128(_mm_cmplt_epi8(v, _mm_set1_epi8(0x21)),
+                                              _mm_cmpeq_epi8(v, _mm_set1_epi8(0x7f))));
+    if (bad != 0) return i + static_cast<size_t>(__builtin_ctz(bad));
+    i += 16;
+  }
+#else
+  (void)size;
+#endif
+  while (p[i] > 0x20 && p[i] < 0x7f) ++i;
+  return i;
+}
+
+// Plain value bytes (printable ASCII or tab): anything else in a value (obs-text, controls, a
+// bare CR or LF) goes to Beast.
+size_t skip_value(const char* p, size_t i, size_t size) {
+#if defined(__SSE2__)
+  while (i + 16 <= size) {
+    const __m128i v = load16(p + i);
+    const __m128i low = _mm_andnot_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('\t')),
+                                         _mm_cmplt_epi8(v, _mm_set1_epi8(0x20)));
+    const unsigned bad = mask_of(_mm_or_si128(low, _mm_cmpeq_epi8(v, _mm_set1_epi8(0x7f))));
+    if (bad != 0) return i + static_cast<size_t>(__builtin_ctz(bad));
+    i += 16;
+  }
+#else
+  while (i + 8 <= size && printable_word(p + i)) i += 8;
+#endif
+  while (plain_value_byte(p[i])) ++i;
+  return i;
+}
+
+// A field name (token characters) equals `lower`, a lowercase name of letters and '-' of the same
+// length, ignoring case: compared 4 or 8 bytes at a time, the first and the last word (which
+// may overlap), each OR 0x20. On token characters that fold is exact: it lowercases A-Z, keeps
+// '-', and maps no other token byte onto a letter or '-'.
+template <size_t n>
+bool name_is(std::string_view name, const char (&lower)[n]) {
+  constexpr size_t len = n - 1;
+  static_assert(len >= 4 && len <= 24);
+  using word = std::conditional_t<(len >= 8), uint64_t, uint32_t>;
+  constexpr word fold = static_cast<word>(0x2020202020202020ull);
+  if (name.size() != len) return false;
+  const auto same = [&](size_t k) {
+    word a;
+    word b;
+    std::memcpy(&a, name.data() + k, sizeof a);
+    std::memcpy(&b, lower + k, sizeof b);
+    return (a | fold) == b;
+  };
+  constexpr size_t last = len - sizeof(word);
+  return same(0) && (len <= 2 * sizeof(word) || same(sizeof(word))) && same(last);
 }
 
 std::string_view trim_ows(std::string_view v) {
@@ -73,12 +180,11 @@ bool parse_plain_head(std::string_view raw, size_t max_fields, std::vector<heade
   const char* const p = raw.data();
 
   // Request line: METHOD SP target SP HTTP/1.1 CRLF
-  size_t i = 0;
-  while (is_token(p[i])) ++i;
+  size_t i = skip_token(p, 0, size);
   if (i == 0 || p[i] != ' ') return false;
   out.method = std::string_view(p, i);
   const size_t target_start = ++i;
-  while (p[i] > 0x20 && p[i] < 0x7f) ++i;
+  i = skip_visible(p, i, size);
   if (i == target_start || p[i] != ' ') return false;
   out.target = std::string_view(p + target_start, i - target_start);
   ++i;
@@ -91,14 +197,13 @@ bool parse_plain_head(std::string_view raw, size_t max_fields, std::vector<heade
   bool has_host = false;
   while (i < size - 2) {
     const size_t name_start = i;
-    while (is_token(p[i])) ++i;
+    i = skip_token(p, i, size);
     const std::string_view name(p + name_start, i - name_start);
     if (name.empty() || p[i] != ':') return false;
     const size_t value_start = ++i;
     // The value runs to its line's CR; anything but printable ASCII or tabs on the way (a bare
-    // CR or LF, a control, DEL, obs-text) is not plain. Whole words of printable bytes first.
-    while (i + 8 <= size && printable_word(p + i)) i += 8;
-    while (plain_value_byte(p[i])) ++i;
+    // CR or LF, a control, DEL, obs-text) is not plain.
+    i = skip_value(p, i, size);
     if (p[i] != '\r' || p[i + 1] != '\n') return false;
     const std::string_view value = trim_ows(std::string_view(p + value_start, i - value_start));
     i += 2;
@@ -107,28 +212,28 @@ bool parse_plain_head(std::string_view raw, size_t max_fields, std::vector<heade
     // By length first: most fields (Content-Type, Authorization, ...) match none of these.
     switch (name.size()) {
       case 14:  // content-length
-        if (util::iequals(name, "content-length")) {
+        if (name_is(name, "content-length")) {
           if (has_length || !parse_length(value, out.content_length)) return false;
           has_length = true;
         }
         break;
       case 17:  // transfer-encoding
-        if (util::iequals(name, "transfer-encoding")) return false;
+        if (name_is(name, "transfer-encoding")) return false;
         break;
       case 6:  // expect
-        if (util::iequals(name, "expect")) return false;
+        if (name_is(name, "expect")) return false;
         break;
       case 7:  // upgrade
-        if (util::iequals(name, "upgrade")) return false;
+        if (name_is(name, "upgrade")) return false;
         break;
       case 4:  // host
-        if (util::iequals(name, "host")) {
+        if (name_is(name, "host")) {
           if (has_host) return false;
           has_host = true;
         }
         break;
       case 10:  // connection
-        if (util::iequals(name, "connection")) {
+        if (name_is(name, "connection")) {
           if (util::iequals(value, "close")) {
             out.keep_alive = false;
           } else if (!util::iequals(value, "keep-alive")) {

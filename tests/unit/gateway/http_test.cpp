@@ -256,6 +256,41 @@ TEST(request_head, plain_form_is_read_and_everything_else_is_left_to_beast) {
     }
   }
 
+  // Names, targets and values are scanned 16 bytes at a time: the byte that ends or breaks one is
+  // found at every offset of a long run, and the token characters outside letters, digits and
+  // '-' still pass in names.
+  for (size_t at = 0; at < 40; ++at) {
+    for (const char odd : {'^', '_', '~', '!', '@', '[', '{', ' ', '\x7f', '\x80', '\x01'}) {
+      std::string name(44, 'N');
+      name[at] = odd;
+      const bool token = odd == '^' || odd == '_' || odd == '~' || odd == '!';
+      EXPECT_EQ(http::parse_plain_head("GET / HTTP/1.1\r\n" + name + ": v\r\n\r\n", 100, fields, head), token)
+          << "name byte " << static_cast<int>(static_cast<unsigned char>(odd)) << " at " << at;
+      std::string target = "/" + std::string(43, 't');
+      target[at + 1] = odd;
+      const bool visible = odd != ' ' && odd != '\x7f' && odd != '\x80' && odd != '\x01';
+      EXPECT_EQ(http::parse_plain_head("GET " + target + " HTTP/1.1\r\n\r\n", 100, fields, head), visible)
+          << "target byte " << static_cast<int>(static_cast<unsigned char>(odd)) << " at " << at;
+      std::string value(44, 'v');
+      value[at] = odd;
+      const bool plain = odd != '\x7f' && odd != '\x80' && odd != '\x01';
+      EXPECT_EQ(http::parse_plain_head("GET / HTTP/1.1\r\nX-Long-Field-Name: " + value + "\r\n\r\n", 100, fields, head),
+                plain)
+          << "value byte " << static_cast<int>(static_cast<unsigned char>(odd)) << " at " << at;
+    }
+  }
+  // The special fields are known in any case, and only by their exact name: a token byte that
+  // case folding moves ('^' to '~', '_' to DEL) never turns a name into one of them.
+  ASSERT_TRUE(http::parse_plain_head("GET / HTTP/1.1\r\ncOnTeNt-LeNgTh: 42\r\n\r\n", 100, fields, head));
+  EXPECT_EQ(head.content_length, 42u);
+  EXPECT_FALSE(http::parse_plain_head("GET / HTTP/1.1\r\nTRANSFER-ENCODING: chunked\r\n\r\n", 100, fields, head));
+  EXPECT_FALSE(http::parse_plain_head("GET / HTTP/1.1\r\nHOST: a\r\nhost: b\r\n\r\n", 100, fields, head));
+  ASSERT_TRUE(http::parse_plain_head("GET / HTTP/1.1\r\ncontent^length: 42\r\nTransfer_Encoding: x\r\n\r\n", 100,
+                                     fields, head));
+  EXPECT_EQ(head.content_length, 0u);
+  ASSERT_TRUE(http::parse_plain_head("GET / HTTP/1.1\r\nConnection: CLOSE\r\n\r\n", 100, fields, head));
+  EXPECT_FALSE(head.keep_alive);
+
   // The session skips auth::check_request_headers for plain heads: each accepted form passes it.
   const char* plain[] = {
       "POST /v1/chat/completions HTTP/1.1\r\nHost: a:1\r\nContent-Length: 12\r\nContent-Type: "
