@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <span>
 
 #include "host/backend.h"
 #include "host/completions.h"
@@ -52,7 +53,7 @@ void append_logprobs(const moat_event& ev, std::vector<openai::logprob_item>& ou
 // pending event of that choice, when it is a delta (not its FINISH). Events of other choices
 // in between do not matter: a whole answer's sink keeps each choice apart, and each choice's
 // own order is kept. Null when none is pending (the first delta, or a drain took it).
-owned_event* coalescible_delta(std::vector<owned_event>& pending, uint32_t index) {
+owned_event* coalescible_delta(std::span<owned_event> pending, uint32_t index) {
   for (auto it = pending.rbegin(); it != pending.rend(); ++it) {
     if (it->index == index) return it->kind == MOAT_EVENT_DELTA ? &*it : nullptr;
   }
@@ -96,10 +97,10 @@ call::call(backend& owner, uint64_t id, std::shared_ptr<event_sink> sink,
       completions_(completion_queue::of(strand_)),
       lazy_(whole_answer),
       started_(std::chrono::steady_clock::now()) {
-  // Room for a short answer's events, allocated here on the I/O thread rather than grown step
-  // by step by the backend's thread: a streamed answer's deltas as they come between drains; a
-  // whole answer's joined delta, FINISH and DONE per choice.
-  pending_.reserve(whole_answer ? 4 : 16);
+  // Room for a short answer's events, taken here on the I/O thread rather than grown step by
+  // step by the backend's thread: a whole answer's joined delta, FINISH and DONE (inside the
+  // call: no allocation); a streamed answer's deltas as they come between drains.
+  pending_.reserve(whole_answer ? event_arena::capacity : 16);
 }
 
 call::~call() {
@@ -169,7 +170,7 @@ void call::start_deadline(std::chrono::milliseconds timeout) {
 }
 
 void call::drain() {
-  std::vector<owned_event> batch = std::move(draining_);
+  event_queue batch = std::move(draining_);
   batch.clear();
   {
     std::lock_guard lock(queue_mutex_);

@@ -23,10 +23,12 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "metrics/registry.h"
@@ -65,6 +67,49 @@ class event_sink {
  public:
   virtual ~event_sink() = default;
   virtual void on_event(owned_event&& event) = 0;
+};
+
+// Storage for a whole answer's first few queued events inside its call, so that a call and
+// its queue are one allocation (make_shared), not two. Handed out to one vector at a time
+// (the queue and the drain's batch swap buffers); larger or further requests go to the heap.
+// Used under the call's queue lock, or by its sole owner (construction, destruction).
+struct event_arena {
+  static constexpr size_t capacity = 4;  // a single choice's joined delta, FINISH and DONE
+  alignas(owned_event) std::byte storage[capacity * sizeof(owned_event)];
+  bool in_use = false;
+};
+
+template <typename T>
+class arena_allocator {
+ public:
+  using value_type = T;
+  explicit arena_allocator(event_arena& arena) noexcept : arena_(&arena) {}
+  template <typename U>
+  arena_allocator(const arena_allocator<U>& other) noexcept : arena_(other.arena_) {}
+
+  T* allocate(size_t n) {
+    if constexpr (std::is_same_v<T, owned_event>) {
+      if (n <= event_arena::capacity && !arena_->in_use) {
+        arena_->in_use = true;
+        return reinterpret_cast<T*>(arena_->storage);
+      }
+    }
+    return std::allocator<T>().allocate(n);
+  }
+  void deallocate(T* p, size_t n) noexcept {
+    if (static_cast<void*>(p) == static_cast<void*>(arena_->storage)) {
+      arena_->in_use = false;
+      return;
+    }
+    std::allocator<T>().deallocate(p, n);
+  }
+  // Equal for one arena: vectors of one call swap and move their buffers without copying.
+  bool operator==(const arena_allocator& other) const noexcept { return arena_ == other.arena_; }
+
+ private:
+  template <typename U>
+  friend class arena_allocator;
+  event_arena* arena_;
 };
 
 class call : public std::enable_shared_from_this<call> {
@@ -115,14 +160,16 @@ class call : public std::enable_shared_from_this<call> {
   // Backend threads push, the strand drains. A drain is posted when one is due and
   // drain_posted_ is false (it is cleared by the drain when it takes the queue), and that
   // posted drain holds a reference that keeps the call alive.
+  using event_queue = std::vector<owned_event, arena_allocator<owned_event>>;
   std::mutex queue_mutex_;
-  std::vector<owned_event> pending_;
+  event_arena arena_;  // before the queues that use it: it outlives them
+  event_queue pending_{arena_allocator<owned_event>(arena_)};
   bool drain_posted_ = false;
   // Whole answers: when the first delta and the latest FINISH reached the call (metrics would
   // otherwise time them at the lazy drain, i.e. at the end).
   std::chrono::steady_clock::time_point first_delta_at_;
   std::chrono::steady_clock::time_point last_finish_at_;
-  std::vector<owned_event> draining_;  // strand only: swapped with pending_ to reuse capacity
+  event_queue draining_{arena_allocator<owned_event>(arena_)};  // strand only: swapped with pending_ to reuse capacity
   const bool lazy_;
 
   // Strand-only bookkeeping.
