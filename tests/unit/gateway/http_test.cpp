@@ -15,6 +15,7 @@
 #include <boost/beast/http.hpp>
 #include <future>
 #include <random>
+#include <set>
 #include <thread>
 
 #include "http/deadlines.h"
@@ -525,6 +526,10 @@ TEST(wire, request_id_rules) {
       EXPECT_TRUE(std::isalnum(static_cast<unsigned char>(id[i]))) << id;
   }
   EXPECT_NE(http::random_alnum(24), http::random_alnum(24));
+  // Every 6-bit draw of every number is used: all 62 characters turn up in 1000 (a draw reused or
+  // skipped would narrow them; missing one by chance has odds near 1e-5).
+  const std::string many = http::random_alnum(1000);
+  EXPECT_EQ(std::set<char>(many.begin(), many.end()).size(), 62u);
 }
 
 // The head as plain appends would write it: what append_response_head must produce, written
