@@ -106,10 +106,15 @@ void generation_job::on_event(host::owned_event&& event) {
 void generation_job::on_delta(host::owned_event& event) {
   if (!options_.stream) {
     auto& r = results_[event.index];
-    // Deltas are a word or a token each: one reservation up front instead of a reallocation
-    // every time the text doubles through the small sizes.
-    if (r.text.capacity() < 256) r.text.reserve(std::max<size_t>(256, event.text.size()));
-    r.text += event.text;
+    // The host joins a whole answer's deltas per choice, so the first usually carries all of
+    // it: taken over, not copied. Later ones (past the host's lazy cap) are appended, with one
+    // reservation up front instead of a reallocation every time the text doubles.
+    if (r.text.empty()) {
+      r.text = std::move(event.text);
+    } else {
+      if (r.text.capacity() < 256) r.text.reserve(std::max<size_t>(256, r.text.size() + event.text.size()));
+      r.text += event.text;
+    }
     if (options_.logprobs) {
       r.has_logprobs = true;
       for (auto& lp : event.logprobs) r.logprobs.push_back(std::move(lp));
