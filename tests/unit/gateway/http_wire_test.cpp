@@ -1,0 +1,300 @@
+// The HTTP layer's pure functions, no server: the plain request-head parser (against Beast, which
+// reads every other form) and the wire helpers (request ids, response heads, chunk framing).
+#include <gtest/gtest.h>
+
+#include <boost/asio/buffer.hpp>
+#include <boost/beast/http.hpp>
+#include <memory>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "auth/edge_guard.h"
+#include "http/message.h"
+#include "http/request_head.h"
+#include "http/wire.h"
+
+namespace {
+
+namespace net = boost::asio;
+namespace bhttp = boost::beast::http;
+using namespace moat;
+
+// A response head only asks whether there is a stream (chunked) or a length.
+class no_bytes_stream : public http::stream_source {
+ public:
+  void pull(next_fn next) override { next({}, true); }
+};
+
+TEST(request_head, plain_form_is_read_and_everything_else_is_left_to_beast) {
+  std::vector<http::header_view> fields;
+  http::plain_head head;
+  ASSERT_TRUE(http::parse_plain_head(
+      "POST /v1/chat/completions?x=1 HTTP/1.1\r\nHost: a:1\r\nContent-Length:  12 \r\n"
+      "Authorization: Bearer k\tey\r\nEmpty:\r\nConnection: Close\r\n\r\n",
+      100, fields, head));
+  EXPECT_EQ(head.method, "POST");
+  EXPECT_EQ(head.target, "/v1/chat/completions?x=1");
+  EXPECT_EQ(head.content_length, 12u);
+  EXPECT_FALSE(head.keep_alive);
+  ASSERT_EQ(fields.size(), 5u);
+  EXPECT_EQ(fields[1].name, "Content-Length");
+  EXPECT_EQ(fields[1].value, "12");
+  EXPECT_EQ(fields[2].value, "Bearer k\tey");
+  EXPECT_EQ(fields[3].value, "");
+
+  ASSERT_TRUE(http::parse_plain_head("GET / HTTP/1.1\r\n\r\n", 100, fields, head));
+  EXPECT_TRUE(head.keep_alive);
+  EXPECT_EQ(head.content_length, 0u);
+  EXPECT_TRUE(fields.empty());
+
+  const char* not_plain[] = {
+      "GET / HTTP/1.0\r\n\r\n",                    // another version
+      "GET  / HTTP/1.1\r\n\r\n",                   // two spaces
+      "GET / HTTP/1.1 \r\n\r\n",                   // trailing space
+      "G(T / HTTP/1.1\r\n\r\n",                    // not a token
+      "GET /\x7f HTTP/1.1\r\n\r\n",                // target byte
+      "\r\nGET / HTTP/1.1\r\n\r\n",                // leading blank line
+      "GET / HTTP/1.1\r\nHost : x\r\n\r\n",        // space before ':'
+      "GET / HTTP/1.1\r\nHost x\r\n\r\n",          // no ':'
+      "GET / HTTP/1.1\r\nX: caf\xc3\xa9\r\n\r\n",  // obs-text
+      "GET / HTTP/1.1\r\nX: a\rb\r\n\r\n",         // bare CR
+      "GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
+      "GET / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+      "GET / HTTP/1.1\r\nContent-Length: 1234567890123456789\r\n\r\n",
+      "GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+      "GET / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
+      "GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n",
+      "GET / HTTP/1.1\r\nConnection: keep-alive, Upgrade\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: x\r\n",  // no blank line
+  };
+  for (const char* raw : not_plain)
+    EXPECT_FALSE(http::parse_plain_head(raw, 100, fields, head)) << raw;
+  EXPECT_FALSE(
+      http::parse_plain_head("GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n", 100, fields, head));
+
+  // Values are checked 8 bytes at a time: a tab anywhere is fine, a DEL, control or non-ASCII
+  // byte anywhere is not, whatever its offset within those words.
+  for (size_t at = 0; at < 20; ++at) {
+    for (const char odd : {'\t', '\x7f', '\x01', '\x80', '\xff'}) {
+      std::string value(24, 'v');
+      value[at] = odd;
+      const std::string raw = "GET / HTTP/1.1\r\nX: " + value + "\r\n\r\n";
+      EXPECT_EQ(http::parse_plain_head(raw, 100, fields, head), odd == '\t')
+          << "byte " << static_cast<int>(static_cast<unsigned char>(odd)) << " at " << at;
+    }
+  }
+
+  // Names, targets and values are scanned 16 bytes at a time: the byte that ends or breaks one is
+  // found at every offset of a long run, and the token characters outside letters, digits and
+  // '-' still pass in names.
+  for (size_t at = 0; at < 40; ++at) {
+    for (const char odd : {'^', '_', '~', '!', '@', '[', '{', ' ', '\x7f', '\x80', '\x01'}) {
+      std::string name(44, 'N');
+      name[at] = odd;
+      const bool token = odd == '^' || odd == '_' || odd == '~' || odd == '!';
+      EXPECT_EQ(
+          http::parse_plain_head("GET / HTTP/1.1\r\n" + name + ": v\r\n\r\n", 100, fields, head),
+          token)
+          << "name byte " << static_cast<int>(static_cast<unsigned char>(odd)) << " at " << at;
+      std::string target = "/" + std::string(43, 't');
+      target[at + 1] = odd;
+      const bool visible = odd != ' ' && odd != '\x7f' && odd != '\x80' && odd != '\x01';
+      EXPECT_EQ(http::parse_plain_head("GET " + target + " HTTP/1.1\r\n\r\n", 100, fields, head),
+                visible)
+          << "target byte " << static_cast<int>(static_cast<unsigned char>(odd)) << " at " << at;
+      std::string value(44, 'v');
+      value[at] = odd;
+      const bool plain = odd != '\x7f' && odd != '\x80' && odd != '\x01';
+      EXPECT_EQ(http::parse_plain_head("GET / HTTP/1.1\r\nX-Long-Field-Name: " + value + "\r\n\r\n",
+                                       100, fields, head),
+                plain)
+          << "value byte " << static_cast<int>(static_cast<unsigned char>(odd)) << " at " << at;
+    }
+  }
+  // The special fields are known in any case, and only by their exact name: a token byte that
+  // case folding moves ('^' to '~', '_' to DEL) never turns a name into one of them.
+  ASSERT_TRUE(
+      http::parse_plain_head("GET / HTTP/1.1\r\ncOnTeNt-LeNgTh: 42\r\n\r\n", 100, fields, head));
+  EXPECT_EQ(head.content_length, 42u);
+  EXPECT_FALSE(http::parse_plain_head("GET / HTTP/1.1\r\nTRANSFER-ENCODING: chunked\r\n\r\n", 100,
+                                      fields, head));
+  EXPECT_FALSE(
+      http::parse_plain_head("GET / HTTP/1.1\r\nHOST: a\r\nhost: b\r\n\r\n", 100, fields, head));
+  ASSERT_TRUE(http::parse_plain_head(
+      "GET / HTTP/1.1\r\ncontent^length: 42\r\nTransfer_Encoding: x\r\n\r\n", 100, fields, head));
+  EXPECT_EQ(head.content_length, 0u);
+  ASSERT_TRUE(
+      http::parse_plain_head("GET / HTTP/1.1\r\nConnection: CLOSE\r\n\r\n", 100, fields, head));
+  EXPECT_FALSE(head.keep_alive);
+
+  // The session skips auth::check_request_headers for plain heads: each accepted form passes it.
+  const char* plain[] = {
+      "POST /v1/chat/completions HTTP/1.1\r\nHost: a:1\r\nContent-Length: 12\r\nContent-Type: "
+      "application/json\r\n"
+      "Authorization: Bearer k\tey\r\nX-Empty:\r\nConnection: keep-alive\r\n\r\n",
+      "GET /health HTTP/1.1\r\n\r\n",
+      "GET / HTTP/1.1\r\n!#$%&'*+-.^_`|~09az: v a l u e ~\r\nContent-Length: 000\r\n\r\n",
+  };
+  for (const char* raw : plain) {
+    ASSERT_TRUE(http::parse_plain_head(raw, 100, fields, head)) << raw;
+    std::vector<auth::header_view> guard;
+    for (const auto& f : fields) guard.push_back({f.name, f.value});
+    const auto verdict = auth::check_request_headers(
+        guard, {}, {.max_count = 100, .max_bytes = std::string_view(raw).size()});
+    EXPECT_TRUE(verdict.ok) << raw << ": " << verdict.reason;
+  }
+  EXPECT_FALSE(http::parse_plain_head("GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\n\r\n", 1, fields, head));
+}
+
+// Differential: mutated heads (seeded, repeatable). Whatever the plain parser accepts, Beast must
+// read the same way (method, target, fields in order with the same trimmed values, length,
+// keep-alive) and the edge checks must pass; what it declines still goes to Beast, unchanged.
+TEST(request_head, what_the_plain_parser_accepts_beast_reads_the_same_way) {
+  const std::string seeds[] = {
+      "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nContent-Length: 96\r\n"
+      "Content-Type: application/json\r\nAuthorization: Bearer unused\r\n\r\n",
+      "GET /v1/models?x=1 HTTP/1.1\r\nhost: a\r\nConnection: close\r\nX-Request-Id: abc\r\n\r\n",
+      "HEAD /health HTTP/1.1\r\nConnection: keep-alive\r\nAccept: */*\r\n\r\n"};
+  const std::string alphabet =
+      std::string(" :\t\r\nAa0,;=/?%\"\\\x7f\x80\x01", 19) + std::string(1, '\0');
+  std::mt19937 rng(1234);
+  int accepted = 0;
+  for (int iter = 0; iter < 20000; ++iter) {
+    std::string raw = seeds[iter % 3];
+    const int edits = 1 + static_cast<int>(rng() % 3);
+    for (int e = 0; e < edits; ++e) {
+      const size_t at = rng() % (raw.size() - 4);  // the final blank line stays
+      const char c = alphabet[rng() % alphabet.size()];
+      switch (rng() % 3) {
+        case 0:
+          raw[at] = c;
+          break;
+        case 1:
+          raw.insert(raw.begin() + static_cast<std::ptrdiff_t>(at), c);
+          break;
+        default:
+          raw.erase(at, 1);
+          break;
+      }
+    }
+    const size_t end = raw.find("\r\n\r\n");
+    if (end == std::string::npos) continue;
+    raw.resize(end + 4);
+    std::vector<http::header_view> fields;
+    http::plain_head head;
+    if (!http::parse_plain_head(raw, 100, fields, head)) continue;
+    ++accepted;
+    bhttp::request_parser<bhttp::empty_body> parser;
+    parser.body_limit(1u << 20);
+    boost::system::error_code ec;
+    parser.put(net::buffer(raw), ec);
+    ASSERT_TRUE(!ec || ec == bhttp::error::need_more) << ec.message() << " for " << raw;
+    ASSERT_TRUE(parser.is_header_done()) << raw;
+    const auto& msg = parser.get();
+    EXPECT_EQ(msg.method_string(), head.method) << raw;
+    EXPECT_EQ(msg.target(), head.target) << raw;
+    EXPECT_EQ(msg.version(), 11u) << raw;
+    EXPECT_EQ(msg.keep_alive(), head.keep_alive) << raw;
+    EXPECT_EQ(parser.content_length().value_or(0), head.content_length) << raw;
+    size_t i = 0;
+    for (const auto& f : msg) {
+      ASSERT_LT(i, fields.size()) << raw;
+      EXPECT_EQ(f.name_string(), fields[i].name) << raw;
+      EXPECT_EQ(f.value(), fields[i].value) << raw;
+      ++i;
+    }
+    EXPECT_EQ(i, fields.size()) << raw;
+    std::vector<auth::header_view> guard;
+    for (const auto& f : fields) guard.push_back({f.name, f.value});
+    EXPECT_TRUE(
+        auth::check_request_headers(guard, raw, {.max_count = 100, .max_bytes = raw.size()}).ok)
+        << raw;
+  }
+  EXPECT_GT(accepted, 1000);  // the mutations must leave many heads plain, or this tests nothing
+}
+
+TEST(wire, request_id_rules) {
+  EXPECT_TRUE(http::is_sane_request_id("a"));
+  EXPECT_TRUE(http::is_sane_request_id("A-z_0.9"));
+  EXPECT_TRUE(http::is_sane_request_id(std::string(128, 'x')));
+  EXPECT_FALSE(http::is_sane_request_id(std::string(129, 'x')));
+  EXPECT_FALSE(http::is_sane_request_id(""));
+  EXPECT_FALSE(http::is_sane_request_id("a b"));
+  EXPECT_FALSE(http::is_sane_request_id("a\r\nx: y"));
+  EXPECT_FALSE(http::is_sane_request_id("ä"));
+  EXPECT_NE(http::make_request_id(), http::make_request_id());
+  const auto r = http::random_alnum(24);
+  EXPECT_EQ(r.size(), 24u);
+  for (char c : r) EXPECT_TRUE(std::isalnum(static_cast<unsigned char>(c)));
+  // Appended after a prefix, at lengths around the 10 characters one 64-bit draw gives.
+  for (size_t length : {0, 1, 9, 10, 11, 20, 24, 100}) {
+    std::string id = "chatcmpl-";
+    http::append_random_alnum(id, length);
+    ASSERT_EQ(id.size(), 9 + length);
+    EXPECT_EQ(id.substr(0, 9), "chatcmpl-");
+    for (size_t i = 9; i < id.size(); ++i)
+      EXPECT_TRUE(std::isalnum(static_cast<unsigned char>(id[i]))) << id;
+  }
+  EXPECT_NE(http::random_alnum(24), http::random_alnum(24));
+  // Every 6-bit draw of every number is used: all 62 characters turn up in 1000 (a draw reused or
+  // skipped would narrow them; missing one by chance has odds near 1e-5).
+  const std::string many = http::random_alnum(1000);
+  EXPECT_EQ(std::set<char>(many.begin(), many.end()).size(), 62u);
+}
+
+// The head as plain appends would write it: what append_response_head must produce, written
+// into room it makes once.
+std::string reference_head(const http::response& res, std::string_view id, size_t length,
+                           bool keep) {
+  std::string h = "HTTP/1.1 " + std::to_string(res.status) + " " +
+                  std::string(http::reason_phrase(res.status)) +
+                  "\r\nServer: moat\r\nContent-Type: " + std::string(res.content_type);
+  h += res.stream ? "\r\nTransfer-Encoding: chunked\r\nCache-Control: no-cache"
+                  : "\r\nContent-Length: " + std::to_string(length);
+  if (!id.empty()) h += "\r\nx-request-id: " + std::string(id);
+  for (const auto& f : res.headers) h += "\r\n" + f.name + ": " + f.value;
+  return h + (keep ? "\r\nConnection: keep-alive\r\n\r\n" : "\r\nConnection: close\r\n\r\n");
+}
+
+TEST(wire, response_head_matches_plain_appends_for_every_shape) {
+  std::mt19937 rng(7);
+  const int statuses[] = {200, 404, 429, 503, 999, 100};
+  for (int i = 0; i < 500; ++i) {
+    http::response res;
+    res.status = statuses[i % 6];
+    res.content_type = i % 3 ? "application/json" : "text/event-stream; charset=utf-8";
+    if (i % 4 == 0) res.stream = std::make_shared<no_bytes_stream>();
+    for (int h = 0; h < i % 4; ++h) {
+      res.headers.push_back({std::string(1 + rng() % 40, 'n'), std::string(rng() % 300, 'v')});
+    }
+    const std::string id = i % 5 ? std::string(1 + rng() % 128, 'r') : "";
+    const size_t length = i % 7 ? rng() : SIZE_MAX;
+    const bool keep = i % 2;
+    std::string out = i % 3 ? "" : "previous bytes";  // appends after what is there
+    const std::string before = out;
+    http::append_response_head(out, res, id, length, keep);
+    EXPECT_EQ(out, before + reference_head(res, id, length, keep)) << "case " << i;
+  }
+}
+
+TEST(wire, response_head_and_chunks) {
+  http::response res;
+  res.status = 429;
+  res.headers.push_back({"Retry-After", "1"});
+  std::string out;
+  http::append_response_head(out, res, "rid", 12, true);
+  EXPECT_EQ(out,
+            "HTTP/1.1 429 Too Many Requests\r\nServer: moat\r\nContent-Type: application/json\r\n"
+            "Content-Length: 12\r\nx-request-id: rid\r\nRetry-After: 1\r\n"
+            "Connection: keep-alive\r\n\r\n");
+  out.clear();
+  http::append_chunk(out, std::string(26, 'z'));
+  EXPECT_EQ(out, "1a\r\n" + std::string(26, 'z') + "\r\n");
+  out.clear();
+  http::append_chunk(out, "");
+  EXPECT_EQ(out, "");
+}
+
+}  // namespace
