@@ -9,23 +9,25 @@ namespace moat::api {
 void chat_completions(api_context& ctx, const http::request& req, http::responder respond) {
   constexpr auto route = metrics::route::chat_completions;
   opened_request<openai::chat_request> opened(openai::parse_chat_request, req.body);
-  if (!open_request(
-          ctx, req, respond, opened, {route, MOAT_CAP_CHAT, "chat completions", true},
-      [](request_trail& trail, openai::chat_request& chat, std::string_view raw,
-         std::string& body) -> std::optional<openai::api_error> {
-        for (const auto& m : chat.messages) trail.policy.messages.push_back({m.role, m.content});
-        if (auto err = trail.check_request()) return err;
-        std::vector<openai::chat_message> redacted;
-        redacted.reserve(trail.policy.messages.size());
-        for (size_t i = 0; i < trail.policy.messages.size(); ++i) {
-          auto& m = trail.policy.messages[i];
-          redacted.push_back({m.role, m.content, i < chat.messages.size() ? chat.messages[i].name : std::string()});
-        }
-        chat.messages = std::move(redacted);
-        chat.model = trail.policy.model;
-        body = host::redacted_body_json(raw, chat.model, &chat.messages, nullptr, {});
-        return std::nullopt;
-      })) {
+  if (!open_request(ctx, req, respond, opened, {route, MOAT_CAP_CHAT, "chat completions", true},
+                    [](request_trail& trail, openai::chat_request& chat, std::string_view raw,
+                       std::string& body) -> std::optional<openai::api_error> {
+                      for (const auto& m : chat.messages)
+                        trail.policy.messages.push_back({m.role, m.content});
+                      if (auto err = trail.check_request()) return err;
+                      std::vector<openai::chat_message> redacted;
+                      redacted.reserve(trail.policy.messages.size());
+                      for (size_t i = 0; i < trail.policy.messages.size(); ++i) {
+                        auto& m = trail.policy.messages[i];
+                        redacted.push_back(
+                            {m.role, m.content,
+                             i < chat.messages.size() ? chat.messages[i].name : std::string()});
+                      }
+                      chat.messages = std::move(redacted);
+                      chat.model = trail.policy.model;
+                      body = host::redacted_body_json(raw, chat.model, &chat.messages, nullptr, {});
+                      return std::nullopt;
+                    })) {
     return;  // answered
   }
   auto& chat = opened.parsed();

@@ -10,15 +10,15 @@ void completions(api_context& ctx, const http::request& req, http::responder res
   constexpr auto route = metrics::route::completions;
   // Text prompts go through the policies; token prompts carry no text they could match.
   opened_request<openai::completion_request> opened(openai::parse_completion_request, req.body);
-  if (!open_request(
-          ctx, req, respond, opened, {route, MOAT_CAP_COMPLETIONS, "completions", true},
-      [](request_trail& trail, openai::completion_request& comp, std::string_view raw,
-         std::string& body) -> std::optional<openai::api_error> {
-        if (auto err = apply_prompt_policies(trail, comp.prompts)) return err;
-        comp.model = trail.policy.model;
-        body = host::redacted_body_json(raw, comp.model, nullptr, &comp.prompts, "prompt");
-        return std::nullopt;
-      })) {
+  if (!open_request(ctx, req, respond, opened, {route, MOAT_CAP_COMPLETIONS, "completions", true},
+                    [](request_trail& trail, openai::completion_request& comp, std::string_view raw,
+                       std::string& body) -> std::optional<openai::api_error> {
+                      if (auto err = apply_prompt_policies(trail, comp.prompts)) return err;
+                      comp.model = trail.policy.model;
+                      body = host::redacted_body_json(raw, comp.model, nullptr, &comp.prompts,
+                                                      "prompt");
+                      return std::nullopt;
+                    })) {
     return;  // answered
   }
   auto& comp = opened.parsed();

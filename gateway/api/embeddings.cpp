@@ -70,15 +70,15 @@ void embeddings(api_context& ctx, const http::request& req, http::responder resp
   constexpr auto route = metrics::route::embeddings;
   // Inputs are request text like any prompt: the backend embeds only what the policies left.
   opened_request<openai::embedding_request> opened(openai::parse_embedding_request, req.body);
-  if (!open_request(
-          ctx, req, respond, opened, {route, MOAT_CAP_EMBEDDINGS, "embeddings", false},
-      [](request_trail& trail, openai::embedding_request& emb, std::string_view raw,
-         std::string& body) -> std::optional<openai::api_error> {
-        if (auto err = apply_prompt_policies(trail, emb.inputs)) return err;
-        emb.model = trail.policy.model;
-        body = host::redacted_body_json(raw, emb.model, nullptr, &emb.inputs, "input");
-        return std::nullopt;
-      })) {
+  if (!open_request(ctx, req, respond, opened, {route, MOAT_CAP_EMBEDDINGS, "embeddings", false},
+                    [](request_trail& trail, openai::embedding_request& emb, std::string_view raw,
+                       std::string& body) -> std::optional<openai::api_error> {
+                      if (auto err = apply_prompt_policies(trail, emb.inputs)) return err;
+                      emb.model = trail.policy.model;
+                      body =
+                          host::redacted_body_json(raw, emb.model, nullptr, &emb.inputs, "input");
+                      return std::nullopt;
+                    })) {
     return;  // answered
   }
   auto& emb = opened.parsed();

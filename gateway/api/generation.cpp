@@ -52,7 +52,8 @@ generation_job::generation_job(generation_options options, http::responder respo
 
 void generation_job::keep_identity() {
   auto& meta = options_.meta;
-  const size_t total = meta.id.size() + meta.model.size() + meta.system_fingerprint.size() + options_.request_id.size();
+  const size_t total = meta.id.size() + meta.model.size() + meta.system_fingerprint.size() +
+                       options_.request_id.size();
   char* at = identity_;
   if (total > sizeof identity_) {
     identity_spill_ = std::make_unique_for_overwrite<char[]>(total);
@@ -112,7 +113,8 @@ void generation_job::on_delta(host::owned_event& event) {
     if (r.text.empty()) {
       r.text = std::move(event.text);
     } else {
-      if (r.text.capacity() < 256) r.text.reserve(std::max<size_t>(256, r.text.size() + event.text.size()));
+      if (r.text.capacity() < 256)
+        r.text.reserve(std::max<size_t>(256, r.text.size() + event.text.size()));
       r.text += event.text;
     }
     if (options_.logprobs) {

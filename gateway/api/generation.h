@@ -117,7 +117,7 @@ class generation_job : public host::event_sink,
   std::vector<openai::choice_result> more_results_;
   std::vector<choice_stream> more_streams_;
   bool dirty_ = false;                          // streamed: a choice has something pending
-  openai::chunk_framing framing_;                // streamed: the text every chunk shares
+  openai::chunk_framing framing_;               // streamed: the text every chunk shares
   std::string serialized_;                       // streamed: chunks not yet pulled, in order
   size_t pending_bytes_ = 0;
   std::string tail_;                             // streamed: usage / error event and [DONE]

@@ -8,7 +8,8 @@
 //   if (!open_request(ctx, req, respond, opened,
 //                     {metrics::route::completions, MOAT_CAP_COMPLETIONS, "completions", true},
 //                     [](request_trail& trail, openai::completion_request& r, std::string_view raw,
-//                        std::string& body) -> std::optional<openai::api_error> { ...; return std::nullopt; }))
+//                        std::string& body) -> std::optional<openai::api_error> { ...; return
+//                        std::nullopt; }))
 //     return;   // answered already
 //   opened.backend->caps() ...   opened.parsed() ...
 #pragma once
@@ -42,7 +43,8 @@ struct opened_request {
   // in place: a request is large (strings, vectors, sampling), and moving it from the parser's
   // result into a struct, and that into a return value, was ~400 instructions.
   template <class Parse>
-  opened_request(Parse&& parse, std::string_view body) : parse_result(parse(body)), raw_body(body) {}
+  opened_request(Parse&& parse, std::string_view body)
+      : parse_result(parse(body)), raw_body(body) {}
   opened_request(const opened_request&) = delete;
   opened_request& operator=(const opened_request&) = delete;
 

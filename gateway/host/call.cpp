@@ -1,10 +1,10 @@
 #include "host/call.h"
 
-#include <boost/asio/post.hpp>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <boost/asio/post.hpp>
 #include <span>
 
 #include "host/backend.h"
@@ -43,7 +43,8 @@ void append_logprobs(const moat_event& ev, std::vector<openai::logprob_item>& ou
     openai::logprob_item item;
     item.chosen = copy_logprob(ev.logprobs[i].chosen);
     if (ev.logprobs[i].top) {
-      for (size_t k = 0; k < ev.logprobs[i].top_count; ++k) item.top.push_back(copy_logprob(ev.logprobs[i].top[k]));
+      for (size_t k = 0; k < ev.logprobs[i].top_count; ++k)
+        item.top.push_back(copy_logprob(ev.logprobs[i].top[k]));
     }
     out.push_back(std::move(item));
   }
@@ -65,7 +66,8 @@ owned_event* coalescible_delta(std::span<owned_event> pending, uint32_t index) {
 void append_delta(const moat_event& ev, owned_event& into) {
   if (ev.text.data && ev.text.size) {
     const size_t need = into.text.size() + ev.text.size;
-    if (need > into.text.capacity()) into.text.reserve(std::max<size_t>(need, 2 * into.text.capacity() + 96));
+    if (need > into.text.capacity())
+      into.text.reserve(std::max<size_t>(need, 2 * into.text.capacity() + 96));
     into.text.append(ev.text.data, ev.text.size);
   }
   append_logprobs(ev, into.logprobs);

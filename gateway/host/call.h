@@ -11,17 +11,16 @@
 // The completion queue in turn posts one task per batch of ready calls, whichever requests
 // they belong to, so a backend answering many requests at once wakes the I/O threads once, not
 // once per request. On the strand the call drains its queue in order, updates the model's
-// metrics and hands each copy to the request's event_sink. A call outlives its sink's interest: it is freed only when the backend
-// has sent its terminal event (the ABI rule), so the user_data pointer the backend holds never
-// dangles.
+// metrics and hands each copy to the request's event_sink. A call outlives its sink's interest: it
+// is freed only when the backend has sent its terminal event (the ABI rule), so the user_data
+// pointer the backend holds never dangles.
 //
 //   auto outcome = backend.submit(request, sink, req.strand);
 //   if (outcome.status == MOAT_OK) req.client->on_gone([c = outcome.handle] { c->cancel(); });
 #pragma once
 
-#include <boost/asio/any_io_executor.hpp>
-
 #include <atomic>
+#include <boost/asio/any_io_executor.hpp>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -169,7 +168,8 @@ class call : public std::enable_shared_from_this<call> {
   // otherwise time them at the lazy drain, i.e. at the end).
   std::chrono::steady_clock::time_point first_delta_at_;
   std::chrono::steady_clock::time_point last_finish_at_;
-  event_queue draining_{arena_allocator<owned_event>(arena_)};  // strand only: swapped with pending_ to reuse capacity
+  event_queue draining_{arena_allocator<owned_event>(
+      arena_)};  // strand only: swapped with pending_ to reuse capacity
   const bool lazy_;
 
   // Strand-only bookkeeping.

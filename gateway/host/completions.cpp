@@ -1,12 +1,11 @@
 #include "host/completions.h"
 
+#include <algorithm>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/execution/context.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/query.hpp>
-
-#include <algorithm>
 
 #include "host/call.h"
 
@@ -17,7 +16,8 @@ completion_queue::completion_queue(boost::asio::execution_context& ctx) : servic
 completion_queue::~completion_queue() = default;
 
 completion_queue& completion_queue::of(const boost::asio::any_io_executor& ex) {
-  return boost::asio::use_service<completion_queue>(boost::asio::query(ex, boost::asio::execution::context));
+  return boost::asio::use_service<completion_queue>(
+      boost::asio::query(ex, boost::asio::execution::context));
 }
 
 void completion_queue::push(std::shared_ptr<call> c) {
@@ -56,8 +56,8 @@ void completion_queue::run() {
 void completion_queue::watch(call& c, clock::time_point due, std::chrono::milliseconds timeout) {
   // A tenth of the timeout, so a short one (tests, strict configs) is not cut a whole second
   // late, and at most a second, so the default 600 s costs one sweep a second.
-  const clock::duration tick = std::clamp<clock::duration>(timeout / 10, std::chrono::milliseconds(10),
-                                                           std::chrono::seconds(1));
+  const clock::duration tick = std::clamp<clock::duration>(
+      timeout / 10, std::chrono::milliseconds(10), std::chrono::seconds(1));
   std::lock_guard lock(deadline_mutex_);
   c.due_ = due;
   c.watch_prev_ = nullptr;

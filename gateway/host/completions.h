@@ -22,7 +22,6 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/execution_context.hpp>
 #include <boost/asio/steady_timer.hpp>
-
 #include <chrono>
 #include <memory>
 #include <mutex>
@@ -57,8 +56,8 @@ class completion_queue : public boost::asio::execution_context::service {
 
  private:
   void run();
-  void arm_locked();              // deadline_mutex_ held
-  void unlink_locked(call& c);    // deadline_mutex_ held; c is watched
+  void arm_locked();            // deadline_mutex_ held
+  void unlink_locked(call& c);  // deadline_mutex_ held; c is watched
   void sweep();
   void shutdown() override;
 

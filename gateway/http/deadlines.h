@@ -9,15 +9,15 @@
 //   conn c;  sweeper.add(c);  c.set_deadline(std::chrono::seconds(3));  ...  sweeper.remove(c);
 #pragma once
 
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/steady_timer.hpp>
+#include <time.h>
 
 #include <atomic>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <cstdint>
 #include <mutex>
 #include <optional>
-#include <time.h>
 
 namespace moat::http {
 

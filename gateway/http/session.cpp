@@ -40,9 +40,14 @@ constexpr std::string_view continue_100 = "HTTP/1.1 100 Continue\r\n\r\n";
 }  // namespace
 
 template <class Stream>
-basic_session<Stream>::basic_session(Stream stream, server_context& ctx, auth::connection_limiter::slot ip_slot,
+basic_session<Stream>::basic_session(Stream stream, server_context& ctx,
+                                     auth::connection_limiter::slot ip_slot,
                                      std::shared_ptr<void> keep)
-    : stream_(std::move(stream)), executor_(stream_.get_executor()), ctx_(ctx), ip_slot_(std::move(ip_slot)), keep_(std::move(keep)) {
+    : stream_(std::move(stream)),
+      executor_(stream_.get_executor()),
+      ctx_(ctx),
+      ip_slot_(std::move(ip_slot)),
+      keep_(std::move(keep)) {
   ctx_.metrics->connections_active.add(1);
   beast::error_code ec;
   auto peer = std::make_shared<peer_info>();
@@ -296,9 +301,8 @@ void basic_session<Stream>::dispatch() {
     // once; one from elsewhere is posted onto the connection's executor.
     ctx_.app->handle(req, [self = this->shared_from_this()](response res) {
       if (self->on_own_thread()) return self->respond(std::move(res));
-      net::post(self->executor_, [self, res = std::move(res)]() mutable {
-        self->respond(std::move(res));
-      });
+      net::post(self->executor_,
+                [self, res = std::move(res)]() mutable { self->respond(std::move(res)); });
     });
   } catch (const std::exception& e) {
     // Handlers answer errors as values; this is the last line so a bug never kills a worker.
@@ -385,9 +389,10 @@ void basic_session<Stream>::write(const Buffers& buffers, sent what) {
   set_timeout(to_ms(ctx_.limits.read_timeout_s));
   beast::buffers_suffix<Buffers> rest(buffers);
   rest.consume(done);
-  net::async_write(stream_, rest, [self = this->shared_from_this(), what, done](beast::error_code ec, size_t n) {
-    self->on_sent(ec, done + n, what);
-  });
+  net::async_write(stream_, rest,
+                   [self = this->shared_from_this(), what, done](beast::error_code ec, size_t n) {
+                     self->on_sent(ec, done + n, what);
+                   });
 }
 
 template <class Stream>
@@ -423,7 +428,8 @@ bool basic_session<Stream>::on_own_thread() const {
   using io_executor = net::io_context::executor_type;
   const auto& ex = executor_;
   if (const auto* io = ex.template target<io_executor>()) return io->running_in_this_thread();
-  if (const auto* strand = ex.template target<net::strand<io_executor>>()) return strand->running_in_this_thread();
+  if (const auto* strand = ex.template target<net::strand<io_executor>>())
+    return strand->running_in_this_thread();
   return false;
 }
 
@@ -530,8 +536,8 @@ void basic_session<Stream>::watch_client() {
   if (watching_) return;
   watching_ = true;
   ctx_.client_watches.fetch_add(1, std::memory_order_relaxed);
-  lowest().async_wait(tcp::socket::wait_read,
-                              [self = this->shared_from_this()](beast::error_code ec) { self->on_watch(ec); });
+  lowest().async_wait(tcp::socket::wait_read, [self = this->shared_from_this()](
+                                                  beast::error_code ec) { self->on_watch(ec); });
 }
 
 template <class Stream>

@@ -137,7 +137,7 @@ class basic_session : public std::enable_shared_from_this<basic_session<Stream>>
   bool head_pending_ = false;  // streaming: out_ holds the head, to be sent with the first chunk
   bool counted_ = false;  // this request is in ctx_.requests_in_flight
   bool in_handler_ = false;  // ctx_.app->handle() is on the stack
-  int inline_sends_ = 0;  // on_sent calls on the stack from sends that finished at once
+  int inline_sends_ = 0;     // on_sent calls on the stack from sends that finished at once
   size_t bytes_in_ = 0;
   int status_ = 0;
   metrics::route route_ = metrics::route::unknown;

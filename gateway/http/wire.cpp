@@ -57,15 +57,16 @@ void append_response_head(std::string& out, const response& res, std::string_vie
   // of each alternative) and 20 digits per number.
   static constexpr std::string_view status_prefix = "HTTP/1.1 ";
   static constexpr std::string_view server_and_type = "\r\nServer: moat\r\nContent-Type: ";
-  static constexpr std::string_view chunked = "\r\nTransfer-Encoding: chunked\r\nCache-Control: no-cache";
+  static constexpr std::string_view chunked =
+      "\r\nTransfer-Encoding: chunked\r\nCache-Control: no-cache";
   static constexpr std::string_view length = "\r\nContent-Length: ";
   static constexpr std::string_view id_field = "\r\nx-request-id: ";
   static constexpr std::string_view keep = "\r\nConnection: keep-alive\r\n\r\n";
   static constexpr std::string_view close = "\r\nConnection: close\r\n\r\n";
   static constexpr size_t digits = 20;
   static constexpr size_t fixed = status_prefix.size() + digits + 1 + server_and_type.size() +
-                                  std::max(chunked.size(), length.size() + digits) + id_field.size() +
-                                  std::max(keep.size(), close.size());
+                                  std::max(chunked.size(), length.size() + digits) +
+                                  id_field.size() + std::max(keep.size(), close.size());
   const std::string_view reason = reason_phrase(res.status);
   size_t room = fixed + reason.size() + res.content_type.size() + request_id.size();
   for (const auto& h : res.headers) room += 4 + h.name.size() + h.value.size();

@@ -94,7 +94,7 @@ struct completion_request {
   bool echo = false;
   std::string suffix;           // accepted only when empty (no fill-in-the-middle)
   std::optional<std::string> user;
-  bool cache_salt = false;      // a top-level `cache_salt` is present (as chat_request)
+  bool cache_salt = false;  // a top-level `cache_salt` is present (as chat_request)
 };
 
 struct embedding_request {

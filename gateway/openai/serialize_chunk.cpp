@@ -120,9 +120,11 @@ chunk_framing::chunk_framing(const response_meta& meta, bool chat, bool include_
   head_end_ = text_.size();
   // What append_chat_chunk_rest / append_completion_chunk_rest and append_chunk_tail write
   // around the text of a plain delta of choice 0.
-  text_ += chat ? ",\"choices\":[{\"index\":0,\"delta\":{\"content\":" : ",\"choices\":[{\"index\":0,\"text\":";
+  text_ += chat ? ",\"choices\":[{\"index\":0,\"delta\":{\"content\":"
+                : ",\"choices\":[{\"index\":0,\"text\":";
   open_end_ = text_.size();
-  text_ += chat ? "},\"logprobs\":null,\"finish_reason\":null}]" : ",\"logprobs\":null,\"finish_reason\":null}]";
+  text_ += chat ? "},\"logprobs\":null,\"finish_reason\":null}]"
+                : ",\"logprobs\":null,\"finish_reason\":null}]";
   if (include_usage) text_ += ",\"usage\":null";
   text_ += "}\n\n";
 }

@@ -8,7 +8,9 @@ namespace moat::echo {
 
 namespace {
 
-constexpr uint64_t bytes_of(uint8_t b) { return 0x0101010101010101ull * b; }
+constexpr uint64_t bytes_of(uint8_t b) {
+  return 0x0101010101010101ull * b;
+}
 
 // The high bit of each byte of `x` that is whitespace (is_space), exactly: no carry crosses a
 // byte because every sum below stays under 0x100 per byte.

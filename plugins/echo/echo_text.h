@@ -21,7 +21,7 @@ namespace moat::echo {
 inline bool is_space(char c) {
   return c == ' ' || static_cast<unsigned char>(c - '\t') <= '\r' - '\t';
 }
-size_t count_words(std::string_view text);         // 8 bytes at a time
+size_t count_words(std::string_view text);            // 8 bytes at a time
 size_t count_words_reference(std::string_view text);  // byte by byte: its test's reference
 // Pieces in order; leading whitespace joins the first piece. Views into `text`.
 std::vector<std::string_view> split_pieces(std::string_view text);

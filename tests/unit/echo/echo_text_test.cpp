@@ -1,11 +1,11 @@
 // The echo backend's text helpers: words, pieces, limits, chunks, embeddings.
+#include "echo_text.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <random>
 #include <string>
-
-#include "echo_text.h"
 
 namespace moat::echo {
 namespace {
@@ -77,7 +77,8 @@ TEST(EchoText, WordCounterMatchesTheByteByByteOne) {
   // words and spaces, then random texts over spaces, controls, high bytes and letters.
   for (int b = 0; b < 256; ++b) {
     for (size_t at = 0; at < 19; ++at) {
-      for (const char* fill : {"ab cd\tef\ngh ij kl m", "                   ", "abcdefghijklmnopqrs"}) {
+      for (const char* fill :
+           {"ab cd\tef\ngh ij kl m", "                   ", "abcdefghijklmnopqrs"}) {
         std::string text(fill);
         text[at] = static_cast<char>(b);
         ASSERT_EQ(count_words(text), count_words_reference(text)) << b << " at " << at;
@@ -85,7 +86,8 @@ TEST(EchoText, WordCounterMatchesTheByteByByteOne) {
     }
   }
   std::mt19937 rng(3);
-  const std::string alphabet = std::string(" \t\n\v\f\r\x08\x0e\x1f!~\x7f\x80\x89\x8d\xa0\xff", 17) + "ab";
+  const std::string alphabet =
+      std::string(" \t\n\v\f\r\x08\x0e\x1f!~\x7f\x80\x89\x8d\xa0\xff", 17) + "ab";
   for (int round = 0; round < 20000; ++round) {
     std::string text(rng() % 70, ' ');
     for (char& c : text) c = alphabet[rng() % alphabet.size()];

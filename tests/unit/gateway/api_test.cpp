@@ -345,10 +345,14 @@ TEST(generation_job, keeps_its_own_copy_of_the_response_identity) {
       opts.meta = {id, 1700000000, model, fingerprint};
       opts.request_id = request_id;
       http::response got;
-      auto job = std::make_shared<api::generation_job>(opts, [&](http::response res) { got = std::move(res); }, reg);
-      const std::string want = R"({"id":")" + id + R"(","object":")" + (stream ? "chat.completion.chunk" : "chat.completion") +
-                               R"(","created":1700000000,"model":")" + model + R"(","system_fingerprint":"fp_moat_1.2.3",)";
-      for (std::string* s : {&id, &model, &fingerprint, &request_id}) std::fill(s->begin(), s->end(), 'X');
+      auto job = std::make_shared<api::generation_job>(
+          opts, [&](http::response res) { got = std::move(res); }, reg);
+      const std::string want = R"({"id":")" + id + R"(","object":")" +
+                               (stream ? "chat.completion.chunk" : "chat.completion") +
+                               R"(","created":1700000000,"model":")" + model +
+                               R"(","system_fingerprint":"fp_moat_1.2.3",)";
+      for (std::string* s : {&id, &model, &fingerprint, &request_id})
+        std::fill(s->begin(), s->end(), 'X');
       id.clear();
       id.shrink_to_fit();
       model = "other";

@@ -74,7 +74,8 @@ void emit_text(moat_event_fn fn, void* user, uint32_t index, const char* text, i
 }
 
 // A delta of one token with its logprob (and one top alternative), for the "two_choices" script.
-void emit_with_logprob(moat_event_fn fn, void* user, uint32_t index, const char* text, float logprob) {
+void emit_with_logprob(moat_event_fn fn, void* user, uint32_t index, const char* text,
+                       float logprob) {
   moat_event ev = make(MOAT_EVENT_DELTA);
   ev.index = index;
   ev.text = moat_str{text, std::strlen(text)};

@@ -1,6 +1,8 @@
 // The plugin host against a fake plugin built as a real shared library: ABI refusal, create
 // errors surfaced, events delivered on the strand with metrics, submit errors, cancel, the
 // max_queue bound, and the request timeout.
+#include "host/host.h"
+
 #include <dlfcn.h>
 #include <gtest/gtest.h>
 
@@ -8,12 +10,10 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
-
 #include <future>
 #include <thread>
 
 #include "host/completions.h"
-#include "host/host.h"
 #include "host/request_builder.h"
 
 namespace {
@@ -246,7 +246,8 @@ TEST_F(host_fixture, whole_answers_join_the_deltas_of_each_choice) {
 
   auto streamed = std::make_shared<recording_sink>(strand_);
   ASSERT_EQ(submit(b, streamed, true).status, MOAT_OK);
-  ASSERT_EQ(streamed->done.get_future().wait_for(std::chrono::seconds(5)), std::future_status::ready);
+  ASSERT_EQ(streamed->done.get_future().wait_for(std::chrono::seconds(5)),
+            std::future_status::ready);
   ASSERT_EQ(streamed->events.size(), 7u);
   EXPECT_EQ(streamed->events[0].text, "a");
   EXPECT_EQ(streamed->events[2].text, "c");
@@ -334,7 +335,8 @@ TEST(deadline_sweep, times_out_hung_calls_then_lets_the_context_run_out_of_work)
   m.max_queue = 16;
   m.where = "test.yaml:3: models[0]";
   const auto timeout = std::chrono::milliseconds(150);
-  auto b = std::make_unique<host::backend>(m, host::load_plugin(fake_path), "/tmp", registry, timeout);
+  auto b =
+      std::make_unique<host::backend>(m, host::load_plugin(fake_path), "/tmp", registry, timeout);
   b->create();
   net::io_context io;
   const net::any_io_executor ex = io.get_executor();

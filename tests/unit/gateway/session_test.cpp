@@ -5,6 +5,7 @@
 // from another thread, and the client signal it re-arms per request.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
@@ -12,7 +13,6 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
-#include <atomic>
 #include <chrono>
 #include <future>
 #include <memory>
@@ -230,7 +230,8 @@ TEST_F(session_watch, response_larger_than_the_socket_takes_arrives_whole) {
   EXPECT_EQ(read_response(s, buf).body(), "now");
   auto big = read_response(s, buf);
   ASSERT_EQ(big.result_int(), 200);
-  EXPECT_TRUE(big.body() == watch_handler::big_body()) << "body of " << big.body().size() << " bytes differs";
+  EXPECT_TRUE(big.body() == watch_handler::big_body())
+      << "body of " << big.body().size() << " bytes differs";
   EXPECT_EQ(read_response(s, buf).body(), "now");
   send(s, get("/big"));
   std::this_thread::sleep_for(100ms);
@@ -247,7 +248,8 @@ TEST_F(session_watch, answer_from_another_thread_is_posted_onto_the_connection) 
     EXPECT_EQ(read_response(s, buf).body(), i % 2 ? "now" : "elsewhere");
   }
   // The answering threads end before the server does (each held the session).
-  for (int i = 0; i < 500 && handler_.elsewhere_done_.load() < 25; ++i) std::this_thread::sleep_for(2ms);
+  for (int i = 0; i < 500 && handler_.elsewhere_done_.load() < 25; ++i)
+    std::this_thread::sleep_for(2ms);
   EXPECT_EQ(handler_.elsewhere_done_.load(), 25);
 }
 

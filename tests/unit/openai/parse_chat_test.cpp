@@ -114,7 +114,9 @@ TEST(ParseChat, CacheSaltIsNotedOnlyAtTheTopLevel) {
   EXPECT_TRUE(ok(parse_chat_request(chat_body(R"("cache_salt":7)"))).cache_salt);  // checked later
   // null is "not given", as for every field; a keyed caller's salt is derived all the same.
   EXPECT_FALSE(ok(parse_chat_request(chat_body(R"("cache_salt":null)"))).cache_salt);
-  EXPECT_FALSE(ok(parse_chat_request(chat_body(R"("metadata":{"cache_salt":"s"},"user":"cache_salt")"))).cache_salt);
+  EXPECT_FALSE(
+      ok(parse_chat_request(chat_body(R"("metadata":{"cache_salt":"s"},"user":"cache_salt")")))
+          .cache_salt);
   const auto nested = parse_chat_request(
       R"({"model":"m","messages":[{"role":"user","content":"\"cache_salt\":1","name":"cache_salt"}]})");
   EXPECT_FALSE(ok(nested).cache_salt);

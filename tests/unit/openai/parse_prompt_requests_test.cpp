@@ -78,7 +78,8 @@ TEST(ParseCompletion, DefaultsAndFields) {
 TEST(ParseCompletion, CacheSaltIsNotedOnlyAtTheTopLevel) {
   EXPECT_FALSE(ok(parse_completion_request(completion_body(""))).cache_salt);
   EXPECT_TRUE(ok(parse_completion_request(completion_body(R"("cache_salt":"s")"))).cache_salt);
-  EXPECT_FALSE(ok(parse_completion_request(R"({"model":"m","prompt":"\"cache_salt\":\"s\""})")).cache_salt);
+  EXPECT_FALSE(
+      ok(parse_completion_request(R"({"model":"m","prompt":"\"cache_salt\":\"s\""})")).cache_salt);
 }
 
 TEST(ParseCompletion, Errors) {

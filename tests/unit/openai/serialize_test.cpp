@@ -243,7 +243,8 @@ TEST(SerializeChunks, EventsAppendTheFramedChunk) {
       std::string want = out;
       for (const auto& d : deltas) {
         framing.append_event(out, d);
-        want += sse_data(chat ? chat_chunk_json(meta(), d, usage) : completion_chunk_json(meta(), d, usage));
+        want += sse_data(chat ? chat_chunk_json(meta(), d, usage)
+                              : completion_chunk_json(meta(), d, usage));
       }
       EXPECT_EQ(out, want) << "chat " << chat << " usage " << usage;
     }
