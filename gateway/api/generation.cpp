@@ -21,6 +21,19 @@ const char* finish_reason_text(moat_finish_reason reason) {
   }
 }
 
+namespace {
+
+// The records of `count` choices: the job's own `first` for the usual single choice (no
+// allocation of its own), else `more`, sized for them.
+template <class T>
+std::span<T> one_or_more(T& first, std::vector<T>& more, uint32_t count) {
+  if (count == 1) return {&first, 1};
+  more.resize(count);
+  return more;
+}
+
+}  // namespace
+
 generation_job::generation_job(generation_options options, http::responder respond,
                                metrics::registry& metrics)
     : options_(std::move(options)), respond_(std::move(respond)), metrics_(metrics) {
@@ -28,19 +41,9 @@ generation_job::generation_job(generation_options options, http::responder respo
   if (options_.choices == 0) options_.choices = 1;
   if (options_.stream) {
     framing_ = openai::chunk_framing(options_.meta, options_.chat, options_.include_usage);
-    if (options_.choices == 1) {
-      streams_ = {&first_stream_, 1};
-    } else {
-      more_streams_.resize(options_.choices);
-      streams_ = more_streams_;
-    }
+    streams_ = one_or_more(first_stream_, more_streams_, options_.choices);
   } else {
-    if (options_.choices == 1) {
-      results_ = {&first_result_, 1};
-    } else {
-      more_results_.resize(options_.choices);
-      results_ = more_results_;
-    }
+    results_ = one_or_more(first_result_, more_results_, options_.choices);
     for (uint32_t i = 0; i < options_.choices; ++i) results_[i].index = i;
   }
   if (options_.stream && options_.trail && options_.trail->filters_responses()) {

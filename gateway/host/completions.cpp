@@ -3,11 +3,11 @@
 #include <algorithm>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/execution/context.hpp>
-#include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/query.hpp>
 
 #include "host/call.h"
+#include "util/executor.h"
 
 namespace moat::host {
 
@@ -41,10 +41,9 @@ void completion_queue::run() {
     posted_ = false;
   }
   for (auto& c : batch) {
-    // With one I/O thread the calls run on the io_context's own executor, already running
-    // here: drained directly, as dispatch() would, without wrapping a handler per call.
-    const auto* io = c->strand_.target<boost::asio::io_context::executor_type>();
-    if (io != nullptr && io->running_in_this_thread()) {
+    // A call whose executor already runs here (with one I/O thread, every call's) is drained
+    // directly, as dispatch() would, without wrapping a handler per call.
+    if (util::running_here(c->strand_)) {
       c->drain();
       continue;
     }

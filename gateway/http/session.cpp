@@ -5,7 +5,6 @@
 #include <array>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/strand.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/buffers_suffix.hpp>
 #include <boost/beast/http/error.hpp>
@@ -15,6 +14,7 @@
 #include "http/wire.h"
 #include "tls/tls_context.h"
 #include "util/ascii.h"
+#include "util/executor.h"
 
 namespace moat::http {
 
@@ -92,7 +92,7 @@ void basic_session<Stream>::run() {
       self->do_read_header();
     });
   } else {
-    net::dispatch(stream_.get_executor(), [self = this->shared_from_this()] { self->do_read_header(); });
+    net::dispatch(executor_, [self = this->shared_from_this()] { self->do_read_header(); });
   }
 }
 
@@ -300,7 +300,7 @@ void basic_session<Stream>::dispatch() {
     // An answer given on this connection's thread (as the host delivers them) is taken at
     // once; one from elsewhere is posted onto the connection's executor.
     ctx_.app->handle(req, [self = this->shared_from_this()](response res) {
-      if (self->on_own_thread()) return self->respond(std::move(res));
+      if (util::running_here(self->executor_)) return self->respond(std::move(res));
       net::post(self->executor_,
                 [self, res = std::move(res)]() mutable { self->respond(std::move(res)); });
     });
@@ -344,7 +344,7 @@ void basic_session<Stream>::respond(response res) {
       // the request's queued events, so by the time the pull runs every event already queued
       // (for a fast backend, the whole stream) has reached the source and leaves in that write.
       head_pending_ = true;
-      net::post(stream_.get_executor(), [self = this->shared_from_this()] { self->do_pull(); });
+      net::post(executor_, [self = this->shared_from_this()] { self->do_pull(); });
       return;
     }
     return write(net::buffer(out_), sent::stream_head);
@@ -400,19 +400,14 @@ void basic_session<Stream>::on_sent(beast::error_code ec, size_t bytes, sent wha
   if (what != sent::continue_100) ctx_.metrics->bytes_sent.add(bytes);
   switch (what) {
     case sent::response:
+    case sent::last_chunk:
       if (ec) return fail_response();
       return finish_response();
     case sent::stream_head:
-      if (ec) return fail_response();
-      wait_for_backend();
-      return do_pull();
     case sent::chunk:
       if (ec) return fail_response();
       wait_for_backend();
       return do_pull();
-    case sent::last_chunk:
-      if (ec) return fail_response();
-      return finish_response();
     case sent::error_reply:
       if (ec) return fail_response();
       return close_gracefully();
@@ -423,20 +418,9 @@ void basic_session<Stream>::on_sent(beast::error_code ec, size_t bytes, sent wha
 }
 
 template <class Stream>
-bool basic_session<Stream>::on_own_thread() const {
-  // The connection's executor: the io_context's own with one I/O thread, else a strand.
-  using io_executor = net::io_context::executor_type;
-  const auto& ex = executor_;
-  if (const auto* io = ex.template target<io_executor>()) return io->running_in_this_thread();
-  if (const auto* strand = ex.template target<net::strand<io_executor>>())
-    return strand->running_in_this_thread();
-  return false;
-}
-
-template <class Stream>
 void basic_session<Stream>::do_pull() {
   source_->pull([self = this->shared_from_this()](std::string data, bool last) {
-    net::dispatch(self->stream_.get_executor(), [self, data = std::move(data), last]() mutable {
+    net::dispatch(self->executor_, [self, data = std::move(data), last]() mutable {
       self->on_chunk(std::move(data), last);
     });
   });
@@ -496,7 +480,7 @@ template <class Stream>
 void basic_session<Stream>::expire() {
   // Called under the sweeper's lock; a session being destroyed cannot be locked any more.
   if (auto self = this->weak_from_this().lock()) {
-    net::post(stream_.get_executor(), [self = std::move(self)] { self->on_deadline(); });
+    net::post(executor_, [self = std::move(self)] { self->on_deadline(); });
   }
 }
 

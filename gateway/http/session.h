@@ -55,7 +55,6 @@ class basic_session : public std::enable_shared_from_this<basic_session<Stream>>
   void on_read_body(boost::beast::error_code ec, size_t bytes);
   void on_read_error(boost::beast::error_code ec);
   void dispatch();
-  bool on_own_thread() const;  // running on executor_ now
 
   void respond(response res);
   void do_pull();
@@ -116,7 +115,8 @@ class basic_session : public std::enable_shared_from_this<basic_session<Stream>>
 
   Stream stream_;
   // The connection's executor (a strand, or the io_context's own with one I/O thread), kept so
-  // that telling whether a responder runs on it needs no copy of the type-erased executor.
+  // that posting onto it, or telling whether a responder runs on it, needs no copy of the
+  // type-erased executor from the stream.
   const boost::asio::any_io_executor executor_;
   boost::beast::flat_buffer buffer_;  // reused: may hold the start of a pipelined request
   alignas(std::max_align_t) std::array<std::byte, arena_inline_bytes> arena_block_;

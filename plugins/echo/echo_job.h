@@ -19,6 +19,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "echo_options.h"
@@ -82,13 +83,7 @@ class echo_job {
 
   // Exchanges the job's plan with `other`: a worker lends its buffers to a job it runs from its
   // first step to its last, and takes them back after.
-  void swap_plan(echo_plan& other) {
-    plan_.answers.swap(other.answers);
-    std::swap(plan_.answer_count, other.answer_count);
-    plan_.choices.swap(other.choices);
-    plan_.scratch_tokens.swap(other.scratch_tokens);
-    plan_.scratch_entries.swap(other.scratch_entries);
-  }
+  void swap_plan(echo_plan& other) { std::swap(plan_, other); }
 
   // The scheduler's lock-free list of jobs to run links them through here (see
   // echo_scheduler.h); the job does not use it.
