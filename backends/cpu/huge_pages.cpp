@@ -56,35 +56,42 @@ size_t collapse_to_huge_pages(const void* p, size_t bytes) {
 #endif
 }
 
-bool in_file_mapping(const void* p, size_t bytes) {
+memory_map::memory_map() {
 #if defined(__linux__)
-  const auto begin = reinterpret_cast<uintptr_t>(p), end = begin + bytes;
   std::ifstream maps("/proc/self/maps");
   std::string line;
   while (std::getline(maps, line)) {
     // start-end perms offset dev inode [path]
     std::istringstream in(line);
-    std::string range, perms, offset, dev;
+    std::string span, perms, offset, dev;
     unsigned long long inode = 0;
-    if (!(in >> range >> perms >> offset >> dev >> inode)) continue;
-    const size_t dash = range.find('-');
+    if (!(in >> span >> perms >> offset >> dev >> inode)) continue;
+    const size_t dash = span.find('-');
     if (dash == std::string::npos) continue;
-    const auto lo =
-        static_cast<uintptr_t>(std::strtoull(range.substr(0, dash).c_str(), nullptr, 16));
-    const auto hi =
-        static_cast<uintptr_t>(std::strtoull(range.substr(dash + 1).c_str(), nullptr, 16));
-    if (begin >= lo && begin < hi) return inode != 0 && end <= hi;
+    range r;
+    r.lo = static_cast<uintptr_t>(std::strtoull(span.substr(0, dash).c_str(), nullptr, 16));
+    r.hi = static_cast<uintptr_t>(std::strtoull(span.substr(dash + 1).c_str(), nullptr, 16));
+    r.file = inode != 0;
+    ranges_.push_back(r);
   }
-#else
-  (void)p;
-  (void)bytes;
 #endif
+}
+
+bool memory_map::in_file_mapping(const void* p, size_t bytes) const {
+  const auto begin = reinterpret_cast<uintptr_t>(p), end = begin + bytes;
+  for (const range& r : ranges_) {
+    if (begin >= r.lo && begin < r.hi) return r.file && end <= r.hi;
+  }
   return false;
 }
 
-bool release_file_pages(const void* p, size_t bytes) {
+bool in_file_mapping(const void* p, size_t bytes) {
+  return memory_map().in_file_mapping(p, bytes);
+}
+
+bool release_file_pages(const void* p, size_t bytes, const memory_map& map) {
 #if defined(__linux__)
-  if (!in_file_mapping(p, bytes)) return false;
+  if (!map.in_file_mapping(p, bytes)) return false;
   constexpr uintptr_t page = 4096;
   const auto begin = (reinterpret_cast<uintptr_t>(p) + page - 1) & ~(page - 1);
   const auto end = (reinterpret_cast<uintptr_t>(p) + bytes) & ~(page - 1);
@@ -93,8 +100,13 @@ bool release_file_pages(const void* p, size_t bytes) {
 #else
   (void)p;
   (void)bytes;
+  (void)map;
   return false;
 #endif
+}
+
+bool release_file_pages(const void* p, size_t bytes) {
+  return release_file_pages(p, bytes, memory_map());
 }
 
 huge_buffer::huge_buffer(size_t bytes) {

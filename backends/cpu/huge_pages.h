@@ -26,18 +26,38 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 namespace moat::cpu {
 
 // Bytes of the 2 MiB pages touching [p, p + bytes) now collapsed (0 when refused or off).
 size_t collapse_to_huge_pages(const void* p, size_t bytes);
 
-// True when [p, p + bytes) lies in one mapping of a file (read from /proc/self/maps).
+// The process's mappings as /proc/self/maps lists them when it was made: asking about many
+// ranges (a model's ~150 weight tensors) costs one read of the file, not one per question.
+// Stays right for ranges whose mapping is not unmapped or replaced meanwhile.
+class memory_map {
+ public:
+  memory_map();  // reads /proc/self/maps now (nothing off Linux: every range "not a file")
+  // True when [p, p + bytes) lies in one mapping of a file.
+  bool in_file_mapping(const void* p, size_t bytes) const;
+
+ private:
+  struct range {
+    uintptr_t lo = 0, hi = 0;
+    bool file = false;  // a non-zero inode
+  };
+  std::vector<range> ranges_;
+};
+
+// One question, one fresh read of /proc/self/maps.
 bool in_file_mapping(const void* p, size_t bytes);
 
 // Drops the whole 4 KiB pages of [p, p + bytes) from this process (MADV_DONTNEED). Only for a
 // range in_file_mapping: a later read maps the file's bytes back, so nothing is lost; on
-// anonymous memory the same call would zero it, hence the check here too (false: not done).
+// anonymous memory the same call would zero it, hence the check here too (false: not done),
+// against `map` (a snapshot the caller already has) or a fresh read.
+bool release_file_pages(const void* p, size_t bytes, const memory_map& map);
 bool release_file_pages(const void* p, size_t bytes);
 
 // Anonymous memory, 2 MiB aligned, asked for huge pages before it is first written (so its

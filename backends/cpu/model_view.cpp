@@ -105,10 +105,12 @@ void model_view::place_weights() {
   const bool tied = w.lm_head.data == w.embed.data;
   // In a file mapping: copied into one huge_buffer, each source's pages dropped right after
   // its copy (the peak stays one tensor above the resident weights).
+  // One read of /proc/self/maps for every tensor's question (and the release's check).
+  const memory_map mappings;
   std::vector<engine::tensor*> copied;
   size_t copy_bytes = 0;
   for (engine::tensor* t : ts) {
-    if (t->empty() || !in_file_mapping(t->data, t->bytes())) continue;
+    if (t->empty() || !mappings.in_file_mapping(t->data, t->bytes())) continue;
     copied.push_back(t);
     copy_bytes += (t->bytes() + 63) & ~size_t{63};
   }
@@ -118,7 +120,7 @@ void model_view::place_weights() {
       uint8_t* at = b.data();
       for (engine::tensor* t : copied) {
         std::memcpy(at, t->data, t->bytes());
-        release_file_pages(t->data, t->bytes());
+        release_file_pages(t->data, t->bytes(), mappings);
         t->data = at;
         at += (t->bytes() + 63) & ~size_t{63};
       }
