@@ -152,6 +152,12 @@ std::unique_ptr<echo_job> echo_job::create(const echo_options& options, vocabula
   job->max_tokens_ = sampling.max_tokens;
   job->logprobs_ = sampling.logprobs;
   job->echo_ = request.echo != 0;
+  // A whole answer (see echo_job.h). An older host without the stream field is treated as
+  // streaming: per-word deltas are right for either.
+  const bool streamed =
+      request.struct_size < offsetof(moat_request, stream) + sizeof request.stream ||
+      request.stream != 0;
+  job->whole_ = !streamed && options.delay_ms == 0 && options.fault == fault_mode::none;
   job->texts_ = views;
   job->text_count_ = text_count;
   job->last_user_ = text_count;

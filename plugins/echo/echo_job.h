@@ -4,13 +4,19 @@
 // the input); the worker then emits it one step at a time, one delta per unfinished choice per
 // step, so n choices interleave as a batched engine's would.
 //
+// A request that is not streamed (moat_request::stream == 0), with no delay_ms and no fault,
+// gets one delta per choice carrying all its tokens (and logprobs): the host joins a whole
+// answer's deltas anyway, so per-word deltas would only cost a callback, a lock and a copy each.
+// Streamed requests, delayed ones and injected faults keep their deltas (a word, or chunk_chars
+// characters, each).
+//
 //   moat_status status = MOAT_OK;
 //   std::unique_ptr<echo_job> job =
 //       echo_job::create(options, vocab, *request, on_event, user_data, err, status);
 //   echo_plan buffers;                 // a worker's, reused from job to job
-//   job->swap_plan(buffers);           // lend them (a job stepped by many workers keeps its own)
+//   job->lend_plan(&buffers);          // lend them (a job stepped by many workers keeps its own)
 //   while (!job->step(false, MOAT_OK)) wait(delay);   // each step sends events
-//   job->swap_plan(buffers);           // take them back
+//   job->lend_plan(nullptr);           // take them back
 #pragma once
 
 #include <moat/backend.h>
@@ -30,27 +36,29 @@ namespace moat::echo {
 // The planned answer of one job. Its buffers keep their capacity from job to job when a worker
 // lends the same plan to every job it runs to the end, so planning does not allocate once warm.
 struct echo_plan {
-  struct delta {
-    size_t begin = 0, end = 0;              // bytes of the answer text
-    size_t token_begin = 0, token_end = 0;  // the tokens whose piece ends in this delta
-  };
   struct answer {  // one per prompt; its n choices share it
-    std::string text;
-    std::vector<delta> deltas;
-    std::vector<int32_t> tokens;                    // one id per piece
-    std::vector<std::pair<size_t, size_t>> pieces;  // [begin, end) of each token's piece
+    // The answer's bytes: a view into the job's block (its prompt or body), or into `joined`.
+    std::string_view text;
+    std::string joined;  // an echoed prompt followed by the generated text
+    // Tokens: one per piece (a word with its trailing whitespace). Piece k is the bytes
+    // [k == 0 ? 0 : ends[k - 1], ends[k]); the pieces cover the text.
+    std::vector<size_t> ends;
+    std::vector<int32_t> tokens;
     moat_finish_reason finish = MOAT_FINISH_STOP;
+    size_t piece_begin(size_t k) const { return k == 0 ? 0 : ends[k - 1]; }
   };
   struct choice {
     uint32_t index = 0;
-    size_t answer = 0;
-    size_t next_delta = 0;
     bool finished = false;
+    size_t answer = 0;
+    size_t sent = 0;    // bytes of the answer's text sent
+    size_t tokens = 0;  // tokens sent
   };
 
-  // Empties the plan for `answers` answers, keeping capacity (and dropping what one unusually
-  // large request grew, so a worker does not hold it for ever).
+  // Empties the plan for `answers` answers, keeping capacity (see trim()).
   void reset(size_t answers);
+  // Drops what one unusually large request grew, so a worker does not hold it for ever.
+  void trim();
 
   std::vector<answer> answers;  // answers[0, answer_count) are the job's; the rest are spare
   size_t answer_count = 0;
@@ -81,9 +89,9 @@ class echo_job {
   // ERROR) has been sent; the job must not be stepped again. Called by one worker at a time.
   bool step(bool cancelled, moat_status cancel_code);
 
-  // Exchanges the job's plan with `other`: a worker lends its buffers to a job it runs from its
-  // first step to its last, and takes them back after.
-  void swap_plan(echo_plan& other) { std::swap(plan_, other); }
+  // A worker lends its buffers to a job it runs from its first step to its last, and takes
+  // them back after (nullptr). A job stepped without a lent plan makes its own.
+  void lend_plan(echo_plan* buffers) { plan_ = buffers; }
 
   // The scheduler's lock-free list of jobs to run links them through here (see
   // echo_scheduler.h); the job does not use it.
@@ -100,7 +108,7 @@ class echo_job {
   static void operator delete(void* block, trailing_bytes) { ::operator delete(block); }
   echo_job() = default;
 
-  void plan();  // on the worker, at the first step
+  void make_plan();  // on the worker, at the first step
   // Plans `a` as `echoed` followed by `source` cut to max_words words and the stops; returns
   // the words of the answer's text.
   size_t plan_answer(echo_plan::answer& a, std::string_view echoed, std::string_view source,
@@ -110,7 +118,8 @@ class echo_job {
   size_t plan_prompt_answer(echo_plan::answer& a, std::string_view prompt, size_t other_words);
   int64_t word_budget(size_t prompt_words) const;
   void emit(const moat_event& event) const { on_event_(user_data_, &event); }
-  void emit_delta(uint32_t index, const echo_plan::answer& a, const echo_plan::delta& d);
+  // Sends choice `c`'s next delta: the whole answer, one piece, or chunk_chars characters.
+  void emit_delta(echo_plan::choice& c, const echo_plan::answer& a);
   void emit_finish(uint32_t index, moat_finish_reason reason) const;
   void emit_error(moat_status code, std::string_view message) const;
   void emit_done() const;
@@ -125,6 +134,7 @@ class echo_job {
   int32_t max_tokens_ = -1;
   int32_t logprobs_ = -1;  // -1: none; else how many alternatives (echo has one: the chosen)
   bool echo_ = false;      // completion: the prompt starts the answer
+  bool whole_ = false;     // one delta per choice (not streamed, no delay, no fault)
   // Views into this job's block (see create()). Chat: every message's content, and which one
   // is the last user message (text_count_ when none). Completion and embedding: the prompts,
   // a token prompt as its ids joined by spaces.
@@ -135,9 +145,10 @@ class echo_job {
   size_t stop_count_ = 0;
   std::string_view body_;  // only with answer: body
   uint32_t deltas_sent_ = 0;
-  bool planned_ = false;  // whether plan_ holds this job's answer (the buffers may be lent)
+  bool planned_ = false;  // whether *plan_ holds this job's answer
   moat_usage usage_{};
-  echo_plan plan_;
+  echo_plan* plan_ = nullptr;            // lent by a worker, or own_plan_
+  std::unique_ptr<echo_plan> own_plan_;  // made at the first step when none is lent
 };
 
 }  // namespace moat::echo

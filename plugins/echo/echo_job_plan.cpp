@@ -21,9 +21,9 @@ moat_event make_event(moat_event_kind kind, uint32_t index) {
   return event;
 }
 
-// Past these a plan's buffers are dropped at reset rather than kept for the next job: what a
-// worker keeps between jobs stays under ~0.5 MB (per answer: 16 KiB of text, 2048 pieces of
-// 16 bytes, deltas of 32 and ids of 4; four answers).
+// Past these a plan's buffers are dropped at trim rather than kept for the next job: what a
+// worker keeps between jobs stays under ~0.2 MB (per answer: 16 KiB of joined text, 2048 piece
+// ends of 8 bytes and ids of 4; four answers).
 constexpr size_t kept_text_bytes = size_t{16} << 10;
 constexpr size_t kept_tokens = 2048;
 constexpr size_t kept_answers = 4;
@@ -32,23 +32,28 @@ constexpr size_t kept_choices = 64;
 }  // namespace
 
 void echo_plan::reset(size_t count) {
-  if (answers.size() > kept_answers) answers.resize(kept_answers);
-  for (answer& a : answers) {
-    if (a.text.capacity() > kept_text_bytes || a.pieces.capacity() > kept_tokens ||
-        a.tokens.capacity() > kept_tokens || a.deltas.capacity() > kept_tokens) {
-      a = answer{};
-      continue;
-    }
-    a.text.clear();
-    a.deltas.clear();
+  if (answers.size() < count) answers.resize(count);
+  for (size_t k = 0; k < count; ++k) {
+    answer& a = answers[k];
+    a.text = {};
+    a.joined.clear();
+    a.ends.clear();
     a.tokens.clear();
-    a.pieces.clear();
     a.finish = MOAT_FINISH_STOP;
   }
-  if (answers.size() < count) answers.resize(count);
   answer_count = count;
-  if (choices.capacity() > kept_choices) choices = {};
   choices.clear();
+}
+
+void echo_plan::trim() {
+  if (answers.size() > kept_answers) answers.resize(kept_answers);
+  for (answer& a : answers) {
+    if (a.joined.capacity() > kept_text_bytes || a.ends.capacity() > kept_tokens ||
+        a.tokens.capacity() > kept_tokens) {
+      a = answer{};
+    }
+  }
+  if (choices.capacity() > kept_choices) choices = {};
   if (scratch_tokens.capacity() > kept_tokens) {
     scratch_tokens = {};
     scratch_entries = {};
@@ -62,8 +67,8 @@ int64_t echo_job::word_budget(size_t prompt_words) const {
   return max_tokens_ < 0 ? room : std::min<int64_t>(max_tokens_, room);
 }
 
-void echo_job::plan() {
-  echo_plan& p = plan_;
+void echo_job::make_plan() {
+  echo_plan& p = *plan_;
   const echo_options& options = *options_;
   switch (kind_) {
     case MOAT_REQUEST_CHAT: {
@@ -111,7 +116,7 @@ void echo_job::plan() {
     p.choices.reserve(p.answer_count * n_);
     for (size_t a = 0; a < p.answer_count; ++a) {
       for (uint32_t i = 0; i < n_; ++i) {
-        p.choices.push_back(echo_plan::choice{static_cast<uint32_t>(a * n_ + i), a, 0, false});
+        p.choices.push_back(echo_plan::choice{static_cast<uint32_t>(a * n_ + i), false, a, 0, 0});
       }
     }
   }
@@ -140,35 +145,35 @@ size_t echo_job::plan_answer(echo_plan::answer& a, std::string_view echoed, std:
       apply_limits(source, max_words, std::span<const std::string_view>(stops_, stop_count_));
   const std::string_view generated = source.substr(0, cut.length);
   a.finish = cut.finish;
-  a.text.reserve(echoed.size() + generated.size());
-  a.text.append(echoed);
-  a.text.append(generated);
+  if (echoed.empty()) {
+    a.text = generated;  // the job's own bytes, which outlive its plan: no copy
+  } else {
+    a.joined.reserve(echoed.size() + generated.size());
+    a.joined.append(echoed);
+    a.joined.append(generated);
+    a.text = a.joined;
+  }
   const std::string_view text = a.text;
 
   // Tokens: one per piece (a word and its trailing whitespace; leading whitespace joins the
-  // first piece), named by the word's id. One pass finds the pieces and their words as
-  // split_pieces and piece_word define them, without building either list, and looks the ids
-  // up under one lock; words new to the vocabulary are added after it (-1 until then).
-  size_t i = 0;
-  while (i < text.size() && is_space(text[i])) ++i;
-  size_t start = 0;
+  // first piece), named by the word's id: piece k ends where word k + 1 begins. One pass over
+  // the words, 8 bytes at a time, looks the ids up under one lock; words new to the vocabulary
+  // are added after it (-1 until then).
   size_t words = 0;
   bool unknown = false;
   {
     const vocabulary::reader ids = vocab_->read();
-    while (i < text.size()) {
-      const size_t word_begin = i;
-      while (i < text.size() && !is_space(text[i])) ++i;
-      const std::string_view word = text.substr(word_begin, i - word_begin);
-      while (i < text.size() && is_space(text[i])) ++i;
-      a.pieces.emplace_back(start, i);
-      a.tokens.push_back(ids.find(word));
-      unknown = unknown || a.tokens.back() < 0;
-      start = i;
+    for_each_word(text, [&](size_t begin, size_t end) {
+      if (words != 0) a.ends.push_back(begin);
+      const int32_t id = ids.find(text.substr(begin, end - begin));
+      a.tokens.push_back(id);
+      unknown = unknown || id < 0;
       ++words;
-    }
-    if (start < text.size()) {  // whitespace only: one piece with an empty word
-      a.pieces.emplace_back(start, text.size());
+    });
+    if (words != 0) {
+      a.ends.push_back(text.size());
+    } else if (!text.empty()) {  // whitespace only: one piece with an empty word
+      a.ends.push_back(text.size());
       a.tokens.push_back(ids.find({}));
       unknown = unknown || a.tokens.back() < 0;
     }
@@ -176,36 +181,11 @@ size_t echo_job::plan_answer(echo_plan::answer& a, std::string_view echoed, std:
   if (unknown) {
     for (size_t k = 0; k < a.tokens.size(); ++k) {
       if (a.tokens[k] >= 0) continue;
-      const auto& [begin, end] = a.pieces[k];
-      a.tokens[k] = vocab_->id_of(piece_word(text.substr(begin, end - begin)));
+      const size_t begin = a.piece_begin(k);
+      a.tokens[k] = vocab_->id_of(piece_word(text.substr(begin, a.ends[k] - begin)));
     }
   }
   usage_.completion_tokens += (echoed.empty() ? words : count_words(generated)) * n_;
-
-  // Deltas: one per piece, or chunks of chunk_chars characters. A token belongs to the delta in
-  // which its piece ends, so each token is reported exactly once.
-  const uint32_t chunk_chars = options_->chunk_chars;
-  if (chunk_chars == 0) {
-    a.deltas.reserve(a.pieces.size());
-    for (size_t k = 0; k < a.pieces.size(); ++k) {
-      a.deltas.push_back(echo_plan::delta{a.pieces[k].first, a.pieces[k].second, k, k + 1});
-    }
-    return words;
-  }
-  const std::vector<size_t> lengths = chunk_lengths(text, chunk_chars);
-  size_t offset = 0;
-  size_t token = 0;
-  a.deltas.reserve(lengths.size());
-  for (size_t length : lengths) {
-    echo_plan::delta d;
-    d.begin = offset;
-    d.end = offset + length;
-    d.token_begin = token;
-    while (token < a.pieces.size() && a.pieces[token].second <= d.end) ++token;
-    d.token_end = token;
-    a.deltas.push_back(d);
-    offset = d.end;
-  }
   return words;
 }
 
@@ -219,7 +199,13 @@ bool echo_job::step(bool cancelled, moat_status cancel_code) {
     emit_error(MOAT_ERR_INTERNAL, "echo: injected fault before the first delta");
     return true;
   }
-  if (!planned_) plan();
+  if (!planned_) {
+    if (plan_ == nullptr) {
+      own_plan_ = std::make_unique<echo_plan>();
+      plan_ = own_plan_.get();
+    }
+    make_plan();
+  }
   if (kind_ == MOAT_REQUEST_EMBEDDING) {
     for (size_t i = 0; i < text_count_; ++i) {
       const std::vector<float> vector = embed_text(texts_[i], options_->embedding_dim);
@@ -232,19 +218,19 @@ bool echo_job::step(bool cancelled, moat_status cancel_code) {
     return true;
   }
   bool all_finished = true;
-  for (echo_plan::choice& c : plan_.choices) {
+  for (echo_plan::choice& c : plan_->choices) {
     if (c.finished) continue;
-    const echo_plan::answer& a = plan_.answers[c.answer];
-    if (c.next_delta < a.deltas.size()) {
+    const echo_plan::answer& a = plan_->answers[c.answer];
+    if (c.sent < a.text.size()) {
       if (options_->fault == fault_mode::fail_mid_stream &&
           deltas_sent_ >= options_->fault_after_deltas) {
         emit_error(MOAT_ERR_INTERNAL, "echo: injected fault in the middle of the stream");
         return true;
       }
-      emit_delta(c.index, a, a.deltas[c.next_delta++]);
+      emit_delta(c, a);
       ++deltas_sent_;
     }
-    if (c.next_delta == a.deltas.size()) {
+    if (c.sent == a.text.size()) {
       emit_finish(c.index, a.finish);
       c.finished = true;
     } else {
@@ -256,23 +242,38 @@ bool echo_job::step(bool cancelled, moat_status cancel_code) {
   return true;
 }
 
-void echo_job::emit_delta(uint32_t index, const echo_plan::answer& a, const echo_plan::delta& d) {
-  moat_event event = make_event(MOAT_EVENT_DELTA, index);
-  event.text = to_str(std::string_view(a.text).substr(d.begin, d.end - d.begin));
-  event.tokens = a.tokens.data() + d.token_begin;
-  event.token_count = d.token_end - d.token_begin;
+void echo_job::emit_delta(echo_plan::choice& c, const echo_plan::answer& a) {
+  // The delta's bytes [c.sent, end) and its tokens [c.tokens, token_end): a token belongs to
+  // the delta in which its piece ends, so each token is reported exactly once.
+  size_t end = a.text.size();
+  size_t token_end = a.tokens.size();
+  if (!whole_) {
+    const uint32_t chunk_chars = options_->chunk_chars;
+    if (chunk_chars == 0) {
+      end = a.ends[c.tokens];
+      token_end = c.tokens + 1;
+    } else {
+      end = c.sent + chunk_length(a.text.substr(c.sent), chunk_chars);
+      token_end = c.tokens;
+      while (token_end < a.ends.size() && a.ends[token_end] <= end) ++token_end;
+    }
+  }
+  moat_event event = make_event(MOAT_EVENT_DELTA, c.index);
+  event.text = to_str(a.text.substr(c.sent, end - c.sent));
+  event.tokens = a.tokens.data() + c.tokens;
+  event.token_count = token_end - c.tokens;
   if (logprobs_ >= 0) {
     // Echo is certain of every token: logprob 0, and the only alternative is the token itself.
     const size_t count = event.token_count;
-    std::vector<moat_token_logprob>& tokens = plan_.scratch_tokens;
-    std::vector<moat_logprob_entry>& entries = plan_.scratch_entries;
+    std::vector<moat_token_logprob>& tokens = plan_->scratch_tokens;
+    std::vector<moat_logprob_entry>& entries = plan_->scratch_entries;
     tokens.resize(count);
     entries.resize(count);
     for (size_t k = 0; k < count; ++k) {
-      const auto [begin, end] = a.pieces[d.token_begin + k];
-      tokens[k] =
-          moat_token_logprob{a.tokens[d.token_begin + k],
-                             to_str(std::string_view(a.text).substr(begin, end - begin)), 0.0f};
+      const size_t piece = c.tokens + k;
+      const size_t begin = a.piece_begin(piece);
+      tokens[k] = moat_token_logprob{a.tokens[piece],
+                                     to_str(a.text.substr(begin, a.ends[piece] - begin)), 0.0f};
       entries[k].chosen = tokens[k];
       entries[k].top = logprobs_ > 0 ? &tokens[k] : nullptr;
       entries[k].top_count = logprobs_ > 0 ? 1 : 0;
@@ -280,6 +281,8 @@ void echo_job::emit_delta(uint32_t index, const echo_plan::answer& a, const echo
     event.logprobs = entries.data();
     event.logprob_count = count;
   }
+  c.sent = end;
+  c.tokens = token_end;
   emit(event);
 }
 

@@ -197,10 +197,10 @@ bool scheduler::run_fast(echo_plan& buffers) {
   for (echo_job* job = ordered; job != nullptr; job = job->next_queued) {
     // The job runs from its first step to its last here: it plans into this worker's buffers
     // (capacity kept from the last job) and hands them back, so it allocates nothing once warm.
-    job->swap_plan(buffers);
+    job->lend_plan(&buffers);
     run_to_end(*job, stopping_.load(std::memory_order_relaxed), MOAT_ERR_UNAVAILABLE);
-    job->swap_plan(buffers);
-    buffers.reset(0);  // drops what an unusually large answer grew before the worker idles
+    job->lend_plan(nullptr);
+    buffers.trim();  // drops what an unusually large answer grew before the worker idles
     last = job;
     ++count;
   }

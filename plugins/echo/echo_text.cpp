@@ -6,25 +6,8 @@
 
 namespace moat::echo {
 
-namespace {
-
-constexpr uint64_t bytes_of(uint8_t b) {
-  return 0x0101010101010101ull * b;
-}
-
-// The high bit of each byte of `x` that is whitespace (is_space), exactly: no carry crosses a
-// byte because every sum below stays under 0x100 per byte.
-uint64_t space_bits(uint64_t x) {
-  const uint64_t high = bytes_of(0x80);
-  const uint64_t low7 = x & bytes_of(0x7F);
-  const uint64_t t = x ^ bytes_of(' ');  // zero bytes where x is ' '
-  const uint64_t blank = ~(((t & bytes_of(0x7F)) + bytes_of(0x7F)) | t) & high;
-  // '\t'..'\r' (9..13): low7 >= 9 and not low7 >= 14, and the byte's own high bit clear.
-  const uint64_t control = (low7 + bytes_of(0x80 - 9)) & ~(low7 + bytes_of(0x80 - 14)) & ~x & high;
-  return blank | control;
-}
-
-}  // namespace
+using detail::bytes_of;
+using detail::space_bits;
 
 size_t count_words(std::string_view text) {
   // A word starts at a non-space byte after a space (or at the start). Eight bytes at a time:
@@ -124,17 +107,22 @@ cut_result apply_limits(std::string_view text, int64_t max_words,
   return result;
 }
 
-std::vector<size_t> chunk_lengths(std::string_view text, size_t chars) {
-  std::vector<size_t> lengths;
+size_t chunk_length(std::string_view text, size_t chars) {
   if (chars == 0) chars = 1;
   size_t i = 0;
-  while (i < text.size()) {
-    const size_t start = i;
-    for (size_t n = 0; n < chars && i < text.size(); ++n) {
-      ++i;  // the lead byte, then its continuation bytes
-      while (i < text.size() && (static_cast<unsigned char>(text[i]) & 0xC0) == 0x80) ++i;
-    }
-    lengths.push_back(i - start);
+  for (size_t n = 0; n < chars && i < text.size(); ++n) {
+    ++i;  // the lead byte, then its continuation bytes
+    while (i < text.size() && (static_cast<unsigned char>(text[i]) & 0xC0) == 0x80) ++i;
+  }
+  return i;
+}
+
+std::vector<size_t> chunk_lengths(std::string_view text, size_t chars) {
+  std::vector<size_t> lengths;
+  for (size_t i = 0; i < text.size();) {
+    const size_t length = chunk_length(text.substr(i), chars);
+    lengths.push_back(length);
+    i += length;
   }
   return lengths;
 }

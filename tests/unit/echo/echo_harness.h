@@ -151,6 +151,9 @@ struct request_builder {
     request.sampling.n = 1;
     request.sampling.logprobs = -1;
     request.add_generation_prompt = 1;
+    // Streamed: the plugin sends a delta per word (or chunk). A whole answer (stream 0) is one
+    // delta per choice; echo_whole_test.cpp compares the two.
+    request.stream = 1;
   }
   moat_str keep(std::string text) {
     strings.push_back(std::move(text));

@@ -6,6 +6,8 @@
 #include <cmath>
 #include <random>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace moat::echo {
 namespace {
@@ -92,6 +94,55 @@ TEST(EchoText, WordCounterMatchesTheByteByByteOne) {
     std::string text(rng() % 70, ' ');
     for (char& c : text) c = alphabet[rng() % alphabet.size()];
     ASSERT_EQ(count_words(text), count_words_reference(text)) << round;
+  }
+}
+
+// The words for_each_word visits, against a byte loop over is_space: the same texts as above,
+// plus lengths 0-24 (whole chunks and tails, words running to the end or not).
+std::vector<std::pair<size_t, size_t>> words_by_bytes(std::string_view text) {
+  std::vector<std::pair<size_t, size_t>> words;
+  size_t i = 0;
+  while (i < text.size()) {
+    while (i < text.size() && is_space(text[i])) ++i;
+    const size_t begin = i;
+    while (i < text.size() && !is_space(text[i])) ++i;
+    if (i > begin) words.emplace_back(begin, i);
+  }
+  return words;
+}
+
+std::vector<std::pair<size_t, size_t>> words_by_chunks(std::string_view text) {
+  std::vector<std::pair<size_t, size_t>> words;
+  for_each_word(text, [&](size_t begin, size_t end) { words.emplace_back(begin, end); });
+  return words;
+}
+
+TEST(EchoText, WordScannerMatchesTheByteLoop) {
+  for (int b = 0; b < 256; ++b) {
+    for (size_t at = 0; at < 19; ++at) {
+      for (const char* fill :
+           {"ab cd\tef\ngh ij kl m", "                   ", "abcdefghijklmnopqrs"}) {
+        std::string text(fill);
+        text[at] = static_cast<char>(b);
+        ASSERT_EQ(words_by_chunks(text), words_by_bytes(text)) << b << " at " << at;
+      }
+    }
+  }
+  for (size_t n = 0; n <= 24; ++n) {
+    for (const char* fill : {"a", " ", "ab ", " a"}) {
+      std::string text;
+      while (text.size() < n) text += fill;
+      text.resize(n);
+      ASSERT_EQ(words_by_chunks(text), words_by_bytes(text)) << "[" << text << "]";
+    }
+  }
+  std::mt19937 rng(5);
+  const std::string alphabet =
+      std::string(" \t\n\v\f\r\x08\x0e\x1f!~\x7f\x80\x89\x8d\xa0\xff", 17) + "ab";
+  for (int round = 0; round < 20000; ++round) {
+    std::string text(rng() % 70, ' ');
+    for (char& c : text) c = alphabet[rng() % alphabet.size()];
+    ASSERT_EQ(words_by_chunks(text), words_by_bytes(text)) << round;
   }
 }
 
