@@ -2,7 +2,6 @@
 #include "echo_vocab.h"
 
 #include <algorithm>
-#include <cstring>
 #include <mutex>
 
 #include "echo_text.h"
@@ -12,79 +11,7 @@ namespace {
 
 constexpr size_t initial_slots = 1024;
 
-uint64_t load64(const char* p) {
-  uint64_t v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-uint64_t load32(const char* p) {
-  uint32_t v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-
-// One multiply-fold round (the 128-bit product's halves xor-ed): every input bit reaches every
-// output bit in one multiplication.
-uint64_t mix(uint64_t a, uint64_t b) {
-  const unsigned __int128 product = static_cast<unsigned __int128>(a) * b;
-  return static_cast<uint64_t>(product) ^ static_cast<uint64_t>(product >> 64);
-}
-
-// Equal bytes, for the short words the table holds (a tag match is nearly always a hit): two
-// overlapping loads instead of a call to memcmp.
-bool same_bytes(const char* a, const char* b, size_t n) {
-  if (n >= 8) {
-    return n > 16 ? std::memcmp(a, b, n) == 0
-                  : load64(a) == load64(b) && load64(a + n - 8) == load64(b + n - 8);
-  }
-  if (n >= 4) return load32(a) == load32(b) && load32(a + n - 4) == load32(b + n - 4);
-  for (size_t i = 0; i < n; ++i) {
-    if (a[i] != b[i]) return false;
-  }
-  return true;
-}
-
-constexpr uint64_t k0 = 0xa0761d6478bd642full;
-constexpr uint64_t k1 = 0xe7037ed1a0b428dbull;
-
 }  // namespace
-
-uint64_t vocabulary::hash(std::string_view word) {
-  // Words are mostly 1-8 bytes: two overlapping loads cover them exactly (distinct words of one
-  // length give distinct inputs; the length picks the multiplier, so words of different
-  // lengths with equal loads part too); longer words take 8 bytes a round and an overlapping
-  // last load.
-  const char* p = word.data();
-  const size_t n = word.size();
-  uint64_t h = k0;
-  if (n <= 8) {
-    uint64_t v = 0;
-    if (n >= 4) {
-      v = (load32(p) << 32) | load32(p + n - 4);
-    } else if (n > 0) {
-      v = (uint64_t{static_cast<unsigned char>(p[0])} << 16) |
-          (uint64_t{static_cast<unsigned char>(p[n / 2])} << 8) |
-          static_cast<unsigned char>(p[n - 1]);
-    }
-    return mix(h ^ v, k1 ^ n);
-  }
-  size_t i = 0;
-  for (; i + 8 < n; i += 8) h = mix(h ^ load64(p + i), k1);
-  return mix(h ^ load64(p + n - 8), k1 ^ n);
-}
-
-int32_t vocabulary::find(std::string_view word, uint64_t h) const {
-  if (slots_.empty()) return -1;
-  const size_t mask = slots_.size() - 1;
-  const auto tag = static_cast<uint32_t>(h >> 32);
-  for (size_t i = h & mask;; i = (i + 1) & mask) {
-    const slot& s = slots_[i];
-    if (s.id < 0) return -1;
-    if (s.tag != tag) continue;
-    const auto [offset, size] = words_[static_cast<size_t>(s.id)];
-    if (size == word.size() && same_bytes(bytes_.data() + offset, word.data(), size)) return s.id;
-  }
-}
 
 void vocabulary::insert(int32_t id, uint64_t h) {
   const size_t mask = slots_.size() - 1;
