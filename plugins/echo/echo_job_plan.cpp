@@ -165,7 +165,7 @@ size_t echo_job::plan_answer(echo_plan::answer& a, std::string_view echoed, std:
     const vocabulary::reader ids = vocab_->read();
     for_each_word(text, [&](size_t begin, size_t end) {
       if (words != 0) a.ends.push_back(begin);
-      const int32_t id = ids.find(text.substr(begin, end - begin));
+      const int32_t id = ids.find(std::string_view(text.data() + begin, end - begin));
       a.tokens.push_back(id);
       unknown = unknown || id < 0;
       ++words;
