@@ -88,6 +88,9 @@ class echo_job {
   // the terminal ERROR(cancel_code) instead. Returns true once the terminal event (DONE or
   // ERROR) has been sent; the job must not be stepped again. Called by one worker at a time.
   bool step(bool cancelled, moat_status cancel_code);
+  // Sends every remaining event at once (no delay between deltas): the same events, in the same
+  // order, as calling step() until it returns true, without a call and a fresh event per delta.
+  void run(bool stop, moat_status stop_code);
 
   // A worker lends its buffers to a job it runs from its first step to its last, and takes
   // them back after (nullptr). A job stepped without a lent plan makes its own.
@@ -118,8 +121,15 @@ class echo_job {
   size_t plan_prompt_answer(echo_plan::answer& a, std::string_view prompt, size_t other_words);
   int64_t word_budget(size_t prompt_words) const;
   void emit(const moat_event& event) const { on_event_(user_data_, &event); }
+  // What every step does first: a stop, a fault before the first delta, planning, and an
+  // embedding request's whole answer. True when the terminal event was sent.
+  bool begin_step(bool cancelled, moat_status cancel_code);
+  // One delta per unfinished choice, or its FINISH once it has none left; `delta` is a DELTA
+  // event that each delta fills in. True when the terminal event (DONE, or an injected fault's
+  // ERROR) was sent.
+  bool emit_round(moat_event& delta);
   // Sends choice `c`'s next delta: the whole answer, one piece, or chunk_chars characters.
-  void emit_delta(echo_plan::choice& c, const echo_plan::answer& a);
+  void emit_delta(moat_event& event, echo_plan::choice& c, const echo_plan::answer& a);
   void emit_finish(uint32_t index, moat_finish_reason reason) const;
   void emit_error(moat_status code, std::string_view message) const;
   void emit_done() const;

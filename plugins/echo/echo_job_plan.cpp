@@ -189,7 +189,7 @@ size_t echo_job::plan_answer(echo_plan::answer& a, std::string_view echoed, std:
   return words;
 }
 
-bool echo_job::step(bool cancelled, moat_status cancel_code) {
+bool echo_job::begin_step(bool cancelled, moat_status cancel_code) {
   if (cancelled) {
     emit_error(cancel_code, cancel_code == MOAT_ERR_CANCELLED ? "the request was cancelled"
                                                               : "the backend is shutting down");
@@ -217,6 +217,23 @@ bool echo_job::step(bool cancelled, moat_status cancel_code) {
     emit_done();
     return true;
   }
+  return false;
+}
+
+bool echo_job::step(bool cancelled, moat_status cancel_code) {
+  if (begin_step(cancelled, cancel_code)) return true;
+  moat_event delta = make_event(MOAT_EVENT_DELTA, 0);
+  return emit_round(delta);
+}
+
+void echo_job::run(bool stop, moat_status stop_code) {
+  if (begin_step(stop, stop_code)) return;
+  moat_event delta = make_event(MOAT_EVENT_DELTA, 0);
+  while (!emit_round(delta)) {
+  }
+}
+
+bool echo_job::emit_round(moat_event& delta) {
   bool all_finished = true;
   for (echo_plan::choice& c : plan_->choices) {
     if (c.finished) continue;
@@ -227,7 +244,7 @@ bool echo_job::step(bool cancelled, moat_status cancel_code) {
         emit_error(MOAT_ERR_INTERNAL, "echo: injected fault in the middle of the stream");
         return true;
       }
-      emit_delta(c, a);
+      emit_delta(delta, c, a);
       ++deltas_sent_;
     }
     if (c.sent == a.text.size()) {
@@ -242,7 +259,7 @@ bool echo_job::step(bool cancelled, moat_status cancel_code) {
   return true;
 }
 
-void echo_job::emit_delta(echo_plan::choice& c, const echo_plan::answer& a) {
+void echo_job::emit_delta(moat_event& event, echo_plan::choice& c, const echo_plan::answer& a) {
   // The delta's bytes [c.sent, end) and its tokens [c.tokens, token_end): a token belongs to
   // the delta in which its piece ends, so each token is reported exactly once.
   size_t end = a.text.size();
@@ -258,8 +275,9 @@ void echo_job::emit_delta(echo_plan::choice& c, const echo_plan::answer& a) {
       while (token_end < a.ends.size() && a.ends[token_end] <= end) ++token_end;
     }
   }
-  moat_event event = make_event(MOAT_EVENT_DELTA, c.index);
-  event.text = to_str(a.text.substr(c.sent, end - c.sent));
+  // Only the fields a delta sets change from one delta to the next (see make_event).
+  event.index = c.index;
+  event.text = moat_str{a.text.data() + c.sent, end - c.sent};
   event.tokens = a.tokens.data() + c.tokens;
   event.token_count = token_end - c.tokens;
   if (logprobs_ >= 0) {

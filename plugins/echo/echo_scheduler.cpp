@@ -44,12 +44,11 @@ void futex_wake(std::atomic<uint32_t>& word, int count) {
   syscall(SYS_futex, futex_address(word), FUTEX_WAKE_PRIVATE, count, nullptr, nullptr, 0);
 }
 
-// Steps a job to its terminal event; `stop`: send ERROR(code) at once instead (shutdown, a
+// Runs a job to its terminal event; `stop`: send ERROR(code) at once instead (shutdown, a
 // cancelled hanging job). Returns whether the terminal event went out.
 bool run_to_end(echo_job& job, bool stop, moat_status code) {
   try {
-    bool done = job.step(stop, code);
-    while (!done) done = job.step(false, MOAT_OK);
+    job.run(stop, code);
     return true;
   } catch (...) {
     // A step only throws on allocation failure; end the request rather than the process.
