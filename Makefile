@@ -13,7 +13,7 @@ CMAKE_FLAGS ?=
 APT_PACKAGES := build-essential cmake pkg-config ccache git clang \
   libboost-dev libboost-program-options-dev libsimdjson-dev libre2-dev liblua5.4-dev \
   libyaml-cpp-dev libspdlog-dev libfmt-dev libgtest-dev libgmock-dev libsentencepiece-dev \
-  libssl-dev openssl python3 python3-venv nginx-light wrk
+  libssl-dev openssl python3 python3-venv nginx-light wrk libmimalloc-dev
 
 export CCACHE_BASEDIR := $(CURDIR)
 export CCACHE_NOHASHDIR := true

@@ -17,16 +17,18 @@ endif()
 add_library(moat_abi INTERFACE)
 target_include_directories(moat_abi INTERFACE ${CMAKE_SOURCE_DIR}/plugins/include)
 
-# The moat executable's allocator: mimalloc (libmimalloc-dev) with -DMOAT_USE_MIMALLOC=ON, when
-# installed. Linked into the executable only (never into a library or plugin); it then serves
-# every malloc of the process, plugins included. In the echo benchmark it saves ~18% of the
-# instructions per request (callgrind, c=16: 71.8k -> 58.3k); it is off by default because its
-# per-thread heaps add ~0.7 MiB RSS with the cpu backend's threads, which the memory planner
-# does not count (tests/e2e/test_planner_rss.py: error -4% -> -9..-10%, past its 10% bound).
-# Never with sanitizers (ASan brings its own allocator).
-option(MOAT_USE_MIMALLOC "Link the moat executable with mimalloc (libmimalloc-dev) when it is installed" OFF)
+# The moat executable's allocator: mimalloc (libmimalloc-dev, which `make deps` installs) by
+# default when installed, glibc malloc otherwise or with -DMOAT_USE_MIMALLOC=OFF. Linked into
+# the executable only (never into a library or plugin); it then serves every malloc of the
+# process, plugins included. glibc is slow to free blocks another thread allocated, which every
+# answer's events do (backend threads -> I/O thread); see the commit that made it the default
+# for the measured gain. Its per-thread heaps keep ~0.9 MiB more per cpu model than glibc,
+# which `moat plan` counts (planner/allocator.h, docs/planning.md "The allocator").
+# Never with sanitizers (they bring their own allocator): MOAT_SANITIZE, or -fsanitize=... given
+# in CMAKE_CXX_FLAGS (a TSan build, say).
+option(MOAT_USE_MIMALLOC "Link the moat executable with mimalloc (libmimalloc-dev) when it is installed" ON)
 add_library(moat_allocator INTERFACE)
-if(MOAT_USE_MIMALLOC AND NOT MOAT_SANITIZE)
+if(MOAT_USE_MIMALLOC AND NOT MOAT_SANITIZE AND NOT CMAKE_CXX_FLAGS MATCHES "-fsanitize")
   find_library(MOAT_MIMALLOC_LIBRARY NAMES mimalloc)
   if(MOAT_MIMALLOC_LIBRARY)
     # --no-as-needed: the executable names no mimalloc symbol, yet the library must be loaded
@@ -35,6 +37,6 @@ if(MOAT_USE_MIMALLOC AND NOT MOAT_SANITIZE)
       "-Wl,--push-state,--no-as-needed" ${MOAT_MIMALLOC_LIBRARY} "-Wl,--pop-state")
     message(STATUS "moat: the moat executable uses mimalloc (${MOAT_MIMALLOC_LIBRARY})")
   else()
-    message(STATUS "moat: MOAT_USE_MIMALLOC=ON but libmimalloc-dev is not installed; glibc malloc")
+    message(STATUS "moat: libmimalloc-dev is not installed (make deps installs it); glibc malloc")
   endif()
 endif()

@@ -14,8 +14,9 @@ constexpr std::int64_t prefill_chunk = 512;
 constexpr std::int64_t max_kv_block_size = std::int64_t{1} << 20;
 }  // namespace
 
-memory_model::memory_model(model_spec model, weight_format weights, int group, kv_format kv, kv_paging paging)
-    : model_(std::move(model)), weights_(weights), group_(group), kv_(kv), paging_(paging) {
+memory_model::memory_model(model_spec model, weight_format weights, int group, kv_format kv, kv_paging paging,
+                           allocator host)
+    : model_(std::move(model)), weights_(weights), group_(group), kv_(kv), paging_(paging), host_(host) {
   if (paging_.block_size < 1 || paging_.block_size > max_kv_block_size)
     throw plan_error(fmt::format("--kv-block-size {}: must lie between 1 and {}", paging_.block_size, max_kv_block_size));
   if (paging_.n < 1) throw plan_error("--n must be at least 1");
@@ -121,6 +122,7 @@ per_device memory_model::on_device(const layout& l, const device& d, std::int64_
            kv_positions(context, concurrency);
   out.activations = activation_bytes(l, context, concurrency);
   out.overhead = d.runtime_overhead_gib * 1024.0 * 1024.0 * 1024.0;
+  out.allocator = d.is_cpu ? allocator_bytes(host_) : 0.0;
   out.capacity = d.memory_bytes();
   return out;
 }

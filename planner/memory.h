@@ -6,6 +6,7 @@
 //   layout l{.tp = 8, .pp = 1};
 //   per_device d = mm.on_device(l, dev, /*context=*/8192, /*concurrency=*/16);
 //   d.fits();                  // d.total() <= device memory
+//   // On a CPU device, d.allocator is what mimalloc keeps beyond glibc (allocator.h); else 0.
 //   mm.kv_blocks(8192, 16);    // 480 shared prompt blocks + 16 x 32 = 992
 #pragma once
 
@@ -13,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "allocator.h"
 #include "formats.h"
 #include "hardware.h"
 #include "model_spec.h"
@@ -43,17 +45,21 @@ struct per_device {
   double kv = 0;            // the KV cache this device would hold, all of it on the device
   double activations = 0;
   double overhead = 0;
+  double allocator = 0;     // the host allocator's own keep (allocator.h); CPU devices only
   double capacity = 0;
-  double total() const { return weights + kv + activations + overhead; }
+  double total() const { return weights + kv + activations + overhead + allocator; }
   double headroom() const { return capacity - total(); }
   bool fits() const { return headroom() >= 0; }
-  // Room left for KV once weights, activations and overhead are in (may be negative).
-  double kv_room() const { return capacity - weights - activations - overhead; }
+  // Room left for KV once weights, activations, overhead and allocator are in (may be negative).
+  double kv_room() const { return capacity - weights - activations - overhead - allocator; }
 };
 
 class memory_model {
  public:
-  memory_model(model_spec model, weight_format weights, int group, kv_format kv, kv_paging paging = {});
+  // `host` is the malloc of the serving process: it counts on CPU devices, whose memory is the
+  // host's (a GPU's total is device memory, where the host allocator keeps nothing).
+  memory_model(model_spec model, weight_format weights, int group, kv_format kv, kv_paging paging = {},
+               allocator host = allocator::glibc);
 
   const model_spec& model() const { return model_; }
 
@@ -95,6 +101,7 @@ class memory_model {
   int group_;
   kv_format kv_;
   kv_paging paging_;
+  allocator host_;
 };
 
 // Checks that `tp` divides the attention and KV heads; throws plan_error saying what does.

@@ -178,12 +178,12 @@ void advise(plan_result& r, const memory_model& mm) {
                             r.needed->pp));
   for (weight_format f : {weight_format::int8, weight_format::nf4, weight_format::int4, weight_format::nf4_dq}) {
     if (weight_bits(f, in.group, in.model.hidden) >= weight_bits(in.weights, in.group, in.model.hidden)) continue;
-    memory_model lower(in.model, f, in.group, in.kv, in.paging);
+    memory_model lower(in.model, f, in.group, in.kv, in.paging, in.host_allocator);
     if (lower.on_device(l, d, in.context, in.concurrency).fits())
       a.push_back(fmt::format("with --weights {} it fits on these {} devices", name_of(f), l.devices()));
   }
   if (in.kv != kv_format::int8) {
-    memory_model kv8(in.model, in.weights, in.group, kv_format::int8, in.paging);
+    memory_model kv8(in.model, in.weights, in.group, kv_format::int8, in.paging, in.host_allocator);
     if (kv8.on_device(l, d, in.context, in.concurrency).fits())
       a.push_back(in.kv == kv_format::fp16 ? "with --kv int8 (half the KV bytes) it fits"
                                            : "with --kv int8 (a quarter of the KV bytes) it fits");
@@ -227,7 +227,7 @@ plan_result make_plan(const plan_inputs& in) {
 
   plan_result r;
   r.in = in;
-  const memory_model mm(in.model, in.weights, in.group, in.kv, in.paging);
+  const memory_model mm(in.model, in.weights, in.group, in.kv, in.paging, in.host_allocator);
   r.params_total = static_cast<double>(in.model.total_params());
   r.params_active = static_cast<double>(in.model.active_params());
   r.weights_bytes = mm.weights_bytes();
@@ -245,7 +245,7 @@ plan_result make_plan(const plan_inputs& in) {
     const layout l = *r.planned;
     r.on_device = mm.on_device(l, in.dev, in.context, in.concurrency);
     r.total_bytes = r.weights_bytes + r.kv_bytes_total +
-                    (r.on_device.activations + r.on_device.overhead) * l.devices();
+                    (r.on_device.activations + r.on_device.overhead + r.on_device.allocator) * l.devices();
     r.fits = r.on_device.fits();
     r.runs = r.fits;
     if (!r.fits && !in.dev.is_cpu && r.on_device.kv_room() > 0 && in.dev.host_link_gbps > 0) {

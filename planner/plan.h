@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "allocator.h"
 #include "cost.h"
 #include "factors.h"
 #include "formats.h"
@@ -29,6 +30,7 @@ struct plan_inputs {
   std::int64_t context = 4096;       // tokens per sequence, prompt and answer
   std::int64_t concurrency = 1;      // sequences decoded together
   kv_paging paging;                  // KV block size, and the prompt the n choices of a request share
+  allocator host_allocator = allocator::glibc;  // the serving process's malloc (allocator.h)
   double target_tokens_per_s = 0;    // aggregate decode target; 0 = none
   device dev;
   int gpus = 0;                      // 0: the planner chooses (gpus_needed)

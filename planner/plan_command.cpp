@@ -27,7 +27,7 @@ namespace {
 constexpr const char* usage =
     "usage: moat plan --model NAME|CONFIG.json --weights fp32|fp16|bf16|int8|int4|nf4|nf4-dq\n"
     "                 --kv fp32|fp16|int8 --context N --concurrency N --gpu NAME [--gpus N]\n"
-    "                 [--n N --prompt-tokens P] [--kv-block-size N]\n"
+    "                 [--n N --prompt-tokens P] [--kv-block-size N] [--allocator glibc|mimalloc]\n"
     "                 [--costs FILE.yaml] [--json] [--chart FILE.svg]\n\n"
     "Sizes a model's memory (weights, KV cache, activations) per device, finds the smallest split\n"
     "that fits, estimates decode and prefill speed, and prices the deployment against a cloud API.\n"
@@ -65,6 +65,7 @@ int run(int argc, char** argv) {
       ("n", po::value<long long>()->default_value(1), "choices per request (the OpenAI n), sharing its prompt's KV blocks")
       ("prompt-tokens", po::value<long long>()->default_value(0), "prompt tokens of each request (part of --context)")
       ("kv-block-size", po::value<long long>()->default_value(16), "positions per KV block (the backends' kv_block_size)")
+      ("allocator", po::value<std::string>(), "the serving process's malloc: glibc|mimalloc (default: this binary's)")
       ("target", po::value<double>()->default_value(0), "aggregate decode tokens/s wanted")
       ("gpu", po::value<std::string>(), "device name from the catalogue (--list)")
       ("gpus", po::value<int>(), "number of devices (default: the fewest that fit)")
@@ -110,6 +111,9 @@ int run(int argc, char** argv) {
   in.paging.n = vm["n"].as<long long>();
   in.paging.prompt = vm["prompt-tokens"].as<long long>();
   in.paging.block_size = vm["kv-block-size"].as<long long>();
+  // `moat serve` from this executable uses the malloc this process uses (allocator.h).
+  in.host_allocator = vm.count("allocator") ? pl::parse_allocator(vm["allocator"].as<std::string>())
+                                            : pl::running_allocator();
   in.target_tokens_per_s = vm["target"].as<double>();
   in.dev = cat.find(vm["gpu"].as<std::string>());
   if (vm.count("gpus")) {

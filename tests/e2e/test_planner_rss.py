@@ -6,7 +6,10 @@ warmed up); start it again with only a cpu model, send one completion with n = N
 prompt of P tokens, max_tokens M and the end-of-text token banned by logit_bias, so every choice
 reaches exactly P + M positions; read VmRSS. The difference is what the model costs the process.
 The planner is asked for the same request (`--weights fp32 --kv fp32 --context P+M --concurrency N
---n N --prompt-tokens P --gpu cpu-2s`) and its weights + KV + activations must be within 10% of it.
+--n N --prompt-tokens P --gpu cpu-2s`) and its weights + KV + activations + allocator must be within
+10% of it. The allocator term is what the server's malloc keeps beyond glibc's (mimalloc, the moat
+executable's default: ~0.9 MiB per cpu model; glibc: 0): `moat plan` counts the malloc of the binary
+it runs in, and the test checks that the server it measured ran on the same one.
 
 The paged KV pool is allocated untouched, so RSS counts only the blocks written: the prompt's full
 blocks once (the N choices share them) and, per choice, a copy of the partly filled last prompt
@@ -55,6 +58,11 @@ def library_rss(pid: int) -> int:
     return total
 
 
+def server_allocator(pid: int) -> str:
+    """The malloc serving the process, as `moat plan --json` names it: mimalloc when its library is mapped."""
+    return "mimalloc" if "libmimalloc" in Path(f"/proc/{pid}/maps").read_text() else "glibc"
+
+
 def vm_rss(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -82,8 +90,8 @@ def baseline_rss(workdir: Path) -> tuple[int, int]:
 
 
 def measure(workdir: Path, name: str, model_path: Path, n: int, words: int, max_tokens: int,
-            ctx: int, kv_cache_mb: int) -> tuple[tuple[int, int], int, int]:
-    """((RSS, shared-library RSS) after the request, prompt tokens, positions each choice reaches)."""
+            ctx: int, kv_cache_mb: int) -> tuple[tuple[int, int, str], int, int]:
+    """((RSS, shared-library RSS, allocator) after the request, prompt tokens, positions each choice reaches)."""
     model = {"name": "m", "backend": "cpu", "max_queue": 16,
              "options": {"path": str(model_path), "ctx": ctx, "threads": 2, "max_batch": n,
                          "kv_cache_mb": kv_cache_mb, "seed": 7}}
@@ -99,7 +107,8 @@ def measure(workdir: Path, name: str, model_path: Path, n: int, words: int, max_
         usage = out["usage"]
         assert usage["completion_tokens"] == n * max_tokens
         pid = server.proc.pid
-        return (vm_rss(pid), library_rss(pid)), usage["prompt_tokens"], usage["prompt_tokens"] + max_tokens
+        return ((vm_rss(pid), library_rss(pid), server_allocator(pid)), usage["prompt_tokens"],
+                usage["prompt_tokens"] + max_tokens)
     finally:
         server.stop()
 
@@ -172,16 +181,19 @@ def echo_rss(tmp_path_factory):
     return baseline_rss(tmp_path_factory.mktemp("rss-echo"))
 
 
-def check(name: str, rss: tuple[int, int], echo: tuple[int, int], planned: dict) -> None:
+def check(name: str, rss: tuple[int, int, str], echo: tuple[int, int], planned: dict) -> None:
     d = planned["per_gpu"]
+    # The plan counts the allocator of the binary it ran in; the server measured must be on the same.
+    assert planned["allocator"] == rss[2], f"planned for {planned['allocator']}, the server ran on {rss[2]}"
     measured = rss[0] - echo[0]
     libraries = rss[1] - echo[1]  # reported, not subtracted: the comparison is the whole RSS delta
-    estimate = d["weights_bytes"] + d["kv_bytes"] + d["activation_bytes"]
+    estimate = d["weights_bytes"] + d["kv_bytes"] + d["activation_bytes"] + d["allocator_bytes"]
     error = (estimate - measured) / measured
     print(f"\n{name}: measured {measured / 2**20:.2f} MiB (of which shared-library code {libraries / 2**20:.2f}), "
           f"planned {estimate / 2**20:.2f} MiB (weights {d['weights_bytes'] / 2**20:.2f}, "
           f"KV {d['kv_bytes'] / 2**20:.2f} in {planned['kv_blocks']} blocks, "
-          f"activations {d['activation_bytes'] / 2**20:.2f}), error {error:+.1%}")
+          f"activations {d['activation_bytes'] / 2**20:.2f}, allocator {rss[2]} {d['allocator_bytes'] / 2**20:.2f}), "
+          f"error {error:+.1%}")
     assert abs(error) <= TOLERANCE, f"{name}: planner {estimate} bytes vs measured {measured} ({error:+.1%})"
 
 
