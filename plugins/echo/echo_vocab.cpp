@@ -13,21 +13,21 @@ constexpr size_t initial_slots = 1024;
 
 }  // namespace
 
-void vocabulary::insert(int32_t id, uint64_t h) {
+void vocabulary::insert(int32_t id, const probe& q) {
   const size_t mask = slots_.size() - 1;
-  size_t i = h & mask;
+  size_t i = q.hash & mask;
   while (slots_[i].id >= 0) i = (i + 1) & mask;
-  slots_[i] = slot{static_cast<uint32_t>(h >> 32), id};
+  slots_[i] = slot{q.key, q.check, id};
 }
 
 int32_t vocabulary::id_of(std::string_view word) {
-  const uint64_t h = hash(word);
+  const probe q = probe_of(word);
   {
     std::shared_lock lock(mutex_);
-    if (const int32_t id = find(word, h); id >= 0) return id;
+    if (const int32_t id = find(word, q); id >= 0) return id;
   }
   std::unique_lock lock(mutex_);
-  if (const int32_t id = find(word, h); id >= 0) return id;
+  if (const int32_t id = find(word, q); id >= 0) return id;
   if (words_.size() >= max_words) {
     return static_cast<int32_t>((fnv1a(word) & ((uint64_t{1} << 30) - 1)) | (uint64_t{1} << 30));
   }
@@ -37,13 +37,13 @@ int32_t vocabulary::id_of(std::string_view word) {
     slots_.swap(bigger);
     for (size_t k = 0; k < words_.size(); ++k) {
       const auto id = static_cast<int32_t>(k);
-      insert(id, hash(word_at(id)));
+      insert(id, probe_of(word_at(id)));
     }
   }
   const auto id = static_cast<int32_t>(words_.size());
   words_.emplace_back(bytes_.size(), word.size());
   bytes_.append(word);
-  insert(id, h);
+  insert(id, q);
   return id;
 }
 

@@ -9,9 +9,11 @@
 //   { auto r = vocab.read(); r.find("hello"); }  // many lookups under one shared lock; -1 if new
 //
 // A worker looks up every word of every answer here, so the map is a flat open-addressing
-// table (one probe into a contiguous array, a 32-bit tag compared before the bytes) over words
-// stored back to back, instead of a node-based map of std::string. The lookup (hash, probe,
-// compare) is inline: a worker runs it once per word of every answer.
+// table (one probe into a contiguous array of 16-byte slots) over words stored back to back,
+// instead of a node-based map of std::string. A slot holds a short word's bytes as the hash
+// loads them, so a word of up to 8 bytes (most) is found without reading the word list or its
+// bytes; a longer one is confirmed against its bytes after a tag match. The lookup (hash,
+// probe, compare) is inline: a worker runs it once per word of every answer.
 #pragma once
 
 #include <cstdint>
@@ -39,7 +41,7 @@ class vocabulary {
   class reader {
    public:
     explicit reader(const vocabulary& v) : vocab_(v), lock_(v.mutex_) {}
-    int32_t find(std::string_view word) const { return vocab_.find(word, hash(word)); }
+    int32_t find(std::string_view word) const { return vocab_.find(word, probe_of(word)); }
 
    private:
     const vocabulary& vocab_;
@@ -48,15 +50,25 @@ class vocabulary {
   reader read() const { return reader(*this); }
 
   // The table's hash (exposed for its test): 64 bits from the length and at most 8-byte loads.
-  static inline uint64_t hash(std::string_view word);
+  static uint64_t hash(std::string_view word) { return probe_of(word).hash; }
 
  private:
-  struct slot {
-    uint32_t tag = 0;  // the hash's high half, compared before the bytes
-    int32_t id = -1;   // -1: empty
+  // What a lookup compares. A word of at most 8 bytes is identified exactly by its length and
+  // `key` (the loads the hash mixes, which cover every byte), so finding it reads neither the
+  // word list nor the bytes; a longer word's tag match is confirmed against its bytes.
+  struct probe {
+    uint64_t hash = 0;
+    uint64_t key = 0;    // words of up to 8 bytes: their bytes as the hash loads them; else 0
+    uint32_t check = 0;  // the hash's bits 40..63, then the length (255 for 255 and more)
   };
-  inline int32_t find(std::string_view word, uint64_t h) const;  // lock held (either kind)
-  void insert(int32_t id, uint64_t h);                           // exclusive lock held; room made
+  struct slot {
+    uint64_t key = 0;
+    uint32_t check = 0;
+    int32_t id = -1;  // -1: empty
+  };
+  static inline probe probe_of(std::string_view word);
+  inline int32_t find(std::string_view word, const probe& q) const;  // lock held (either kind)
+  void insert(int32_t id, const probe& q);  // exclusive lock held; room made
   std::string_view word_at(int32_t id) const {
     const auto [offset, size] = words_[static_cast<size_t>(id)];
     return std::string_view(bytes_).substr(offset, size);
@@ -94,15 +106,11 @@ inline uint64_t mix(uint64_t a, uint64_t b) {
   return static_cast<uint64_t>(product) ^ static_cast<uint64_t>(product >> 64);
 }
 
-// Equal bytes, for the short words the table holds (a tag match is nearly always a hit):
-// overlapping loads instead of a call to memcmp.
-inline bool same_bytes(const char* a, const char* b, size_t n) {
-  if (n >= 8) {
-    return n > 16 ? std::memcmp(a, b, n) == 0
-                  : load64(a) == load64(b) && load64(a + n - 8) == load64(b + n - 8);
-  }
-  if (n >= 4) return load32(a) == load32(b) && load32(a + n - 4) == load32(b + n - 4);
-  return n == 0 || load_short(a, n) == load_short(b, n);
+// Equal bytes of two words longer than 8 bytes (shorter ones compare by their probe's key):
+// two overlapping loads up to 16 bytes instead of a call to memcmp.
+inline bool same_long_bytes(const char* a, const char* b, size_t n) {
+  return n > 16 ? std::memcmp(a, b, n) == 0
+                : load64(a) == load64(b) && load64(a + n - 8) == load64(b + n - 8);
 }
 
 constexpr uint64_t k0 = 0xa0761d6478bd642full;
@@ -110,7 +118,7 @@ constexpr uint64_t k1 = 0xe7037ed1a0b428dbull;
 
 }  // namespace vocab_detail
 
-inline uint64_t vocabulary::hash(std::string_view word) {
+inline vocabulary::probe vocabulary::probe_of(std::string_view word) {
   // Words are mostly 1-8 bytes: two overlapping loads cover them exactly (distinct words of one
   // length give distinct inputs; the length picks the multiplier, so words of different
   // lengths with equal loads part too); longer words take 8 bytes a round and an overlapping
@@ -118,32 +126,36 @@ inline uint64_t vocabulary::hash(std::string_view word) {
   using namespace vocab_detail;
   const char* p = word.data();
   const size_t n = word.size();
-  uint64_t h = k0;
+  probe q;
   if (n <= 8) {
-    uint64_t v = 0;
     if (n >= 4) {
-      v = (load32(p) << 32) | load32(p + n - 4);
+      q.key = (load32(p) << 32) | load32(p + n - 4);
     } else if (n > 0) {
-      v = load_short(p, n);
+      q.key = load_short(p, n);
     }
-    return mix(h ^ v, k1 ^ n);
+    q.hash = mix(k0 ^ q.key, k1 ^ n);
+  } else {
+    uint64_t h = k0;
+    size_t i = 0;
+    for (; i + 8 < n; i += 8) h = mix(h ^ load64(p + i), k1);
+    q.hash = mix(h ^ load64(p + n - 8), k1 ^ n);
   }
-  size_t i = 0;
-  for (; i + 8 < n; i += 8) h = mix(h ^ load64(p + i), k1);
-  return mix(h ^ load64(p + n - 8), k1 ^ n);
+  q.check = (static_cast<uint32_t>(q.hash >> 32) & ~uint32_t{0xFF}) |
+            static_cast<uint32_t>(n < 255 ? n : 255);
+  return q;
 }
 
-inline int32_t vocabulary::find(std::string_view word, uint64_t h) const {
+inline int32_t vocabulary::find(std::string_view word, const probe& q) const {
   if (slots_.empty()) return -1;
   const size_t mask = slots_.size() - 1;
-  const auto tag = static_cast<uint32_t>(h >> 32);
-  for (size_t i = h & mask;; i = (i + 1) & mask) {
+  for (size_t i = q.hash & mask;; i = (i + 1) & mask) {
     const slot& s = slots_[i];
     if (s.id < 0) return -1;
-    if (s.tag != tag) continue;
+    if (s.check != q.check || s.key != q.key) continue;
+    if (word.size() <= 8) return s.id;  // same length and bytes
     const auto [offset, size] = words_[static_cast<size_t>(s.id)];
     if (size == word.size() &&
-        vocab_detail::same_bytes(bytes_.data() + offset, word.data(), size)) {
+        vocab_detail::same_long_bytes(bytes_.data() + offset, word.data(), size)) {
       return s.id;
     }
   }

@@ -60,6 +60,25 @@ TEST(EchoVocab, EmptyAndEmbeddedNulWordsAreDistinct) {
   EXPECT_EQ(vocab.read().find(nul2), 2);
 }
 
+// Words of up to 8 bytes are matched by their length and the loads the hash takes, without
+// their bytes: words of different lengths with equal loads must still get their own ids.
+TEST(EchoVocab, ShortWordsWithEqualLoadsAreDistinct) {
+  vocabulary vocab;
+  const std::vector<std::string> words = {
+      "ab",        "abb",         "a",       "aa",     "aaa",
+      "abcd",      "abcdabcd",    "abcdbcd", "abcdcd", std::string("abcd\0", 5),
+      "abcdabcda", "abcdabcdabcd"};
+  for (size_t i = 0; i < words.size(); ++i) {
+    ASSERT_EQ(vocab.id_of(words[i]), static_cast<int32_t>(i)) << words[i];
+  }
+  for (size_t i = 0; i < words.size(); ++i) {
+    EXPECT_EQ(vocab.read().find(words[i]), static_cast<int32_t>(i)) << words[i];
+    EXPECT_EQ(vocab.id_of(words[i]), static_cast<int32_t>(i)) << words[i];
+  }
+  EXPECT_EQ(vocab.read().find("abbb"), -1);
+  EXPECT_EQ(vocab.read().find("abcdab"), -1);
+}
+
 TEST(EchoVocab, HashSeparatesNearWords) {
   // Every word of lengths 0..40 and each of its one-byte changes at every position: no two of
   // these ~10k strings share a 64-bit hash (a hash that ignored a byte or the length would).
