@@ -41,7 +41,10 @@ struct echo_plan {
     std::string_view text;
     std::string joined;  // an echoed prompt followed by the generated text
     // Tokens: one per piece (a word with its trailing whitespace). Piece k is the bytes
-    // [k == 0 ? 0 : ends[k - 1], ends[k]); the pieces cover the text.
+    // [k == 0 ? 0 : ends[k - 1], ends[k]); the pieces cover the text. The answer's are the
+    // first `pieces` of each vector: the vectors are room that planning writes by index, and
+    // only grow (see echo_job::plan_answer).
+    size_t pieces = 0;
     std::vector<size_t> ends;
     std::vector<int32_t> tokens;
     moat_finish_reason finish = MOAT_FINISH_STOP;

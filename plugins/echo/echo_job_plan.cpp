@@ -37,8 +37,7 @@ void echo_plan::reset(size_t count) {
     answer& a = answers[k];
     a.text = {};
     a.joined.clear();
-    a.ends.clear();
-    a.tokens.clear();
+    a.pieces = 0;
     a.finish = MOAT_FINISH_STOP;
   }
   answer_count = count;
@@ -159,27 +158,38 @@ size_t echo_job::plan_answer(echo_plan::answer& a, std::string_view echoed, std:
   // first piece), named by the word's id: piece k ends where word k + 1 begins. One pass over
   // the words, 8 bytes at a time, looks the ids up under one lock; words new to the vocabulary
   // are added after it (-1 until then).
+  // Room for every piece, written by index rather than pushed: a piece has at least one byte,
+  // and each but the last a space after its word, so there are at most size / 2 + 1.
+  const size_t most = text.size() / 2 + 1;
+  if (a.ends.size() < most) {
+    a.ends.resize(most);
+    a.tokens.resize(most);
+  }
+  size_t* const ends = a.ends.data();
+  int32_t* const tokens = a.tokens.data();
   size_t words = 0;
   bool unknown = false;
   {
     const vocabulary::reader ids = vocab_->read();
     for_each_word(text, [&](size_t begin, size_t end) {
-      if (words != 0) a.ends.push_back(begin);
+      if (words != 0) ends[words - 1] = begin;
       const int32_t id = ids.find(std::string_view(text.data() + begin, end - begin));
-      a.tokens.push_back(id);
+      tokens[words] = id;
       unknown = unknown || id < 0;
       ++words;
     });
+    a.pieces = words;
     if (words != 0) {
-      a.ends.push_back(text.size());
+      ends[words - 1] = text.size();
     } else if (!text.empty()) {  // whitespace only: one piece with an empty word
-      a.ends.push_back(text.size());
-      a.tokens.push_back(ids.find({}));
-      unknown = unknown || a.tokens.back() < 0;
+      ends[0] = text.size();
+      tokens[0] = ids.find({});
+      unknown = unknown || tokens[0] < 0;
+      a.pieces = 1;
     }
   }
   if (unknown) {
-    for (size_t k = 0; k < a.tokens.size(); ++k) {
+    for (size_t k = 0; k < a.pieces; ++k) {
       if (a.tokens[k] >= 0) continue;
       const size_t begin = a.piece_begin(k);
       a.tokens[k] = vocab_->id_of(piece_word(text.substr(begin, a.ends[k] - begin)));
@@ -263,7 +273,7 @@ void echo_job::emit_delta(moat_event& event, echo_plan::choice& c, const echo_pl
   // The delta's bytes [c.sent, end) and its tokens [c.tokens, token_end): a token belongs to
   // the delta in which its piece ends, so each token is reported exactly once.
   size_t end = a.text.size();
-  size_t token_end = a.tokens.size();
+  size_t token_end = a.pieces;
   if (!whole_) {
     const uint32_t chunk_chars = options_->chunk_chars;
     if (chunk_chars == 0) {
@@ -272,7 +282,7 @@ void echo_job::emit_delta(moat_event& event, echo_plan::choice& c, const echo_pl
     } else {
       end = c.sent + chunk_length(a.text.substr(c.sent), chunk_chars);
       token_end = c.tokens;
-      while (token_end < a.ends.size() && a.ends[token_end] <= end) ++token_end;
+      while (token_end < a.pieces && a.ends[token_end] <= end) ++token_end;
     }
   }
   // Only the fields a delta sets change from one delta to the next (see make_event).
