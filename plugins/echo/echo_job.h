@@ -16,6 +16,7 @@
 //   echo_plan buffers;                 // a worker's, reused from job to job
 //   job->lend_plan(&buffers);          // lend them (a job stepped by many workers keeps its own)
 //   while (!job->step(false, MOAT_OK)) wait(delay);   // each step sends events
+//   // (or, with no delay between deltas: job->run(false, MOAT_OK), every event at once)
 //   job->lend_plan(nullptr);           // take them back
 #pragma once
 

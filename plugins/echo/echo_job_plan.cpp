@@ -156,10 +156,10 @@ size_t echo_job::plan_answer(echo_plan::answer& a, std::string_view echoed, std:
 
   // Tokens: one per piece (a word and its trailing whitespace; leading whitespace joins the
   // first piece), named by the word's id: piece k ends where word k + 1 begins. One pass over
-  // the words, 8 bytes at a time, looks the ids up under one lock; words new to the vocabulary
-  // are added after it (-1 until then).
-  // Room for every piece, written by index rather than pushed: a piece has at least one byte,
-  // and each but the last a space after its word, so there are at most size / 2 + 1.
+  // the words (for_each_word, a block of bytes at a time) looks the ids up under one lock;
+  // words new to the vocabulary are added after it (-1 until then). The ends and ids are
+  // written by index into room made first: a piece has at least one byte, and each but the
+  // last a space after its word, so there are at most size / 2 + 1.
   const size_t most = text.size() / 2 + 1;
   if (a.ends.size() < most) {
     a.ends.resize(most);
