@@ -148,13 +148,25 @@ void generation_job::emit_delta(host::owned_event& event) {
   // choice until the next pull: a slow reader gets fewer, longer deltas instead of a growing
   // queue of ~200-byte JSON envelopes around single tokens.
   if (!dirty_ && serialized_.size() < coalesce_after_bytes) {
+    // The usual event: more text of choice 0 without logprobs, a chunk whose every byte but
+    // the text is the same for the whole stream. It goes straight to the framing (no
+    // chunk_delta; no text_offset to keep, which only logprobs show). Chat names the role in a
+    // choice's first chunk, so that one takes the general path.
+    choice_stream& s = streams_[event.index];
+    if (event.index == 0 && !options_.logprobs && !event.text.empty() &&
+        (s.started || !options_.chat)) {
+      s.started = true;
+      make_room(serialized_, event.text.size());
+      framing_.append_plain(serialized_, event.text);
+      return flush();
+    }
     openai::chunk_delta d;
     d.index = event.index;
     d.first = !streams_[event.index].started;
     streams_[event.index].started = true;
     d.text = event.text;
     d.has_logprobs = options_.logprobs;
-    d.logprobs = std::move(event.logprobs);
+    d.logprobs = event.logprobs;
     d.text_offset = advance_offset(event.index, d.text.size());
     append_chunk(serialized_, d);
     return flush();
@@ -348,7 +360,7 @@ std::string generation_job::take_pending() {
       d.first = !p.started;
       d.text = p.text;
       d.has_logprobs = options_.logprobs;
-      d.logprobs = std::move(p.logprobs);
+      d.logprobs = p.logprobs;
       d.text_offset = advance_offset(i, d.text.size());
       p.started = true;
       append_chunk(out, d);
@@ -380,6 +392,11 @@ uint32_t generation_job::advance_offset(uint32_t index, size_t bytes) {
 }
 
 void generation_job::append_chunk(std::string& out, const openai::chunk_delta& delta) const {
+  make_room(out, delta.text.size());
+  framing_.append_event(out, delta);
+}
+
+void generation_job::make_room(std::string& out, size_t text_bytes) {
   // Events (~250 bytes each) pile up here while the session writes, a backend's burst of them
   // at once. The buffer starts with room for a few (1 KiB: all a reader that keeps up needs,
   // from malloc's per-thread cache), and past that grows fourfold instead of doubling, so a
@@ -387,10 +404,9 @@ void generation_job::append_chunk(std::string& out, const openai::chunk_delta& d
   // twice). It holds at most ~coalesce_after_bytes before coalescing starts.
   if (out.capacity() < 1024) {
     out.reserve(1024);
-  } else if (out.capacity() - out.size() < 512 + delta.text.size()) {
+  } else if (out.capacity() - out.size() < 512 + text_bytes) {
     out.reserve(4 * out.capacity());
   }
-  framing_.append_event(out, delta);
 }
 
 void generation_job::start_stream() {

@@ -87,6 +87,8 @@ class generation_job : public host::event_sink,
   // text_offset continues across chunks, as in a whole answer); advances by `bytes`.
   uint32_t advance_offset(uint32_t index, size_t bytes);
   void append_chunk(std::string& out, const openai::chunk_delta& delta) const;  // one SSE event
+  // Room in `out` for one more event carrying `text_bytes` of text (see append_chunk).
+  static void make_room(std::string& out, size_t text_bytes);
   // Copies the text options_.meta and options_.request_id show into identity_ (or, when it does
   // not fit there, one allocation of its own) and points them at the copy.
   void keep_identity();

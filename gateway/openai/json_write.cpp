@@ -22,20 +22,9 @@ constexpr std::array<bool, 256> make_plain_table() {
 }
 constexpr std::array<bool, 256> plain_byte = make_plain_table();
 
-// True when none of the 8 bytes needs attention: all ASCII, none below 0x20, no '"' or '\\'.
-// Most answer text is plain, so the scan runs 8 bytes per step instead of one. Each term is the
-// usual "has a zero byte" test (x - 0x01..) & ~x & 0x80.., exact as a yes/no answer.
-bool plain_word(const unsigned char* p) {
-  uint64_t v;
-  std::memcpy(&v, p, sizeof v);
-  constexpr uint64_t ones = 0x0101010101010101ull;
-  constexpr uint64_t high = 0x8080808080808080ull;
-  const uint64_t quote = v ^ (ones * '"');
-  const uint64_t backslash = v ^ (ones * '\\');
-  const uint64_t below_space = (v - ones * 0x20) & ~v;
-  const uint64_t is_quote = (quote - ones) & ~quote;
-  const uint64_t is_backslash = (backslash - ones) & ~backslash;
-  return ((v | below_space | is_quote | is_backslash) & high) == 0;
+// The 8 bytes at `p` need no attention (detail::plain_word).
+bool plain_at(const unsigned char* p) {
+  return detail::plain_word(detail::load_word(reinterpret_cast<const char*>(p)));
 }
 
 // Length of the valid UTF-8 sequence starting at s[0] (2..4), or 0 when it is invalid: a stray
@@ -89,33 +78,18 @@ void json_out::spill(std::string_view s) {
   used_ = s.size();
 }
 
-void append_json_string(json_out& out, std::string_view text) {
+void append_json_string_escaped(json_out& out, std::string_view text) {
   const auto* s = reinterpret_cast<const unsigned char*>(text.data());
   const size_t size = text.size();
-  if (size <= 8) {
-    // A token or a word (the usual stream delta): one 8-byte test, the text padded with spaces,
-    // and one 8-byte store between the quotes, instead of a test and a branch per byte.
-    unsigned char word[8];
-    std::memset(word, ' ', sizeof word);
-    if (size != 0) std::memcpy(word, s, size);  // an empty view's data() may be null
-    if (plain_word(word)) {
-      char* at = out.room(10);
-      at[0] = '"';
-      std::memcpy(at + 1, word, sizeof word);
-      at[1 + size] = '"';
-      out.advance(size + 2);
-      return;
-    }
-  }
   out += '"';
   size_t run_start = 0;  // bytes [run_start, i) are copied in one piece
   size_t i = 0;
   while (i < size) {
-    while (i + 8 <= size && plain_word(s + i)) i += 8;
+    while (i + 8 <= size && plain_at(s + i)) i += 8;
     if (i == size) break;
     // Fewer than 8 bytes left: when the last 8 (overlapping what was read) are plain, so is
     // the rest.
-    if (i + 8 > size && size >= 8 && plain_word(s + size - 8)) {
+    if (i + 8 > size && size >= 8 && plain_at(s + size - 8)) {
       i = size;
       break;
     }

@@ -177,15 +177,16 @@ std::string completion_json(const response_meta& meta, std::span<const choice_re
 // Stream chunks (the JSON only; frame with sse_data). `role` is sent on a choice's first chunk;
 // `finish_reason` is empty until the choice's last chunk. With include_usage every chunk carries
 // "usage": null and a final chunk with empty choices carries the counts.
-// OWNERSHIP: text and finish_reason are views; what they show must outlive the call that
-// serializes the delta (a stream serializes each event at once, from the backend's own text).
+// OWNERSHIP: text, finish_reason and logprobs are views; what they show must outlive the call
+// that serializes the delta (a stream serializes each event at once, from the backend's own
+// text and tokens), so a delta owns nothing and its destruction costs nothing per event.
 struct chunk_delta {
   uint32_t index = 0;
   bool first = false;  // chat: include "role":"assistant"
   std::string_view text;
   std::string_view finish_reason;
   bool has_logprobs = false;
-  std::vector<logprob_item> logprobs;
+  std::span<const logprob_item> logprobs;
   // Completions: where this chunk's text starts in the choice's whole text, in bytes, so that
   // logprobs.text_offset continues across chunks. Unused by chat.
   uint32_t text_offset = 0;
@@ -211,6 +212,10 @@ class chunk_framing {
   // Appends to `out` the same bytes as sse_data(chat_chunk_json(meta, delta, include_usage))
   // (completion_chunk_json for completions).
   void append_event(std::string& out, const chunk_delta& delta) const;
+  // The same for a plain delta of choice 0 (its text only: no role, logprobs nor
+  // finish_reason), without building a chunk_delta: the usual event of a stream. The caller
+  // knows it is plain: chat never sends a choice's first chunk this way, nor an empty text.
+  void append_plain(std::string& out, std::string_view text) const;
 
  private:
   // "data: " + head | the opening of a plain delta | its closing through "\n\n"; one string

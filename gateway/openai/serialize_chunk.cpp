@@ -129,20 +129,22 @@ chunk_framing::chunk_framing(const response_meta& meta, bool chat, bool include_
   text_ += "}\n\n";
 }
 
+void chunk_framing::append_plain(std::string& events, std::string_view delta_text) const {
+  const std::string_view text(text_);
+  json_out out(events, text.size() + delta_text.size() + 8);
+  out += text.substr(0, open_end_);
+  append_json_string(out, delta_text);
+  out += text.substr(open_end_);
+  out.done();
+}
+
 void chunk_framing::append_event(std::string& events, const chunk_delta& delta) const {
   const std::string_view text(text_);
   // A chat choice's first chunk names the role, and a later one without text has an empty
   // delta: neither is plain.
   const bool plain = delta.index == 0 && !delta.has_logprobs && delta.finish_reason.empty() &&
                      (!chat_ || (!delta.first && !delta.text.empty()));
-  if (plain) {
-    json_out out(events, text.size() + delta.text.size() + 8);
-    out += text.substr(0, open_end_);
-    append_json_string(out, delta.text);
-    out += text.substr(open_end_);
-    out.done();
-    return;
-  }
+  if (plain) return append_plain(events, delta.text);
   json_out out(events, chunk_size_hint(head_end_, delta) + 8);
   out += text.substr(0, head_end_);
   if (chat_) {

@@ -60,7 +60,7 @@ void append_usage(json_out& out, const usage_counts& usage) {
   out += '}';
 }
 
-void append_chat_logprobs(json_out& out, const std::vector<logprob_item>& items) {
+void append_chat_logprobs(json_out& out, std::span<const logprob_item> items) {
   out += "{\"content\":[";
   for (size_t i = 0; i < items.size(); ++i) {
     if (i != 0) out += ',';
@@ -78,7 +78,7 @@ void append_chat_logprobs(json_out& out, const std::vector<logprob_item>& items)
   out += "],\"refusal\":null}";
 }
 
-void append_completion_logprobs(json_out& out, const std::vector<logprob_item>& items,
+void append_completion_logprobs(json_out& out, std::span<const logprob_item> items,
                                 uint32_t text_offset) {
   out += "{\"tokens\":[";
   for (size_t i = 0; i < items.size(); ++i) {

@@ -313,6 +313,84 @@ TEST(generation_job, keeps_deltas_while_the_client_keeps_up_and_coalesces_when_b
   EXPECT_EQ(got.substr(got.size() - 14), "data: [DONE]\n\n");
 }
 
+// A stream whose client keeps up: each event is its own chunk, byte for byte what the chunk
+// serializers make of it, whichever way the job writes it (the plain delta of choice 0 takes a
+// shorter path than a role, a second choice, a finish or logprobs).
+TEST(generation_job, streamed_events_are_the_serialized_chunks_byte_for_byte) {
+  metrics::registry reg({"m"}, "v", "c");
+  for (const bool chat : {true, false}) {
+    for (const bool usage : {false, true}) {
+      api::generation_options opts;
+      opts.chat = chat;
+      opts.stream = true;
+      opts.include_usage = usage;
+      opts.choices = 2;
+      opts.meta = {chat ? "chatcmpl-x" : "cmpl-x", 1700000000, "m", "fp_1"};
+      std::shared_ptr<http::stream_source> source;
+      auto job = std::make_shared<api::generation_job>(
+          opts, [&](http::response res) { source = res.stream; }, reg);
+      std::string got;
+      bool last = false;
+      auto pull = [&] {
+        source->pull([&](std::string data, bool l) {
+          got += data;
+          last = l;
+        });
+      };
+
+      std::string want;
+      bool started[2] = {false, false};
+      auto expect_delta = [&](uint32_t index, std::string_view text, std::string_view finish = {}) {
+        openai::chunk_delta d;
+        d.index = index;
+        d.first = !started[index];
+        started[index] = true;
+        d.text = text;
+        d.finish_reason = finish;
+        want += openai::sse_data(chat ? openai::chat_chunk_json(opts.meta, d, usage)
+                                      : openai::completion_chunk_json(opts.meta, d, usage));
+      };
+      const std::pair<uint32_t, std::string> events[] = {{0, "Hello"},
+                                                         {0, " world"},
+                                                         {1, "other"},
+                                                         {0, ", a longer word,"},
+                                                         {0, " \"quoted\"\n"},
+                                                         {0, " caf\xc3\xa9 \xff"},
+                                                         {1, " more"},
+                                                         {0, "0123456789abcdefghij"},
+                                                         {0, ""}};
+      for (const auto& [index, text] : events) {
+        job->on_event(delta(index, text));
+        if (!source) FAIL() << "the first event starts the stream";
+        pull();
+        expect_delta(index, text);
+      }
+      for (uint32_t index : {1u, 0u}) {
+        host::owned_event fin;
+        fin.kind = MOAT_EVENT_FINISH;
+        fin.index = index;
+        fin.finish_reason = index == 0 ? MOAT_FINISH_STOP : MOAT_FINISH_LENGTH;
+        job->on_event(std::move(fin));
+        pull();
+        expect_delta(index, "", index == 0 ? "stop" : "length");
+      }
+      host::owned_event done;
+      done.kind = MOAT_EVENT_DONE;
+      done.usage.prompt_tokens = 3;
+      done.usage.completion_tokens = 9;
+      job->on_event(std::move(done));
+      pull();
+      if (usage) {
+        want += openai::sse_data(chat ? openai::chat_usage_chunk_json(opts.meta, {3, 9})
+                                      : openai::completion_usage_chunk_json(opts.meta, {3, 9}));
+      }
+      want += openai::sse_done;
+      EXPECT_TRUE(last);
+      EXPECT_EQ(got, want) << "chat " << chat << " usage " << usage;
+    }
+  }
+}
+
 TEST(generation_job, error_before_any_text_is_an_http_error) {
   metrics::registry reg({"m"}, "v", "c");
   api::generation_options opts;

@@ -86,9 +86,9 @@ TEST(JsonString, EverySpecialByteIsFoundAtEveryOffset) {
   expect_round_trip(" !#]\x7f ~ !#]\x7f ~", " !#]\x7f ~ !#]\x7f ~");
 }
 
-// Text of up to 8 bytes is tested as one word padded with spaces, and a longer text's last
-// bytes as the last 8 (overlapping): plain text of every length comes out as it went in, and a
-// special byte at the end of either is still found.
+// Text of up to 8 bytes is tested as one word padded with spaces, 9 to 16 bytes as two
+// overlapping words, and a longer text's last bytes as the last 8 (overlapping): plain text of
+// every length comes out as it went in, and a special byte at the end of any is still found.
 TEST(JsonString, ShortTextsAndTailsOfEveryLength) {
   for (size_t length = 0; length <= 24; ++length) {
     std::string text;

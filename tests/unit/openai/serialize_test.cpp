@@ -191,7 +191,8 @@ TEST(SerializeChunks, ChatChunkSequence) {
   chunk_delta middle;
   middle.text = " there";
   middle.has_logprobs = true;
-  middle.logprobs.push_back(item(" there", -0.1));
+  const std::vector<logprob_item> there{item(" there", -0.1)};
+  middle.logprobs = there;
   parsed d2(chat_chunk_json(meta(), middle, true));
   const auto ch2 = d2.root()["choices"].at(0).value();
   EXPECT_EQ(ch2["delta"]["role"].error(), simdjson::NO_SUCH_FIELD);
@@ -217,9 +218,11 @@ TEST(SerializeChunks, ChatChunkSequence) {
 // and every other kind of chunk.
 TEST(SerializeChunks, EventsAppendTheFramedChunk) {
   std::vector<chunk_delta> deltas;
+  const std::vector<logprob_item> hi{item("hi", -0.5)};
   for (uint32_t index : {0u, 1u, 12u}) {
     for (bool first : {false, true}) {
-      for (std::string_view text : {"", "hi", "he said \"hi\"\n", "caf\xc3\xa9 \xff"}) {
+      for (std::string_view text :
+           {"", "hi", " benchmark,", "he said \"hi\"\n", "caf\xc3\xa9 \xff"}) {
         for (std::string_view finish : {"", "length"}) {
           for (bool logprobs : {false, true}) {
             chunk_delta d;
@@ -228,7 +231,7 @@ TEST(SerializeChunks, EventsAppendTheFramedChunk) {
             d.text = text;
             d.finish_reason = finish;
             d.has_logprobs = logprobs;
-            if (logprobs) d.logprobs.push_back(item("hi", -0.5));
+            if (logprobs) d.logprobs = hi;
             d.text_offset = 3;
             deltas.push_back(std::move(d));
           }
@@ -264,8 +267,8 @@ TEST(SerializeChunks, CompletionChunksCarryTextOffsets) {
   d.text = "cd ef";
   d.text_offset = 10;
   d.has_logprobs = true;
-  d.logprobs.push_back(item("cd ", -1));
-  d.logprobs.push_back(item("ef", -2));
+  const std::vector<logprob_item> tokens{item("cd ", -1), item("ef", -2)};
+  d.logprobs = tokens;
   parsed doc(completion_chunk_json(meta(), d, true));
   const auto root = doc.root();
   EXPECT_EQ(str(root["object"]), "text_completion");
