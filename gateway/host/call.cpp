@@ -70,7 +70,7 @@ void append_delta(const moat_event& ev, owned_event& into) {
       into.text.reserve(std::max<size_t>(need, 2 * into.text.capacity() + 96));
     into.text.append(ev.text.data, ev.text.size);
   }
-  append_logprobs(ev, into.logprobs);
+  if (ev.logprobs && ev.logprob_count) append_logprobs(ev, into.logprobs);
 }
 
 }  // namespace
@@ -79,7 +79,8 @@ void copy_event(const moat_event& ev, owned_event& out) {
   out.kind = ev.kind;
   out.index = ev.index;
   if (ev.text.data && ev.text.size) out.text.assign(ev.text.data, ev.text.size);
-  append_logprobs(ev, out.logprobs);
+  // A plain delta, FINISH or DONE has none of the rest: tested here, not in a call each.
+  if (ev.logprobs && ev.logprob_count) append_logprobs(ev, out.logprobs);
   out.finish_reason = ev.finish_reason;
   if (ev.embedding && ev.embedding_dim) out.embedding.assign(ev.embedding, ev.embedding + ev.embedding_dim);
   out.usage = ev.usage;
@@ -190,7 +191,12 @@ void call::drain() {
 
 void call::deliver(owned_event&& event, std::chrono::steady_clock::time_point now) {
   if (finished_ || !owner_alive_->load()) return;  // ended by the deadline, or shut down
-  record_metrics(event, now);
+  // A streamed answer's deltas after its first only move the last token's time.
+  if (event.kind == MOAT_EVENT_DELTA && saw_token_ && !lazy_) {
+    last_token_ = now;
+  } else {
+    record_metrics(event, now);
+  }
   const bool terminal = event.terminal();
   if (terminal) {
     finished_ = true;
