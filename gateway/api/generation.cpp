@@ -23,6 +23,9 @@ const char* finish_reason_text(moat_finish_reason reason) {
 
 namespace {
 
+// The bytes a stream's pending buffer starts with on this thread: see make_room.
+thread_local size_t first_pull_hint = 1024;
+
 // The records of `count` choices: the job's own `first` for the usual single choice (no
 // allocation of its own), else `more`, sized for them.
 template <class T>
@@ -350,6 +353,12 @@ void generation_job::on_error(const host::owned_event& event) {
 // delta chunk with its coalesced text and its closing chunk, then the tail (usage, error,
 // [DONE]) once the request ended.
 std::string generation_job::take_pending() {
+  if (!pulled_) {
+    // With a quarter more, so that an answer a little longer than the last still fits.
+    pulled_ = true;
+    const size_t bytes = serialized_.size() + serialized_.size() / 4;
+    first_pull_hint = std::clamp<size_t>(bytes, 1024, coalesce_after_bytes);
+  }
   std::string out = std::move(serialized_);
   serialized_.clear();
   for (uint32_t i = 0; i < options_.choices; ++i) {
@@ -398,12 +407,14 @@ void generation_job::append_chunk(std::string& out, const openai::chunk_delta& d
 
 void generation_job::make_room(std::string& out, size_t text_bytes) {
   // Events (~250 bytes each) pile up here while the session writes, a backend's burst of them
-  // at once. The buffer starts with room for a few (1 KiB: all a reader that keeps up needs,
-  // from malloc's per-thread cache), and past that grows fourfold instead of doubling, so a
-  // burst reallocates and copies what it holds half as often (a 14-event answer: once, not
-  // twice). It holds at most ~coalesce_after_bytes before coalescing starts.
+  // at once. The buffer starts with room for what this thread's last stream handed over in its
+  // first pull (at least 1 KiB, all a reader that keeps up needs, from malloc's per-thread
+  // cache): a fast backend's short answer arrives whole before that pull, so its buffer is
+  // reserved once instead of at 1 KiB and again when full. Past that it grows fourfold instead
+  // of doubling, so a burst reallocates and copies what it holds half as often. It holds at
+  // most ~coalesce_after_bytes before coalescing starts.
   if (out.capacity() < 1024) {
-    out.reserve(1024);
+    out.reserve(first_pull_hint);
   } else if (out.capacity() - out.size() < 512 + text_bytes) {
     out.reserve(4 * out.capacity());
   }

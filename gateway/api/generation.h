@@ -128,6 +128,7 @@ class generation_job : public host::event_sink,
   bool ended_ = false;                           // the terminal event came
   bool responded_ = false;
   bool overflowed_ = false;
+  bool pulled_ = false;  // streamed: take_pending ran once (it sized the next stream's buffer)
   // Streamed, with policies: one response filter per choice (null once finished).
   std::vector<std::unique_ptr<policy::response_filter>> filters_;
   std::string audit_answer_;  // the redacted answers, for the audit line

@@ -121,20 +121,27 @@ double as_number(dom::element value, const param_path& path, double min, double 
 dom::array as_array(dom::element value, const param_path& path);
 dom::object as_object(dom::element value, const param_path& path);
 
-// Runs a parser body, turning a thrown request_error (or an allocation failure) into a value.
+// Runs a parser body on a request built in place in the result, turning a thrown
+// request_error (or an allocation failure) into the result's error instead. Filled where it
+// lies: a request is large (strings, vectors, sampling), and returning one by value from the
+// body and moving it into the variant cost ~400 instructions per request.
+//   Result: std::variant<Request, api_error>; fn: void(Request&).
 template <class Result, class Fn>
 Result run_parser(Fn&& fn) noexcept {
+  using request_type = std::variant_alternative_t<0, Result>;
+  Result result;  // holds a default request (no allocation: its strings are short or empty)
   try {
-    return Result{fn()};
+    fn(*std::get_if<request_type>(&result));
   } catch (request_error& e) {
-    return Result{std::move(e.error)};
+    result.template emplace<api_error>(std::move(e.error));
   } catch (const std::exception&) {
     api_error error;
     error.status = 500;
     error.type = "server_error";
     error.message = "The server could not process the request body.";
-    return Result{std::move(error)};
+    result.template emplace<api_error>(std::move(error));
   }
+  return result;
 }
 
 }  // namespace moat::openai::detail

@@ -38,11 +38,10 @@ void parse_tool_use(const object_fields& object, const param_path& root, chat_re
 
 chat_parse_result parse_chat_request(std::string_view body) {
   using namespace detail;
-  return run_parser<chat_parse_result>([&] {
+  return run_parser<chat_parse_result>([&](chat_request& request) {
     const param_path root;
     parser_lease parser(body.size());
     const object_fields object(parse_body(parser.get(), body));
-    chat_request request;
     request.model = required_model(object, root);
     const param_path messages_path = root.field("messages");
     request.messages = parse_messages(required_field(object, messages_path), messages_path);
@@ -81,7 +80,6 @@ chat_parse_result parse_chat_request(std::string_view body) {
       request.response_format = std::string(as_string(required_field(format, path.field("type")), path.field("type")));
     }
     request.cache_salt = optional_field(object, "cache_salt").has_value();
-    return request;
   });
 }
 

@@ -12,11 +12,10 @@ constexpr size_t max_prompts = 2048;
 
 completion_parse_result parse_completion_request(std::string_view body) {
   using namespace detail;
-  return run_parser<completion_parse_result>([&] {
+  return run_parser<completion_parse_result>([&](completion_request& request) {
     const param_path root;
     parser_lease parser(body.size());
     const object_fields object(parse_body(parser.get(), body));
-    completion_request request;
     request.model = required_model(object, root);
     const param_path prompt_path = root.field("prompt");
     request.prompts =
@@ -55,17 +54,15 @@ completion_parse_result parse_completion_request(std::string_view body) {
     parse_stream(object, root, request.stream, request.stream_opts);
     request.user = optional_string(object, root.field("user"));
     request.cache_salt = optional_field(object, "cache_salt").has_value();
-    return request;
   });
 }
 
 embedding_parse_result parse_embedding_request(std::string_view body) {
   using namespace detail;
-  return run_parser<embedding_parse_result>([&] {
+  return run_parser<embedding_parse_result>([&](embedding_request& request) {
     const param_path root;
     parser_lease parser(body.size());
     const object_fields object(parse_body(parser.get(), body));
-    embedding_request request;
     request.model = required_model(object, root);
     const param_path input_path = root.field("input");
     request.inputs =
@@ -82,17 +79,15 @@ embedding_parse_result parse_embedding_request(std::string_view body) {
       request.dimensions = static_cast<int>(as_integer(*v, root.field("dimensions"), 1, INT32_MAX));
     }
     request.user = optional_string(object, root.field("user"));
-    return request;
   });
 }
 
 tokenize_parse_result parse_tokenize_request(std::string_view body) {
   using namespace detail;
-  return run_parser<tokenize_parse_result>([&] {
+  return run_parser<tokenize_parse_result>([&](tokenize_request& request) {
     const param_path root;
     parser_lease parser(body.size());
     const object_fields object(parse_body(parser.get(), body));
-    tokenize_request request;
     // As in vLLM, model may be left out when the server has one model; the router decides.
     if (auto model = optional_string(object, root.field("model"))) request.model = *model;
     auto prompt = optional_field(object, "prompt");
@@ -113,22 +108,19 @@ tokenize_parse_result parse_tokenize_request(std::string_view body) {
     if (auto v = optional_field(object, "add_generation_prompt")) {
       request.add_generation_prompt = as_bool(*v, root.field("add_generation_prompt"));
     }
-    return request;
   });
 }
 
 detokenize_parse_result parse_detokenize_request(std::string_view body) {
   using namespace detail;
-  return run_parser<detokenize_parse_result>([&] {
+  return run_parser<detokenize_parse_result>([&](detokenize_request& request) {
     const param_path root;
     parser_lease parser(body.size());
     const object_fields object(parse_body(parser.get(), body));
-    detokenize_request request;
     if (auto model = optional_string(object, root.field("model"))) request.model = *model;
     const param_path tokens_path = root.field("tokens");
     request.tokens =
         parse_token_list(as_array(required_field(object, tokens_path), tokens_path), tokens_path);
-    return request;
   });
 }
 

@@ -1,6 +1,8 @@
 // Shared response fragments: the identity head, usage and both logprob shapes.
 #include "openai/serialize_common.h"
 
+#include <charconv>
+
 #include "openai/json_write.h"
 
 namespace moat::openai::detail {
@@ -33,6 +35,19 @@ void append_token_fields(json_out& out, const token_logprob& token) {
   append_bytes(out, token);
 }
 
+// `created` is the same number for every response and chunk made within a second, so its text
+// is kept per thread instead of converted each time (~170 instructions for a 10-digit time).
+void append_created(json_out& out, int64_t created) {
+  thread_local int64_t last = 0;
+  thread_local char text[24] = {'0'};
+  thread_local size_t size = 1;
+  if (created != last) {
+    size = static_cast<size_t>(std::to_chars(text, text + sizeof text, created).ptr - text);
+    last = created;
+  }
+  out.append(text, size);
+}
+
 }  // namespace
 
 void append_head(json_out& out, const response_meta& meta, std::string_view object) {
@@ -41,7 +56,7 @@ void append_head(json_out& out, const response_meta& meta, std::string_view obje
   out += ",\"object\":\"";
   out += object;
   out += "\",\"created\":";
-  append_int(out, meta.created);
+  append_created(out, meta.created);
   out += ",\"model\":";
   append_json_string(out, meta.model);
   if (!meta.system_fingerprint.empty()) {

@@ -254,6 +254,27 @@ TEST(SerializeChunks, EventsAppendTheFramedChunk) {
   }
 }
 
+// The text of `created` is kept between responses (one conversion per second): each response
+// still shows its own, whatever came before it.
+TEST(SerializeChunks, EachResponseShowsItsOwnCreated) {
+  for (const int64_t created : {int64_t{1700000000}, int64_t{1700000001}, int64_t{0}, int64_t{-5},
+                                int64_t{1700000000}, INT64_MAX, INT64_MIN, int64_t{7}}) {
+    response_meta m = meta();
+    m.created = created;
+    chunk_delta d;
+    d.text = "x";
+    parsed chunk(chat_chunk_json(m, d, false));
+    EXPECT_EQ(chunk.root()["created"].get_int64().value(), created);
+    parsed whole(chat_completion_json(m, {}, {}));
+    EXPECT_EQ(whole.root()["created"].get_int64().value(), created);
+    const chunk_framing framing(m, false, false);
+    std::string event;
+    framing.append_plain(event, "y");
+    d.text = "y";
+    EXPECT_EQ(event, sse_data(completion_chunk_json(m, d, false)));
+  }
+}
+
 TEST(SerializeChunks, FirstChatChunkWithoutTextStillHasContent) {
   chunk_delta first;
   first.first = true;
