@@ -5,6 +5,8 @@
 #include <boost/asio/strand.hpp>
 #include <spdlog/spdlog.h>
 
+#include <cstdlib>
+#include <string_view>
 #include <system_error>
 
 #include "http/session.h"
@@ -26,6 +28,7 @@ server::server(const config::server_config& limits, handler& app, metrics::regis
 server::~server() {
   deadlines_.stop();
   io_.stop();
+  poller_.stop();  // drops pending reads' handlers (and their sessions) while io_ still exists
   deadlines_.release();
   boost::system::error_code ec;
   acceptor_.close(ec);
@@ -87,6 +90,14 @@ void server::do_accept() {
           auto tls_ctx = ctx_.tls->current();
           boost::beast::ssl_stream<tcp::socket> stream(std::move(socket), *tls_ctx);
           std::make_shared<tls_session>(std::move(stream), ctx_, std::move(*slot), tls_ctx)->run();
+        } else if (poller_.running()) {
+          // One I/O thread: the connection leaves Asio's reactor for our edge-triggered set and
+          // runs on the io_context's executor (the strand it was accepted with is not needed).
+          const int fd = socket.release(ignored);
+          if (!ignored) {
+            edge_socket stream(poller_, fd, io_.get_executor());
+            std::make_shared<edge_session>(std::move(stream), ctx_, std::move(*slot))->run();
+          }
         } else {
           std::make_shared<session>(std::move(socket), ctx_, std::move(*slot))->run();
         }
@@ -99,6 +110,10 @@ void server::do_accept() {
 void server::run(unsigned threads) {
   if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
   one_thread_.store(threads == 1, std::memory_order_relaxed);
+  // MOAT_HTTP_EDGE=0 keeps plain connections on Asio's reactor (for A/B measurements, or should
+  // the edge poller misbehave somewhere).
+  const char* edge = std::getenv("MOAT_HTTP_EDGE");
+  if (threads == 1 && (edge == nullptr || std::string_view(edge) != "0")) poller_.start(io_);
   std::vector<std::thread> pool;
   pool.reserve(threads - 1);
   for (unsigned i = 1; i < threads; ++i) pool.emplace_back([this] { io_.run(); });

@@ -1,5 +1,7 @@
 // The HTTP/1.1 server: one io_context run by a pool of I/O threads, a strand per connection,
-// limits and timeouts from server_config, and a graceful drain.
+// limits and timeouts from server_config, and a graceful drain. With one I/O thread, plain
+// connections are watched by an edge-triggered epoll set of our own instead of Asio's reactor
+// (edge_socket.h: one recv per keep-alive request instead of two).
 //
 //   moat::http::server srv(cfg.server, my_handler, registry);
 //   auto [host, port] = srv.listen("127.0.0.1", 0);   // the real bound port
@@ -23,6 +25,7 @@
 #include "auth/edge_guard.h"
 #include "config/config.h"
 #include "http/deadlines.h"
+#include "http/edge_socket.h"
 #include "http/message.h"
 #include "metrics/registry.h"
 #include "tls/tls_context.h"
@@ -74,14 +77,20 @@ class server {
   int64_t requests_in_flight() const { return ctx_.requests_in_flight.load(); }
   uint64_t client_watches() const { return ctx_.client_watches.load(std::memory_order_relaxed); }
   boost::asio::io_context& io() { return io_; }
+  // The edge poller's counters (all zero with several I/O threads or MOAT_HTTP_EDGE=0).
+  edge_poller::counters edge_stats() const { return poller_.stats(); }
 
  private:
   void do_accept();
   void check_drained();
 
-  // ctx_ and deadlines_ first: sessions destroyed with io_'s pending handlers still use them.
+  // ctx_, deadlines_ and poller_ first: sessions destroyed with io_'s pending handlers still
+  // use them.
   server_context ctx_;
   deadline_sweeper deadlines_{std::chrono::milliseconds(100)};
+  // Plain connections' readiness with one I/O thread (started by run(1)): a keep-alive read
+  // costs one recv, not two (edge_socket.h).
+  edge_poller poller_;
   boost::asio::io_context io_;
   boost::asio::ip::tcp::acceptor acceptor_;
   boost::asio::steady_timer drain_timer_;

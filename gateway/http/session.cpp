@@ -589,6 +589,7 @@ void basic_session<Stream>::do_linger() {
 }
 
 template class basic_session<tcp::socket>;
+template class basic_session<edge_socket>;
 template class basic_session<beast::ssl_stream<tcp::socket>>;
 
 }  // namespace moat::http

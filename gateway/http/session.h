@@ -22,14 +22,17 @@
 #include <type_traits>
 #include <vector>
 
+#include "http/edge_socket.h"
 #include "http/message.h"
 #include "http/request_head.h"
 #include "http/server.h"
 
 namespace moat::http {
 
-// Stream: tcp::socket (plain HTTP) or beast::ssl_stream<tcp::socket> (TLS, which handshakes
-// first and records the client certificate in the request's peer_info).
+// Stream: edge_socket (plain HTTP with one I/O thread: readiness tracked by our own epoll set,
+// edge_socket.h), tcp::socket (plain HTTP with several I/O threads) or
+// beast::ssl_stream<tcp::socket> (TLS, which handshakes first and records the client
+// certificate in the request's peer_info).
 template <class Stream>
 class basic_session : public std::enable_shared_from_this<basic_session<Stream>>, public timed_connection {
  public:
@@ -41,8 +44,9 @@ class basic_session : public std::enable_shared_from_this<basic_session<Stream>>
 
  private:
   using tcp = boost::asio::ip::tcp;
-  static constexpr bool is_tls = !std::is_same_v<Stream, tcp::socket>;
-  tcp::socket& lowest() { return boost::beast::get_lowest_layer(stream_); }
+  static constexpr bool is_tls = std::is_same_v<Stream, boost::beast::ssl_stream<tcp::socket>>;
+  // The socket itself: tcp::socket, or edge_socket, which offers the same calls the session makes.
+  auto& lowest() { return boost::beast::get_lowest_layer(stream_); }
 
   enum class phase { reading, handling, streaming, writing, closed };
 
@@ -161,6 +165,7 @@ class basic_session : public std::enable_shared_from_this<basic_session<Stream>>
 };
 
 using session = basic_session<boost::asio::ip::tcp::socket>;
+using edge_session = basic_session<edge_socket>;
 using tls_session = basic_session<boost::beast::ssl_stream<boost::asio::ip::tcp::socket>>;
 
 }  // namespace moat::http

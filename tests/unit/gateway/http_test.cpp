@@ -107,7 +107,10 @@ class scripted_handler : public http::handler {
   std::promise<void> gone;
 };
 
-class http_server : public moat::testing::server_fixture<scripted_handler> {
+// Every server test runs with one I/O thread (plain connections on the edge poller,
+// http/edge_socket.h) and with two (Asio's reactor and a strand per connection).
+class http_server : public moat::testing::server_fixture<scripted_handler>,
+                    public ::testing::WithParamInterface<int> {
  protected:
   void SetUp() override {
     config::server_config limits;
@@ -115,7 +118,7 @@ class http_server : public moat::testing::server_fixture<scripted_handler> {
     limits.max_header_bytes = 1024;
     limits.read_timeout_s = 2;
     limits.idle_timeout_s = 2;
-    start(limits, 2);
+    start(limits, GetParam());
   }
   // Seconds until the server closes `s` (reads and drops whatever comes first); -1 after `limit`.
   static double seconds_until_closed(tcp::socket& s, double limit) {
@@ -136,7 +139,7 @@ class http_server : public moat::testing::server_fixture<scripted_handler> {
   }
 };
 
-TEST_F(http_server, keep_alive_and_request_ids) {
+TEST_P(http_server, keep_alive_and_request_ids) {
   auto s = connect();
   boost::beast::flat_buffer buf;
   send(s, "POST /echo?q=1 HTTP/1.1\r\nHost: x\r\nX-Thing: yes\r\nx-request-id: abc-123.X_y\r\n"
@@ -162,7 +165,7 @@ TEST_F(http_server, keep_alive_and_request_ids) {
   EXPECT_FALSE(r3.keep_alive());
 }
 
-TEST_F(http_server, pipelined_requests_are_answered_in_order) {
+TEST_P(http_server, pipelined_requests_are_answered_in_order) {
   auto s = connect();
   boost::beast::flat_buffer buf;
   send(s, "GET /echo?1 HTTP/1.1\r\nHost: x\r\n\r\nGET /echo?2 HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -172,7 +175,7 @@ TEST_F(http_server, pipelined_requests_are_answered_in_order) {
 
 // Plain requests are read in place; the same request with its body still on the way, chunked, or
 // in HTTP/1.0 goes through Beast: every form gets the same answer, and pipelined bodies stay apart.
-TEST_F(http_server, plain_and_beast_parsed_requests_get_the_same_answers) {
+TEST_P(http_server, plain_and_beast_parsed_requests_get_the_same_answers) {
   auto s = connect();
   boost::beast::flat_buffer buf;
   send(s,
@@ -198,7 +201,7 @@ TEST_F(http_server, plain_and_beast_parsed_requests_get_the_same_answers) {
   EXPECT_EQ(old.body(), "POST /echo hello ");
 }
 
-TEST_F(http_server, body_over_limit_is_413) {
+TEST_P(http_server, body_over_limit_is_413) {
   auto s = connect();
   boost::beast::flat_buffer buf;
   send(s, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n");
@@ -208,7 +211,7 @@ TEST_F(http_server, body_over_limit_is_413) {
   EXPECT_FALSE(r.keep_alive());
 }
 
-TEST_F(http_server, chunked_body_over_limit_is_413) {
+TEST_P(http_server, chunked_body_over_limit_is_413) {
   auto s = connect();
   boost::beast::flat_buffer buf;
   std::string raw = "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
@@ -218,14 +221,14 @@ TEST_F(http_server, chunked_body_over_limit_is_413) {
   EXPECT_EQ(read_response(s, buf).result_int(), 413);
 }
 
-TEST_F(http_server, headers_over_limit_are_431) {
+TEST_P(http_server, headers_over_limit_are_431) {
   auto s = connect();
   boost::beast::flat_buffer buf;
   send(s, "GET /echo HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(2000, 'b') + "\r\n\r\n");
   EXPECT_EQ(read_response(s, buf).result_int(), 431);
 }
 
-TEST_F(http_server, garbage_is_400_and_server_lives_on) {
+TEST_P(http_server, garbage_is_400_and_server_lives_on) {
   {
     auto s = connect();
     boost::beast::flat_buffer buf;
@@ -238,7 +241,7 @@ TEST_F(http_server, garbage_is_400_and_server_lives_on) {
   EXPECT_EQ(read_response(s, buf).result_int(), 200);
 }
 
-TEST_F(http_server, handler_exception_is_500) {
+TEST_P(http_server, handler_exception_is_500) {
   auto s = connect();
   boost::beast::flat_buffer buf;
   send(s, "GET /throw HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -247,7 +250,7 @@ TEST_F(http_server, handler_exception_is_500) {
   EXPECT_NE(r.body().find("server_error"), std::string::npos);
 }
 
-TEST_F(http_server, stream_is_chunked_and_connection_survives) {
+TEST_P(http_server, stream_is_chunked_and_connection_survives) {
   auto s = connect();
   boost::beast::flat_buffer buf;
   send(s, "GET /stream HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -260,7 +263,7 @@ TEST_F(http_server, stream_is_chunked_and_connection_survives) {
   EXPECT_EQ(read_response(s, buf).result_int(), 200);
 }
 
-TEST_F(http_server, expect_continue_gets_100_then_the_answer) {
+TEST_P(http_server, expect_continue_gets_100_then_the_answer) {
   auto s = connect();
   send(s, "POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n");
   std::string got(25, '\0');
@@ -272,7 +275,7 @@ TEST_F(http_server, expect_continue_gets_100_then_the_answer) {
   EXPECT_EQ(r.body(), "POST /echo abc ");
 }
 
-TEST_F(http_server, client_that_leaves_fires_the_gone_signal) {
+TEST_P(http_server, client_that_leaves_fires_the_gone_signal) {
   auto gone = handler_.gone.get_future();
   {
     auto s = connect();
@@ -287,7 +290,7 @@ TEST_F(http_server, client_that_leaves_fires_the_gone_signal) {
   EXPECT_EQ(read_response(s, buf).result_int(), 200);
 }
 
-TEST_F(http_server, drain_lets_in_flight_requests_finish) {
+TEST_P(http_server, drain_lets_in_flight_requests_finish) {
   auto s = connect();
   send(s, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n");
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -309,7 +312,7 @@ TEST_F(http_server, drain_lets_in_flight_requests_finish) {
   EXPECT_TRUE(ec);
 }
 
-TEST_F(http_server, counts_requests_and_bytes) {
+TEST_P(http_server, counts_requests_and_bytes) {
   auto s = connect();
   boost::beast::flat_buffer buf;
   send(s, "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -383,7 +386,7 @@ TEST(deadline_sweeper, expires_only_overdue_connections_until_removed) {
   EXPECT_EQ(sweeper.size(), 0u);
 }
 
-TEST_F(http_server, idle_keep_alive_connection_is_closed_after_idle_timeout) {
+TEST_P(http_server, idle_keep_alive_connection_is_closed_after_idle_timeout) {
   auto s = connect();
   boost::beast::flat_buffer buf;
   send(s, "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -393,7 +396,7 @@ TEST_F(http_server, idle_keep_alive_connection_is_closed_after_idle_timeout) {
   EXPECT_LE(t, 3.5);
 }
 
-TEST_F(http_server, request_trickled_past_read_timeout_is_cut) {
+TEST_P(http_server, request_trickled_past_read_timeout_is_cut) {
   auto s = connect();
   send(s, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc");
   const double t = seconds_until_closed(s, 6);
@@ -401,7 +404,7 @@ TEST_F(http_server, request_trickled_past_read_timeout_is_cut) {
   EXPECT_LE(t, 3.5);
 }
 
-TEST_F(http_server, handler_slower_than_the_read_timeout_is_not_cut) {
+TEST_P(http_server, handler_slower_than_the_read_timeout_is_not_cut) {
   // While the handler works the connection has no deadline (request_timeout_s bounds the
   // backend): 2.6 s against read_timeout_s 2, then the connection is kept alive for another.
   auto s = connect();
@@ -414,7 +417,7 @@ TEST_F(http_server, handler_slower_than_the_read_timeout_is_not_cut) {
   }
 }
 
-TEST_F(http_server, ready_stream_goes_out_with_its_head_and_the_connection_survives) {
+TEST_P(http_server, ready_stream_goes_out_with_its_head_and_the_connection_survives) {
   // A source with bytes waiting (ready()) is pulled before the head is written, so head and
   // bytes leave together: the framing must be the same as for a late source.
   auto s = connect();
@@ -427,3 +430,9 @@ TEST_F(http_server, ready_stream_goes_out_with_its_head_and_the_connection_survi
     EXPECT_EQ(res.body(), "data: 1\n\ndata: 2\n\n");
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(io_threads, http_server, ::testing::Values(1, 2),
+                         [](const ::testing::TestParamInfo<int>& info) {
+                           return info.param == 1 ? std::string("one_thread_edge")
+                                                  : std::to_string(info.param) + "_threads_asio";
+                         });

@@ -21,6 +21,7 @@
 #include <string>
 #include <thread>
 
+#include "http/edge_socket.h"
 #include "http/server.h"
 #include "server_fixture.h"
 
@@ -179,6 +180,28 @@ TEST_F(session_watch, quick_answers_never_arm_the_watch) {
   EXPECT_LE(server_->client_watches(), 3u);
 }
 
+// One I/O thread: plain connections are on the edge poller, where a keep-alive read waits for
+// the client's next bytes without a recv first (Asio's reactor tried one per read, and it always
+// found nothing: the client waits for the answer before it sends again).
+TEST_F(session_watch, keep_alive_reads_never_find_an_empty_socket) {
+  auto s = connect();
+  boost::beast::flat_buffer buf;
+  for (int i = 0; i < 100; ++i) {
+    send(s, get("/now"));
+    ASSERT_EQ(read_response(s, buf).body(), "now");
+  }
+  send(s, get("/soon") + get("/now"));  // pipelined, then one at a time again
+  EXPECT_EQ(read_response(s, buf).body(), "soon");
+  EXPECT_EQ(read_response(s, buf).body(), "now");
+  send(s, get("/now"));
+  EXPECT_EQ(read_response(s, buf).body(), "now");
+  const auto stats = server_->edge_stats();
+  EXPECT_GE(stats.reads, 102u);
+  EXPECT_LE(stats.reads, 110u);
+  EXPECT_EQ(stats.reads_blocked, 0u);
+  EXPECT_GE(stats.wakeups, 1u);
+}
+
 TEST_F(session_watch, slow_answer_arms_the_watch_and_the_connection_goes_on) {
   auto s = connect();
   boost::beast::flat_buffer buf;
@@ -289,6 +312,128 @@ TEST_F(session_watch, each_request_gets_a_live_signal_without_the_last_ones_call
   }
   EXPECT_EQ(gone.wait_for(5s), std::future_status::ready);
   EXPECT_EQ(handler_.stale_fires_.load(), 0);
+}
+
+// ---- edge_socket alone: a loopback pair, the poller started on a private io_context ------------
+
+struct edge_pair {
+  http::edge_poller poller;  // before io: handlers still queued there may hold sockets
+  net::io_context io;
+  tcp::socket client{io};
+  std::optional<http::edge_socket> server;
+
+  edge_pair() {
+    tcp::acceptor acceptor(io, tcp::endpoint(net::ip::make_address("127.0.0.1"), 0));
+    client.connect(acceptor.local_endpoint());
+    tcp::socket accepted = acceptor.accept();
+    poller.start(io);
+    server.emplace(poller, accepted.release(), io.get_executor());
+  }
+  ~edge_pair() {
+    server.reset();
+    poller.stop();
+  }
+  // Runs handlers until `done` or 2 s.
+  template <class Pred>
+  bool run_until(Pred done) {
+    const auto until = std::chrono::steady_clock::now() + 2s;
+    while (!done() && std::chrono::steady_clock::now() < until) io.run_one_for(10ms);
+    return done();
+  }
+};
+
+TEST(edge_socket, reads_wait_for_the_next_edge_and_close_aborts_them) {
+  edge_pair p;
+  char buf[64];
+  std::optional<std::pair<boost::system::error_code, size_t>> got;
+  auto read = [&] {
+    got.reset();
+    p.server->async_read_some(net::buffer(buf),
+                              [&](boost::system::error_code ec, size_t n) { got.emplace(ec, n); });
+  };
+  read();
+  p.io.poll();
+  EXPECT_FALSE(got);
+  EXPECT_EQ(p.poller.stats().reads, 0u);  // nothing sent yet: no recv tried
+  net::write(p.client, net::buffer(std::string("hello")));
+  ASSERT_TRUE(p.run_until([&] { return got.has_value(); }));
+  EXPECT_FALSE(got->first);
+  EXPECT_EQ(std::string(buf, got->second), "hello");
+
+  read();  // the last recv took less than it asked: wait for an edge, no recv now
+  for (int i = 0; i < 5; ++i) p.io.run_one_for(5ms);
+  EXPECT_FALSE(got);
+  EXPECT_EQ(p.poller.stats().reads, 1u);
+  net::write(p.client, net::buffer(std::string("world!")));
+  ASSERT_TRUE(p.run_until([&] { return got.has_value(); }));
+  EXPECT_EQ(std::string(buf, got->second), "world!");
+  EXPECT_EQ(p.poller.stats().reads_blocked, 0u);
+
+  // A readiness wait completes when the client half-closes; the read after it sees the end.
+  bool waited = false;
+  p.server->async_wait(tcp::socket::wait_read, [&](boost::system::error_code ec) { waited = !ec; });
+  p.client.shutdown(tcp::socket::shutdown_send);
+  ASSERT_TRUE(p.run_until([&] { return waited; }));
+  read();
+  ASSERT_TRUE(p.run_until([&] { return got.has_value(); }));
+  EXPECT_EQ(got->first, net::error::eof);
+
+  // A pending read ends with operation_aborted when the socket is closed (as a timeout does).
+  edge_pair q;
+  got.reset();
+  q.server->async_read_some(net::buffer(buf),
+                            [&](boost::system::error_code ec, size_t n) { got.emplace(ec, n); });
+  boost::system::error_code ec;
+  q.server->close(ec);
+  ASSERT_TRUE(q.run_until([&] { return got.has_value(); }));
+  EXPECT_EQ(got->first, net::error::operation_aborted);
+  q.server->async_read_some(net::buffer(buf),
+                            [&](boost::system::error_code e, size_t n) { got.emplace(e, n); });
+  got.reset();
+  ASSERT_TRUE(q.run_until([&] { return got.has_value(); }));
+  EXPECT_EQ(got->first, net::error::bad_descriptor);
+}
+
+TEST(edge_socket, a_write_larger_than_the_socket_takes_completes_on_writable_edges) {
+  edge_pair p;
+  std::string data(8u << 20, 'x');
+  for (size_t i = 0; i < data.size(); i += 4096) data[i] = static_cast<char>('a' + (i / 4096) % 26);
+  std::optional<std::pair<boost::system::error_code, size_t>> wrote;
+  net::async_write(*p.server, net::buffer(data),
+                   [&](boost::system::error_code ec, size_t n) { wrote.emplace(ec, n); });
+  // The client reads everything on another thread while the io_context runs the writes.
+  std::string received;
+  std::thread reader([&] {
+    boost::system::error_code ec;
+    std::string chunk(1 << 16, '\0');
+    while (received.size() < data.size()) {
+      const size_t n = p.client.read_some(net::buffer(chunk), ec);
+      if (ec) break;
+      received.append(chunk, 0, n);
+    }
+  });
+  const bool done = p.run_until([&] { return wrote.has_value(); });
+  reader.join();
+  ASSERT_TRUE(done);
+  EXPECT_FALSE(wrote->first);
+  EXPECT_EQ(wrote->second, data.size());
+  EXPECT_TRUE(received == data);
+}
+
+TEST(edge_socket, stopping_the_poller_drops_pending_handlers_and_what_they_hold) {
+  auto held = std::make_shared<int>(7);
+  std::weak_ptr<int> watch = held;
+  {
+    edge_pair p;
+    char buf[16];
+    p.server->async_read_some(net::buffer(buf), [held](boost::system::error_code, size_t) {});
+    p.server->async_wait(tcp::socket::wait_read, [held](boost::system::error_code) {});
+    held.reset();
+    p.io.poll();
+    EXPECT_FALSE(watch.expired());  // held by the pending operations
+    p.poller.stop();
+    EXPECT_TRUE(watch.expired());
+  }
 }
 
 }  // namespace
