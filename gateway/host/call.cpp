@@ -119,7 +119,7 @@ void call::on_event(void* user_data, const moat_event* event) noexcept {
     std::shared_ptr<call> post_ref;  // set when this event must post the drain
     std::shared_ptr<call> released;  // the backend's reference, dropped outside the lock
     {
-      std::lock_guard lock(self->queue_mutex_);
+      std::lock_guard lock(self->queue_lock_);
       if (!self->self_) return;  // an event after the terminal one: a plugin bug, ignored
       owned_event* into = nullptr;
       if (self->lazy_ && event->kind == MOAT_EVENT_DELTA) {
@@ -176,7 +176,7 @@ void call::drain() {
   event_queue batch = std::move(draining_);
   batch.clear();
   {
-    std::lock_guard lock(queue_mutex_);
+    std::lock_guard lock(queue_lock_);
     batch.swap(pending_);
     drain_posted_ = false;
     drained_first_delta_at_ = first_delta_at_;

@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "metrics/registry.h"
+#include "host/spin_lock.h"
 #include "moat/backend.h"
 #include "openai/protocol.h"
 
@@ -149,7 +150,7 @@ class call : public std::enable_shared_from_this<call> {
   call* watch_prev_ = nullptr;
   call* watch_next_ = nullptr;
   bool watched_ = false;
-  std::shared_ptr<call> self_;  // the backend's reference (under queue_mutex_): dropped with its terminal event
+  std::shared_ptr<call> self_;  // the backend's reference (under queue_lock_): dropped with its terminal event
 
   // Events a whole answer keeps queued before a drain is due anyway (its deltas are joined, so
   // this counts choices' events, or embeddings): bounds what waits for the I/O thread, while a
@@ -160,7 +161,7 @@ class call : public std::enable_shared_from_this<call> {
   // drain_posted_ is false (it is cleared by the drain when it takes the queue), and that
   // posted drain holds a reference that keeps the call alive.
   using event_queue = std::vector<owned_event, arena_allocator<owned_event>>;
-  std::mutex queue_mutex_;
+  spin_lock queue_lock_;
   event_arena arena_;  // before the queues that use it: it outlives them
   event_queue pending_{arena_allocator<owned_event>(arena_)};
   bool drain_posted_ = false;
