@@ -400,7 +400,7 @@ uint32_t generation_job::advance_offset(uint32_t index, size_t bytes) {
   return at;
 }
 
-void generation_job::append_chunk(std::string& out, const openai::chunk_delta& delta) const {
+void generation_job::append_chunk(std::string& out, const openai::chunk_delta& delta) {
   make_room(out, delta.text.size());
   framing_.append_event(out, delta);
 }

@@ -86,7 +86,7 @@ class generation_job : public host::event_sink,
   // Streamed completions: where the next text of choice `index` starts (its logprobs'
   // text_offset continues across chunks, as in a whole answer); advances by `bytes`.
   uint32_t advance_offset(uint32_t index, size_t bytes);
-  void append_chunk(std::string& out, const openai::chunk_delta& delta) const;  // one SSE event
+  void append_chunk(std::string& out, const openai::chunk_delta& delta);  // one SSE event
   // Room in `out` for one more event carrying `text_bytes` of text (see append_chunk).
   static void make_room(std::string& out, size_t text_bytes);
   // Copies the text options_.meta and options_.request_id show into identity_ (or, when it does

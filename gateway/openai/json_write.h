@@ -94,49 +94,60 @@ class json_out {
 // Any text, escaped: the general path of append_json_string (out of line).
 void append_json_string_escaped(json_out& out, std::string_view text);
 
-// A JSON string literal: quotes, escapes, and each invalid UTF-8 byte replaced by U+FFFD.
-// Inline for plain text of up to 16 bytes (a token or a word: the usual stream delta), which is
-// tested and copied as two overlapping 8-byte words (up to 8 bytes: read as two overlapping
-// 4-byte halves, or byte by byte below 4, and padded with spaces) with no call; anything else
-// takes the general path.
-[[gnu::always_inline]] inline void append_json_string(json_out& out, std::string_view text) {
+// Plain text of up to 16 bytes (a token or a word: the usual stream delta) as two 8-byte words
+// that need no escaping: `first` holds bytes 0..7 and `last` the last 8 (overlapping `first`;
+// up to 8 bytes both are the text, read as two overlapping 4-byte halves or byte by byte below
+// 4, and padded with spaces). False when the text is longer or a byte needs attention.
+[[gnu::always_inline]] inline bool short_plain_words(std::string_view text, uint64_t& first,
+                                                     uint64_t& last) {
   const char* s = text.data();
   const size_t size = text.size();
-  if (size > 16) return append_json_string_escaped(out, text);
-  uint64_t first;
-  uint64_t last;
+  if (size > 16) return false;
   if (size > 8) {
     first = load_word(s);
     last = load_word(s + size - 8);
-  } else {
-    // Little-endian: byte i of the text is byte i of the word; the bytes past `size` are
-    // spaces (plain), so the test looks at the text alone. An empty view's data() may be null.
-    uint64_t v = 0;
-    if (size >= 4) {
-      uint32_t a;
-      uint32_t b;
-      std::memcpy(&a, s, 4);
-      std::memcpy(&b, s + size - 4, 4);
-      v = a | (uint64_t{b} << (8 * (size - 4)));  // overlapping bytes are the same bytes
-    } else if (size != 0) {
-      v = uint64_t{static_cast<unsigned char>(s[0])} |
-          uint64_t{static_cast<unsigned char>(s[size / 2])} << (8 * (size / 2)) |
-          uint64_t{static_cast<unsigned char>(s[size - 1])} << (8 * (size - 1));
-    }
-    const uint64_t spaces = 0x2020202020202020ull;
-    if (size < 8) v |= spaces & (~uint64_t{0} << (8 * size));
-    first = v;
-    last = v;
+    return plain_word(first) && plain_word(last);
   }
-  if (!plain_word(first) || !plain_word(last)) return append_json_string_escaped(out, text);
-  char* at = out.room(18);
+  // Little-endian: byte i of the text is byte i of the word; the bytes past `size` are spaces
+  // (plain), so the test looks at the text alone. An empty view's data() may be null.
+  uint64_t v = 0;
+  if (size >= 4) {
+    uint32_t a;
+    uint32_t b;
+    std::memcpy(&a, s, 4);
+    std::memcpy(&b, s + size - 4, 4);
+    v = a | (uint64_t{b} << (8 * (size - 4)));  // overlapping bytes are the same bytes
+  } else if (size != 0) {
+    v = uint64_t{static_cast<unsigned char>(s[0])} |
+        uint64_t{static_cast<unsigned char>(s[size / 2])} << (8 * (size / 2)) |
+        uint64_t{static_cast<unsigned char>(s[size - 1])} << (8 * (size - 1));
+  }
+  if (size < 8) v |= 0x2020202020202020ull & (~uint64_t{0} << (8 * size));
+  first = v;
+  last = v;
+  return plain_word(v);
+}
+
+// Writes `"text"` (size + 2 bytes, but 18 may be touched) at `at`, from short_plain_words.
+[[gnu::always_inline]] inline void store_short_string(char* at, size_t size, uint64_t first,
+                                                      uint64_t last) {
   at[0] = '"';
   std::memcpy(at + 1, &first, 8);
   // Up to 8 bytes: `last` is `first`, stored again over itself. Past 8: the last 8 bytes, over
   // the middle of the first copy's tail.
   std::memcpy(at + 1 + (size > 8 ? size - 8 : 0), &last, 8);
   at[1 + size] = '"';
-  out.advance(size + 2);
+}
+
+// A JSON string literal: quotes, escapes, and each invalid UTF-8 byte replaced by U+FFFD.
+// Inline for plain text of up to 16 bytes (short_plain_words), tested and copied with no call;
+// anything else takes the general path.
+[[gnu::always_inline]] inline void append_json_string(json_out& out, std::string_view text) {
+  uint64_t first;
+  uint64_t last;
+  if (!short_plain_words(text, first, last)) return append_json_string_escaped(out, text);
+  store_short_string(out.room(18), text.size(), first, last);
+  out.advance(text.size() + 2);
 }
 void append_int(json_out& out, int64_t value);
 void append_uint(json_out& out, uint64_t value);

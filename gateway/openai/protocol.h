@@ -210,19 +210,23 @@ class chunk_framing {
   chunk_framing() = default;
   chunk_framing(const response_meta& meta, bool chat, bool include_usage);
   // Appends to `out` the same bytes as sse_data(chat_chunk_json(meta, delta, include_usage))
-  // (completion_chunk_json for completions).
-  void append_event(std::string& out, const chunk_delta& delta) const;
+  // (completion_chunk_json for completions). Not const: a plain delta is assembled in the
+  // framing's own scratch room.
+  void append_event(std::string& out, const chunk_delta& delta);
   // The same for a plain delta of choice 0 (its text only: no role, logprobs nor
   // finish_reason), without building a chunk_delta: the usual event of a stream. The caller
   // knows it is plain: chat never sends a choice's first chunk this way, nor an empty text.
-  void append_plain(std::string& out, std::string_view text) const;
+  void append_plain(std::string& out, std::string_view text);
 
  private:
-  // "data: " + head | the opening of a plain delta | its closing through "\n\n"; one string
-  // (one allocation per stream) cut at head_end_ and open_end_.
+  // One string (one allocation per stream): a plain delta's closing through "\n\n" (padded to
+  // close_room bytes) | "data: " + head | the opening of a plain delta | scratch room, where a
+  // short plain text and the closing are written after the opening, so that the whole event
+  // is then appended in one piece. Offsets into it:
   std::string text_;
-  size_t head_end_ = 0;
-  size_t open_end_ = 0;
+  uint32_t close_size_ = 0;  // [0, close_size_): the closing
+  uint32_t head_end_ = 0;    // [close_room, head_end_): "data: " + head
+  uint32_t open_end_ = 0;    // [head_end_, open_end_): the opening; then the scratch room
   bool chat_ = true;
   bool include_usage_ = false;
 };

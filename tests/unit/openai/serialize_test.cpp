@@ -241,7 +241,7 @@ TEST(SerializeChunks, EventsAppendTheFramedChunk) {
   }
   for (bool usage : {false, true}) {
     for (bool chat : {true, false}) {
-      const chunk_framing framing(meta(), chat, usage);
+      chunk_framing framing(meta(), chat, usage);
       std::string out = "data: [earlier]\n\n";
       std::string want = out;
       for (const auto& d : deltas) {
@@ -267,7 +267,7 @@ TEST(SerializeChunks, EachResponseShowsItsOwnCreated) {
     EXPECT_EQ(chunk.root()["created"].get_int64().value(), created);
     parsed whole(chat_completion_json(m, {}, {}));
     EXPECT_EQ(whole.root()["created"].get_int64().value(), created);
-    const chunk_framing framing(m, false, false);
+    chunk_framing framing(m, false, false);
     std::string event;
     framing.append_plain(event, "y");
     d.text = "y";
