@@ -13,11 +13,23 @@ namespace moat::host {
 
 completion_queue::completion_queue(boost::asio::execution_context& ctx) : service(ctx) {}
 
-completion_queue::~completion_queue() = default;
+completion_queue::~completion_queue() { generation_.fetch_add(1, std::memory_order_release); }
 
 completion_queue& completion_queue::of(const boost::asio::any_io_executor& ex) {
-  return boost::asio::use_service<completion_queue>(
-      boost::asio::query(ex, boost::asio::execution::context));
+  boost::asio::execution_context& ctx = boost::asio::query(ex, boost::asio::execution::context);
+  // The generation is read before the lookup: a queue destroyed after that read changed it, so
+  // what is remembered here is never taken for a live queue once its context is gone (even
+  // when a new context reuses the address).
+  thread_local boost::asio::execution_context* last_context = nullptr;
+  thread_local completion_queue* last_queue = nullptr;
+  thread_local uint64_t last_generation = 0;
+  const uint64_t generation = generation_.load(std::memory_order_acquire);
+  if (&ctx == last_context && generation == last_generation) return *last_queue;
+  completion_queue& queue = boost::asio::use_service<completion_queue>(ctx);
+  last_context = &ctx;
+  last_queue = &queue;
+  last_generation = generation;
+  return queue;
 }
 
 void completion_queue::push(std::shared_ptr<call> c) {

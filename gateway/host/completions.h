@@ -19,6 +19,7 @@
 // watched, so an io_context without requests still runs out of work.
 #pragma once
 
+#include <atomic>
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/execution_context.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -27,6 +28,8 @@
 #include <mutex>
 #include <optional>
 #include <vector>
+
+#include "host/spin_lock.h"
 
 namespace moat::host {
 
@@ -39,7 +42,9 @@ class completion_queue : public boost::asio::execution_context::service {
   explicit completion_queue(boost::asio::execution_context& ctx);
   ~completion_queue() override;
 
-  // The queue of the io_context that runs `ex`.
+  // The queue of the io_context that runs `ex`. Each thread remembers the last context it
+  // asked about and its queue, so a request costs no locked service lookup; the destruction
+  // of any queue (with its context) makes every thread look up again.
   static completion_queue& of(const boost::asio::any_io_executor& ex);
 
   // Backend threads. `c` holds the call alive until its drain ran.
@@ -61,11 +66,12 @@ class completion_queue : public boost::asio::execution_context::service {
   void sweep();
   void shutdown() override;
 
-  std::mutex mutex_;
+  // Spin locks (see spin_lock.h): each is held for a push, a swap or a list link.
+  spin_lock mutex_;
   std::vector<std::shared_ptr<call>> ready_;
   bool posted_ = false;  // a run() is posted and has not yet taken the batch
 
-  mutable std::mutex deadline_mutex_;
+  mutable spin_lock deadline_mutex_;  // also held by a sweep for one pass over the list
   call* watched_ = nullptr;  // intrusive list through call::watch_prev_ / watch_next_
   size_t watched_count_ = 0;
   clock::duration tick_ = std::chrono::seconds(1);
@@ -74,6 +80,8 @@ class completion_queue : public boost::asio::execution_context::service {
   // On the context's own executor when it is an io_context (always, in moat); otherwise made
   // from the first watched call's executor.
   std::optional<boost::asio::steady_timer> sweep_timer_;
+
+  static inline std::atomic<uint64_t> generation_{0};  // bumped by every ~completion_queue
 };
 
 }  // namespace moat::host

@@ -11,6 +11,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
 #include <future>
+#include <optional>
 #include <thread>
 
 #include "host/completions.h"
@@ -587,4 +588,20 @@ TEST_F(scripted_fixture, whole_answers_join_deltas_in_the_ring_and_past_it) {
     EXPECT_EQ(sink->events[choices + i].index, i);
   }
   EXPECT_EQ(sink->events.back().kind, MOAT_EVENT_DONE);
+}
+
+// completion_queue::of remembers, per thread, the last context it was asked about: a context
+// made after that one was destroyed (often at the same address) still gets its own queue.
+TEST(completion_queue, a_new_context_gets_its_own_queue) {
+  std::optional<net::io_context> io;
+  io.emplace();
+  host::completion_queue& first = host::completion_queue::of(io->get_executor());
+  EXPECT_EQ(&first, &host::completion_queue::of(io->get_executor()));
+  EXPECT_EQ(&first, &net::use_service<host::completion_queue>(*io));
+  for (int i = 0; i < 3; ++i) {
+    io.reset();
+    io.emplace();
+    EXPECT_EQ(&host::completion_queue::of(io->get_executor()),
+              &net::use_service<host::completion_queue>(*io));
+  }
 }
