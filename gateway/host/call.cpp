@@ -78,7 +78,8 @@ void append_delta(const moat_event& ev, owned_event& into) {
 void copy_event(const moat_event& ev, owned_event& out) {
   out.kind = ev.kind;
   out.index = ev.index;
-  if (ev.text.data && ev.text.size) out.text.assign(ev.text.data, ev.text.size);
+  // `out` is fresh (empty): append, a bounds check and a copy, not assign's general replace.
+  if (ev.text.data && ev.text.size) out.text.append(ev.text.data, ev.text.size);
   // A plain delta, FINISH or DONE has none of the rest: tested here, not in a call each.
   if (ev.logprobs && ev.logprob_count) append_logprobs(ev, out.logprobs);
   out.finish_reason = ev.finish_reason;
