@@ -30,8 +30,8 @@
 #include <type_traits>
 #include <vector>
 
-#include "metrics/registry.h"
 #include "host/spin_lock.h"
+#include "metrics/registry.h"
 #include "moat/backend.h"
 #include "openai/protocol.h"
 
@@ -150,7 +150,8 @@ class call : public std::enable_shared_from_this<call> {
   call* watch_prev_ = nullptr;
   call* watch_next_ = nullptr;
   bool watched_ = false;
-  std::shared_ptr<call> self_;  // the backend's reference (under queue_lock_): dropped with its terminal event
+  // The backend's reference (under queue_lock_): dropped with its terminal event.
+  std::shared_ptr<call> self_;
 
   // Events a whole answer keeps queued before a drain is due anyway (its deltas are joined, so
   // this counts choices' events, or embeddings): bounds what waits for the I/O thread, while a

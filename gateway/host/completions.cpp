@@ -13,7 +13,9 @@ namespace moat::host {
 
 completion_queue::completion_queue(boost::asio::execution_context& ctx) : service(ctx) {}
 
-completion_queue::~completion_queue() { generation_.fetch_add(1, std::memory_order_release); }
+completion_queue::~completion_queue() {
+  generation_.fetch_add(1, std::memory_order_release);
+}
 
 completion_queue& completion_queue::of(const boost::asio::any_io_executor& ex) {
   boost::asio::execution_context& ctx = boost::asio::query(ex, boost::asio::execution::context);
