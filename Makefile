@@ -63,9 +63,11 @@ test-unit: build
 test-asan: build-asan
 	cd $(BUILD_ASAN) && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS)
 
-# --basetemp keeps each build's server logs apart from other pytest runs on the machine.
+# --basetemp keeps each build's server logs apart from other pytest runs on the machine. Twice:
+# servers with 2 I/O threads (Asio's reactor) and with 1 (the gateway's own edge-triggered epoll).
 test-e2e: build deps-python
 	MOAT_BUILD=$(CURDIR)/$(BUILD) $(PY) -m pytest -q -rs tests/e2e --basetemp=$(CURDIR)/$(BUILD)/e2e-tmp
+	MOAT_E2E_THREADS=1 MOAT_BUILD=$(CURDIR)/$(BUILD) $(PY) -m pytest -q -rs tests/e2e --basetemp=$(CURDIR)/$(BUILD)/e2e-tmp-1
 
 # libFuzzer targets (clang): the kept regression inputs, then a fixed-seed run of each target,
 # so that `make test` is repeatable. `make fuzz` fuzzes for minutes per target.

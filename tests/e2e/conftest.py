@@ -33,10 +33,16 @@ EMBEDDING_DIM = 32
 MAX_CONTEXT = 16  # echo-ctx: prompts longer than this many words are refused
 
 
+# I/O threads of the servers the suite starts. `make test` runs the suite twice: with 2 (Asio's
+# reactor, shared by the threads) and with 1 (plain connections on the gateway's own
+# edge-triggered epoll set, gateway/http/edge_socket.h).
+E2E_THREADS = int(os.environ.get("MOAT_E2E_THREADS", "2"))
+
+
 def server_section(**overrides) -> dict:
     section = {
         "listen": "127.0.0.1:0",
-        "threads": 2,
+        "threads": E2E_THREADS,
         "max_body_bytes": "64KiB",
         "max_header_bytes": "8KiB",
         "read_timeout_s": 3,
