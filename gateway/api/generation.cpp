@@ -49,7 +49,9 @@ generation_job::generation_job(generation_options options, http::responder respo
     results_ = one_or_more(first_result_, more_results_, options_.choices);
     for (uint32_t i = 0; i < options_.choices; ++i) results_[i].index = i;
   }
+  plain_deltas_ = options_.stream && !options_.logprobs && filters_.empty();
   if (options_.stream && options_.trail && options_.trail->filters_responses()) {
+    plain_deltas_ = false;
     filters_.resize(options_.choices);
     logprobs_off_.assign(options_.choices, false);
     for (auto& f : filters_) f = options_.trail->policies()->response_filter_for(options_.trail->policy);
@@ -94,6 +96,16 @@ void generation_job::reject(const openai::api_error& error) {
 }
 
 void generation_job::on_event(host::owned_event&& event) {
+  // The usual event of a stream first, with no dispatch: more text of choice 0 while the client
+  // keeps up, a plain chunk (see emit_delta).
+  if (event.kind == MOAT_EVENT_DELTA && event.index == 0 && plain_deltas_ && !dirty_ && !ended_ &&
+      serialized_.size() < coalesce_after_bytes && !event.text.empty() &&
+      (streams_[0].started || !options_.chat)) {
+    streams_[0].started = true;
+    make_room(serialized_, event.text.size());
+    framing_.append_plain(serialized_, event.text);
+    return flush();
+  }
   if (ended_) return;
   // An index the request cannot have is a plugin bug; it must not grow our memory.
   if ((event.kind == MOAT_EVENT_DELTA || event.kind == MOAT_EVENT_FINISH) && event.index >= options_.choices) {
@@ -405,7 +417,7 @@ void generation_job::append_chunk(std::string& out, const openai::chunk_delta& d
   framing_.append_event(out, delta);
 }
 
-void generation_job::make_room(std::string& out, size_t text_bytes) {
+void generation_job::grow_room(std::string& out, size_t text_bytes) {
   // Events (~250 bytes each) pile up here while the session writes, a backend's burst of them
   // at once. The buffer starts with room for what this thread's last stream handed over in its
   // first pull (at least 1 KiB, all a reader that keeps up needs, from malloc's per-thread

@@ -87,8 +87,12 @@ class generation_job : public host::event_sink,
   // text_offset continues across chunks, as in a whole answer); advances by `bytes`.
   uint32_t advance_offset(uint32_t index, size_t bytes);
   void append_chunk(std::string& out, const openai::chunk_delta& delta);  // one SSE event
-  // Room in `out` for one more event carrying `text_bytes` of text (see append_chunk).
-  static void make_room(std::string& out, size_t text_bytes);
+  // Room in `out` for one more event carrying `text_bytes` of text (see grow_room).
+  [[gnu::always_inline]] static void make_room(std::string& out, size_t text_bytes) {
+    if (out.capacity() < 1024 || out.capacity() - out.size() < 512 + text_bytes)
+      grow_room(out, text_bytes);
+  }
+  static void grow_room(std::string& out, size_t text_bytes);
   // Copies the text options_.meta and options_.request_id show into identity_ (or, when it does
   // not fit there, one allocation of its own) and points them at the copy.
   void keep_identity();
@@ -128,6 +132,9 @@ class generation_job : public host::event_sink,
   bool ended_ = false;                           // the terminal event came
   bool responded_ = false;
   bool overflowed_ = false;
+  // Streamed without logprobs nor response filters: choice 0's deltas after its first (any,
+  // for completions) are plain chunks, written by on_event itself (see emit_delta).
+  bool plain_deltas_ = false;
   bool pulled_ = false;  // streamed: take_pending ran once (it sized the next stream's buffer)
   // Streamed, with policies: one response filter per choice (null once finished).
   std::vector<std::unique_ptr<policy::response_filter>> filters_;
