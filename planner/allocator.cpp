@@ -39,6 +39,8 @@ allocator running_allocator() {
   return dlsym(RTLD_DEFAULT, "mi_version") != nullptr ? allocator::mimalloc : allocator::glibc;
 }
 
-double allocator_bytes(allocator a) { return a == allocator::mimalloc ? mimalloc_per_model_bytes : 0.0; }
+double allocator_bytes(allocator a) {
+  return a == allocator::mimalloc ? mimalloc_per_model_bytes : 0.0;
+}
 
 }  // namespace moat::planner

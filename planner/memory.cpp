@@ -14,9 +14,14 @@ constexpr std::int64_t prefill_chunk = 512;
 constexpr std::int64_t max_kv_block_size = std::int64_t{1} << 20;
 }  // namespace
 
-memory_model::memory_model(model_spec model, weight_format weights, int group, kv_format kv, kv_paging paging,
-                           allocator host)
-    : model_(std::move(model)), weights_(weights), group_(group), kv_(kv), paging_(paging), host_(host) {
+memory_model::memory_model(model_spec model, weight_format weights, int group, kv_format kv,
+                           kv_paging paging, allocator host)
+    : model_(std::move(model)),
+      weights_(weights),
+      group_(group),
+      kv_(kv),
+      paging_(paging),
+      host_(host) {
   if (paging_.block_size < 1 || paging_.block_size > max_kv_block_size)
     throw plan_error(fmt::format("--kv-block-size {}: must lie between 1 and {}", paging_.block_size, max_kv_block_size));
   if (paging_.n < 1) throw plan_error("--n must be at least 1");

@@ -2,7 +2,8 @@
 // holds for a given split of the model (tensor parallel within a server, pipeline stages across).
 //
 //   memory_model mm(model, weight_format::int4, /*group=*/32, kv_format::fp16,
-//                   kv_paging{.block_size = 16, .prompt = 7680, .n = 16});  // 16 answers, one prompt
+//                   kv_paging{.block_size = 16, .prompt = 7680, .n = 16});  // 16 answers, one
+//                   prompt
 //   layout l{.tp = 8, .pp = 1};
 //   per_device d = mm.on_device(l, dev, /*context=*/8192, /*concurrency=*/16);
 //   d.fits();                  // d.total() <= device memory
@@ -45,7 +46,7 @@ struct per_device {
   double kv = 0;            // the KV cache this device would hold, all of it on the device
   double activations = 0;
   double overhead = 0;
-  double allocator = 0;     // the host allocator's own keep (allocator.h); CPU devices only
+  double allocator = 0;  // the host allocator's own keep (allocator.h); CPU devices only
   double capacity = 0;
   double total() const { return weights + kv + activations + overhead + allocator; }
   double headroom() const { return capacity - total(); }
@@ -58,8 +59,8 @@ class memory_model {
  public:
   // `host` is the malloc of the serving process: it counts on CPU devices, whose memory is the
   // host's (a GPU's total is device memory, where the host allocator keeps nothing).
-  memory_model(model_spec model, weight_format weights, int group, kv_format kv, kv_paging paging = {},
-               allocator host = allocator::glibc);
+  memory_model(model_spec model, weight_format weights, int group, kv_format kv,
+               kv_paging paging = {}, allocator host = allocator::glibc);
 
   const model_spec& model() const { return model_; }
 

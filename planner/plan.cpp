@@ -244,8 +244,9 @@ plan_result make_plan(const plan_inputs& in) {
   if (r.planned) {
     const layout l = *r.planned;
     r.on_device = mm.on_device(l, in.dev, in.context, in.concurrency);
-    r.total_bytes = r.weights_bytes + r.kv_bytes_total +
-                    (r.on_device.activations + r.on_device.overhead + r.on_device.allocator) * l.devices();
+    r.total_bytes =
+        r.weights_bytes + r.kv_bytes_total +
+        (r.on_device.activations + r.on_device.overhead + r.on_device.allocator) * l.devices();
     r.fits = r.on_device.fits();
     r.runs = r.fits;
     if (!r.fits && !in.dev.is_cpu && r.on_device.kv_room() > 0 && in.dev.host_link_gbps > 0) {

@@ -30,7 +30,8 @@ constexpr const char* usage =
     "                 [--n N --prompt-tokens P] [--kv-block-size N] [--allocator glibc|mimalloc]\n"
     "                 [--costs FILE.yaml] [--json] [--chart FILE.svg]\n\n"
     "Sizes a model's memory (weights, KV cache, activations) per device, finds the smallest split\n"
-    "that fits, estimates decode and prefill speed, and prices the deployment against a cloud API.\n"
+    "that fits, estimates decode and prefill speed, and prices the deployment against a cloud "
+    "API.\n"
     "See docs/planning.md.\n";
 
 std::string grouped(long long v) {
@@ -54,28 +55,35 @@ void list_catalogue(const pl::catalogue& cat) {
 
 int run(int argc, char** argv) {
   po::options_description opts("options");
-  opts.add_options()
-      ("help,h", "this text")
-      ("model", po::value<std::string>(), "a preset, a Hugging Face config.json, or a llama2.c .bin")
-      ("weights", po::value<std::string>()->default_value("fp16"), "fp32|fp16|bf16|int8|int4|nf4|nf4-dq")
-      ("group", po::value<int>()->default_value(pl::default_int4_group), "int4 group size: 32|64|128")
-      ("kv", po::value<std::string>()->default_value("fp16"), "KV cache format: fp32|fp16|int8")
-      ("context", po::value<long long>()->default_value(4096), "tokens per sequence (prompt + answer)")
-      ("concurrency", po::value<long long>()->default_value(1), "sequences decoded together")
-      ("n", po::value<long long>()->default_value(1), "choices per request (the OpenAI n), sharing its prompt's KV blocks")
-      ("prompt-tokens", po::value<long long>()->default_value(0), "prompt tokens of each request (part of --context)")
-      ("kv-block-size", po::value<long long>()->default_value(16), "positions per KV block (the backends' kv_block_size)")
-      ("allocator", po::value<std::string>(), "the serving process's malloc: glibc|mimalloc (default: this binary's)")
-      ("target", po::value<double>()->default_value(0), "aggregate decode tokens/s wanted")
-      ("gpu", po::value<std::string>(), "device name from the catalogue (--list)")
-      ("gpus", po::value<int>(), "number of devices (default: the fewest that fit)")
-      ("tp", po::value<int>(), "tensor-parallel degree (default: --gpus within a server)")
-      ("costs", po::value<std::string>(), "cost inputs (YAML, see docs/planning.md)")
-      ("hardware", po::value<std::vector<std::string>>(), "extra catalogue YAML, may repeat")
-      ("bench-results", po::value<std::string>()->default_value(""), "folder of benchmark results")
-      ("json", "print the plan as a JSON object")
-      ("chart", po::value<std::string>(), "write the cost chart as SVG")
-      ("list", "list the presets and devices");
+  opts.add_options()("help,h", "this text")(
+      "model", po::value<std::string>(),
+      "a preset, a Hugging Face config.json, or a llama2.c .bin")(
+      "weights", po::value<std::string>()->default_value("fp16"),
+      "fp32|fp16|bf16|int8|int4|nf4|nf4-dq")(
+      "group", po::value<int>()->default_value(pl::default_int4_group),
+      "int4 group size: 32|64|128")("kv", po::value<std::string>()->default_value("fp16"),
+                                    "KV cache format: fp32|fp16|int8")(
+      "context", po::value<long long>()->default_value(4096),
+      "tokens per sequence (prompt + answer)")(
+      "concurrency", po::value<long long>()->default_value(1), "sequences decoded together")(
+      "n", po::value<long long>()->default_value(1),
+      "choices per request (the OpenAI n), sharing its prompt's KV blocks")(
+      "prompt-tokens", po::value<long long>()->default_value(0),
+      "prompt tokens of each request (part of --context)")(
+      "kv-block-size", po::value<long long>()->default_value(16),
+      "positions per KV block (the backends' kv_block_size)")(
+      "allocator", po::value<std::string>(),
+      "the serving process's malloc: glibc|mimalloc (default: this binary's)")(
+      "target", po::value<double>()->default_value(0), "aggregate decode tokens/s wanted")(
+      "gpu", po::value<std::string>(), "device name from the catalogue (--list)")(
+      "gpus", po::value<int>(), "number of devices (default: the fewest that fit)")(
+      "tp", po::value<int>(), "tensor-parallel degree (default: --gpus within a server)")(
+      "costs", po::value<std::string>(), "cost inputs (YAML, see docs/planning.md)")(
+      "hardware", po::value<std::vector<std::string>>(), "extra catalogue YAML, may repeat")(
+      "bench-results", po::value<std::string>()->default_value(""), "folder of benchmark results")(
+      "json", "print the plan as a JSON object")("chart", po::value<std::string>(),
+                                                 "write the cost chart as SVG")(
+      "list", "list the presets and devices");
   po::variables_map vm;
   try {
     po::store(po::command_line_parser(argc, argv).options(opts).run(), vm);

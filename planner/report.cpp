@@ -81,8 +81,10 @@ std::string render_json(const plan_result& r) {
   o.str("weights", std::string(name_of(in.weights)));
   if (in.weights == weight_format::int4) o.num("int4_group", in.group);
   o.num("weight_bits_per_param", r.weight_bits_per_param);
-  o.str("kv", std::string(name_of(in.kv))).num("context", static_cast<double>(in.context))
-      .num("concurrency", static_cast<double>(in.concurrency)).str("gpu", in.dev.name)
+  o.str("kv", std::string(name_of(in.kv)))
+      .num("context", static_cast<double>(in.context))
+      .num("concurrency", static_cast<double>(in.concurrency))
+      .str("gpu", in.dev.name)
       .str("allocator", std::string(name_of(in.host_allocator)));
   o.num("n", static_cast<double>(in.paging.n)).num("prompt_tokens", static_cast<double>(in.paging.prompt))
       .num("kv_block_size", static_cast<double>(in.paging.block_size)).num("kv_blocks", r.kv_blocks);
@@ -96,8 +98,13 @@ std::string render_json(const plan_result& r) {
   if (r.planned) {
     const per_device& d = r.on_device;
     json_object pg;
-    pg.bytes("weights_bytes", d.weights).bytes("kv_bytes", d.kv).bytes("activation_bytes", d.activations)
-        .bytes("overhead_bytes", d.overhead).bytes("allocator_bytes", d.allocator).bytes("total_bytes", d.total()).bytes("capacity_bytes", d.capacity)
+    pg.bytes("weights_bytes", d.weights)
+        .bytes("kv_bytes", d.kv)
+        .bytes("activation_bytes", d.activations)
+        .bytes("overhead_bytes", d.overhead)
+        .bytes("allocator_bytes", d.allocator)
+        .bytes("total_bytes", d.total())
+        .bytes("capacity_bytes", d.capacity)
         .bytes("headroom_bytes", d.headroom());
     o.raw("per_gpu", pg.done());
   } else {
@@ -172,7 +179,8 @@ std::string render_table(const plan_result& r) {
     row("KV cache", gb(d.kv));
     row("activations", gb(d.activations));
     row("runtime overhead", gb(d.overhead));
-    if (in.dev.is_cpu) row(fmt::format("allocator ({})", name_of(in.host_allocator)), gb(d.allocator));
+    if (in.dev.is_cpu)
+      row(fmt::format("allocator ({})", name_of(in.host_allocator)), gb(d.allocator));
     row("total / capacity", fmt::format("{} / {}", gb(d.total()), gb(d.capacity)));
     row("headroom", gb(d.headroom()));
     row("fits", r.fits ? "yes" : (r.runs ? "no: runs with the KV cache partly in host memory" : "no"));

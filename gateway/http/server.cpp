@@ -1,10 +1,10 @@
 #include "http/server.h"
 
+#include <spdlog/spdlog.h>
+
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
-#include <spdlog/spdlog.h>
-
 #include <cstdlib>
 #include <string_view>
 #include <system_error>

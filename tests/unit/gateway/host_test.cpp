@@ -572,7 +572,9 @@ TEST_F(scripted_fixture, whole_answers_join_deltas_in_the_ring_and_past_it) {
   ASSERT_EQ(out.status, MOAT_OK) << out.message;
   constexpr uint32_t choices = 24;
   // Built by append: GCC 12 warns falsely (-Wrestrict) on a "literal" + std::string chain.
-  auto text = [](uint32_t i, const char* tail) { return std::string("a").append(std::to_string(i)).append(tail); };
+  auto text = [](uint32_t i, const char* tail) {
+    return std::string("a").append(std::to_string(i)).append(tail);
+  };
   for (uint32_t i = 0; i < choices; ++i) scripted_plugin::delta(i, text(i, ""), true);
   for (uint32_t i = 0; i < choices; ++i) scripted_plugin::delta(i, "-b", true);
   for (uint32_t i = 0; i < choices; ++i) scripted_plugin::event(MOAT_EVENT_FINISH, i);

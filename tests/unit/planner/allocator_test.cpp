@@ -1,12 +1,13 @@
 // The host allocator term: which malloc this process runs on, and where its keep is counted (a
 // CPU device's total, never a GPU's).
+#include "allocator.h"
+
 #include <gtest/gtest.h>
 
 #include <fstream>
 #include <sstream>
 #include <string>
 
-#include "allocator.h"
 #include "plan.h"
 #include "report.h"
 
@@ -35,7 +36,8 @@ plan_inputs cpu_inputs(allocator a) {
 }
 
 TEST(allocator, names_round_trip_and_others_are_refused) {
-  for (allocator a : {allocator::glibc, allocator::mimalloc}) EXPECT_EQ(parse_allocator(name_of(a)), a);
+  for (allocator a : {allocator::glibc, allocator::mimalloc})
+    EXPECT_EQ(parse_allocator(name_of(a)), a);
   EXPECT_THROW(parse_allocator("jemalloc"), plan_error);
   EXPECT_THROW(parse_allocator(""), plan_error);
 }
@@ -59,7 +61,8 @@ TEST(allocator, mimalloc_keep_counts_on_cpu_devices_only) {
   EXPECT_DOUBLE_EQ(mi.on_device.total() - glibc.on_device.total(), keep);
   EXPECT_DOUBLE_EQ(glibc.on_device.kv_room() - mi.on_device.kv_room(), keep);
   EXPECT_DOUBLE_EQ(mi.total_bytes - glibc.total_bytes, keep);
-  EXPECT_DOUBLE_EQ(mi.on_device.weights + mi.on_device.kv, glibc.on_device.weights + glibc.on_device.kv);
+  EXPECT_DOUBLE_EQ(mi.on_device.weights + mi.on_device.kv,
+                   glibc.on_device.weights + glibc.on_device.kv);
 
   // On a GPU the host's malloc holds nothing of the device's memory.
   plan_inputs gpu = cpu_inputs(allocator::mimalloc);
