@@ -49,13 +49,12 @@ generation_job::generation_job(generation_options options, http::responder respo
     results_ = one_or_more(first_result_, more_results_, options_.choices);
     for (uint32_t i = 0; i < options_.choices; ++i) results_[i].index = i;
   }
-  plain_deltas_ = options_.stream && !options_.logprobs && filters_.empty();
   if (options_.stream && options_.trail && options_.trail->filters_responses()) {
-    plain_deltas_ = false;
     filters_.resize(options_.choices);
     logprobs_off_.assign(options_.choices, false);
     for (auto& f : filters_) f = options_.trail->policies()->response_filter_for(options_.trail->policy);
   }
+  plain_deltas_ = options_.stream && !options_.logprobs && filters_.empty();
 }
 
 void generation_job::keep_identity() {
@@ -98,12 +97,8 @@ void generation_job::reject(const openai::api_error& error) {
 void generation_job::on_event(host::owned_event&& event) {
   // The usual event of a stream first, with no dispatch: more text of choice 0 while the client
   // keeps up, a plain chunk (see emit_delta).
-  if (event.kind == MOAT_EVENT_DELTA && event.index == 0 && plain_deltas_ && !dirty_ && !ended_ &&
-      serialized_.size() < coalesce_after_bytes && !event.text.empty() &&
-      (streams_[0].started || !options_.chat)) {
-    streams_[0].started = true;
-    make_room(serialized_, event.text.size());
-    framing_.append_plain(serialized_, event.text);
+  if (event.kind == MOAT_EVENT_DELTA && plain_deltas_ && !dirty_ && !ended_ &&
+      serialized_.size() < coalesce_after_bytes && append_plain_delta(event)) {
     return flush();
   }
   if (ended_) return;
@@ -157,24 +152,27 @@ void generation_job::on_delta(host::owned_event& event) {
   emit_delta(event);
 }
 
+bool generation_job::append_plain_delta(const host::owned_event& event) {
+  // The usual event: more text of choice 0 without logprobs, a chunk whose every byte but the
+  // text is the same for the whole stream. It goes straight to the framing (no chunk_delta; no
+  // text_offset to keep, which only logprobs show). Chat names the role in a choice's first
+  // chunk, so that one takes the general path.
+  choice_stream& s = streams_[0];
+  if (event.index != 0 || options_.logprobs || event.text.empty() || !(s.started || !options_.chat))
+    return false;
+  s.started = true;
+  make_room(serialized_, event.text.size());
+  framing_.append_plain(serialized_, event.text);
+  return true;
+}
+
 void generation_job::emit_delta(host::owned_event& event) {
   // Streamed. While the client keeps up, each event becomes its own chunk, as the backend cut
   // it. Once more than coalesce_after_bytes of chunks wait unsent, later text is coalesced per
   // choice until the next pull: a slow reader gets fewer, longer deltas instead of a growing
   // queue of ~200-byte JSON envelopes around single tokens.
   if (!dirty_ && serialized_.size() < coalesce_after_bytes) {
-    // The usual event: more text of choice 0 without logprobs, a chunk whose every byte but
-    // the text is the same for the whole stream. It goes straight to the framing (no
-    // chunk_delta; no text_offset to keep, which only logprobs show). Chat names the role in a
-    // choice's first chunk, so that one takes the general path.
-    choice_stream& s = streams_[event.index];
-    if (event.index == 0 && !options_.logprobs && !event.text.empty() &&
-        (s.started || !options_.chat)) {
-      s.started = true;
-      make_room(serialized_, event.text.size());
-      framing_.append_plain(serialized_, event.text);
-      return flush();
-    }
+    if (append_plain_delta(event)) return flush();
     openai::chunk_delta d;
     d.index = event.index;
     d.first = !streams_[event.index].started;

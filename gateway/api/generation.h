@@ -74,6 +74,9 @@ class generation_job : public host::event_sink,
  private:
   void on_delta(host::owned_event& event);
   void emit_delta(host::owned_event& event);  // streamed text already filtered
+  // Writes a plain chunk (choice 0's text, no logprobs, not chat's first) into serialized_;
+  // false, untouched, for any other delta. Both on_event's fast path and emit_delta use it.
+  bool append_plain_delta(const host::owned_event& event);
   void finish_filter(uint32_t index);         // releases a choice's held-back tail
   void end_blocked();                         // a response rule blocked the streamed answer
   bool filter_whole_answers();                // non-streamed: false after answering with an error
