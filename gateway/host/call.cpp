@@ -36,8 +36,9 @@ metrics::finish finish_label(moat_finish_reason reason) {
 
 namespace {
 
+// A plain delta, FINISH or DONE has none: the usual case returns at once.
 void append_logprobs(const moat_event& ev, std::vector<openai::logprob_item>& out) {
-  if (!ev.logprobs) return;
+  if (!ev.logprobs || ev.logprob_count == 0) return;
   out.reserve(out.size() + ev.logprob_count);
   for (size_t i = 0; i < ev.logprob_count; ++i) {
     openai::logprob_item item;
@@ -70,7 +71,7 @@ void append_delta(const moat_event& ev, owned_event& into) {
       into.text.reserve(std::max<size_t>(need, 2 * into.text.capacity() + 96));
     into.text.append(ev.text.data, ev.text.size);
   }
-  if (ev.logprobs && ev.logprob_count) append_logprobs(ev, into.logprobs);
+  append_logprobs(ev, into.logprobs);
 }
 
 }  // namespace
@@ -80,8 +81,7 @@ void copy_event(const moat_event& ev, owned_event& out) {
   out.index = ev.index;
   // `out` is fresh (empty): append, a bounds check and a copy, not assign's general replace.
   if (ev.text.data && ev.text.size) out.text.append(ev.text.data, ev.text.size);
-  // A plain delta, FINISH or DONE has none of the rest: tested here, not in a call each.
-  if (ev.logprobs && ev.logprob_count) append_logprobs(ev, out.logprobs);
+  append_logprobs(ev, out.logprobs);
   out.finish_reason = ev.finish_reason;
   if (ev.embedding && ev.embedding_dim) out.embedding.assign(ev.embedding, ev.embedding + ev.embedding_dim);
   out.usage = ev.usage;
@@ -192,12 +192,7 @@ void call::drain() {
 
 void call::deliver(owned_event&& event, std::chrono::steady_clock::time_point now) {
   if (finished_ || !owner_alive_->load()) return;  // ended by the deadline, or shut down
-  // A streamed answer's deltas after its first only move the last token's time.
-  if (event.kind == MOAT_EVENT_DELTA && saw_token_ && !lazy_) {
-    last_token_ = now;
-  } else {
-    record_metrics(event, now);
-  }
+  record_metrics(event, now);
   const bool terminal = event.terminal();
   if (terminal) {
     finished_ = true;
@@ -208,6 +203,12 @@ void call::deliver(owned_event&& event, std::chrono::steady_clock::time_point no
 }
 
 void call::record_metrics(const owned_event& event, std::chrono::steady_clock::time_point now) {
+  // A streamed answer's deltas after its first only move the last token's time (saw_token_ is
+  // set only where there are metrics).
+  if (event.kind == MOAT_EVENT_DELTA && saw_token_ && !lazy_) {
+    last_token_ = now;
+    return;
+  }
   auto* m = owner_.metrics();
   if (m == nullptr) return;
   const auto seconds = [](auto d) { return std::chrono::duration<double>(d).count(); };
