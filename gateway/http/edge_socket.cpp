@@ -27,56 +27,67 @@ bool would_block(int e) {
 
 // ---- edge_core ---------------------------------------------------------------------------------
 
-bool edge_core::try_read(error_code& ec, size_t& n) {
-  if (poller != nullptr) edge_poller::bump(poller->reads_);
+size_t edge_core::recv(net::mutable_buffer buffer, int flags, error_code& ec) {
   for (;;) {
-    const ssize_t got = ::recv(fd, read_buf.data(), read_buf.size(), 0);
+    const ssize_t got = ::recv(fd, buffer.data(), buffer.size(), flags);
     if (got > 0) {
-      n = static_cast<size_t>(got);
-      // Less than asked: the receive queue is empty now, and new bytes will raise an edge.
-      if (n < read_buf.size()) readable = false;
       ec = {};
-      return true;
+      return static_cast<size_t>(got);
     }
     if (got == 0) {
-      n = 0;
-      ec = net::error::eof;  // stays readable: every later read sees the end too
-      return true;
+      // The end stays readable: every later read sees it too.
+      ec = buffer.size() == 0 ? error_code() : error_code(net::error::eof);
+      return 0;
     }
     if (errno == EINTR) continue;
-    n = 0;
     if (would_block(errno)) {
       readable = false;
-      if (poller != nullptr) edge_poller::bump(poller->reads_blocked_);
-      return false;
+      ec = net::error::would_block;
+    } else {
+      ec = errno_code(errno);
     }
-    ec = errno_code(errno);
-    return true;
+    return 0;
   }
 }
 
-bool edge_core::try_write(error_code& ec, size_t& n) {
+size_t edge_core::send(iovec* iov, int count, int flags, error_code& ec) {
   msghdr msg{};
-  msg.msg_iov = write_iov.data();
-  msg.msg_iovlen = static_cast<size_t>(write_count);
+  msg.msg_iov = iov;
+  msg.msg_iovlen = static_cast<size_t>(count);
   for (;;) {
-    const ssize_t sent = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
+    const ssize_t sent = ::sendmsg(fd, &msg, flags | MSG_NOSIGNAL);
     if (sent >= 0) {
-      // A part only: the next attempt finds out whether the buffer is full (EAGAIN), which is
-      // what makes the kernel raise the EPOLLOUT edge later.
-      n = static_cast<size_t>(sent);
       ec = {};
-      return true;
+      return static_cast<size_t>(sent);
     }
     if (errno == EINTR) continue;
-    n = 0;
     if (would_block(errno)) {
       writable = false;
-      return false;
+      ec = net::error::would_block;
+    } else {
+      ec = errno_code(errno);
     }
-    ec = errno_code(errno);
-    return true;
+    return 0;
   }
+}
+
+bool edge_core::try_read(error_code& ec, size_t& n) {
+  if (poller != nullptr) edge_poller::bump(poller->reads_);
+  n = recv(read_buf, 0, ec);
+  if (ec == net::error::would_block) {
+    if (poller != nullptr) edge_poller::bump(poller->reads_blocked_);
+    return false;
+  }
+  // Less than asked: the receive queue is empty now, and new bytes will raise an edge.
+  if (!ec && n < read_buf.size()) readable = false;
+  return true;
+}
+
+bool edge_core::try_write(error_code& ec, size_t& n) {
+  // A part only: the next attempt finds out whether the buffer is full (EAGAIN), which is what
+  // makes the kernel raise the EPOLLOUT edge later.
+  n = send(write_iov.data(), write_count, 0, ec);
+  return ec != net::error::would_block;
 }
 
 void edge_core::on_events(uint32_t events) {
@@ -98,12 +109,15 @@ void edge_core::on_events(uint32_t events) {
   if (write_done) write_done.invoke(write_ec, write_n);
 }
 
+void edge_core::release_fd() {
+  if (fd < 0) return;
+  if (poller != nullptr) poller->forget(*this);
+  ::close(fd);  // also leaves the epoll set (the fd is never duplicated)
+  fd = -1;
+}
+
 void edge_core::close() {
-  if (fd >= 0) {
-    if (poller != nullptr) poller->forget(*this);
-    ::close(fd);  // also leaves the epoll set (the fd is never duplicated)
-    fd = -1;
-  }
+  release_fd();
   // As Asio's close: what was pending completes with operation_aborted, through the executor.
   auto post_io = [this](io_handler& h) {
     if (!h) return;
@@ -222,10 +236,7 @@ edge_socket::edge_socket(edge_poller& poller, int fd, executor_type executor)
 
 edge_socket::~edge_socket() {
   if (!core_) return;  // moved from
-  if (core_->fd >= 0) {
-    if (core_->poller != nullptr) core_->poller->forget(*core_);
-    ::close(core_->fd);
-  }
+  core_->release_fd();
   // Pending handlers would hold the session that owns this socket, so none is left here but
   // for a poller's stop(), which took them out already.
 }
@@ -239,24 +250,7 @@ size_t edge_socket::send_iov(iovec* iov, int count, int flags, error_code& ec) {
     ec = net::error::bad_descriptor;
     return 0;
   }
-  msghdr msg{};
-  msg.msg_iov = iov;
-  msg.msg_iovlen = static_cast<size_t>(count);
-  for (;;) {
-    const ssize_t sent = ::sendmsg(core_->fd, &msg, flags | MSG_NOSIGNAL);
-    if (sent >= 0) {
-      ec = {};
-      return static_cast<size_t>(sent);
-    }
-    if (errno == EINTR) continue;
-    if (would_block(errno)) {
-      core_->writable = false;
-      ec = net::error::would_block;
-    } else {
-      ec = errno_code(errno);
-    }
-    return 0;
-  }
+  return core_->send(iov, count, flags, ec);
 }
 
 size_t edge_socket::receive(net::mutable_buffer buffer, int flags, error_code& ec) {
@@ -264,25 +258,7 @@ size_t edge_socket::receive(net::mutable_buffer buffer, int flags, error_code& e
     ec = net::error::bad_descriptor;
     return 0;
   }
-  for (;;) {
-    const ssize_t got = ::recv(core_->fd, buffer.data(), buffer.size(), flags);
-    if (got > 0) {
-      ec = {};
-      return static_cast<size_t>(got);
-    }
-    if (got == 0) {
-      ec = buffer.size() == 0 ? error_code() : error_code(net::error::eof);
-      return 0;
-    }
-    if (errno == EINTR) continue;
-    if (would_block(errno)) {
-      core_->readable = false;
-      ec = net::error::would_block;
-    } else {
-      ec = errno_code(errno);
-    }
-    return 0;
-  }
+  return core_->recv(buffer, flags, ec);
 }
 
 void edge_socket::shutdown(tcp::socket::shutdown_type what, error_code& ec) {

@@ -144,6 +144,10 @@ struct edge_core {
   edge_core* prev = nullptr;  // the poller's list of live cores (to drop handlers at stop)
   edge_core* next = nullptr;
 
+  // One recv / sendmsg (retried on EINTR) on the open fd; EAGAIN clears readable / writable and
+  // reads as would_block. The socket's own calls and the try_ ones below share them.
+  size_t recv(boost::asio::mutable_buffer buffer, int flags, error_code& ec);
+  size_t send(iovec* iov, int count, int flags, error_code& ec);
   // One syscall each; false: EAGAIN (the op stays pending), true: ec/n are the result.
   bool try_read(error_code& ec, size_t& n);
   bool try_write(error_code& ec, size_t& n);
@@ -152,6 +156,9 @@ struct edge_core {
   void on_events(uint32_t events);
   // Closes the fd (leaving the epoll set) and completes pending ops with operation_aborted.
   void close();
+  // Leaves the poller and closes the fd, in that order (no queued event may reach a closed
+  // core); nothing else. close() and ~edge_socket share it.
+  void release_fd();
 };
 
 // The epoll set of one io_context's plain connections, watched by Asio. Declare it before the
