@@ -71,16 +71,18 @@ class host_fixture : public ::testing::Test {
     if (thread_.joinable()) thread_.join();
   }
 
+  // A backend of the fake plugin, or of `library` when given (an in-process plugin).
   host::backend& make_backend(const std::string& options, uint32_t max_queue = 1024,
-                              std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
+                              std::chrono::milliseconds timeout = std::chrono::seconds(30),
+                              std::shared_ptr<host::plugin_library> library = nullptr) {
     config::model_config m;
     m.name = "fake-model";
     m.backend = "fake";
     m.options_json = options;
     m.max_queue = max_queue;
     m.where = "test.yaml:3: models[0]";
-    backend_ = std::make_unique<host::backend>(m, host::load_plugin(fake_path), "/tmp", registry_,
-                                               timeout);
+    if (!library) library = host::load_plugin(fake_path);
+    backend_ = std::make_unique<host::backend>(m, std::move(library), "/tmp", registry_, timeout);
     backend_->create();
     return *backend_;
   }

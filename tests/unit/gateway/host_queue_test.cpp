@@ -80,15 +80,7 @@ struct scripted_plugin {
 class scripted_fixture : public host_fixture {
  protected:
   host::backend& make_scripted_backend() {
-    config::model_config m;
-    m.name = "fake-model";
-    m.backend = "scripted";
-    m.max_queue = 16;
-    m.where = "test.yaml:3: models[0]";
-    backend_ = std::make_unique<host::backend>(m, scripted_plugin::library(), "/tmp", registry_,
-                                               std::chrono::seconds(30));
-    backend_->create();
-    return *backend_;
+    return make_backend("", 16, std::chrono::seconds(30), scripted_plugin::library());
   }
   // Keeps the strand busy until the returned promise is set: events queue meanwhile.
   std::promise<void> hold_strand() {

@@ -14,12 +14,9 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 #include <future>
-#include <random>
-#include <set>
 #include <thread>
 
 #include "http/deadlines.h"
-#include "http/request_head.h"
 #include "http/server.h"
 #include "http/wire.h"
 #include "server_fixture.h"
