@@ -85,10 +85,6 @@ bool memory_map::in_file_mapping(const void* p, size_t bytes) const {
   return false;
 }
 
-bool in_file_mapping(const void* p, size_t bytes) {
-  return memory_map().in_file_mapping(p, bytes);
-}
-
 bool release_file_pages(const void* p, size_t bytes, const memory_map& map) {
 #if defined(__linux__)
   if (!map.in_file_mapping(p, bytes)) return false;
@@ -103,10 +99,6 @@ bool release_file_pages(const void* p, size_t bytes, const memory_map& map) {
   (void)map;
   return false;
 #endif
-}
-
-bool release_file_pages(const void* p, size_t bytes) {
-  return release_file_pages(p, bytes, memory_map());
 }
 
 huge_buffer::huge_buffer(size_t bytes) {

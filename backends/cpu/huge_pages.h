@@ -21,7 +21,8 @@
 // (release_file_pages): resident memory stays the same (anonymous instead of file-mapped), the
 // file stays in the page cache until the kernel reclaims it.
 //
-//   if (in_file_mapping(t.data, t.bytes())) { huge_buffer b(t.bytes()); ... }
+//   const memory_map map;
+//   if (map.in_file_mapping(t.data, t.bytes())) { huge_buffer b(t.bytes()); ... }
 #pragma once
 
 #include <cstddef>
@@ -50,15 +51,11 @@ class memory_map {
   std::vector<range> ranges_;
 };
 
-// One question, one fresh read of /proc/self/maps.
-bool in_file_mapping(const void* p, size_t bytes);
-
 // Drops the whole 4 KiB pages of [p, p + bytes) from this process (MADV_DONTNEED). Only for a
-// range in_file_mapping: a later read maps the file's bytes back, so nothing is lost; on
+// range in a file mapping: a later read maps the file's bytes back, so nothing is lost; on
 // anonymous memory the same call would zero it, hence the check here too (false: not done),
-// against `map` (a snapshot the caller already has) or a fresh read.
+// against `map` (a snapshot the caller already has).
 bool release_file_pages(const void* p, size_t bytes, const memory_map& map);
-bool release_file_pages(const void* p, size_t bytes);
 
 // Anonymous memory, 2 MiB aligned, asked for huge pages before it is first written (so its
 // pages are huge from the start where THP allows). Empty (data() == nullptr) when the mapping

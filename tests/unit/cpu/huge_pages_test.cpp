@@ -1,7 +1,7 @@
 // collapse_to_huge_pages: the bytes of the range and of its neighbours on the same 2 MiB pages
 // stay as they were, the count is whole 2 MiB pages, and where the kernel did collapse, the
 // process's AnonHugePages shows it. Where THP is off or refused, the call changes nothing.
-// in_file_mapping / release_file_pages on a file mapping and on the heap; model_view's copies
+// memory_map::in_file_mapping / release_file_pages on a file mapping and on the heap; model_view's copies
 // of file-mapped weights hold the file's bytes.
 #include "cpu/huge_pages.h"
 
@@ -86,15 +86,17 @@ TEST(huge_pages, file_pages_released_read_back_the_file_and_heap_is_refused) {
   ASSERT_NE(m, MAP_FAILED);
   const auto* p = static_cast<const uint8_t*>(m);
   EXPECT_EQ(std::memcmp(p, want.data(), n), 0);
-  EXPECT_TRUE(in_file_mapping(p + 100, n - 200));
-  EXPECT_FALSE(in_file_mapping(p + 100, n));  // runs past the mapping
-  EXPECT_TRUE(release_file_pages(p + 100, n - 200));
+  const memory_map map;
+  EXPECT_TRUE(map.in_file_mapping(p + 100, n - 200));
+  EXPECT_FALSE(map.in_file_mapping(p + 100, n));  // runs past the mapping
+  EXPECT_TRUE(release_file_pages(p + 100, n - 200, map));
   EXPECT_EQ(std::memcmp(p, want.data(), n), 0);  // mapped back from the file
   ::munmap(m, n);
 
   std::vector<uint8_t> heap(n, 5);
-  EXPECT_FALSE(in_file_mapping(heap.data(), n));
-  EXPECT_FALSE(release_file_pages(heap.data(), n));
+  const memory_map after;  // the file mapping is gone; the heap vector is new
+  EXPECT_FALSE(after.in_file_mapping(heap.data(), n));
+  EXPECT_FALSE(release_file_pages(heap.data(), n, after));
   for (size_t i = 0; i < n; i += 4096) ASSERT_EQ(heap[i], 5) << i;
 }
 
@@ -128,9 +130,10 @@ TEST(huge_pages, model_view_copies_file_mapped_weights_bit_for_bit) {
     const engine::loaded_model m = engine::load_model(path);
     const model_view mv(m);
     int copied = 0;
+    const memory_map map;
     auto check = [&](const engine::tensor& src, const engine::tensor& seen) {
       ASSERT_EQ(src.bytes(), seen.bytes()) << src.name;
-      const bool mapped = in_file_mapping(src.data, src.bytes());
+      const bool mapped = map.in_file_mapping(src.data, src.bytes());
       if (huge_pages_enabled() && mapped) {
         EXPECT_NE(src.data, seen.data) << src.name << ": a file-mapped weight is copied";
         ++copied;
