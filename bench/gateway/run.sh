@@ -5,15 +5,20 @@
 #   bash bench/gateway/run.sh                 # writes bench/results/gateway.md
 #   DURATION=5 CONCURRENCY="1 16" bash bench/gateway/run.sh
 #
-# Environment: MOAT_BUILD (default build), DURATION seconds per run (10), THREADS server threads
-# for moat and nginx workers alike (1), WRK_THREADS (1), CONCURRENCY ("1 16 256"),
+# Environment: MOAT_BUILD (default build), DURATION seconds per run (10), ROUNDS (3), THREADS
+# server threads for moat and nginx workers alike (1), WRK_THREADS (1), CONCURRENCY ("1 16 256"),
 # RESULTS (bench/results/gateway.md). The raw wrk outputs stay in bench/out/gateway/.
+#
+# Each round runs every cell once, nginx then moat back to back; the table gives each cell's
+# median round. On a shared 2-core machine one 10 s run of either side can move 10-17% with
+# whatever else ran that minute; a paired ratio taken ROUNDS times is what holds still.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 HERE="$ROOT/bench/gateway"
 BUILD=$(cd "$ROOT" && realpath -m "${MOAT_BUILD:-build}")
 DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-3}
 THREADS=${THREADS:-1}
 WRK_THREADS=${WRK_THREADS:-1}
 CONCURRENCY=${CONCURRENCY:-"1 16 256"}
@@ -80,14 +85,16 @@ curl -sf -X POST "http://127.0.0.1:$NGINX_PORT/stream" | cmp -s - "$TMP/stream.r
 # ---- load ------------------------------------------------------------------------------------
 COMMANDS="$OUT/commands.txt"
 : >"$COMMANDS"
-run_wrk() {  # target mode concurrency url path body
-  local target=$1 mode=$2 c=$3 url=$4 path=$5 body=$6
+run_wrk() {  # round target mode concurrency url path body
+  local round=$1 target=$2 mode=$3 c=$4 url=$5 path=$6 body=$7
   local t=$(( c < WRK_THREADS ? c : WRK_THREADS ))
   local shown="\$${target^^}_URL"  # the address, not this run's port
-  echo "BENCH_PATH=$path BENCH_BODY_FILE=$body wrk -t$t -c$c -d${DURATION}s --latency -s bench/gateway/post.lua $shown" \
-    | sed "s#$TMP#\$TMP#g" >>"$COMMANDS"
+  if [ "$round" = 1 ]; then
+    echo "BENCH_PATH=$path BENCH_BODY_FILE=$body wrk -t$t -c$c -d${DURATION}s --latency -s bench/gateway/post.lua $shown" \
+      | sed "s#$TMP#\$TMP#g" >>"$COMMANDS"
+  fi
   BENCH_PATH=$path BENCH_BODY_FILE=$body wrk -t"$t" -c"$c" -d"${DURATION}s" --latency \
-    -s "$HERE/post.lua" "$url" >"$OUT/$target-$mode-c$c.txt"
+    -s "$HERE/post.lua" "$url" >"$OUT/$target-$mode-c$c-r$round.txt"
 }
 
 MOAT_URL="http://$MOAT_ADDR"
@@ -96,11 +103,13 @@ NGINX_URL="http://127.0.0.1:$NGINX_PORT"
 BENCH_PATH=/v1/chat/completions BENCH_BODY_FILE=$TMP/chat.req wrk -t1 -c16 -d2s -s "$HERE/post.lua" "$MOAT_URL" >/dev/null
 BENCH_PATH=/json BENCH_BODY_FILE=$TMP/chat.req wrk -t1 -c16 -d2s -s "$HERE/post.lua" "$NGINX_URL" >/dev/null
 
-for c in $CONCURRENCY; do
-  run_wrk nginx chat "$c" "$NGINX_URL" /json "$TMP/chat.req"
-  run_wrk moat chat "$c" "$MOAT_URL" /v1/chat/completions "$TMP/chat.req"
-  run_wrk nginx stream "$c" "$NGINX_URL" /stream "$TMP/stream.req"
-  run_wrk moat stream "$c" "$MOAT_URL" /v1/chat/completions "$TMP/stream.req"
+for round in $(seq "$ROUNDS"); do
+  for c in $CONCURRENCY; do
+    run_wrk "$round" nginx chat "$c" "$NGINX_URL" /json "$TMP/chat.req"
+    run_wrk "$round" moat chat "$c" "$MOAT_URL" /v1/chat/completions "$TMP/chat.req"
+    run_wrk "$round" nginx stream "$c" "$NGINX_URL" /stream "$TMP/stream.req"
+    run_wrk "$round" moat stream "$c" "$MOAT_URL" /v1/chat/completions "$TMP/stream.req"
+  done
 done
 
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -108,7 +117,7 @@ kill -0 "$MOAT_PID" 2>/dev/null || { echo "bench/gateway: moat died under load; 
 
 python3 "$HERE/report.py" "$OUT" \
   --machine "$(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1)" \
-  --cores "$(nproc)" --threads "$THREADS" --wrk-threads "$WRK_THREADS" --duration "$DURATION" \
+  --cores "$(nproc)" --threads "$THREADS" --wrk-threads "$WRK_THREADS" --duration "$DURATION" --rounds "$ROUNDS" \
   --commit "$(git -C "$ROOT" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)" \
   --build-type "$(sed -n 's/^CMAKE_BUILD_TYPE:STRING=//p' "$BUILD/CMakeCache.txt" 2>/dev/null || echo unknown)" \
   --load "$LOAD_BEFORE" --load-after "$LOAD_AFTER" \
