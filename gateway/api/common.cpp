@@ -51,9 +51,7 @@ void start_generation(api_context& ctx, const http::request& req, host::backend&
 
 void cancel_when_client_leaves(const http::request& req, const std::shared_ptr<host::call>& call) {
   if (!req.client || !call) return;
-  req.client->on_gone([weak = std::weak_ptr<host::call>(call)] {
-    if (auto c = weak.lock()) c->cancel();
-  });
+  req.client->on_gone(call, [](host::call& c) { c.cancel(); });
 }
 
 }  // namespace moat::api

@@ -18,6 +18,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "metrics/registry.h"
@@ -48,9 +49,20 @@ struct peer_info {
 // The "client went away" signal of one request. The session fires it (on the strand) when the
 // peer closed the connection or a write failed; a handler registers what to do, e.g. cancel
 // the backend request. Firing runs the callback at most once; registering after the fire runs
-// it at once.
+// it at once. One callback per request: registering again replaces the last one.
+//
+//   req.client->on_gone(call, [](host::call& c) { c.cancel(); });  // weak hold on `call`
 class client_signal {
  public:
+  // `fn(*target)` when the client leaves, if `target` is still alive then. The signal holds
+  // `target` weakly and the callback as a plain function pointer: no allocation, where a
+  // std::function holding a weak_ptr made one per request.
+  template <class T>
+  void on_gone(const std::shared_ptr<T>& target, std::type_identity_t<void (*)(T&)> fn) {
+    set(target, reinterpret_cast<void (*)()>(fn),
+        [](void (*f)(), void* t) { reinterpret_cast<void (*)(T&)>(f)(*static_cast<T*>(t)); });
+  }
+  // Any callable (allocates for a capture larger than two pointers).
   void on_gone(std::function<void()> fn);
   void fire();
   bool gone() const { return gone_; }
@@ -59,11 +71,20 @@ class client_signal {
   void rearm() {
     gone_ = false;
     fn_ = nullptr;
+    target_.reset();
+    target_fn_ = nullptr;
   }
 
  private:
+  using trampoline = void (*)(void (*fn)(), void* target);
+  void set(std::weak_ptr<void> target, void (*fn)(), trampoline call);
+
   bool gone_ = false;
   std::function<void()> fn_;
+  // The weak form: target_fn_ is the caller's void(T&), cast back by call_ (instantiated for T).
+  std::weak_ptr<void> target_;
+  void (*target_fn_)() = nullptr;
+  trampoline call_ = nullptr;
 };
 
 // A parsed request. OWNERSHIP: the views point into the session's buffers and stay valid until

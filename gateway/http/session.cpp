@@ -420,9 +420,12 @@ void basic_session<Stream>::on_sent(beast::error_code ec, size_t bytes, sent wha
 template <class Stream>
 void basic_session<Stream>::do_pull() {
   source_->pull([self = this->shared_from_this()](std::string data, bool last) {
-    net::dispatch(self->executor_, [self, data = std::move(data), last]() mutable {
-      self->on_chunk(std::move(data), last);
-    });
+    // As an answer (dispatch): taken at once on the connection's own thread, as the host's
+    // drain delivers it, without net::dispatch wrapping a handler for the type-erased executor;
+    // posted from anywhere else.
+    if (util::running_here(self->executor_)) return self->on_chunk(std::move(data), last);
+    net::post(self->executor_,
+              [self, data = std::move(data), last]() mutable { self->on_chunk(std::move(data), last); });
   });
 }
 
@@ -431,10 +434,17 @@ void basic_session<Stream>::on_chunk(std::string data, bool last) {
   if (phase_ != phase::streaming) return;
   if (!head_pending_) out_.clear();  // else out_ holds the unsent head: the chunk follows it
   head_pending_ = false;
-  append_chunk(out_, data);
-  if (last) out_.append(last_chunk);
-  if (out_.empty()) return do_pull();
-  write(net::buffer(out_), last ? sent::last_chunk : sent::chunk);
+  // One gather write: out_ (the head, if pending, and the chunk-size line), the pulled bytes
+  // themselves, kept in chunk_ until written, and the chunk's tail (with the last chunk when
+  // the stream ends). A streamed answer is a few KiB: copying it into out_ cost more than the
+  // framing around it.
+  chunk_ = std::move(data);
+  append_chunk_size(out_, chunk_.size());
+  const std::string_view tail = chunk_tail(chunk_.size(), last);
+  if (out_.empty() && tail.empty()) return do_pull();
+  const std::array<net::const_buffer, 3> buffers{net::buffer(out_), net::buffer(chunk_),
+                                                 net::buffer(tail.data(), tail.size())};
+  write(buffers, last ? sent::last_chunk : sent::chunk);
 }
 
 template <class Stream>
@@ -454,6 +464,7 @@ void basic_session<Stream>::finish_response() {
   }
   source_.reset();
   body_.clear();
+  std::string().swap(chunk_);  // a streamed answer's last bytes: freed now, as before, not kept
   if (!keep_alive_) return close_gracefully();
   do_read_header();
 }

@@ -159,6 +159,7 @@ class basic_session : public std::enable_shared_from_this<basic_session<Stream>>
   std::string request_id_;
   std::string out_;   // response head, or one framed chunk, being written
   std::string body_;  // full response body being written
+  std::string chunk_;  // streaming: the pulled bytes being written (between out_ and their tail)
   std::shared_ptr<stream_source> source_;
   std::shared_ptr<client_signal> client_;
   std::unique_ptr<char[]> linger_buf_;

@@ -115,6 +115,15 @@ void append_chunk(std::string& out, std::string_view data) {
   out.append(buf, p).append("\r\n").append(data).append("\r\n");
 }
 
+void append_chunk_size(std::string& out, size_t size) {
+  if (size == 0) return;
+  char buf[20];
+  char* p = std::to_chars(buf, buf + 16, size, 16).ptr;
+  *p++ = '\r';
+  *p++ = '\n';
+  out.append(buf, p);
+}
+
 bool is_sane_request_id(std::string_view id) {
   if (id.empty() || id.size() > 128) return false;
   for (char c : id) {

@@ -25,6 +25,16 @@ void append_response_head(std::string& out, const response& res, std::string_vie
 void append_chunk(std::string& out, std::string_view data);
 inline constexpr std::string_view last_chunk = "0\r\n\r\n";
 
+// The same chunk in three pieces, for a gather write that leaves `data` where it is:
+// append_chunk_size(out, n) + data + chunk_tail(n, last) equals append_chunk(out, data) followed,
+// when `last`, by last_chunk. An empty chunk writes no size line and no tail of its own.
+void append_chunk_size(std::string& out, size_t size);
+constexpr std::string_view chunk_tail(size_t size, bool last) {
+  constexpr std::string_view with_last = "\r\n0\r\n\r\n";
+  if (size == 0) return last ? last_chunk : std::string_view();
+  return last ? with_last : with_last.substr(0, 2);
+}
+
 // x-request-id rules: a client id is kept when it is 1..128 characters of [A-Za-z0-9._-];
 // otherwise the gateway makes one (16 hex digits from a per-thread generator).
 bool is_sane_request_id(std::string_view id);

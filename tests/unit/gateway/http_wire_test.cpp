@@ -297,4 +297,68 @@ TEST(wire, response_head_and_chunks) {
   EXPECT_EQ(out, "");
 }
 
+TEST(wire, chunk_in_three_pieces_equals_the_appended_chunk) {
+  // The session's gather write: size line, the bytes where they lie, tail (with the last chunk).
+  for (const size_t n : {0, 1, 9, 15, 16, 17, 255, 256, 4095, 4096, 65537, 1 << 20}) {
+    const std::string data(n, 'q');
+    for (const bool last : {false, true}) {
+      std::string expected = "head";
+      http::append_chunk(expected, data);
+      if (last) expected += http::last_chunk;
+      std::string pieces = "head";
+      http::append_chunk_size(pieces, n);
+      pieces += data;
+      pieces += http::chunk_tail(n, last);
+      EXPECT_EQ(pieces, expected) << n << " bytes, last " << last;
+    }
+  }
+}
+
+struct cancel_target {
+  int cancels = 0;
+};
+
+TEST(client_signal, weak_callback_runs_once_for_a_live_target_and_never_for_a_dead_one) {
+  auto target = std::make_shared<cancel_target>();
+  const auto cancel = [](cancel_target& t) { ++t.cancels; };
+  http::client_signal signal;
+  signal.on_gone(target, cancel);
+  EXPECT_FALSE(signal.gone());
+  signal.fire();
+  signal.fire();
+  EXPECT_TRUE(signal.gone());
+  EXPECT_EQ(target->cancels, 1);
+  // Registered after the fire: runs at once.
+  signal.on_gone(target, cancel);
+  EXPECT_EQ(target->cancels, 2);
+  EXPECT_EQ(target.use_count(), 1);  // held weakly only
+
+  // A target gone before the client: nothing runs, nothing is kept alive.
+  signal.rearm();
+  auto dead = std::make_shared<cancel_target>();
+  std::weak_ptr<cancel_target> watch = dead;
+  signal.on_gone(dead, cancel);
+  dead.reset();
+  EXPECT_TRUE(watch.expired());
+  signal.fire();
+  EXPECT_TRUE(signal.gone());
+
+  // Re-armed: the last request's callback is dropped; registering again replaces, in either form.
+  signal.rearm();
+  signal.on_gone(target, cancel);
+  signal.rearm();
+  int plain = 0;
+  signal.on_gone([&plain] { ++plain; });
+  signal.on_gone(target, cancel);  // replaces the std::function
+  signal.fire();
+  EXPECT_EQ(plain, 0);
+  EXPECT_EQ(target->cancels, 3);
+  signal.rearm();
+  signal.on_gone(target, cancel);
+  signal.on_gone([&plain] { ++plain; });  // replaces the weak callback
+  signal.fire();
+  EXPECT_EQ(plain, 1);
+  EXPECT_EQ(target->cancels, 3);
+}
+
 }  // namespace

@@ -20,6 +20,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "http/edge_socket.h"
 #include "http/server.h"
@@ -51,6 +52,22 @@ class gapped_stream : public http::stream_source {
   net::any_io_executor strand_;
   std::chrono::milliseconds gap_;
   int i_ = 0;
+};
+
+// Has its pieces at once (ready(), each pull answers inline, as a fast backend's drain does): the
+// session writes each piece where it lies, between its size line and its tail.
+class pieces_stream : public http::stream_source {
+ public:
+  explicit pieces_stream(std::vector<std::string> pieces) : pieces_(std::move(pieces)) {}
+  bool ready() const override { return next_ < pieces_.size(); }
+  void pull(next_fn next) override {
+    const size_t i = next_++;
+    next(std::move(pieces_[i]), i + 1 == pieces_.size());
+  }
+
+ private:
+  std::vector<std::string> pieces_;
+  size_t next_ = 0;
 };
 
 class watch_handler : public http::handler {
@@ -95,6 +112,14 @@ class watch_handler : public http::handler {
     } else if (req.path == "/big") {
       http::response res;
       res.body = big_body();
+      respond(std::move(res));
+    } else if (req.path == "/big-stream") {
+      // A piece larger than the socket takes, an empty piece (no chunk of its own), a small
+      // last piece; then an empty last piece alone.
+      http::response res;
+      res.content_type = "text/event-stream";
+      res.stream = std::make_shared<pieces_stream>(
+          std::vector<std::string>{big_body(), "", "tail", ""});
       respond(std::move(res));
     } else if (req.path == "/elsewhere") {
       // Answered from a thread that is not the connection's: the answer is posted onto it.
@@ -260,6 +285,25 @@ TEST_F(session_watch, response_larger_than_the_socket_takes_arrives_whole) {
   std::this_thread::sleep_for(100ms);
   EXPECT_TRUE(read_response(s, buf).body() == watch_handler::big_body());
   send(s, get("/now"));
+  EXPECT_EQ(read_response(s, buf).body(), "now");
+}
+
+TEST_F(session_watch, streamed_piece_larger_than_the_socket_takes_arrives_whole) {
+  auto s = connect();
+  boost::beast::flat_buffer buf;
+  // The pieces are written in place (size line, piece, tail as one gather write); what the
+  // socket does not take goes on through an async write, and the chunk framing stays exact.
+  send(s, get("/now") + get("/big-stream") + get("/now"));
+  std::this_thread::sleep_for(200ms);
+  EXPECT_EQ(read_response(s, buf).body(), "now");
+  bhttp::response_parser<bhttp::string_body> parser;
+  parser.body_limit(32u << 20);
+  bhttp::read(s, buf, parser);
+  const auto& big = parser.get();
+  ASSERT_EQ(big.result_int(), 200);
+  EXPECT_EQ(big[bhttp::field::transfer_encoding], "chunked");
+  EXPECT_TRUE(big.body() == watch_handler::big_body() + "tail")
+      << "body of " << big.body().size() << " bytes differs";
   EXPECT_EQ(read_response(s, buf).body(), "now");
 }
 
