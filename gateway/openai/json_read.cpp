@@ -4,6 +4,7 @@
 
 #include <charconv>
 #include <cmath>
+#include <memory>
 
 namespace moat::openai::detail {
 namespace {
@@ -99,7 +100,7 @@ object_fields::object_fields(dom::object object) : object_(object) {
     }
     const uint64_t head = head_of(field.key);
     signature_ |= signature_bit(head, field.key.size());
-    entries_[count_++] = {head, field.key, field.value};
+    std::construct_at(&entries_[count_++].e, entry{head, field.key, field.value});
   }
 }
 
@@ -107,12 +108,6 @@ std::optional<dom::element> object_fields::find_in_dom(std::string_view key) con
   dom::element value;
   if (object_.at_key(key).get(value) != simdjson::SUCCESS) return std::nullopt;
   return value;
-}
-
-dom::element required_field(const object_fields& object, const param_path& path) {
-  auto value = optional_field(object, path.key);
-  if (!value) fail_missing(path);
-  return *value;
 }
 
 std::string_view as_string(dom::element value, const param_path& path) {

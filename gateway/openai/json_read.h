@@ -70,7 +70,7 @@ class object_fields {
     const uint64_t head = head_of(key);
     if ((signature_ & signature_bit(head, key.size())) == 0) return std::nullopt;
     for (size_t i = 0; i < count_; ++i) {
-      const entry& e = entries_[i];
+      const entry& e = entries_[i].e;
       if (e.head == head && e.key.size() == key.size() &&
           (key.size() <= 8 || e.key.substr(8) == key.substr(8))) {
         return e.value;
@@ -90,16 +90,40 @@ class object_fields {
   [[gnu::always_inline]] static uint64_t signature_bit(uint64_t head, size_t size) {
     return uint64_t{1} << (((head ^ size) * 0x9E3779B97F4A7C15ull) >> 58);
   }
+  // The first 8 bytes, zero-padded. A literal key folds to a constant; a present key (any
+  // length) is read with at most two loads and no memcpy call: below 8 bytes as two
+  // overlapping 4-byte halves, or byte by byte below 4 (the same bytes, so the same value).
   [[gnu::always_inline]] static uint64_t head_of(std::string_view key) {
+    const char* s = key.data();
+    const size_t size = key.size();
     uint64_t head = 0;
-    std::memcpy(&head, key.data(), key.size() < 8 ? key.size() : 8);
+    if (size >= 8) {
+      std::memcpy(&head, s, 8);
+    } else if (size >= 4) {
+      uint32_t a;
+      uint32_t b;
+      std::memcpy(&a, s, 4);
+      std::memcpy(&b, s + size - 4, 4);
+      head = a | (uint64_t{b} << (8 * (size - 4)));
+    } else if (size != 0) {
+      head = uint64_t{static_cast<unsigned char>(s[0])} |
+             uint64_t{static_cast<unsigned char>(s[size / 2])} << (8 * (size / 2)) |
+             uint64_t{static_cast<unsigned char>(s[size - 1])} << (8 * (size - 1));
+    }
     return head;
   }
   std::optional<dom::element> find_in_dom(std::string_view key) const;
 
   static constexpr size_t inline_count = 24;  // more keys than this: at_key on the DOM
+  // Left uninitialized until a key is listed there (count_ of them are): zeroing all 24
+  // entries (a dom::element and a view each) cost ~120 instructions per object, as much as
+  // listing three keys.
+  union slot {
+    slot() {}  // NOLINT(modernize-use-equals-default): a defaulted one would be deleted
+    entry e;
+  };
   dom::object object_;
-  entry entries_[inline_count];
+  slot entries_[inline_count];
   size_t count_ = 0;
   bool overflow_ = false;
   uint64_t signature_ = 0;
@@ -112,7 +136,13 @@ class object_fields {
   if (!value || value->is_null()) return std::nullopt;
   return value;
 }
-dom::element required_field(const object_fields& object, const param_path& path);
+// Inline, so that the key of a path made on the spot (root.field("model")) folds as a literal.
+[[gnu::always_inline]] inline dom::element required_field(const object_fields& object,
+                                                          const param_path& path) {
+  auto value = optional_field(object, path.key);
+  if (!value) fail_missing(path);
+  return *value;
+}
 
 std::string_view as_string(dom::element value, const param_path& path);
 bool as_bool(dom::element value, const param_path& path);
