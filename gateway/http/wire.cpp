@@ -6,16 +6,26 @@
 #include <cstring>
 #include <random>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 namespace moat::http {
 
 namespace {
 
-// splitmix64 per thread: ids must be unique-ish and cheap, not unpredictable.
+uint64_t seed() {
+  std::random_device rd;
+  const uint64_t s = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  return s != 0 ? s : 1;
+}
+
+// splitmix64 per thread: ids must be unique-ish and cheap, not unpredictable. The state is
+// constant-initialized and seeded on first use: a thread_local with a dynamic initializer is
+// reached through its init function and guard on every access.
 uint64_t next_random() {
-  thread_local uint64_t state = [] {
-    std::random_device rd;
-    return (static_cast<uint64_t>(rd()) << 32) ^ rd();
-  }();
+  thread_local uint64_t state = 0;
+  if (state == 0) [[unlikely]] state = seed();  // (the sequence passes 0 once in 2^64 draws)
   uint64_t z = (state += 0x9e3779b97f4a7c15ull);
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
@@ -135,10 +145,21 @@ bool is_sane_request_id(std::string_view id) {
 }
 
 void assign_request_id(std::string& out) {
-  static constexpr char hex[] = "0123456789abcdef";
-  uint64_t v = next_random();
+  // 16 hex digits, one per 4 bits of one draw, 8 at a time: each 32-bit half is spread to one
+  // nibble per byte, and each byte becomes '0'-'9' or 'a'-'f' with two adds (a nibble of 10 or
+  // more carries into bit 4 when 6 is added). The digits come out least significant first: a
+  // random id does not mind.
+  const auto hex8 = [](uint64_t x) {  // x < 2^32
+    x = (x | (x << 16)) & 0x0000ffff0000ffffull;
+    x = (x | (x << 8)) & 0x00ff00ff00ff00ffull;
+    x = (x | (x << 4)) & 0x0f0f0f0f0f0f0f0full;
+    const uint64_t letter = ((x + 0x0606060606060606ull) >> 4) & 0x0101010101010101ull;
+    return x + 0x3030303030303030ull + letter * ('a' - '0' - 10);
+  };
+  const uint64_t v = next_random();
+  const uint64_t words[2] = {hex8(v & 0xffffffffull), hex8(v >> 32)};
   out.resize(16);
-  for (int i = 15; i >= 0; --i, v >>= 4) out[static_cast<size_t>(i)] = hex[v & 15];
+  std::memcpy(out.data(), words, 16);
 }
 
 std::string make_request_id() {
@@ -148,26 +169,39 @@ std::string make_request_id() {
 }
 
 void append_random_alnum(std::string& out, size_t length) {
-  // 62 characters, then the first two again: indexing by 6 bits gives what `% 62` gave
-  // (62 -> 'A', 63 -> 'B') without a division per character.
-  static constexpr char alphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789AB";
+  // Written 16 at a time into room rounded up to 16 (no copy of a variable length per block),
+  // then cut to `length`.
   const size_t at = out.size();
-  out.resize(at + length);
+  out.resize(at + ((length + 15) & ~size_t{15}));
   // Through a local pointer: a store via out[i] may alias the string's own fields (char), so
   // the compiler reloaded its size and data for every character.
   char* const text = out.data() + at;
-  // 10 draws of 6 bits from each 64-bit number. Whole groups of 10 are a loop of constant length
-  // (unrolled, no per-character bound check); the same characters as taking them one by one.
-  size_t i = 0;
-  for (; i + 10 <= length; i += 10) {
-    const uint64_t v = next_random();
-    for (size_t k = 0; k < 10; ++k) text[i + k] = alphabet[(v >> (6 * k)) & 63];
+  // One character per random byte, from its low 6 bits: 62 characters, then the first two
+  // again (62 -> 'A', 63 -> 'B'), 16 at a time (two draws).
+  for (size_t i = 0; i < length; i += 16) {
+    const uint64_t draws[2] = {next_random(), next_random()};
+#if defined(__SSE2__)
+    // The alphabet's three runs by compares: 'A' + b, then 'a' - 26 + b from 26, '0' - 52 + b
+    // from 52, 'A' - 62 + b from 62 (signed compares: b is 0..63).
+    const __m128i b = _mm_and_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(draws)),
+                                    _mm_set1_epi8(63));
+    const auto from = [&b](int first, int step) {
+      return _mm_and_si128(_mm_cmpgt_epi8(b, _mm_set1_epi8(static_cast<char>(first - 1))),
+                           _mm_set1_epi8(static_cast<char>(step)));
+    };
+    __m128i offset = _mm_add_epi8(_mm_set1_epi8('A'), from(26, 'a' - 26 - 'A'));
+    offset = _mm_add_epi8(offset, from(52, ('0' - 52) - ('a' - 26)));
+    offset = _mm_add_epi8(offset, from(62, ('A' - 62) - ('0' - 52)));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(text + i), _mm_add_epi8(b, offset));
+#else
+    static constexpr char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789AB";
+    unsigned char bytes[16];
+    std::memcpy(bytes, draws, 16);
+    for (size_t k = 0; k < 16; ++k) text[i + k] = alphabet[bytes[k] & 63];
+#endif
   }
-  if (i < length) {
-    uint64_t v = next_random();
-    for (; i < length; ++i, v >>= 6) text[i] = alphabet[v & 63];
-  }
+  out.resize(at + length);
 }
 
 std::string random_alnum(size_t length) {

@@ -36,7 +36,8 @@ constexpr std::string_view chunk_tail(size_t size, bool last) {
 }
 
 // x-request-id rules: a client id is kept when it is 1..128 characters of [A-Za-z0-9._-];
-// otherwise the gateway makes one (16 hex digits from a per-thread generator).
+// otherwise the gateway makes one (16 hex digits from a per-thread generator: unique enough to
+// find a request in the logs, not a secret).
 bool is_sane_request_id(std::string_view id);
 std::string make_request_id();
 // The same into `out` (replacing its text), reusing its capacity: the session's per-connection id.

@@ -228,8 +228,8 @@ TEST(wire, request_id_rules) {
   const auto r = http::random_alnum(24);
   EXPECT_EQ(r.size(), 24u);
   for (char c : r) EXPECT_TRUE(std::isalnum(static_cast<unsigned char>(c)));
-  // Appended after a prefix, at lengths around the 10 characters one 64-bit draw gives.
-  for (size_t length : {0, 1, 9, 10, 11, 20, 24, 100}) {
+  // Appended after a prefix, at lengths around the 16 characters written per step (two draws).
+  for (size_t length : {0, 1, 9, 10, 11, 15, 16, 17, 20, 24, 31, 32, 33, 100}) {
     std::string id = "chatcmpl-";
     http::append_random_alnum(id, length);
     ASSERT_EQ(id.size(), 9 + length);
@@ -238,10 +238,32 @@ TEST(wire, request_id_rules) {
       EXPECT_TRUE(std::isalnum(static_cast<unsigned char>(id[i]))) << id;
   }
   EXPECT_NE(http::random_alnum(24), http::random_alnum(24));
-  // Every 6-bit draw of every number is used: all 62 characters turn up in 1000 (a draw reused or
+  // Every random byte's 6 bits are used: all 62 characters turn up in 1000 (a draw reused or
   // skipped would narrow them; missing one by chance has odds near 1e-5).
   const std::string many = http::random_alnum(1000);
   EXPECT_EQ(std::set<char>(many.begin(), many.end()).size(), 62u);
+}
+
+TEST(wire, made_request_ids_are_16_hex_digits_from_every_bit_of_a_draw) {
+  // Each position takes every hex digit within 1000 ids (a nibble written twice, or one left
+  // out, would fix or narrow a position; missing a digit by chance has odds near 1e-25), and
+  // 1000 ids never repeat. The id reuses the string's room.
+  std::string id;
+  std::vector<std::set<char>> seen(16);
+  std::set<std::string> ids;
+  for (int i = 0; i < 1000; ++i) {
+    http::assign_request_id(id);
+    ASSERT_EQ(id.size(), 16u);
+    for (size_t k = 0; k < 16; ++k) {
+      const char c = id[k];
+      ASSERT_TRUE((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')) << id;
+      seen[k].insert(c);
+    }
+    ids.insert(id);
+    EXPECT_TRUE(http::is_sane_request_id(id));
+  }
+  for (size_t k = 0; k < 16; ++k) EXPECT_EQ(seen[k].size(), 16u) << "position " << k;
+  EXPECT_EQ(ids.size(), 1000u);
 }
 
 // The head as plain appends would write it: what append_response_head must produce, written
