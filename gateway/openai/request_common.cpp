@@ -59,9 +59,9 @@ void parse_content_parts(dom::array parts, const param_path& path, std::string& 
   }
 }
 
-chat_message parse_message(dom::element value, const param_path& path) {
+// Fills `message`, already in its list: built in place, not moved there and destroyed.
+void parse_message(dom::element value, const param_path& path, chat_message& message) {
   const object_fields object(as_object(value, path));
-  chat_message message;
 
   const param_path role_path = path.field("role");
   const std::string_view role = as_string(required_field(object, role_path), role_path);
@@ -104,7 +104,6 @@ chat_message parse_message(dom::element value, const param_path& path) {
   if (auto name = optional_field(object, "name")) {
     message.name = as_string(*name, path.field("name"));
   }
-  return message;
 }
 
 uint64_t parse_seed(dom::element value, const param_path& path) {
@@ -175,7 +174,7 @@ std::vector<chat_message> parse_messages(dom::element value, const param_path& p
   std::vector<chat_message> messages;
   messages.reserve(array.size());
   size_t i = 0;
-  for (dom::element item : array) messages.push_back(parse_message(item, path.at(i++)));
+  for (dom::element item : array) parse_message(item, path.at(i++), messages.emplace_back());
   return messages;
 }
 
