@@ -5,6 +5,7 @@
 
 #include <cstring>
 
+#include "host/block_cache.h"
 #include "host/completions.h"
 
 namespace moat::host {
@@ -100,7 +101,7 @@ void backend::create() {
 }
 
 submit_outcome backend::submit(moat_request& request, std::shared_ptr<event_sink> sink,
-                               boost::asio::any_io_executor strand) {
+                               const boost::asio::any_io_executor& strand) {
   submit_outcome out;
   if (handle_ == nullptr) {
     out.status = MOAT_ERR_UNAVAILABLE;
@@ -116,20 +117,28 @@ submit_outcome backend::submit(moat_request& request, std::shared_ptr<event_sink
     return out;
   }
   request.request_id = next_request_id();
-  auto c = std::make_shared<call>(*this, request.request_id, std::move(sink), strand,
-                                  request.stream == 0);
+  // The call and its control block are one block of this thread's cache (see block_cache.h).
+  auto c = std::allocate_shared<call>(cached_allocator<call>(), *this, request.request_id,
+                                      std::move(sink), strand, request.stream == 0);
   c->self_ = c;
   // Armed before submit: the terminal event may race back before submit() returns.
   c->start_deadline(request_timeout_);
-  moat_error err;
-  init_error(err);
+  // The thread's error buffer, all zero between submits (re-zeroed after any that wrote into
+  // it), so that a request does not clear 1 KiB for a message that is almost never written,
+  // and a message a plugin left unterminated still ends in zeros, never in stale bytes.
+  thread_local moat_error err{};
+  err.struct_size = sizeof err;
+  err.code = MOAT_OK;
   const moat_status st = plugin_->api().submit(handle_, &request, &call::on_event, c.get(), &err);
+  if (st != MOAT_OK || err.message[0] != '\0') {
+    if (st != MOAT_OK) out.message = message_of(err);  // with MOAT_OK it is not for the client
+    init_error(err);
+  }
   if (st != MOAT_OK) {
     c->self_.reset();  // no event follows a failed submit
     c->completions_.unwatch(*c);
     release_slot();
     out.status = st;
-    out.message = message_of(err);
     if (out.message.empty()) out.message = fmt::format("the backend refused the request ({})", status_name(st));
     return out;
   }

@@ -51,7 +51,7 @@ class backend {
   // Starts a request. `request.request_id` is assigned here. Any thread; never blocks.
   // The moat_request and what it points to need only live during the call.
   submit_outcome submit(moat_request& request, std::shared_ptr<event_sink> sink,
-                        boost::asio::any_io_executor strand);
+                        const boost::asio::any_io_executor& strand);
   void cancel(uint64_t request_id);
 
   // Synchronous helpers (MOAT_CAP_TOKENIZE). On failure: status and message.

@@ -36,9 +36,7 @@ metrics::finish finish_label(moat_finish_reason reason) {
 
 namespace {
 
-// A plain delta, FINISH or DONE has none: the usual case returns at once.
-void append_logprobs(const moat_event& ev, std::vector<openai::logprob_item>& out) {
-  if (!ev.logprobs || ev.logprob_count == 0) return;
+void append_logprob_items(const moat_event& ev, std::vector<openai::logprob_item>& out) {
   out.reserve(out.size() + ev.logprob_count);
   for (size_t i = 0; i < ev.logprob_count; ++i) {
     openai::logprob_item item;
@@ -49,6 +47,11 @@ void append_logprobs(const moat_event& ev, std::vector<openai::logprob_item>& ou
     }
     out.push_back(std::move(item));
   }
+}
+
+// A plain delta, FINISH or DONE has none: the usual case returns at once, inline in its caller.
+inline void append_logprobs(const moat_event& ev, std::vector<openai::logprob_item>& out) {
+  if (ev.logprobs && ev.logprob_count != 0) append_logprob_items(ev, out);
 }
 
 // The pending delta of choice `index` that a new delta of that choice can extend: the latest
@@ -92,7 +95,7 @@ void copy_event(const moat_event& ev, owned_event& out) {
 }
 
 call::call(backend& owner, uint64_t id, std::shared_ptr<event_sink> sink,
-           boost::asio::any_io_executor strand, bool whole_answer)
+           const boost::asio::any_io_executor& strand, bool whole_answer)
     : owner_(owner),
       owner_alive_(owner.alive()),
       id_(id),
@@ -103,8 +106,15 @@ call::call(backend& owner, uint64_t id, std::shared_ptr<event_sink> sink,
       started_(std::chrono::steady_clock::now()) {
   // Room for a short answer's events, taken here on the I/O thread rather than grown step by
   // step by the backend's thread: a whole answer's joined delta, FINISH and DONE (inside the
-  // call: no allocation); a streamed answer's deltas as they come between drains.
-  pending_.reserve(whole_answer ? event_arena::capacity : 16);
+  // call: no allocation); a streamed answer's deltas as they come between drains (a cached
+  // block; the in-call room then goes to the drain's buffer, which the first drain hands to the
+  // queue, so a backend thread that sends a few events between drains still allocates nothing).
+  if (whole_answer) {
+    pending_.reserve(event_arena::capacity);
+  } else {
+    pending_.reserve(event_arena::stream_capacity);
+    draining_.reserve(event_arena::capacity);
+  }
 }
 
 call::~call() {
@@ -151,14 +161,17 @@ void call::on_event(void* user_data, const moat_event* event) noexcept {
       // The terminal event takes over the backend's reference: after it the backend never
       // touches user_data again, and the call lives until the strand has drained the queue
       // (the drain already posted, or the one posted here, holds a reference).
-      if (terminal) released = std::move(self->self_);
       const bool due = !self->lazy_ || terminal || self->pending_.size() >= lazy_cap;
       if (due && !self->drain_posted_) {
         self->drain_posted_ = true;
-        post_ref = released ? released : self->shared_from_this();
+        // The terminal event hands the backend's reference over as is; an earlier one copies it.
+        post_ref = terminal ? std::move(self->self_) : self->self_;
+      } else if (terminal) {
+        released = std::move(self->self_);
       }
     }
-    if (terminal) released->owner_.release_slot();
+    // The call is alive here: post_ref or released holds it, or the backend's reference does.
+    if (terminal) self->owner_.release_slot();
     if (post_ref) {
       completion_queue& queue = post_ref->completions_;  // named first: push takes post_ref over
       queue.push(std::move(post_ref));
@@ -174,24 +187,35 @@ void call::start_deadline(std::chrono::milliseconds timeout) {
 }
 
 void call::drain() {
-  event_queue batch = std::move(draining_);
-  batch.clear();
   {
     std::lock_guard lock(queue_lock_);
-    batch.swap(pending_);
+    draining_.swap(pending_);  // draining_ is empty: the last drain cleared it
     drain_posted_ = false;
     drained_first_delta_at_ = first_delta_at_;
     drained_last_finish_at_ = last_finish_at_;
   }
   // One clock read per drain, not one per event: a batch is delivered within microseconds.
   const auto now = std::chrono::steady_clock::now();
-  for (auto& event : batch) deliver(std::move(event), now);
-  batch.clear();
-  draining_ = std::move(batch);
+  // Checked once per drain: within one, only its terminal event (the queue's last: none is
+  // queued after it) ends the request, and a deadline or a shutdown comes as a handler of its
+  // own, never in the middle of a drain.
+  if (!finished_ && owner_alive_->load(std::memory_order_relaxed)) {
+    for (auto& event : draining_) {
+      // The usual event of a stream: a delta after the first token, whose only metric is the
+      // last token's time (saw_token_ is set only where there are metrics).
+      if (event.kind == MOAT_EVENT_DELTA && saw_token_ && !lazy_ && sink_) {
+        last_token_ = now;
+        sink_->on_event(std::move(event));
+        continue;
+      }
+      deliver(std::move(event), now);
+    }
+  }
+  draining_.clear();
 }
 
 void call::deliver(owned_event&& event, std::chrono::steady_clock::time_point now) {
-  if (finished_ || !owner_alive_->load()) return;  // ended by the deadline, or shut down
+  if (finished_) return;  // ended: by its terminal event, or by the deadline
   record_metrics(event, now);
   const bool terminal = event.terminal();
   if (terminal) {
@@ -203,12 +227,6 @@ void call::deliver(owned_event&& event, std::chrono::steady_clock::time_point no
 }
 
 void call::record_metrics(const owned_event& event, std::chrono::steady_clock::time_point now) {
-  // A streamed answer's deltas after its first only move the last token's time (saw_token_ is
-  // set only where there are metrics).
-  if (event.kind == MOAT_EVENT_DELTA && saw_token_ && !lazy_) {
-    last_token_ = now;
-    return;
-  }
   auto* m = owner_.metrics();
   if (m == nullptr) return;
   const auto seconds = [](auto d) { return std::chrono::duration<double>(d).count(); };

@@ -30,6 +30,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "host/block_cache.h"
 #include "host/spin_lock.h"
 #include "metrics/registry.h"
 #include "moat/backend.h"
@@ -43,16 +44,26 @@ class completion_queue;
 // A moat_event copied out of the backend's storage. The event's token ids are not copied: no
 // answer shows them (usage comes with DONE, logprobs carry their own text), and a copy was one
 // allocation per delta on the backend's thread, freed on the I/O thread.
+// The four enums and counters first, so that no padding sits between the members.
 struct owned_event {
   moat_event_kind kind = MOAT_EVENT_ERROR;
   uint32_t index = 0;
+  moat_finish_reason finish_reason = MOAT_FINISH_NONE;
+  moat_status error_code = MOAT_OK;
+  moat_usage usage{};
   std::string text;
   std::vector<openai::logprob_item> logprobs;
-  moat_finish_reason finish_reason = MOAT_FINISH_NONE;
   std::vector<float> embedding;
-  moat_usage usage{};
-  moat_status error_code = MOAT_OK;
   std::string error_message;
+
+  owned_event() = default;
+  owned_event(const owned_event&) = default;
+  owned_event(owned_event&&) noexcept = default;
+  owned_event& operator=(const owned_event&) = default;
+  owned_event& operator=(owned_event&&) noexcept = default;
+  // Inline where a queue is cleared (once per event on the I/O thread): the usual event owns no
+  // memory, and its members' checks cost less than the call, saves and restores around them.
+  [[gnu::always_inline]] ~owned_event() {}
 
   bool terminal() const { return kind == MOAT_EVENT_DONE || kind == MOAT_EVENT_ERROR; }
 };
@@ -70,11 +81,15 @@ class event_sink {
 };
 
 // Storage for a whole answer's first few queued events inside its call, so that a call and
-// its queue are one allocation (make_shared), not two. Handed out to one vector at a time
-// (the queue and the drain's batch swap buffers); larger or further requests go to the heap.
-// Used under the call's queue lock, or by its sole owner (construction, destruction).
+// its queue are one allocation, not two. Handed out to one vector at a time (the queue and the
+// drain's batch swap buffers). A streamed answer's queue (stream_capacity events, ~2.3 KiB) is
+// a block of the thread's block_cache; larger or further requests go to the heap. Used under
+// the call's queue lock, or by its sole owner (construction, destruction).
 struct event_arena {
   static constexpr size_t capacity = 4;  // a single choice's joined delta, FINISH and DONE
+  // Room reserved for a streamed answer's events that come between two drains.
+  static constexpr size_t stream_capacity = 16;
+  using stream_blocks = block_cache<stream_capacity * sizeof(owned_event)>;
   alignas(owned_event) std::byte storage[capacity * sizeof(owned_event)];
   bool in_use = false;
 };
@@ -93,6 +108,8 @@ class arena_allocator {
         arena_->in_use = true;
         return reinterpret_cast<T*>(arena_->storage);
       }
+      if (n == event_arena::stream_capacity)
+        return static_cast<T*>(event_arena::stream_blocks::take());
     }
     return std::allocator<T>().allocate(n);
   }
@@ -101,7 +118,16 @@ class arena_allocator {
       arena_->in_use = false;
       return;
     }
+    if constexpr (std::is_same_v<T, owned_event>) {
+      if (n == event_arena::stream_capacity) return event_arena::stream_blocks::give(p);
+    }
     std::allocator<T>().deallocate(p, n);
+  }
+  // Inline, so that clearing a queue (once per event on the I/O thread) costs the members'
+  // checks of each event, not a call per event.
+  template <typename U>
+  [[gnu::always_inline]] void destroy(U* p) noexcept {
+    p->~U();
   }
   // Equal for one arena: vectors of one call swap and move their buffers without copying.
   bool operator==(const arena_allocator& other) const noexcept { return arena_ == other.arena_; }
@@ -117,7 +143,7 @@ class call : public std::enable_shared_from_this<call> {
   // `whole_answer`: the request was not streamed (moat_request::stream == 0), so its sink
   // needs the events only by the terminal one; they are then delivered lazily (see above).
   call(backend& owner, uint64_t id, std::shared_ptr<event_sink> sink,
-       boost::asio::any_io_executor strand, bool whole_answer = false);
+       const boost::asio::any_io_executor& strand, bool whole_answer = false);
   ~call();
 
   uint64_t id() const { return id_; }
@@ -170,8 +196,9 @@ class call : public std::enable_shared_from_this<call> {
   // otherwise time them at the lazy drain, i.e. at the end).
   std::chrono::steady_clock::time_point first_delta_at_;
   std::chrono::steady_clock::time_point last_finish_at_;
-  event_queue draining_{arena_allocator<owned_event>(
-      arena_)};  // strand only: swapped with pending_ to reuse capacity
+  // Strand only: swapped with pending_ by a drain, which delivers from it and clears it (no
+  // drain runs inside another: a call's drain is always posted, never run by on_event).
+  event_queue draining_{arena_allocator<owned_event>(arena_)};
   const bool lazy_;
 
   // Strand-only bookkeeping.
