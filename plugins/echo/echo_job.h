@@ -132,6 +132,9 @@ class echo_job {
   // event that each delta fills in. True when the terminal event (DONE, or an injected fault's
   // ERROR) was sent.
   bool emit_round(moat_event& delta);
+  // run() for the usual streamed answer (one choice, a delta per word, no logprobs, no fault):
+  // the same events as its rounds, in a loop that only moves the delta's text and token.
+  void run_words(moat_event& delta);
   // Sends choice `c`'s next delta: the whole answer, one piece, or chunk_chars characters.
   void emit_delta(moat_event& event, echo_plan::choice& c, const echo_plan::answer& a);
   void emit_finish(uint32_t index, moat_finish_reason reason) const;

@@ -239,8 +239,39 @@ bool echo_job::step(bool cancelled, moat_status cancel_code) {
 void echo_job::run(bool stop, moat_status stop_code) {
   if (begin_step(stop, stop_code)) return;
   moat_event delta = make_event(MOAT_EVENT_DELTA, 0);
+  if (plan_->choices.size() == 1 && !whole_ && options_->chunk_chars == 0 && logprobs_ < 0 &&
+      options_->fault == fault_mode::none) {
+    return run_words(delta);
+  }
   while (!emit_round(delta)) {
   }
+}
+
+void echo_job::run_words(moat_event& delta) {
+  echo_plan::choice& c = plan_->choices[0];
+  if (!c.finished) {
+    // emit_round and emit_delta for this one case: a delta per piece (its bytes up to the
+    // piece's end, its one token), then FINISH.
+    const echo_plan::answer& a = plan_->answers[c.answer];
+    delta.index = c.index;
+    size_t sent = c.sent;
+    size_t piece = c.tokens;
+    delta.token_count = 1;
+    while (sent < a.text.size()) {
+      const size_t end = a.ends[piece];
+      delta.text = moat_str{a.text.data() + sent, end - sent};
+      delta.tokens = a.tokens.data() + piece;
+      emit(delta);
+      sent = end;
+      ++piece;
+    }
+    deltas_sent_ += static_cast<uint32_t>(piece - c.tokens);
+    c.sent = sent;
+    c.tokens = piece;
+    emit_finish(c.index, a.finish);
+    c.finished = true;
+  }
+  emit_done();
 }
 
 bool echo_job::emit_round(moat_event& delta) {
