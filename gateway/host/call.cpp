@@ -79,18 +79,18 @@ void append_delta(const moat_event& ev, owned_event& into) {
 
 }  // namespace
 
-void copy_event(const moat_event& ev, owned_event& out) {
-  out.kind = ev.kind;
-  out.index = ev.index;
-  // `out` is fresh (empty): append, a bounds check and a copy, not assign's general replace.
-  if (ev.text.data && ev.text.size) out.text.append(ev.text.data, ev.text.size);
-  append_logprobs(ev, out.logprobs);
-  out.finish_reason = ev.finish_reason;
-  if (ev.embedding && ev.embedding_dim) out.embedding.assign(ev.embedding, ev.embedding + ev.embedding_dim);
-  out.usage = ev.usage;
-  out.error_code = ev.error_code;
+owned_event::owned_event(const moat_event& ev)
+    : kind(ev.kind),
+      index(ev.index),
+      finish_reason(ev.finish_reason),
+      error_code(ev.error_code),
+      usage(ev.usage),
+      text(ev.text.data ? ev.text.data : "", ev.text.data ? ev.text.size : 0) {
+  append_logprobs(ev, logprobs);
+  if (ev.embedding && ev.embedding_dim)
+    embedding.assign(ev.embedding, ev.embedding + ev.embedding_dim);
   if (ev.error_message.data && ev.error_message.size) {
-    out.error_message.assign(ev.error_message.data, ev.error_message.size);
+    error_message.assign(ev.error_message.data, ev.error_message.size);
   }
 }
 
@@ -140,15 +140,10 @@ void call::on_event(void* user_data, const moat_event* event) noexcept {
         if (into != nullptr) append_delta(*event, *into);
       }
       if (into == nullptr) {
-        // Copied straight into its place in the queue (no temporary to move); the lock is this
-        // call's alone, held by its drain only for a swap.
-        owned_event& copy = self->pending_.emplace_back();
-        try {
-          copy_event(*event, copy);
-        } catch (...) {
-          self->pending_.pop_back();
-          throw;
-        }
+        // Copied straight into its place in the queue (no temporary to move; a copy that throws
+        // leaves the queue as it was); the lock is this call's alone, held by its drain only
+        // for a swap.
+        self->pending_.emplace_back(*event);
       }
       if (self->lazy_) {
         if (event->kind == MOAT_EVENT_DELTA &&

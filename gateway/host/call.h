@@ -57,6 +57,9 @@ struct owned_event {
   std::string error_message;
 
   owned_event() = default;
+  // Copies `event` (may throw std::bad_alloc). Built in place in a call's queue: each member is
+  // written once, where a default-constructed event was first cleared whole, then assigned.
+  explicit owned_event(const moat_event& event);
   owned_event(const owned_event&) = default;
   owned_event(owned_event&&) noexcept = default;
   owned_event& operator=(const owned_event&) = default;
@@ -67,9 +70,6 @@ struct owned_event {
 
   bool terminal() const { return kind == MOAT_EVENT_DONE || kind == MOAT_EVENT_ERROR; }
 };
-
-// Copies `event` into a default-constructed `out` (which may throw std::bad_alloc).
-void copy_event(const moat_event& event, owned_event& out);
 
 // What the API layer implements to receive a request's events, always on the request's
 // strand, ending with exactly one terminal event (DONE or ERROR, possibly one the host made
