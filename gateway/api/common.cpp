@@ -39,7 +39,7 @@ void start_generation(api_context& ctx, const http::request& req, host::backend&
   thread_local std::string id;
   id.assign(id_prefix);
   http::append_random_alnum(id, 24);
-  opts.meta = {id, unix_now(), model, ctx.system_fingerprint};
+  opts.meta = {id, unix_now(), model, ctx.system_fingerprint, /*id_plain=*/true};
   opts.request_id = req.request_id;
   if (opts.trail) opts.trail->set_id(id);
   auto job = std::make_shared<generation_job>(std::move(opts), std::move(respond), ctx.metrics);

@@ -167,6 +167,9 @@ struct response_meta {
   int64_t created = 0;  // unix seconds
   std::string_view model;
   std::string_view system_fingerprint;  // "fp_moat_<version>"
+  // The id needs no JSON escaping (the gateway made it: a prefix and letters or digits), so it
+  // is copied as it is instead of scanned. False: escaped as any text.
+  bool id_plain = false;
 };
 
 std::string chat_completion_json(const response_meta& meta, std::span<const choice_result> choices,
@@ -208,6 +211,8 @@ std::string completion_usage_chunk_json(const response_meta& meta, const usage_c
 class chunk_framing {
  public:
   chunk_framing() = default;
+  // A meta with id_plain whose other fields equal the last one's on this thread (the usual
+  // stream) copies that framing's text and writes its own id over it.
   chunk_framing(const response_meta& meta, bool chat, bool include_usage);
   // Appends to `out` the same bytes as sse_data(chat_chunk_json(meta, delta, include_usage))
   // (completion_chunk_json for completions). Not const: a plain delta is assembled in the
@@ -219,6 +224,8 @@ class chunk_framing {
   void append_plain(std::string& out, std::string_view text);
 
  private:
+  void build(const response_meta& meta);  // writes text_ and its offsets from scratch
+
   // One string (one allocation per stream): a plain delta's closing through "\n\n" (padded to
   // close_room bytes) | "data: " + head | the opening of a plain delta | scratch room, where a
   // short plain text and the closing are written after the opening, so that the whole event

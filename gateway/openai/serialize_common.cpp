@@ -51,9 +51,15 @@ void append_created(json_out& out, int64_t created) {
 }  // namespace
 
 void append_head(json_out& out, const response_meta& meta, std::string_view object) {
-  out += "{\"id\":";
-  append_json_string(out, meta.id);
-  out += ",\"object\":\"";
+  if (meta.id_plain) {
+    out += "{\"id\":\"";
+    out += meta.id;
+    out += "\",\"object\":\"";
+  } else {
+    out += "{\"id\":";
+    append_json_string(out, meta.id);
+    out += ",\"object\":\"";
+  }
   out += object;
   out += "\",\"created\":";
   append_created(out, meta.created);

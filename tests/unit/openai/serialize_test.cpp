@@ -275,6 +275,66 @@ TEST(SerializeChunks, EachResponseShowsItsOwnCreated) {
   }
 }
 
+// A stream's framing is copied from the last one this thread made when only the id differs
+// (the id written over it): each framing in a run of streams, whatever came before it, writes
+// exactly what its own meta makes, and a plain id is copied as an escaped one reads.
+TEST(SerializeChunks, EachStreamShowsItsOwnIdentity) {
+  struct stream_case {
+    std::string id;
+    bool id_plain;
+    int64_t created;
+    std::string model;
+    std::string fingerprint;
+    bool chat;
+    bool usage;
+  };
+  const std::vector<stream_case> cases = {
+      {"chatcmpl-AAAAAAAAAAAAAAAAAAAAAAAA", true, 1700000000, "echo", "fp_moat_0.1.0", true, false},
+      {"chatcmpl-BBBBBBBBBBBBBBBBBBBBBBBB", true, 1700000000, "echo", "fp_moat_0.1.0", true, false},
+      {"chatcmpl-CCCCCCCCCCCCCCCCCCCCCCCC", true, 1700000000, "echo", "fp_moat_0.1.0", true, true},
+      {"cmpl-DDDDDDDDDDDDDDDDDDDDDDDD", true, 1700000000, "echo", "fp_moat_0.1.0", false, true},
+      {"cmpl-EEEEEEEEEEEEEEEEEEEEEEEE", true, 1700000000, "echo", "fp_moat_0.1.0", false, true},
+      {"cmpl-FFFFFFFFFFFFFFFFFFFFFFFFF", true, 1700000000, "echo", "fp_moat_0.1.0", false, true},
+      {"cmpl-GGGGGGGGGGGGGGGGGGGGGGGGG", true, 1700000001, "echo", "fp_moat_0.1.0", false, true},
+      {"cmpl-HHHHHHHHHHHHHHHHHHHHHHHHH", true, 1700000001, "echp", "fp_moat_0.1.0", false, true},
+      {"cmpl-IIIIIIIIIIIIIIIIIIIIIIIII", true, 1700000001, "echp", "fp_moat_0.1.1", false, true},
+      {"cmpl-JJJJJJJJJJJJJJJJJJJJJJJJJ", true, 1700000001, "echp", "", false, true},
+      {"cmpl-KKKKKKKKKKKKKKKKKKKKKKKKK", true, 1700000001, "echp", "", false, true},
+      {"cmpl-\"quoted\"-LLLLLLLLLLLLLLLLL", false, 1700000001, "echp", "", false, true},
+      {"cmpl-MMMMMMMMMMMMMMMMMMMMMMMMM", true, 1700000001, "e\"c\\h\np", "", false, true},
+      {"cmpl-NNNNNNNNNNNNNNNNNNNNNNNNN", true, 1700000001, "e\"c\\h\np", "", false, true},
+      {"cmpl-OOOOOOOOOOOOOOOOOOOOOOOOO", true, 1700000001, "e\"c\\h\np", "", true, false},
+      {"chatcmpl-PPPPPPPPPPPPPPPPPPPPPPPP", true, 1700000000, "echo", "fp_moat_0.1.0", true, false},
+  };
+  for (const auto& c : cases) {
+    response_meta m;
+    m.id = c.id;
+    m.id_plain = c.id_plain;
+    m.created = c.created;
+    m.model = c.model;
+    m.system_fingerprint = c.fingerprint;
+    chunk_framing framing(m, c.chat, c.usage);
+    std::string out;
+    std::string want;
+    chunk_delta d;
+    d.first = c.chat;
+    d.text = "hi";
+    framing.append_event(out, d);
+    want +=
+        sse_data(c.chat ? chat_chunk_json(m, d, c.usage) : completion_chunk_json(m, d, c.usage));
+    d.first = false;
+    d.text = " there";
+    framing.append_plain(out, d.text);
+    want +=
+        sse_data(c.chat ? chat_chunk_json(m, d, c.usage) : completion_chunk_json(m, d, c.usage));
+    EXPECT_EQ(out, want) << c.id;
+    // The plain id reads as the same text an escaped one would.
+    response_meta escaped = m;
+    escaped.id_plain = false;
+    EXPECT_EQ(chat_completion_json(m, {}, {}), chat_completion_json(escaped, {}, {})) << c.id;
+  }
+}
+
 TEST(SerializeChunks, FirstChatChunkWithoutTextStillHasContent) {
   chunk_delta first;
   first.first = true;
