@@ -4,11 +4,14 @@
 
 #include <array>
 #include <boost/asio/dispatch.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/buffers_suffix.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/read.hpp>
+#include <cstring>
 
 #include "http/request_head.h"
 #include "http/wire.h"
@@ -36,6 +39,24 @@ std::string error_body(std::string_view message, std::string_view type) {
 }
 
 constexpr std::string_view continue_100 = "HTTP/1.1 100 Continue\r\n\r\n";
+
+// net::post on the executor the type-erased one holds (the io_context's, or a strand on it):
+// posting through any_io_executor first wraps the handler for it (a prefer and an allocation)
+// before the io_context wraps it again.
+template <class Handler>
+void post_on(const net::any_io_executor& ex, Handler&& handler) {
+  using io_executor = net::io_context::executor_type;
+  if (const auto* io = ex.target<io_executor>()) return net::post(*io, std::forward<Handler>(handler));
+  if (const auto* strand = ex.target<net::strand<io_executor>>()) {
+    return net::post(*strand, std::forward<Handler>(handler));
+  }
+  net::post(ex, std::forward<Handler>(handler));
+}
+
+// HEAD, by one 4-byte compare (string_view's == called compare() out of line).
+bool is_head(std::string_view method) {
+  return method.size() == 4 && std::memcmp(method.data(), "HEAD", 4) == 0;
+}
 
 }  // namespace
 
@@ -140,7 +161,7 @@ void basic_session<Stream>::read_raw_header() {
   // head has no obs-fold (every field line starts with a token character), so the scan for
   // one is needed only before Beast sees the bytes.
   if (!parser_ && head.size() <= ctx_.limits.max_header_bytes &&
-      parse_plain_head(head, ctx_.limits.max_headers, headers_, plain_) &&
+      parse_plain_head(head, ctx_.limits.max_headers, headers_, plain_, raw.size()) &&
       plain_.content_length <= ctx_.limits.max_body_bytes &&
       plain_.content_length <= raw.size() - head.size()) {
     return on_plain_request(head.size());
@@ -321,14 +342,14 @@ void basic_session<Stream>::dispatch() {
 // ---- writing ------------------------------------------------------------------------------
 
 template <class Stream>
-void basic_session<Stream>::respond(response res) {
+void basic_session<Stream>::respond(response&& res) {
   if (phase_ != phase::handling) return;  // a second answer, or the connection is gone
   status_ = res.status;
   route_ = res.route;
   if (res.close || ctx_.draining()) keep_alive_ = false;
   out_.clear();
   append_response_head(out_, res, request_id_, res.body.size(), keep_alive_);
-  if (current_.method == "HEAD") {
+  if (is_head(current_.method)) {
     // HEAD: the head GET would get (its Content-Length included), no body (RFC 9110 9.3.2).
     // A HEAD answer never has a body, chunked or not: a stream source is dropped unread.
     phase_ = phase::writing;
@@ -344,7 +365,7 @@ void basic_session<Stream>::respond(response res) {
       // the request's queued events, so by the time the pull runs every event already queued
       // (for a fast backend, the whole stream) has reached the source and leaves in that write.
       head_pending_ = true;
-      net::post(executor_, [self = this->shared_from_this()] { self->do_pull(); });
+      post_on(executor_, [self = this->shared_from_this()] { self->do_pull(); });
       return;
     }
     return write(net::buffer(out_), sent::stream_head);

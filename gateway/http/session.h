@@ -60,7 +60,7 @@ class basic_session : public std::enable_shared_from_this<basic_session<Stream>>
   void on_read_error(boost::beast::error_code ec);
   void dispatch();
 
-  void respond(response res);
+  void respond(response&& res);
   void do_pull();
   void on_chunk(std::string data, bool last);
 
