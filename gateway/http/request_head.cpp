@@ -1,5 +1,6 @@
 #include "http/request_head.h"
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <cstring>
@@ -150,10 +151,8 @@ bool name_is(std::string_view name, const char (&lower)[n]) {
   return same(0) && (len <= 2 * sizeof(word) || same(sizeof(word))) && same(last);
 }
 
-std::string_view trim_ows(std::string_view v) {
-  while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
-  while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
-  return v;
+bool ows(char c) {
+  return c == ' ' || c == '\t';
 }
 
 bool parse_length(std::string_view v, uint64_t& out) {
@@ -169,14 +168,45 @@ bool parse_length(std::string_view v, uint64_t& out) {
 
 }  // namespace
 
+size_t find_head_end(std::string_view buffered) {
+  const char* const p = buffered.data();
+  const size_t size = buffered.size();
+  uint32_t blank;  // "\r\n\r\n" as one word
+  std::memcpy(&blank, "\r\n\r\n", 4);
+  const auto blank_at = [p, size, blank](size_t at) {
+    if (at + 4 > size) return false;
+    uint32_t w;
+    std::memcpy(&w, p + at, 4);
+    return w == blank;
+  };
+  size_t i = 0;
+#if defined(__SSE2__)
+  // Each CR of 16 bytes at a time is a candidate (one per line of a head).
+  for (; i + 16 <= size; i += 16) {
+    unsigned cr = mask_of(_mm_cmpeq_epi8(load16(p + i), _mm_set1_epi8('\r')));
+    while (cr != 0) {
+      const size_t at = i + static_cast<size_t>(__builtin_ctz(cr));
+      if (blank_at(at)) return at;
+      cr &= cr - 1;
+    }
+  }
+#endif
+  for (; i < size; ++i) {
+    if (p[i] == '\r' && blank_at(i)) return i;
+  }
+  return std::string_view::npos;
+}
+
 bool parse_plain_head(std::string_view raw, size_t max_fields, std::vector<header_view>& fields,
-                      plain_head& out) {
+                      plain_head& out, size_t readable) {
   fields.clear();
   out = plain_head{};
-  const size_t size = raw.size();
-  if (size < 4 || raw.substr(size - 4) != "\r\n\r\n") return false;
+  if (raw.size() < 4 || raw.substr(raw.size() - 4) != "\r\n\r\n") return false;
   // One pass over the bytes. Every scan below stops at a CR at the latest (CR is neither a token
-  // nor a target nor a value byte), and `raw` ends with CRLF CRLF, so none reads past its end.
+  // nor a target nor a value byte), and `raw` ends with CRLF CRLF, so none reads past its end;
+  // a scan's 16-byte steps may look at bytes after it up to `readable` (the scan still stops at
+  // the CR), which spares the byte-by-byte tail near the end of the head.
+  const size_t size = std::max(readable, raw.size());
   const char* const p = raw.data();
 
   // Request line: METHOD SP target SP HTTP/1.1 CRLF
@@ -189,23 +219,28 @@ bool parse_plain_head(std::string_view raw, size_t max_fields, std::vector<heade
   out.target = std::string_view(p + target_start, i - target_start);
   ++i;
   constexpr std::string_view version = "HTTP/1.1\r\n";
-  if (size - i < version.size() || std::string_view(p + i, version.size()) != version) return false;
+  if (raw.size() - i < version.size() || std::string_view(p + i, version.size()) != version) return false;
   i += version.size();
 
   // Fields, each `token ":" value CRLF`, up to the blank line (the last two bytes of `raw`).
   bool has_length = false;
   bool has_host = false;
-  while (i < size - 2) {
+  while (i < raw.size() - 2) {
     const size_t name_start = i;
     i = skip_token(p, i, size);
     const std::string_view name(p + name_start, i - name_start);
     if (name.empty() || p[i] != ':') return false;
-    const size_t value_start = ++i;
-    // The value runs to its line's CR; anything but printable ASCII or tabs on the way (a bare
-    // CR or LF, a control, DEL, obs-text) is not plain.
+    // Leading OWS is left out of the value (usually one space), then the value runs to its
+    // line's CR; anything but printable ASCII or tabs on the way (a bare CR or LF, a control,
+    // DEL, obs-text) is not plain. Trailing OWS is left out too.
+    ++i;
+    while (ows(p[i])) ++i;
+    const size_t value_start = i;
     i = skip_value(p, i, size);
     if (p[i] != '\r' || p[i + 1] != '\n') return false;
-    const std::string_view value = trim_ows(std::string_view(p + value_start, i - value_start));
+    size_t value_end = i;
+    while (value_end > value_start && ows(p[value_end - 1])) --value_end;
+    const std::string_view value(p + value_start, value_end - value_start);
     i += 2;
     if (fields.size() == max_fields) return false;
     fields.push_back({name, value});

@@ -42,7 +42,14 @@ struct plain_head {
 // does not run those checks again on it (http_test checks the claim on the accepted forms).
 // Then `fields` holds every field (views into `raw`, values trimmed) in order; otherwise the
 // contents of `fields` and `out` are unspecified.
+// `readable`: how many bytes from raw.data() on may be read (e.g. the body buffered after the
+// head), at least raw.size() to matter; only the parse's 16-byte steps look past the head, never
+// its result.
 bool parse_plain_head(std::string_view raw, size_t max_fields, std::vector<header_view>& fields,
-                      plain_head& out);
+                      plain_head& out, size_t readable = 0);
+
+// Where the head in `buffered` ends: the offset of its first "\r\n\r\n", or npos; the same as
+// buffered.find("\r\n\r\n"), looking at 16 bytes per step for the CRs.
+size_t find_head_end(std::string_view buffered);
 
 }  // namespace moat::http

@@ -143,7 +143,7 @@ template <class Stream>
 void basic_session<Stream>::read_raw_header() {
   const auto data = buffer_.data();
   const std::string_view raw(static_cast<const char*>(data.data()), data.size());
-  const size_t end = raw.find("\r\n\r\n");
+  const size_t end = find_head_end(raw);
   if (end == std::string_view::npos) {
     if (raw.size() > ctx_.limits.max_header_bytes) {
       return reply_and_close(431, "request headers are larger than server.max_header_bytes");

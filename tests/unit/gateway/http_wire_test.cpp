@@ -148,6 +148,75 @@ TEST(request_head, plain_form_is_read_and_everything_else_is_left_to_beast) {
   EXPECT_FALSE(http::parse_plain_head("GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\n\r\n", 1, fields, head));
 }
 
+TEST(request_head, bytes_after_the_head_change_nothing) {
+  // The session lets the scans' 16-byte steps read on into the buffered body (`readable`): the
+  // result, fields included, is the same as for the head alone, whatever the body holds (CRs,
+  // non-ASCII, more head-like lines) and wherever a head's odd byte sits.
+  std::vector<std::string> heads = {
+      "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nContent-Type: "
+      "application/json\r\nAuthorization: Bearer unused\r\nContent-Length: 150\r\n\r\n",
+      "GET / HTTP/1.1\r\n\r\n",
+      "GET / HTTP/1.1\r\nX: \r\n\r\n",
+      "GET / HTTP/1.1\r\nX:   v  \t\r\n\r\n",
+      "GET / HTTP/1.1\r\nX: a\rb\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost x\r\n\r\n",
+      "GET / HTTP/1.0\r\n\r\n",
+  };
+  for (size_t at = 0; at < 20; ++at) {
+    for (const char odd : {'\t', '\x7f', '\x01', '\x80', ' ', '_'}) {
+      std::string line(20, 'v');
+      line[at] = odd;
+      heads.push_back("GET /" + line + " HTTP/1.1\r\n" + line + ": " + line + "\r\n\r\n");
+    }
+  }
+  const std::string bodies[] = {"", "{", std::string(40, '\r'), "\x80\xff\x01" "abc",
+                                "X: y\r\nZ: w\r\n\r\n" + std::string(30, 'z')};
+  for (const auto& raw : heads) {
+    std::vector<http::header_view> alone_fields;
+    http::plain_head alone;
+    const bool plain = http::parse_plain_head(raw, 100, alone_fields, alone);
+    for (const auto& body : bodies) {
+      const std::string buffered = raw + body;
+      std::vector<http::header_view> fields;
+      http::plain_head head;
+      ASSERT_EQ(http::parse_plain_head(std::string_view(buffered).substr(0, raw.size()), 100,
+                                       fields, head, buffered.size()),
+                plain)
+          << raw;
+      if (!plain) continue;
+      EXPECT_EQ(head.method, alone.method);
+      EXPECT_EQ(head.target, alone.target);
+      EXPECT_EQ(head.content_length, alone.content_length);
+      EXPECT_EQ(head.keep_alive, alone.keep_alive);
+      ASSERT_EQ(fields.size(), alone_fields.size()) << raw;
+      for (size_t i = 0; i < fields.size(); ++i) {
+        EXPECT_EQ(fields[i].name, alone_fields[i].name);
+        EXPECT_EQ(fields[i].value, alone_fields[i].value);
+      }
+    }
+  }
+}
+
+TEST(request_head, find_head_end_is_the_first_blank_line) {
+  // Against string_view::find on seeded random bytes rich in CR and LF, at every length and
+  // alignment the 16-byte steps meet (a blank line across a step boundary, at the very end, cut
+  // short by the end).
+  std::mt19937 rng(11);
+  const char alphabet[] = "\r\n\r\nab";
+  size_t found = 0;
+  for (int t = 0; t < 20000; ++t) {
+    std::string s(rng() % 70, 'x');
+    for (char& c : s) c = alphabet[rng() % (t % 3 == 0 ? 6 : 3)];
+    const size_t expected = std::string_view(s).find("\r\n\r\n");
+    ASSERT_EQ(http::find_head_end(s), expected) << t;
+    found += expected != std::string_view::npos;
+  }
+  EXPECT_GT(found, 1000u);  // both outcomes are exercised
+  EXPECT_EQ(http::find_head_end(""), std::string_view::npos);
+  EXPECT_EQ(http::find_head_end("\r\n\r"), std::string_view::npos);
+  EXPECT_EQ(http::find_head_end("GET / HTTP/1.1\r\nHost: x\r\n\r\nbody\r\n\r\n"), 23u);
+}
+
 // Differential: mutated heads (seeded, repeatable). Whatever the plain parser accepts, Beast must
 // read the same way (method, target, fields in order with the same trimmed values, length,
 // keep-alive) and the edge checks must pass; what it declines still goes to Beast, unchanged.
