@@ -194,7 +194,7 @@ void call::drain() {
   // Checked once per drain: within one, only its terminal event (the queue's last: none is
   // queued after it) ends the request, and a deadline or a shutdown comes as a handler of its
   // own, never in the middle of a drain.
-  if (!finished_ && owner_alive_->load(std::memory_order_relaxed)) {
+  if (!finished_ && owner_alive_->load(std::memory_order_acquire)) {
     for (auto& event : draining_) {
       // The usual event of a stream: a delta after the first token, whose only metric is the
       // last token's time (saw_token_ is set only where there are metrics).

@@ -1,6 +1,7 @@
 // A call's event queue, with events the test sends itself from an in-process plugin while the
 // strand is held busy: long bursts keep their order, a whole answer's deltas join per choice,
 // and the completion queue a context gets is its own.
+#include <algorithm>
 #include <boost/asio/io_context.hpp>
 #include <cstring>
 #include <optional>
@@ -32,8 +33,14 @@ struct scripted_plugin {
     caps->owned_by = moat_str{"scripted", 8};
     return MOAT_OK;
   }
+  // What submit writes into the caller's error: `message` without its terminating NUL, and
+  // returns `status` (an accepted request's callback is kept only with MOAT_OK).
+  static inline std::string message;
+  static inline moat_status status = MOAT_OK;
   static moat_status submit(moat_backend*, const moat_request*, moat_event_fn f, void* u,
-                            moat_error*) noexcept {
+                            moat_error* err) noexcept {
+    std::memcpy(err->message, message.data(), std::min(message.size(), sizeof err->message));
+    if (status != MOAT_OK) return status;
     fn = f;
     user = u;
     return MOAT_OK;
@@ -178,6 +185,31 @@ TEST_F(scripted_fixture, whole_answers_join_deltas_in_the_ring_and_past_it) {
     EXPECT_EQ(sink->events[choices + i].index, i);
   }
   EXPECT_EQ(sink->events.back().kind, MOAT_EVENT_DONE);
+}
+
+// submit() gives the plugin a cleared error every time: a message written with MOAT_OK is not
+// shown, and a later failure's message, even one left without its NUL, is exactly its own.
+TEST_F(scripted_fixture, each_submit_sees_a_cleared_error_message) {
+  auto& b = make_scripted_backend();
+  scripted_plugin::message = "a long note written although the request was accepted";
+  auto sink = std::make_shared<recording_sink>(strand_);
+  auto ok = submit(b, sink, true);
+  ASSERT_EQ(ok.status, MOAT_OK);
+  EXPECT_EQ(ok.message, "");
+  scripted_plugin::event(MOAT_EVENT_DONE);
+  ASSERT_EQ(sink->done.get_future().wait_for(std::chrono::seconds(5)), std::future_status::ready);
+
+  scripted_plugin::message = "short";
+  scripted_plugin::status = MOAT_ERR_INVALID_ARGUMENT;
+  auto refused = submit(b, std::make_shared<recording_sink>(strand_), true);
+  EXPECT_EQ(refused.status, MOAT_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(refused.message, "short");
+  scripted_plugin::message = "";
+  auto plain = submit(b, std::make_shared<recording_sink>(strand_), true);
+  EXPECT_EQ(plain.status, MOAT_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(plain.message.find("refused"), std::string::npos) << plain.message;
+  scripted_plugin::status = MOAT_OK;
+  EXPECT_EQ(b.in_flight(), 0);
 }
 
 // completion_queue::of remembers, per thread, the last context it was asked about: a context
