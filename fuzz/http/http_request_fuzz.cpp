@@ -4,7 +4,9 @@
 // of the whole input. Nothing may crash, hang or read out of bounds.
 // Then the gateway's fast path for plain request heads (http/request_head): whatever it accepts
 // must pass the edge checks (the session skips them for a plain head) and must read, through
-// Beast, as the same method, target and fields in order; a disagreement traps.
+// Beast, as the same method, target and fields in order; a disagreement traps. So does a head
+// end found other than where find() finds it, or a parse that reads on into the bytes after the
+// head and comes out otherwise.
 #include <algorithm>
 #include <boost/beast/http.hpp>
 #include <cctype>
@@ -25,11 +27,32 @@ namespace {
 // The plain-head property on the head of `all` (through its first blank line), if it has one.
 void check_plain_head(std::string_view all) {
   const auto end = all.find("\r\n\r\n");
+  if (moat::http::find_head_end(all) != end) __builtin_trap();  // the session's search
   if (end == std::string_view::npos) return;
   const std::string_view raw = all.substr(0, end + 4);
   std::vector<moat::http::header_view> fields;
   moat::http::plain_head head;
-  if (raw.size() > 16 * 1024 || !moat::http::parse_plain_head(raw, 100, fields, head)) return;
+  // As the session parses: the scans may read on into the rest of `all` (the buffered body),
+  // which must change nothing.
+  std::vector<moat::http::header_view> read_on_fields;
+  moat::http::plain_head read_on;
+  const bool accepted =
+      raw.size() <= 16 * 1024 && moat::http::parse_plain_head(raw, 100, fields, head);
+  if (raw.size() <= 16 * 1024 &&
+      moat::http::parse_plain_head(raw, 100, read_on_fields, read_on, all.size()) != accepted) {
+    __builtin_trap();
+  }
+  if (!accepted) return;
+  if (read_on.method != head.method || read_on.target != head.target ||
+      read_on.content_length != head.content_length || read_on.keep_alive != head.keep_alive ||
+      read_on_fields.size() != fields.size()) {
+    __builtin_trap();
+  }
+  for (size_t i = 0; i < fields.size(); ++i) {
+    if (read_on_fields[i].name != fields[i].name || read_on_fields[i].value != fields[i].value) {
+      __builtin_trap();
+    }
+  }
 
   std::vector<moat::auth::header_view> guard;
   for (const auto& f : fields) guard.push_back({f.name, f.value});
