@@ -96,6 +96,7 @@ object_fields::object_fields(dom::object object) : object_(object) {
   for (dom::key_value_pair field : object) {
     if (count_ == inline_count) {
       overflow_ = true;
+      signature_ = ~uint64_t{0};  // see find
       break;
     }
     const uint64_t head = head_of(field.key);

@@ -63,12 +63,14 @@ class object_fields {
   // Always inlined: GCC otherwise keeps one out-of-line copy, where the key is no longer a
   // constant and its first bytes are read with a memcpy call.
   [[gnu::always_inline]] std::optional<dom::element> find(std::string_view key) const {
-    if (overflow_) return find_in_dom(key);
     // Inline, so a literal key's first bytes and its signature bit fold into constants. Most
     // asked fields are absent (a request names a few, the parser asks for ~30): one bit test
-    // answers those; otherwise a lookup compares 8 bytes and a length per present key.
+    // answers those; otherwise a lookup compares 8 bytes and a length per present key. An
+    // object with more keys than the list holds has every signature bit set, so its lookups
+    // all pass the test and go to the DOM.
     const uint64_t head = head_of(key);
     if ((signature_ & signature_bit(head, key.size())) == 0) return std::nullopt;
+    if (overflow_) return find_in_dom(key);
     for (size_t i = 0; i < count_; ++i) {
       const entry& e = entries_[i].e;
       if (e.head == head && e.key.size() == key.size() &&

@@ -13,10 +13,16 @@ using namespace detail;
 // default it, a request offering tools without a choice asks for "auto".
 void parse_tool_use(const object_fields& object, const param_path& root, chat_request& request) {
   const bool legacy = !optional_field(object, "tools") && optional_field(object, "functions");
-  const char* list_key = legacy ? "functions" : "tools";
-  const char* choice_key = legacy ? "function_call" : "tool_choice";
-  if (auto v = optional_field(object, list_key)) request.tools = as_array(*v, root.field(list_key)).size();
-  auto choice = optional_field(object, choice_key);
+  // Each lookup names its key as a literal, which object_fields folds into constants.
+  const std::string_view list_key =
+      legacy ? std::string_view("functions") : std::string_view("tools");
+  const std::string_view choice_key =
+      legacy ? std::string_view("function_call") : std::string_view("tool_choice");
+  if (auto v = legacy ? optional_field(object, "functions") : optional_field(object, "tools")) {
+    request.tools = as_array(*v, root.field(list_key)).size();
+  }
+  auto choice =
+      legacy ? optional_field(object, "function_call") : optional_field(object, "tool_choice");
   if (!choice) {
     request.tool_choice = request.tools > 0 ? "auto" : "";
     return;

@@ -103,6 +103,9 @@ TEST(ParseChat, FieldsAreFoundAmongManyKeysAndTheFirstDuplicateWins) {
         parse_chat_request(chat_body(filler + R"("temperature":0.25,"temperature":1.5,"n":3)"));
     EXPECT_DOUBLE_EQ(ok(r).sampling.temperature, 0.25) << unknown << " unknown fields";
     EXPECT_EQ(ok(r).sampling.n, 3) << unknown << " unknown fields";
+    // Absent fields stay unset, past the list's capacity too.
+    EXPECT_FALSE(ok(r).sampling.max_tokens.has_value()) << unknown << " unknown fields";
+    EXPECT_DOUBLE_EQ(ok(r).sampling.top_p, 1.0) << unknown << " unknown fields";
     expect_invalid(parse_chat_request(chat_body(filler + R"("top_p":"high")")), "top_p");
   }
 }
