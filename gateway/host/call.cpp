@@ -79,13 +79,7 @@ void append_delta(const moat_event& ev, owned_event& into) {
 
 }  // namespace
 
-owned_event::owned_event(const moat_event& ev)
-    : kind(ev.kind),
-      index(ev.index),
-      finish_reason(ev.finish_reason),
-      error_code(ev.error_code),
-      usage(ev.usage),
-      text(ev.text.data ? ev.text.data : "", ev.text.data ? ev.text.size : 0) {
+void owned_event::copy_rare_parts(const moat_event& ev) {
   append_logprobs(ev, logprobs);
   if (ev.embedding && ev.embedding_dim)
     embedding.assign(ev.embedding, ev.embedding + ev.embedding_dim);

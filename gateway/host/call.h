@@ -59,7 +59,20 @@ struct owned_event {
   owned_event() = default;
   // Copies `event` (may throw std::bad_alloc). Built in place in a call's queue: each member is
   // written once, where a default-constructed event was first cleared whole, then assigned.
-  explicit owned_event(const moat_event& event);
+  // Inline for the usual event (a delta's text, FINISH, DONE); what only some events carry
+  // (logprobs, an embedding, an error message) is copied out of line.
+  explicit owned_event(const moat_event& event)
+      : kind(event.kind),
+        index(event.index),
+        finish_reason(event.finish_reason),
+        error_code(event.error_code),
+        usage(event.usage),
+        text(event.text.data ? event.text.data : "", event.text.data ? event.text.size : 0) {
+    if ((event.logprobs && event.logprob_count) || (event.embedding && event.embedding_dim) ||
+        (event.error_message.data && event.error_message.size)) {
+      copy_rare_parts(event);
+    }
+  }
   owned_event(const owned_event&) = default;
   owned_event(owned_event&&) noexcept = default;
   owned_event& operator=(const owned_event&) = default;
@@ -69,6 +82,9 @@ struct owned_event {
   [[gnu::always_inline]] ~owned_event() {}
 
   bool terminal() const { return kind == MOAT_EVENT_DONE || kind == MOAT_EVENT_ERROR; }
+
+ private:
+  void copy_rare_parts(const moat_event& event);  // logprobs, embedding, error message
 };
 
 // What the API layer implements to receive a request's events, always on the request's
