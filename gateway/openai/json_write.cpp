@@ -7,6 +7,10 @@
 #include <cstdint>
 #include <cstring>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "openai/protocol.h"
 
 namespace moat::openai {
@@ -25,6 +29,28 @@ constexpr std::array<bool, 256> plain_byte = make_plain_table();
 // The 8 bytes at `p` need no attention (detail::plain_word).
 bool plain_at(const unsigned char* p) {
   return detail::plain_word(detail::load_word(reinterpret_cast<const char*>(p)));
+}
+
+// Where the plain bytes from `i` end, 16 at a time, stopping before a block of 16 that holds a
+// byte needing attention (or fewer than 16 left). With SSE2 (every x86-64) a block is three
+// compares and a mask, ~4x fewer instructions than two plain_word tests: a 70-byte answer is
+// ~80 instructions of scan instead of ~250. Elsewhere the 8-byte loop does it all.
+size_t skip_plain_blocks(const unsigned char* s, size_t i, size_t size) {
+#if defined(__SSE2__)
+  const __m128i quote = _mm_set1_epi8('"');
+  const __m128i backslash = _mm_set1_epi8('\\');
+  const __m128i space = _mm_set1_epi8(0x20);
+  while (i + 16 <= size) {
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i));
+    // Signed: a byte of 0x80 or more is negative, so below 0x20 as well as the controls.
+    const __m128i special =
+        _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
+                     _mm_cmplt_epi8(v, space));
+    if (_mm_movemask_epi8(special) != 0) break;
+    i += 16;
+  }
+#endif
+  return i;
 }
 
 // Length of the valid UTF-8 sequence starting at s[0] (2..4), or 0 when it is invalid: a stray
@@ -85,6 +111,7 @@ void append_json_string_escaped(json_out& out, std::string_view text) {
   size_t run_start = 0;  // bytes [run_start, i) are copied in one piece
   size_t i = 0;
   while (i < size) {
+    i = skip_plain_blocks(s, i, size);
     while (i + 8 <= size && plain_at(s + i)) i += 8;
     if (i == size) break;
     // Fewer than 8 bytes left: when the last 8 (overlapping what was read) are plain, so is

@@ -58,8 +58,9 @@ TEST(JsonString, LongMixedTextRoundTrips) {
   expect_round_trip(text, text);
 }
 
-// Plain text is scanned 8 bytes at a time: every byte that needs escaping or checking must still
-// be found at every offset inside and across those words, with plain text of any length around it.
+// Plain text is scanned 16 and 8 bytes at a time: every byte that needs escaping or checking must
+// still be found at every offset inside and across those blocks, with plain text of any length
+// around it.
 TEST(JsonString, EverySpecialByteIsFoundAtEveryOffset) {
   const std::string fffd = "\xEF\xBF\xBD";
   struct special {
@@ -71,8 +72,9 @@ TEST(JsonString, EverySpecialByteIsFoundAtEveryOffset) {
                               {"\x1f", "\\u001f"}, {"\xC3\xA9", "\xC3\xA9"},
                               {"\xFF", fffd}};
   for (const auto& sp : specials) {
-    for (size_t before = 0; before < 20; ++before) {
-      for (size_t after : {size_t{0}, size_t{1}, size_t{7}, size_t{8}, size_t{13}}) {
+    for (size_t before = 0; before < 40; ++before) {
+      for (size_t after : {size_t{0}, size_t{1}, size_t{7}, size_t{8}, size_t{13}, size_t{16},
+                           size_t{17}, size_t{31}}) {
         const std::string text = std::string(before, 'a') + sp.raw + std::string(after, 'z');
         // Built by appending: GCC 12 at -O3 misreads a chain of string operator+ (-Wrestrict).
         std::string want = "\"";
@@ -84,6 +86,9 @@ TEST(JsonString, EverySpecialByteIsFoundAtEveryOffset) {
   // Bytes next to the special ones in value: ' ' (0x20), '!' and '#' beside '"', ']' beside '\\',
   // DEL (0x7f): all plain.
   expect_round_trip(" !#]\x7f ~ !#]\x7f ~", " !#]\x7f ~ !#]\x7f ~");
+  // The same across the 16-byte blocks of the long-text scan.
+  const std::string near = " !#]\x7f ~[\x7f!#] ~ !#]\x7f ~[\x7f!#] ~ !#]\x7f ~[\x7f!#]";
+  expect_round_trip(near, near);
 }
 
 // Text of up to 8 bytes is tested as one word padded with spaces, 9 to 16 bytes as two
