@@ -6,7 +6,8 @@
 // must pass the edge checks (the session skips them for a plain head) and must read, through
 // Beast, as the same method, target and fields in order; a disagreement traps. So does a head
 // end found other than where find() finds it, or a parse that reads on into the bytes after the
-// head and comes out otherwise.
+// head and comes out otherwise, or a parse straight from the buffer that disagrees with the head
+// alone.
 #include <algorithm>
 #include <boost/beast/http.hpp>
 #include <cctype>
@@ -28,7 +29,14 @@ namespace {
 void check_plain_head(std::string_view all) {
   const auto end = all.find("\r\n\r\n");
   if (moat::http::find_head_end(all) != end) __builtin_trap();  // the session's search
-  if (end == std::string_view::npos) return;
+  if (end == std::string_view::npos) {
+    // No head end buffered yet: the parse straight from the buffer says so (0), reading nothing
+    // past the bytes it was given.
+    std::vector<moat::http::header_view> fields;
+    moat::http::plain_head head;
+    if (moat::http::parse_buffered_plain_head(all, 100, fields, head) != 0) __builtin_trap();
+    return;
+  }
   const std::string_view raw = all.substr(0, end + 4);
   std::vector<moat::http::header_view> fields;
   moat::http::plain_head head;
@@ -41,6 +49,14 @@ void check_plain_head(std::string_view all) {
   if (raw.size() <= 16 * 1024 &&
       moat::http::parse_plain_head(raw, 100, read_on_fields, read_on, all.size()) != accepted) {
     __builtin_trap();
+  }
+  // The session's parse straight from the buffer: the head's size exactly when the head alone is
+  // plain (within the size limit above), whatever follows it.
+  {
+    std::vector<moat::http::header_view> buffered_fields;
+    moat::http::plain_head buffered;
+    const size_t n = moat::http::parse_buffered_plain_head(all, 100, buffered_fields, buffered);
+    if (raw.size() <= 16 * 1024 && n != (accepted ? raw.size() : 0)) __builtin_trap();
   }
   if (!accepted) return;
   if (read_on.method != head.method || read_on.target != head.target ||

@@ -60,14 +60,13 @@ bool printable_word(const char* p) {
 }
 #endif
 
-// The scans below return the index of the first byte from `i` on that does not belong, looking at
-// 16 bytes per step while 16 remain before `size` and byte by byte after that (or after the
-// first step that meets such a byte). Each stops at a CR at the latest, and a head ends with
-// CRLF CRLF, so the byte loops never run past `size`.
+// The scans below return the index of the first byte from `i` on that does not belong (or
+// `size`), looking at 16 bytes per step while 16 remain before `size` and byte by byte after that
+// (or after the first step that meets such a byte). Each stops at a CR at the latest.
 
 // Token characters. The wide step passes letters, digits and '-' (all a field name usually
 // has); any other byte, token or not, is left to the table.
-size_t skip_token(const char* p, size_t i, size_t size) {
+[[gnu::always_inline]] inline size_t skip_token(const char* p, size_t i, size_t size) {
 #if defined(__SSE2__)
   while (i + 16 <= size) {
     const __m128i v = load16(p + i);
@@ -86,15 +85,13 @@ size_t skip_token(const char* p, size_t i, size_t size) {
     }
     i += 16;
   }
-#else
-  (void)size;
 #endif
-  while (is_token(p[i])) ++i;
+  while (i < size && is_token(p[i])) ++i;
   return i;
 }
 
 // Visible ASCII (0x21..0x7e): a request target.
-size_t skip_visible(const char* p, size_t i, size_t size) {
+[[gnu::always_inline]] inline size_t skip_visible(const char* p, size_t i, size_t size) {
 #if defined(__SSE2__)
   while (i + 16 <= size) {
     const __m128i v = load16(p + i);
@@ -103,16 +100,14 @@ size_t skip_visible(const char* p, size_t i, size_t size) {
     if (bad != 0) return i + static_cast<size_t>(__builtin_ctz(bad));
     i += 16;
   }
-#else
-  (void)size;
 #endif
-  while (p[i] > 0x20 && p[i] < 0x7f) ++i;
+  while (i < size && p[i] > 0x20 && p[i] < 0x7f) ++i;
   return i;
 }
 
 // Plain value bytes (printable ASCII or tab): anything else in a value (obs-text, controls, a
 // bare CR or LF) goes to Beast.
-size_t skip_value(const char* p, size_t i, size_t size) {
+[[gnu::always_inline]] inline size_t skip_value(const char* p, size_t i, size_t size) {
 #if defined(__SSE2__)
   while (i + 16 <= size) {
     const __m128i v = load16(p + i);
@@ -125,7 +120,7 @@ size_t skip_value(const char* p, size_t i, size_t size) {
 #else
   while (i + 8 <= size && printable_word(p + i)) i += 8;
 #endif
-  while (plain_value_byte(p[i])) ++i;
+  while (i < size && plain_value_byte(p[i])) ++i;
   return i;
 }
 
@@ -197,73 +192,72 @@ size_t find_head_end(std::string_view buffered) {
   return std::string_view::npos;
 }
 
-bool parse_plain_head(std::string_view raw, size_t max_fields, std::vector<header_view>& fields,
-                      plain_head& out, size_t readable) {
+namespace {
+
+// The plain head at the start of p[0, size): its size through its blank line, or 0 when the bytes
+// are not a plain head or end before its blank line. Every scan is bounded by `size`.
+size_t parse_head(const char* p, size_t size, size_t max_fields, std::vector<header_view>& fields,
+                  plain_head& out) {
   fields.clear();
   out = plain_head{};
-  if (raw.size() < 4 || raw.substr(raw.size() - 4) != "\r\n\r\n") return false;
-  // One pass over the bytes. Every scan below stops at a CR at the latest (CR is neither a token
-  // nor a target nor a value byte), and `raw` ends with CRLF CRLF, so none reads past its end;
-  // a scan's 16-byte steps may look at bytes after it up to `readable` (the scan still stops at
-  // the CR), which spares the byte-by-byte tail near the end of the head.
-  const size_t size = std::max(readable, raw.size());
-  const char* const p = raw.data();
 
   // Request line: METHOD SP target SP HTTP/1.1 CRLF
   size_t i = skip_token(p, 0, size);
-  if (i == 0 || p[i] != ' ') return false;
+  if (i == 0 || i == size || p[i] != ' ') return 0;
   out.method = std::string_view(p, i);
   const size_t target_start = ++i;
   i = skip_visible(p, i, size);
-  if (i == target_start || p[i] != ' ') return false;
+  if (i == target_start || i == size || p[i] != ' ') return 0;
   out.target = std::string_view(p + target_start, i - target_start);
   ++i;
   constexpr std::string_view version = "HTTP/1.1\r\n";
-  if (raw.size() - i < version.size() || std::string_view(p + i, version.size()) != version) return false;
+  if (size - i < version.size() || std::string_view(p + i, version.size()) != version) return 0;
   i += version.size();
 
-  // Fields, each `token ":" value CRLF`, up to the blank line (the last two bytes of `raw`).
+  // Fields, each `token ":" value CRLF`, up to the blank line.
   bool has_length = false;
   bool has_host = false;
-  while (i < raw.size() - 2) {
+  for (;;) {
+    if (size - i < 2) return 0;  // the bytes end before the blank line
+    if (p[i] == '\r') return p[i + 1] == '\n' ? i + 2 : 0;
     const size_t name_start = i;
     i = skip_token(p, i, size);
     const std::string_view name(p + name_start, i - name_start);
-    if (name.empty() || p[i] != ':') return false;
+    if (name.empty() || i == size || p[i] != ':') return 0;
     // Leading OWS is left out of the value (usually one space), then the value runs to its
     // line's CR; anything but printable ASCII or tabs on the way (a bare CR or LF, a control,
     // DEL, obs-text) is not plain. Trailing OWS is left out too.
     ++i;
-    while (ows(p[i])) ++i;
+    while (i < size && ows(p[i])) ++i;
     const size_t value_start = i;
     i = skip_value(p, i, size);
-    if (p[i] != '\r' || p[i + 1] != '\n') return false;
+    if (size - i < 2 || p[i] != '\r' || p[i + 1] != '\n') return 0;
     size_t value_end = i;
     while (value_end > value_start && ows(p[value_end - 1])) --value_end;
     const std::string_view value(p + value_start, value_end - value_start);
     i += 2;
-    if (fields.size() == max_fields) return false;
+    if (fields.size() == max_fields) return 0;
     fields.push_back({name, value});
     // By length first: most fields (Content-Type, Authorization, ...) match none of these.
     switch (name.size()) {
       case 14:  // content-length
         if (name_is(name, "content-length")) {
-          if (has_length || !parse_length(value, out.content_length)) return false;
+          if (has_length || !parse_length(value, out.content_length)) return 0;
           has_length = true;
         }
         break;
       case 17:  // transfer-encoding
-        if (name_is(name, "transfer-encoding")) return false;
+        if (name_is(name, "transfer-encoding")) return 0;
         break;
       case 6:  // expect
-        if (name_is(name, "expect")) return false;
+        if (name_is(name, "expect")) return 0;
         break;
       case 7:  // upgrade
-        if (name_is(name, "upgrade")) return false;
+        if (name_is(name, "upgrade")) return 0;
         break;
       case 4:  // host
         if (name_is(name, "host")) {
-          if (has_host) return false;
+          if (has_host) return 0;
           has_host = true;
         }
         break;
@@ -272,7 +266,7 @@ bool parse_plain_head(std::string_view raw, size_t max_fields, std::vector<heade
           if (util::iequals(value, "close")) {
             out.keep_alive = false;
           } else if (!util::iequals(value, "keep-alive")) {
-            return false;
+            return 0;
           }
         }
         break;
@@ -280,7 +274,22 @@ bool parse_plain_head(std::string_view raw, size_t max_fields, std::vector<heade
         break;
     }
   }
-  return true;
+}
+
+}  // namespace
+
+bool parse_plain_head(std::string_view raw, size_t max_fields, std::vector<header_view>& fields,
+                      plain_head& out, size_t readable) {
+  if (raw.size() < 4 || raw.substr(raw.size() - 4) != "\r\n\r\n") return false;
+  // The scans' 16-byte steps may look on into bytes up to `readable` (each still stops at its
+  // line's CR); the head must end with `raw`.
+  return parse_head(raw.data(), std::max(readable, raw.size()), max_fields, fields, out) ==
+         raw.size();
+}
+
+size_t parse_buffered_plain_head(std::string_view buffered, size_t max_fields,
+                                 std::vector<header_view>& fields, plain_head& out) {
+  return parse_head(buffered.data(), buffered.size(), max_fields, fields, out);
 }
 
 }  // namespace moat::http

@@ -48,6 +48,14 @@ struct plain_head {
 bool parse_plain_head(std::string_view raw, size_t max_fields, std::vector<header_view>& fields,
                       plain_head& out, size_t readable = 0);
 
+// The same straight from the bytes read so far (`buffered`: a head, perhaps its body and the next
+// request), without finding the head's end first: the head's size through its blank line when
+// `buffered` starts with a complete plain head, else 0 (not plain, or not all there yet: the
+// caller then finds the end and lets Beast read it, as any other head). `fields` and `out` as
+// above.
+size_t parse_buffered_plain_head(std::string_view buffered, size_t max_fields,
+                                 std::vector<header_view>& fields, plain_head& out);
+
 // Where the head in `buffered` ends: the offset of its first "\r\n\r\n", or npos; the same as
 // buffered.find("\r\n\r\n"), looking at 16 bytes per step for the CRs.
 size_t find_head_end(std::string_view buffered);

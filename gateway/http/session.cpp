@@ -143,6 +143,20 @@ template <class Stream>
 void basic_session<Stream>::read_raw_header() {
   const auto data = buffer_.data();
   const std::string_view raw(static_cast<const char*>(data.data()), data.size());
+  // The usual request (plain head, its whole body already buffered, within the limits) is read
+  // in place, parsed straight from the buffer without a search for its end first; anything else
+  // goes through Beast from the same bytes (request_head.h). A plain head has no obs-fold (every
+  // field line starts with a token character), so the scan for one is needed only before Beast
+  // sees the bytes.
+  if (!parser_) {
+    const size_t head_bytes =
+        parse_buffered_plain_head(raw, ctx_.limits.max_headers, headers_, plain_);
+    if (head_bytes != 0 && head_bytes <= ctx_.limits.max_header_bytes &&
+        plain_.content_length <= ctx_.limits.max_body_bytes &&
+        plain_.content_length <= raw.size() - head_bytes) {
+      return on_plain_request(head_bytes);
+    }
+  }
   const size_t end = find_head_end(raw);
   if (end == std::string_view::npos) {
     if (raw.size() > ctx_.limits.max_header_bytes) {
@@ -156,16 +170,6 @@ void basic_session<Stream>::read_raw_header() {
     return;
   }
   const std::string_view head = raw.substr(0, end + 4);
-  // The usual request (plain head, its whole body already buffered, within the limits) is read
-  // in place; anything else goes through Beast from the same bytes (request_head.h). A plain
-  // head has no obs-fold (every field line starts with a token character), so the scan for
-  // one is needed only before Beast sees the bytes.
-  if (!parser_ && head.size() <= ctx_.limits.max_header_bytes &&
-      parse_plain_head(head, ctx_.limits.max_headers, headers_, plain_, raw.size()) &&
-      plain_.content_length <= ctx_.limits.max_body_bytes &&
-      plain_.content_length <= raw.size() - head.size()) {
-    return on_plain_request(head.size());
-  }
   if (auth::has_obs_fold(head)) {
     return reply_and_close(400, "obsolete line folding (obs-fold) in a header is not accepted");
   }

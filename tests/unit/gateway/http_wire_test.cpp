@@ -4,6 +4,7 @@
 
 #include <boost/asio/buffer.hpp>
 #include <boost/beast/http.hpp>
+#include <cstring>
 #include <memory>
 #include <random>
 #include <set>
@@ -193,6 +194,33 @@ TEST(request_head, bytes_after_the_head_change_nothing) {
         EXPECT_EQ(fields[i].name, alone_fields[i].name);
         EXPECT_EQ(fields[i].value, alone_fields[i].value);
       }
+    }
+    // The session's parse straight from its buffer: the head's size for a plain head with
+    // whatever follows it, 0 otherwise, and 0 for every cut short of the blank line (each cut in
+    // a buffer of its own exact size, so that ASan sees a read past it).
+    for (const auto& body : bodies) {
+      const std::string buffered = raw + body;
+      std::vector<http::header_view> fields;
+      http::plain_head head;
+      ASSERT_EQ(http::parse_buffered_plain_head(buffered, 100, fields, head),
+                plain ? raw.size() : 0u)
+          << raw;
+      if (plain) {
+        EXPECT_EQ(head.target, alone.target);
+        EXPECT_EQ(head.content_length, alone.content_length);
+        ASSERT_EQ(fields.size(), alone_fields.size());
+        for (size_t i = 0; i < fields.size(); ++i) EXPECT_EQ(fields[i].value, alone_fields[i].value);
+      }
+    }
+    for (size_t cut = 0; cut < raw.size(); ++cut) {
+      const auto bytes = std::make_unique<char[]>(cut + 1);
+      std::memcpy(bytes.get(), raw.data(), cut);
+      std::vector<http::header_view> fields;
+      http::plain_head head;
+      EXPECT_EQ(http::parse_buffered_plain_head(std::string_view(bytes.get(), cut), 100, fields,
+                                                head),
+                0u)
+          << raw << " cut at " << cut;
     }
   }
 }
