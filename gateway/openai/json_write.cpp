@@ -150,10 +150,34 @@ void append_int(json_out& out, int64_t value) {
   out.advance(static_cast<size_t>(result.ptr - at));
 }
 
-void append_uint(json_out& out, uint64_t value) {
+namespace {
+
+// append_uint's general path (and a full buffer), out of line so that the short one saves no
+// registers.
+[[gnu::noinline]] void append_uint_to_chars(json_out& out, uint64_t value) {
   char* at = out.room(24);
   const auto result = std::to_chars(at, at + 24, value);
   out.advance(static_cast<size_t>(result.ptr - at));
+}
+
+}  // namespace
+
+void append_uint(json_out& out, uint64_t value) {
+  // The usual numbers (a choice's index, small token counts) are one or two digits: written
+  // directly instead of through to_chars' length search and table.
+  if (value < 100 && out.has_room(2)) {
+    char* at = out.room(2);
+    if (value < 10) {
+      at[0] = static_cast<char>('0' + value);
+      out.advance(1);
+    } else {
+      at[0] = static_cast<char>('0' + value / 10);
+      at[1] = static_cast<char>('0' + value % 10);
+      out.advance(2);
+    }
+    return;
+  }
+  append_uint_to_chars(out, value);
 }
 
 void append_double(json_out& out, double value) {

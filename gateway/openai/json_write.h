@@ -38,6 +38,8 @@ class json_out {
     return buf_ + used_;
   }
   void advance(size_t k) { used_ += k; }
+  // Whether room(n) fits without a flush (a caller's short path can then skip the flush's code).
+  bool has_room(size_t n) const { return sizeof buf_ - used_ >= n; }
 
   json_out& operator+=(std::string_view s) {
     if (s.empty()) return *this;  // an empty view's data() may be null, which memcpy may not get

@@ -2,6 +2,9 @@
 #include <gtest/gtest.h>
 #include <simdjson.h>
 
+#include <cstdint>
+#include <vector>
+
 #include "openai/json_write.h"
 #include "openai/protocol.h"
 
@@ -150,6 +153,27 @@ TEST(JsonOut, PiecesAcrossTheBufferEqualPlainAppends) {
     w.done();
     EXPECT_EQ(out, want + "!") << "piece " << piece;
   }
+}
+
+// Unsigned numbers (one and two digits take a short path) read as std::to_string writes them.
+TEST(JsonOut, UnsignedNumbersOfEveryWidth) {
+  std::vector<uint64_t> values;
+  for (uint64_t v = 0; v <= 1000; ++v) values.push_back(v);
+  for (uint64_t p = 10000; p != 0 && p <= UINT64_MAX / 10; p *= 10) {
+    values.push_back(p - 1);
+    values.push_back(p);
+  }
+  values.push_back(UINT64_MAX);
+  std::string out;
+  std::string want;
+  detail::json_out w(out);
+  for (uint64_t v : values) {
+    detail::append_uint(w, v);
+    w += ',';
+    want += std::to_string(v) + ',';
+  }
+  w.done();
+  EXPECT_EQ(out, want);
 }
 
 }  // namespace
