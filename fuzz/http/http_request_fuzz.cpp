@@ -69,6 +69,16 @@ void check_plain_head(std::string_view all) {
       __builtin_trap();
     }
   }
+  // The X-Request-Id picked up on the way is the first such field, as request::header finds it.
+  std::string_view first_id;
+  for (const auto& f : fields) {
+    const auto same = [](char a, char b) { return std::tolower(static_cast<unsigned char>(a)) == b; };
+    if (f.name.size() == 12 && std::equal(f.name.begin(), f.name.end(), "x-request-id", same)) {
+      first_id = f.value;
+      break;
+    }
+  }
+  if (head.request_id.data() != first_id.data() || head.request_id != first_id) __builtin_trap();
 
   std::vector<moat::auth::header_view> guard;
   for (const auto& f : fields) guard.push_back({f.name, f.value});

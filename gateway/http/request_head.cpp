@@ -255,6 +255,11 @@ size_t parse_head(const char* p, size_t size, size_t max_fields, std::vector<hea
       case 7:  // upgrade
         if (name_is(name, "upgrade")) return 0;
         break;
+      case 12:  // x-request-id (and content-type, which is not)
+        if (out.request_id.data() == nullptr && name_is(name, "x-request-id")) {
+          out.request_id = value;
+        }
+        break;
       case 4:  // host
         if (name_is(name, "host")) {
           if (has_host) return 0;

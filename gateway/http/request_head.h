@@ -29,6 +29,9 @@ struct plain_head {
   std::string_view target;      // visible ASCII, as sent
   uint64_t content_length = 0;  // 0 without a Content-Length field
   bool keep_alive = true;       // HTTP/1.1: unless "Connection: close"
+  // The first X-Request-Id field's value (what request::header would find), picked up on the
+  // way: the session needs it for every request. A null view when there is none.
+  std::string_view request_id;
 };
 
 // `raw`: the head through its blank line ("...\r\n\r\n"). True when it is in the plain form:

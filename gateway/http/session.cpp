@@ -301,7 +301,8 @@ void basic_session<Stream>::dispatch() {
   req.headers = headers_;
   req.body = current_.body;
   // Written into the connection's string: its capacity is reused request after request.
-  const auto client_id = req.header("x-request-id");
+  // A plain head picked the client's id up while it was parsed.
+  const auto client_id = plain_bytes_ != 0 ? plain_.request_id : req.header("x-request-id");
   if (is_sane_request_id(client_id)) {
     request_id_.assign(client_id);
   } else {

@@ -45,6 +45,22 @@ TEST(request_head, plain_form_is_read_and_everything_else_is_left_to_beast) {
   EXPECT_EQ(fields[2].value, "Bearer k\tey");
   EXPECT_EQ(fields[3].value, "");
 
+  EXPECT_EQ(head.request_id.data(), nullptr);  // no X-Request-Id
+
+  // The first X-Request-Id, in any case, is picked up as request::header would find it.
+  ASSERT_TRUE(http::parse_plain_head(
+      "GET / HTTP/1.1\r\nContent-Type: x\r\nx-REQUEST-id:  abc-1 \r\n"
+      "X-Request-Id: second\r\n\r\n",
+      100, fields, head));
+  EXPECT_EQ(head.request_id, "abc-1");
+  ASSERT_TRUE(http::parse_plain_head(
+      "GET / HTTP/1.1\r\nX-Request-Id:\r\nX-Request-Id: b\r\n\r\n", 100, fields, head));
+  EXPECT_NE(head.request_id.data(), nullptr);
+  EXPECT_EQ(head.request_id, "");
+  ASSERT_TRUE(
+      http::parse_plain_head("GET / HTTP/1.1\r\nX-Request-Ix: a\r\n\r\n", 100, fields, head));
+  EXPECT_EQ(head.request_id.data(), nullptr);
+
   ASSERT_TRUE(http::parse_plain_head("GET / HTTP/1.1\r\n\r\n", 100, fields, head));
   EXPECT_TRUE(head.keep_alive);
   EXPECT_EQ(head.content_length, 0u);
