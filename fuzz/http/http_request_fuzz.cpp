@@ -72,7 +72,9 @@ void check_plain_head(std::string_view all) {
   // The X-Request-Id picked up on the way is the first such field, as request::header finds it.
   std::string_view first_id;
   for (const auto& f : fields) {
-    const auto same = [](char a, char b) { return std::tolower(static_cast<unsigned char>(a)) == b; };
+    const auto same = [](char a, char b) {
+      return std::tolower(static_cast<unsigned char>(a)) == b;
+    };
     if (f.name.size() == 12 && std::equal(f.name.begin(), f.name.end(), "x-request-id", same)) {
       first_id = f.value;
       break;

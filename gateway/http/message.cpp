@@ -1,4 +1,5 @@
 #include "http/message.h"
+
 #include <utility>
 
 #include "util/ascii.h"

@@ -46,7 +46,8 @@ constexpr std::string_view continue_100 = "HTTP/1.1 100 Continue\r\n\r\n";
 template <class Handler>
 void post_on(const net::any_io_executor& ex, Handler&& handler) {
   using io_executor = net::io_context::executor_type;
-  if (const auto* io = ex.target<io_executor>()) return net::post(*io, std::forward<Handler>(handler));
+  if (const auto* io = ex.target<io_executor>())
+    return net::post(*io, std::forward<Handler>(handler));
   if (const auto* strand = ex.target<net::strand<io_executor>>()) {
     return net::post(*strand, std::forward<Handler>(handler));
   }
@@ -450,8 +451,9 @@ void basic_session<Stream>::do_pull() {
     // drain delivers it, without net::dispatch wrapping a handler for the type-erased executor;
     // posted from anywhere else.
     if (util::running_here(self->executor_)) return self->on_chunk(std::move(data), last);
-    net::post(self->executor_,
-              [self, data = std::move(data), last]() mutable { self->on_chunk(std::move(data), last); });
+    net::post(self->executor_, [self, data = std::move(data), last]() mutable {
+      self->on_chunk(std::move(data), last);
+    });
   });
 }
 

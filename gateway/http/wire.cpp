@@ -25,7 +25,8 @@ uint64_t seed() {
 // reached through its init function and guard on every access.
 uint64_t next_random() {
   thread_local uint64_t state = 0;
-  if (state == 0) [[unlikely]] state = seed();  // (the sequence passes 0 once in 2^64 draws)
+  if (state == 0) [[unlikely]]
+    state = seed();  // (the sequence passes 0 once in 2^64 draws)
   uint64_t z = (state += 0x9e3779b97f4a7c15ull);
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
@@ -183,8 +184,8 @@ void append_random_alnum(std::string& out, size_t length) {
 #if defined(__SSE2__)
     // The alphabet's three runs by compares: 'A' + b, then 'a' - 26 + b from 26, '0' - 52 + b
     // from 52, 'A' - 62 + b from 62 (signed compares: b is 0..63).
-    const __m128i b = _mm_and_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(draws)),
-                                    _mm_set1_epi8(63));
+    const __m128i b =
+        _mm_and_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(draws)), _mm_set1_epi8(63));
     const auto from = [&b](int first, int step) {
       return _mm_and_si128(_mm_cmpgt_epi8(b, _mm_set1_epi8(static_cast<char>(first - 1))),
                            _mm_set1_epi8(static_cast<char>(step)));

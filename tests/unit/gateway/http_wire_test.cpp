@@ -48,13 +48,13 @@ TEST(request_head, plain_form_is_read_and_everything_else_is_left_to_beast) {
   EXPECT_EQ(head.request_id.data(), nullptr);  // no X-Request-Id
 
   // The first X-Request-Id, in any case, is picked up as request::header would find it.
-  ASSERT_TRUE(http::parse_plain_head(
-      "GET / HTTP/1.1\r\nContent-Type: x\r\nx-REQUEST-id:  abc-1 \r\n"
-      "X-Request-Id: second\r\n\r\n",
-      100, fields, head));
+  ASSERT_TRUE(
+      http::parse_plain_head("GET / HTTP/1.1\r\nContent-Type: x\r\nx-REQUEST-id:  abc-1 \r\n"
+                             "X-Request-Id: second\r\n\r\n",
+                             100, fields, head));
   EXPECT_EQ(head.request_id, "abc-1");
-  ASSERT_TRUE(http::parse_plain_head(
-      "GET / HTTP/1.1\r\nX-Request-Id:\r\nX-Request-Id: b\r\n\r\n", 100, fields, head));
+  ASSERT_TRUE(http::parse_plain_head("GET / HTTP/1.1\r\nX-Request-Id:\r\nX-Request-Id: b\r\n\r\n",
+                                     100, fields, head));
   EXPECT_NE(head.request_id.data(), nullptr);
   EXPECT_EQ(head.request_id, "");
   ASSERT_TRUE(
@@ -186,7 +186,7 @@ TEST(request_head, bytes_after_the_head_change_nothing) {
       heads.push_back("GET /" + line + " HTTP/1.1\r\n" + line + ": " + line + "\r\n\r\n");
     }
   }
-  const std::string bodies[] = {"", "{", std::string(40, '\r'), "\x80\xff\x01" "abc",
+  const std::string bodies[] = {"", "{", std::string(40, '\r'), std::string("\x80\xff\x01") + "abc",
                                 "X: y\r\nZ: w\r\n\r\n" + std::string(30, 'z')};
   for (const auto& raw : heads) {
     std::vector<http::header_view> alone_fields;
@@ -225,7 +225,8 @@ TEST(request_head, bytes_after_the_head_change_nothing) {
         EXPECT_EQ(head.target, alone.target);
         EXPECT_EQ(head.content_length, alone.content_length);
         ASSERT_EQ(fields.size(), alone_fields.size());
-        for (size_t i = 0; i < fields.size(); ++i) EXPECT_EQ(fields[i].value, alone_fields[i].value);
+        for (size_t i = 0; i < fields.size(); ++i)
+          EXPECT_EQ(fields[i].value, alone_fields[i].value);
       }
     }
     for (size_t cut = 0; cut < raw.size(); ++cut) {
@@ -233,9 +234,9 @@ TEST(request_head, bytes_after_the_head_change_nothing) {
       std::memcpy(bytes.get(), raw.data(), cut);
       std::vector<http::header_view> fields;
       http::plain_head head;
-      EXPECT_EQ(http::parse_buffered_plain_head(std::string_view(bytes.get(), cut), 100, fields,
-                                                head),
-                0u)
+      EXPECT_EQ(
+          http::parse_buffered_plain_head(std::string_view(bytes.get(), cut), 100, fields, head),
+          0u)
           << raw << " cut at " << cut;
     }
   }

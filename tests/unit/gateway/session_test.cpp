@@ -118,8 +118,8 @@ class watch_handler : public http::handler {
       // last piece; then an empty last piece alone.
       http::response res;
       res.content_type = "text/event-stream";
-      res.stream = std::make_shared<pieces_stream>(
-          std::vector<std::string>{big_body(), "", "tail", ""});
+      res.stream =
+          std::make_shared<pieces_stream>(std::vector<std::string>{big_body(), "", "tail", ""});
       respond(std::move(res));
     } else if (req.path == "/elsewhere") {
       // Answered from a thread that is not the connection's: the answer is posted onto it.
