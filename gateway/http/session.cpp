@@ -11,7 +11,6 @@
 #include <boost/beast/core/buffers_suffix.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/read.hpp>
-#include <cstring>
 
 #include "http/request_head.h"
 #include "http/wire.h"
@@ -30,33 +29,6 @@ namespace {
 
 std::chrono::milliseconds to_ms(double seconds) {
   return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000.0));
-}
-
-std::string error_body(std::string_view message, std::string_view type) {
-  std::string body = R"({"error":{"message":")";
-  body.append(message).append(R"(","type":")").append(type).append(R"(","param":null,"code":null}})");
-  return body;
-}
-
-constexpr std::string_view continue_100 = "HTTP/1.1 100 Continue\r\n\r\n";
-
-// net::post on the executor the type-erased one holds (the io_context's, or a strand on it):
-// posting through any_io_executor first wraps the handler for it (a prefer and an allocation)
-// before the io_context wraps it again.
-template <class Handler>
-void post_on(const net::any_io_executor& ex, Handler&& handler) {
-  using io_executor = net::io_context::executor_type;
-  if (const auto* io = ex.target<io_executor>())
-    return net::post(*io, std::forward<Handler>(handler));
-  if (const auto* strand = ex.target<net::strand<io_executor>>()) {
-    return net::post(*strand, std::forward<Handler>(handler));
-  }
-  net::post(ex, std::forward<Handler>(handler));
-}
-
-// HEAD, by one 4-byte compare (string_view's == called compare() out of line).
-bool is_head(std::string_view method) {
-  return method.size() == 4 && std::memcmp(method.data(), "HEAD", 4) == 0;
 }
 
 }  // namespace
@@ -229,7 +201,8 @@ void basic_session<Stream>::on_read_header(beast::error_code ec, size_t bytes) {
   if (!verdict.ok) return reply_and_close(verdict.status, verdict.reason);
   const auto expect = parser_->get()[bhttp::field::expect];
   if (!expect.empty() && util::iequals(expect, "100-continue") && !parser_->is_done()) {
-    return write(net::buffer(continue_100.data(), continue_100.size()), sent::continue_100);
+    return write(net::buffer(continue_100_bytes.data(), continue_100_bytes.size()),
+                 sent::continue_100);
   }
   do_read_body();
 }
@@ -337,7 +310,7 @@ void basic_session<Stream>::dispatch() {
     if (phase_ == phase::handling) {
       response res;
       res.status = 500;
-      res.body = error_body("internal error", "server_error");
+      res.body = error_json("internal error", "server_error");
       respond(std::move(res));
     }
   }
@@ -371,7 +344,7 @@ void basic_session<Stream>::respond(response&& res) {
       // the request's queued events, so by the time the pull runs every event already queued
       // (for a fast backend, the whole stream) has reached the source and leaves in that write.
       head_pending_ = true;
-      post_on(executor_, [self = this->shared_from_this()] { self->do_pull(); });
+      util::post_direct(executor_, [self = this->shared_from_this()] { self->do_pull(); });
       return;
     }
     return write(net::buffer(out_), sent::stream_head);
@@ -590,7 +563,7 @@ void basic_session<Stream>::reply_and_close(int status, std::string_view message
   keep_alive_ = false;
   response res;
   res.status = status;
-  body_ = error_body(message, "invalid_request_error");
+  body_ = error_json(message, "invalid_request_error");
   out_.clear();
   append_response_head(out_, res, request_id_.empty() ? make_request_id() : request_id_,
                        body_.size(), false);

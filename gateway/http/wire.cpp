@@ -35,6 +35,15 @@ uint64_t next_random() {
 
 }  // namespace
 
+std::string error_json(std::string_view message, std::string_view type) {
+  std::string body = R"({"error":{"message":")";
+  body.append(message)
+      .append(R"(","type":")")
+      .append(type)
+      .append(R"(","param":null,"code":null}})");
+  return body;
+}
+
 std::string_view reason_phrase(int status) {
   switch (status) {
     case 100: return "Continue";

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstring>
 #include <string>
 #include <string_view>
 
@@ -24,6 +25,16 @@ void append_response_head(std::string& out, const response& res, std::string_vie
 // One chunk of a chunked body; an empty `data` writes nothing (an empty chunk would end it).
 void append_chunk(std::string& out, std::string_view data);
 inline constexpr std::string_view last_chunk = "0\r\n\r\n";
+inline constexpr std::string_view continue_100_bytes = "HTTP/1.1 100 Continue\r\n\r\n";
+
+// An OpenAI-style error body for the errors HTTP answers itself (`message` and `type` are the
+// gateway's own literals: no escaping needed).
+std::string error_json(std::string_view message, std::string_view type);
+
+// HEAD, by one 4-byte compare (string_view's == called compare() out of line).
+inline bool is_head(std::string_view method) {
+  return method.size() == 4 && std::memcmp(method.data(), "HEAD", 4) == 0;
+}
 
 // The same chunk in three pieces, for a gather write that leaves `data` where it is:
 // append_chunk_size(out, n) + data + chunk_tail(n, last) equals append_chunk(out, data) followed,

@@ -4,11 +4,14 @@
 // handler for it. Any other executor type counts as "not here", which only costs the dispatch.
 //
 //   if (moat::util::running_here(strand)) deliver(); else net::post(strand, deliver);
+//   moat::util::post_direct(strand, [] { ... });
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
+#include <utility>
 
 namespace moat::util {
 
@@ -17,6 +20,19 @@ inline bool running_here(const boost::asio::any_io_executor& ex) {
   if (const auto* io = ex.target<io_executor>()) return io->running_in_this_thread();
   if (const auto* strand = ex.target<boost::asio::strand<io_executor>>()) return strand->running_in_this_thread();
   return false;
+}
+
+// net::post on the executor the type-erased one holds (the io_context's, or a strand on it):
+// posting through any_io_executor first wraps the handler for it (a prefer and an allocation)
+// before the io_context wraps it again.
+template <class Handler>
+void post_direct(const boost::asio::any_io_executor& ex, Handler&& handler) {
+  using io_executor = boost::asio::io_context::executor_type;
+  if (const auto* io = ex.target<io_executor>())
+    return boost::asio::post(*io, std::forward<Handler>(handler));
+  if (const auto* strand = ex.target<boost::asio::strand<io_executor>>())
+    return boost::asio::post(*strand, std::forward<Handler>(handler));
+  boost::asio::post(ex, std::forward<Handler>(handler));
 }
 
 }  // namespace moat::util
