@@ -127,14 +127,6 @@ void append_response_head(std::string& out, const response& res, std::string_vie
   out.resize(start + static_cast<size_t>(p - begin));
 }
 
-void append_chunk(std::string& out, std::string_view data) {
-  if (data.empty()) return;
-  char buf[20];
-  auto [p, ec] = std::to_chars(buf, buf + sizeof buf, data.size(), 16);
-  (void)ec;
-  out.append(buf, p).append("\r\n").append(data).append("\r\n");
-}
-
 void append_chunk_size(std::string& out, size_t size) {
   if (size == 0) return;
   char buf[20];

@@ -3,7 +3,8 @@
 //
 //   std::string out;
 //   moat::http::append_response_head(out, res, "req-1", res.body.size(), /*keep_alive=*/true);
-//   moat::http::append_chunk(out, "data: {...}\n\n");
+//   moat::http::append_chunk_size(out, data.size());
+//   // one gather write: out, then `data` where it lies, then chunk_tail(data.size(), last)
 #pragma once
 
 #include <cstddef>
@@ -22,8 +23,6 @@ std::string_view reason_phrase(int status);
 void append_response_head(std::string& out, const response& res, std::string_view request_id,
                           size_t content_length, bool keep_alive);
 
-// One chunk of a chunked body; an empty `data` writes nothing (an empty chunk would end it).
-void append_chunk(std::string& out, std::string_view data);
 inline constexpr std::string_view last_chunk = "0\r\n\r\n";
 inline constexpr std::string_view continue_100_bytes = "HTTP/1.1 100 Continue\r\n\r\n";
 
@@ -36,9 +35,10 @@ inline bool is_head(std::string_view method) {
   return method.size() == 4 && std::memcmp(method.data(), "HEAD", 4) == 0;
 }
 
-// The same chunk in three pieces, for a gather write that leaves `data` where it is:
-// append_chunk_size(out, n) + data + chunk_tail(n, last) equals append_chunk(out, data) followed,
-// when `last`, by last_chunk. An empty chunk writes no size line and no tail of its own.
+// One chunk of a chunked body in three pieces, for a gather write that leaves `data` where it
+// is: append_chunk_size(out, n) + data + chunk_tail(n, last) is "<n in hex>\r\n" data "\r\n",
+// followed by last_chunk when `last`. An empty chunk writes no size line and no tail of its own
+// (an empty chunk would end the body).
 void append_chunk_size(std::string& out, size_t size);
 constexpr std::string_view chunk_tail(size_t size, bool last) {
   constexpr std::string_view with_last = "\r\n0\r\n\r\n";
