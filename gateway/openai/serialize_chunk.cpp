@@ -132,11 +132,12 @@ constexpr std::string_view chat_finish_open =
     ",\"choices\":[{\"index\":0,\"delta\":{},\"logprobs\":null,\"finish_reason\":";
 constexpr std::string_view completion_finish_open =
     ",\"choices\":[{\"index\":0,\"text\":\"\",\"logprobs\":null,\"finish_reason\":";
-constexpr std::string_view finish_close = "}]}\n\n";
-constexpr std::string_view finish_close_usage = "}],\"usage\":null}\n\n";
-// The two closings after a finish_reason, each padded to one fixed-size block.
+// The two closings after a finish_reason (without, then with "usage":null), each padded to one
+// fixed-size block, and their lengths.
 constexpr char finish_close_blocks[2][close_room] = {"}]}\n\n", "}],\"usage\":null}\n\n"};
-static_assert(finish_close_usage.size() < close_room);
+constexpr size_t finish_close_sizes[2] = {std::string_view(finish_close_blocks[0]).size(),
+                                          std::string_view(finish_close_blocks[1]).size()};
+static_assert(finish_close_sizes[1] < close_room);
 
 // Appends `head`, `opening`, a short plain text (short_plain_words: `size` bytes as `first` and
 // `last`) quoted, and the `closing_size` bytes of `closing` (readable for close_room bytes):
@@ -281,7 +282,7 @@ void chunk_framing::append_event(std::string& events, const chunk_delta& delta) 
     if (!delta.first && delta.text.empty() && !delta.finish_reason.empty() &&
         short_plain_words(delta.finish_reason, first, last)) {
       const char* closing = finish_close_blocks[include_usage_ ? 1 : 0];
-      const size_t closing_size = include_usage_ ? finish_close_usage.size() : finish_close.size();
+      const size_t closing_size = finish_close_sizes[include_usage_ ? 1 : 0];
       const size_t size = delta.finish_reason.size();
       if (chat_) {
         return append_short(events, head, chat_finish_open, size, first, last, closing,
