@@ -151,17 +151,16 @@ void automaton_run::step(char32_t c, size_t len) {
     const dfa_edge& edge = *s->edges[c];
     next_starts_.clear();
     for (uint32_t src : edge.src) next_starts_.push_back(src == n_old ? pos_ : starts_[src]);
-    for (uint32_t m : edge.matched) {
-      const size_t start = m == n_old ? pos_ : starts_[m];
-      if (match_starts_.empty() || match_starts_.back() != start) match_starts_.push_back(start);
-    }
+    for (uint32_t m : edge.matched) record_match(m == n_old ? pos_ : starts_[m], pos_ + len);
     starts_.swap(next_starts_);
     cur_ = edge.next;
   } else {
     threads_.clear();
     for (size_t i = 0; i < n_old; ++i) threads_.push_back({s->nodes[i], starts_[i]});
     std::vector<thread> out;
-    nfa_step(threads_, c, pos_, out, match_starts_);
+    step_matches_.clear();
+    nfa_step(threads_, c, pos_, out, step_matches_);
+    for (size_t m : step_matches_) record_match(m, pos_ + len);
     std::vector<int> nodes;
     starts_.clear();
     for (const auto& t : out) {
@@ -175,15 +174,26 @@ void automaton_run::step(char32_t c, size_t len) {
   has_prev_ = true;
 }
 
+void automaton_run::record_match(size_t begin, size_t end) {
+  // Overlapping records join: only "could a match start in this range" is ever asked.
+  if (!matches_.empty() && begin <= matches_.back().end && end >= matches_.back().begin) {
+    matches_.back().begin = std::min(matches_.back().begin, begin);
+    matches_.back().end = std::max(matches_.back().end, end);
+    return;
+  }
+  matches_.push_back({begin, end});
+}
+
 bool automaton_run::matched_in(size_t from, size_t to) const {
   if (a_->opaque_) return true;
-  for (size_t s : match_starts_)
-    if (s >= from && s < to) return true;
+  for (const auto& m : matches_)
+    if (m.begin < to && m.end > from) return true;
   return false;
 }
 
 void automaton_run::forget_before(size_t offset) {
-  std::erase_if(match_starts_, [&](size_t s) { return s < offset; });
+  std::erase_if(matches_, [&](const match_record& m) { return m.end <= offset; });
+  for (auto& m : matches_) m.begin = std::max(m.begin, offset);
 }
 
 void automaton_run::feed(std::string_view bytes) {
@@ -220,7 +230,7 @@ size_t automaton_run::hold_from() const {
 
 void automaton_run::restart(size_t global_offset, std::string_view tail) {
   starts_.clear();
-  match_starts_.clear();
+  matches_.clear();
   partial_.clear();
   cur_ = -1;
   pos_ = global_offset;

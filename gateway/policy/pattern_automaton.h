@@ -86,10 +86,11 @@ class automaton_run {
   // scanner released text past the held position.
   void restart(size_t global_offset, std::string_view tail);
   size_t offset() const { return pos_ + partial_.size(); }
-  // True when some thread that started in [from, to) reached a match: RE2 can only find a match
+  // True when a match recorded by the NFA could start in [from, to): RE2 can only find a match
   // starting there if this says so (the NFA's language contains RE2's).
   bool matched_in(size_t from, size_t to) const;
-  // Drops the match records that start before `offset` (text released).
+  // The text before `offset` was released: records that end there go, the others now start
+  // at `offset` at the earliest.
   void forget_before(size_t offset);
 
  private:
@@ -133,7 +134,16 @@ class automaton_run {
   std::vector<uint32_t> seen_;      // per node: closure generation stamp
   std::vector<uint32_t> seen_out_;  // per node: step generation stamp
   uint32_t generation_ = 0;
-  std::vector<size_t> match_starts_;
+  // A match the NFA reached: it started in [begin, end). Not just at `begin`: threads at the same
+  // node are kept once, with the earliest start, so a later start whose thread merged into an
+  // earlier one reaches the match under the earlier start's name. Every start that merged lies
+  // before the position where the match was reached, which is `end`.
+  struct match_record {
+    size_t begin, end;
+  };
+  void record_match(size_t begin, size_t end);
+  std::vector<match_record> matches_;
+  std::vector<size_t> step_matches_;
   size_t pos_ = 0;               // global offset of the next complete code point
   char32_t prev_ = 0;
   bool has_prev_ = false;        // false only at the very start of the text
