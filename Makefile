@@ -69,13 +69,15 @@ test-e2e: build deps-python
 	MOAT_BUILD=$(CURDIR)/$(BUILD) $(PY) -m pytest -q -rs tests/e2e --basetemp=$(CURDIR)/$(BUILD)/e2e-tmp
 	MOAT_E2E_THREADS=1 MOAT_BUILD=$(CURDIR)/$(BUILD) $(PY) -m pytest -q -rs tests/e2e --basetemp=$(CURDIR)/$(BUILD)/e2e-tmp-1
 
-# libFuzzer targets (clang): the kept regression inputs, then a fixed-seed run of each target,
-# so that `make test` is repeatable. `make fuzz` fuzzes for minutes per target.
+# libFuzzer targets (clang): the kept regression inputs, then a fixed-seed run of each target
+# from an empty working corpus, so that `make test` is repeatable (a corpus kept from earlier
+# runs grows, and the same seed then explores other inputs). `make fuzz` fuzzes for minutes per
+# target and keeps its corpus.
 test-fuzz: deps-apt
 	bash fuzz/run.sh --ci
 	bash fuzz/policy/build.sh
-	mkdir -p build-fuzz-policy/corpus
-	build-fuzz-policy/stream_fuzz -seed=1 -runs=20000 -max_len=512 build-fuzz-policy/corpus fuzz/policy/corpus
+	rm -rf build-fuzz-policy/ci-corpus && mkdir -p build-fuzz-policy/ci-corpus
+	build-fuzz-policy/stream_fuzz -seed=1 -runs=20000 -max_len=512 build-fuzz-policy/ci-corpus fuzz/policy/corpus
 
 fuzz: deps-apt
 	bash fuzz/run.sh --long

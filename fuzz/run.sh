@@ -78,7 +78,11 @@ for t in "${targets[@]}"; do
       continue
     fi
   fi
-  mkdir -p "$out/corpus/$t" "$out/crashes/$t"
+  # The CI run starts from an empty working corpus: one kept from earlier runs grows, and the
+  # same seed would then explore other inputs each time.
+  work="$out/corpus/$t"
+  [[ -n "$ci_runs" ]] && { work="$out/ci-corpus/$t"; rm -rf "$work"; }
+  mkdir -p "$work" "$out/crashes/$t"
   # Regressions first: every kept input, run once.
   if compgen -G "$root/fuzz/corpus/$t/*" >/dev/null; then
     "$bin" -runs=0 "$root"/fuzz/corpus/"$t"/* >/dev/null 2>"$out/$t.replay.log" ||
@@ -88,7 +92,7 @@ for t in "${targets[@]}"; do
   else budget=(-max_total_time="$seconds"); echo "fuzz: $t for ${seconds}s"; fi
   "$bin" "${budget[@]}" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
     -artifact_prefix="$out/crashes/$t/" -print_final_stats=0 \
-    "$out/corpus/$t" "$root/fuzz/corpus/$t" >"$out/$t.log" 2>&1 ||
+    "$work" "$root/fuzz/corpus/$t" >"$out/$t.log" 2>&1 ||
     { tail -40 "$out/$t.log"; echo "fuzz: $t found a crash, input in $out/crashes/$t/" >&2; exit 1; }
   grep -E "^Done [0-9]+ runs" "$out/$t.log" | tail -1 || true
 done
