@@ -18,7 +18,7 @@ APT_PACKAGES := build-essential cmake pkg-config ccache git clang \
 export CCACHE_BASEDIR := $(CURDIR)
 export CCACHE_NOHASHDIR := true
 
-.PHONY: all deps deps-apt deps-python build build-asan serve test test-unit test-asan test-e2e test-fuzz fuzz bench clean format
+.PHONY: all deps deps-apt deps-python build build-asan serve test test-unit test-asan test-e2e test-e2e-asan test-fuzz fuzz bench clean format
 
 all: build
 
@@ -69,6 +69,17 @@ test-e2e: build deps-python
 	MOAT_BUILD=$(CURDIR)/$(BUILD) $(PY) -m pytest -q -rs tests/e2e --basetemp=$(CURDIR)/$(BUILD)/e2e-tmp
 	MOAT_E2E_THREADS=1 MOAT_BUILD=$(CURDIR)/$(BUILD) $(PY) -m pytest -q -rs tests/e2e --basetemp=$(CURDIR)/$(BUILD)/e2e-tmp-1
 
+# The e2e suite once more against the ASan/UBSan build, with 2 I/O threads: races between a
+# connection's strand and the backends' threads, and memory errors on the request path, show
+# there and hide in the Release build. test_planner_rss.py is left out: it compares the server's
+# RSS with the planner's figure, and ASan's shadow memory is in the RSS.
+test-e2e-asan: build-asan deps-python
+	@echo "test-e2e-asan: tests/e2e/test_planner_rss.py left out (ASan's shadow memory counts in the RSS it measures)"
+	MOAT_BUILD=$(CURDIR)/$(BUILD_ASAN) $(PY) -m pytest -q -rs tests/e2e --ignore=tests/e2e/test_planner_rss.py \
+	  --basetemp=$(CURDIR)/$(BUILD_ASAN)/e2e-tmp
+	@! grep -rl --include='*.log' -e 'Sanitizer' -e 'runtime error:' $(BUILD_ASAN)/e2e-tmp || \
+	  { echo "test-e2e-asan: a sanitizer report in the server logs above" >&2; exit 1; }
+
 # libFuzzer targets (clang): the kept regression inputs, then a fixed-seed run of each target
 # from an empty working corpus, so that `make test` is repeatable (a corpus kept from earlier
 # runs grows, and the same seed then explores other inputs). `make fuzz` fuzzes for minutes per
@@ -87,6 +98,7 @@ test: deps
 	$(MAKE) test-unit
 	$(MAKE) test-e2e
 	$(MAKE) test-asan
+	$(MAKE) test-e2e-asan
 	$(MAKE) test-fuzz
 
 bench: build deps-python
