@@ -184,7 +184,10 @@ decision key_store::authenticate(std::string_view target, std::string_view autho
   // Every stored digest is compared, in constant time each, so the time taken says nothing
   // about which key (if any) came close.
   key_ref found;
-  for (const auto& k : current()->keys)
+  // Held for the loop: `for (k : current()->keys)` would drop the table at the end of the range
+  // expression, and a reload on another thread could free it mid-loop.
+  const auto table = current();
+  for (const auto& k : table->keys)
     if (digests_equal(k->entry.sha256, presented)) found = k;
   if (!found)
     return refuse(verdict::invalid_key, 401, "invalid_request_error", "invalid_api_key",

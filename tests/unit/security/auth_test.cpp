@@ -2,9 +2,11 @@
 // fake clock, reload keeping counters.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <thread>
 
 #include "auth/api_key.h"
 #include "auth/auth_config.h"
@@ -249,6 +251,37 @@ TEST(key_store, keys_file_reload_swaps_keys_and_keeps_counters) {
   const std::string err = keys.reload(t0);
   EXPECT_NE(err.find("keys.yaml:1"), std::string::npos) << err;
   EXPECT_TRUE(keys.check("/v1/models", auth_b, "", t0).allowed());  // previous keys in force
+  fs::remove_all(dir);
+}
+
+// A SIGHUP reload swaps the key table while I/O threads authenticate: each check must keep the
+// table it is reading alive (the ASan build of this test caught a check that let it go).
+TEST(key_store, reload_while_checking_on_another_thread) {
+  const fs::path dir = fs::temp_directory_path() / ("moat_keys_race_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const fs::path file = dir / "keys.yaml";
+  {
+    std::ofstream out(file);
+    out << "- { name: file-a, sha256: " << to_hex(digest_of(key_a)) << " }\n";
+    // Many keys make each check a long walk over the table, so a reload lands inside one.
+    for (int i = 0; i < 300; ++i)
+      out << "- { name: k" << i << ", sha256: " << to_hex(digest_of("sk-moat-" + std::to_string(i)))
+          << " }\n";
+  }
+  key_store keys(parse("auth:\n  keys_file: " + file.string() + "\n"), t0);
+  std::atomic<bool> done{false};
+  std::atomic<int> refused{0};
+  std::thread checker([&] {
+    const std::string auth_a = "Bearer " + key_a;
+    while (!done.load()) {
+      if (!keys.check("/v1/models", auth_a, "", t0).allowed()) refused.fetch_add(1);
+    }
+  });
+  for (int i = 0; i < 200; ++i) EXPECT_EQ(keys.reload(t0), "");
+  done.store(true);
+  checker.join();
+  EXPECT_EQ(refused.load(), 0);
+  EXPECT_EQ(keys.key_count(), 301u);
   fs::remove_all(dir);
 }
 
