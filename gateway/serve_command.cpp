@@ -205,8 +205,10 @@ int serve_command(int argc, char** argv) {
 
   int status = 0;
   try {
-    plugins.load_all();
+    // Before load_all(): the I/O threads read it once the host says loaded, and that store
+    // publishes it to them. Set after, a /v1/models racing the end of loading could read 0.
     ctx.created = api::unix_now();
+    plugins.load_all();
     if (server.state() != http::lifecycle::draining) {
       server.set_state(http::lifecycle::ready);
       std::printf("moat: listening on %s\n", host_port(bound).c_str());

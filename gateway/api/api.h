@@ -35,7 +35,7 @@ struct api_context {
   metrics::registry& metrics;
   std::function<http::lifecycle()> state;
   std::string system_fingerprint = "fp_moat";  // "fp_moat_<version>"
-  int64_t created = 0;                          // unix seconds the models were loaded
+  int64_t created = 0;                         // unix seconds the models began loading
   // Policies and audit (serve_command owns both; null: none configured).
   policy::policy_manager* policies = nullptr;
   audit::audit_log* audit = nullptr;
