@@ -3,15 +3,21 @@
 #include <spdlog/spdlog.h>
 #include <yaml-cpp/yaml.h>
 
+#include <atomic>
 #include <csignal>
 
 namespace moat::policy {
 
 namespace {
 
-volatile std::sig_atomic_t sighup_seen = 0;
+// Set by the handler on whichever thread took the signal, read by the watcher thread: a
+// lock-free atomic (safe in a handler, and ordered across threads, which sig_atomic_t is not).
+std::atomic<bool> sighup_seen{false};
+static_assert(std::atomic<bool>::is_always_lock_free);
 
-extern "C" void on_sighup(int) { sighup_seen = 1; }
+extern "C" void on_sighup(int) {
+  sighup_seen.store(true);
+}
 
 }  // namespace
 
@@ -100,8 +106,7 @@ void policy_manager::start_watching(std::chrono::milliseconds interval) {
       if (!watching_) break;
       wl.unlock();
       bool changed = false;
-      if (sighup_seen) {
-        sighup_seen = 0;
+      if (sighup_seen.exchange(false)) {
         changed = true;
         spdlog::info("policies: SIGHUP, reloading");
       } else {
