@@ -63,12 +63,14 @@ class host_fixture : public ::testing::Test {
     thread_ = std::thread([this] { io_.run(); });
   }
   void TearDown() override {
-    backend_.reset();
     work_.reset();
     // The deadline sweep's timer stays armed up to a tick (1 s here) after the last call: the
     // test is over, so the context need not run out of work by itself (one test checks that).
     io_.stop();
     if (thread_.joinable()) thread_.join();
+    // Then the backend, as serve does (I/O threads joined, then plugins shut down): destroying
+    // it ends the calls still open, and their drains must not run while it is being freed.
+    backend_.reset();
   }
 
   // A backend of the fake plugin, or of `library` when given (an in-process plugin).
