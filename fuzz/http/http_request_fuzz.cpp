@@ -40,32 +40,23 @@ void check_plain_head(std::string_view all) {
   const std::string_view raw = all.substr(0, end + 4);
   std::vector<moat::http::header_view> fields;
   moat::http::plain_head head;
-  // As the session parses: the scans may read on into the rest of `all` (the buffered body),
-  // which must change nothing.
-  std::vector<moat::http::header_view> read_on_fields;
-  moat::http::plain_head read_on;
   const bool accepted =
       raw.size() <= 16 * 1024 && moat::http::parse_plain_head(raw, 100, fields, head);
-  if (raw.size() <= 16 * 1024 &&
-      moat::http::parse_plain_head(raw, 100, read_on_fields, read_on, all.size()) != accepted) {
-    __builtin_trap();
-  }
-  // The session's parse straight from the buffer: the head's size exactly when the head alone is
-  // plain (within the size limit above), whatever follows it.
-  {
-    std::vector<moat::http::header_view> buffered_fields;
-    moat::http::plain_head buffered;
-    const size_t n = moat::http::parse_buffered_plain_head(all, 100, buffered_fields, buffered);
-    if (raw.size() <= 16 * 1024 && n != (accepted ? raw.size() : 0)) __builtin_trap();
-  }
+  // The session's parse straight from the buffer, whose scans read on into the rest of `all`
+  // (the buffered body): the head's size exactly when the head alone is plain (within the size
+  // limit above), whatever follows it, and then the same head and fields.
+  std::vector<moat::http::header_view> buffered_fields;
+  moat::http::plain_head buffered;
+  const size_t n = moat::http::parse_buffered_plain_head(all, 100, buffered_fields, buffered);
+  if (raw.size() <= 16 * 1024 && n != (accepted ? raw.size() : 0)) __builtin_trap();
   if (!accepted) return;
-  if (read_on.method != head.method || read_on.target != head.target ||
-      read_on.content_length != head.content_length || read_on.keep_alive != head.keep_alive ||
-      read_on_fields.size() != fields.size()) {
+  if (buffered.method != head.method || buffered.target != head.target ||
+      buffered.content_length != head.content_length || buffered.keep_alive != head.keep_alive ||
+      buffered_fields.size() != fields.size()) {
     __builtin_trap();
   }
   for (size_t i = 0; i < fields.size(); ++i) {
-    if (read_on_fields[i].name != fields[i].name || read_on_fields[i].value != fields[i].value) {
+    if (buffered_fields[i].name != fields[i].name || buffered_fields[i].value != fields[i].value) {
       __builtin_trap();
     }
   }

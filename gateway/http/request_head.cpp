@@ -1,6 +1,5 @@
 #include "http/request_head.h"
 
-#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <cstring>
@@ -284,12 +283,9 @@ size_t parse_head(const char* p, size_t size, size_t max_fields, std::vector<hea
 }  // namespace
 
 bool parse_plain_head(std::string_view raw, size_t max_fields, std::vector<header_view>& fields,
-                      plain_head& out, size_t readable) {
+                      plain_head& out) {
   if (raw.size() < 4 || raw.substr(raw.size() - 4) != "\r\n\r\n") return false;
-  // The scans' 16-byte steps may look on into bytes up to `readable` (each still stops at its
-  // line's CR); the head must end with `raw`.
-  return parse_head(raw.data(), std::max(readable, raw.size()), max_fields, fields, out) ==
-         raw.size();
+  return parse_head(raw.data(), raw.size(), max_fields, fields, out) == raw.size();
 }
 
 size_t parse_buffered_plain_head(std::string_view buffered, size_t max_fields,

@@ -45,11 +45,8 @@ struct plain_head {
 // does not run those checks again on it (http_test checks the claim on the accepted forms).
 // Then `fields` holds every field (views into `raw`, values trimmed) in order; otherwise the
 // contents of `fields` and `out` are unspecified.
-// `readable`: how many bytes from raw.data() on may be read (e.g. the body buffered after the
-// head), at least raw.size() to matter; only the parse's 16-byte steps look past the head, never
-// its result.
 bool parse_plain_head(std::string_view raw, size_t max_fields, std::vector<header_view>& fields,
-                      plain_head& out, size_t readable = 0);
+                      plain_head& out);
 
 // The same straight from the bytes read so far (`buffered`: a head, perhaps its body and the next
 // request), without finding the head's end first: the head's size through its blank line when

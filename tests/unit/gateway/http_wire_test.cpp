@@ -167,9 +167,9 @@ TEST(request_head, plain_form_is_read_and_everything_else_is_left_to_beast) {
 }
 
 TEST(request_head, bytes_after_the_head_change_nothing) {
-  // The session lets the scans' 16-byte steps read on into the buffered body (`readable`): the
-  // result, fields included, is the same as for the head alone, whatever the body holds (CRs,
-  // non-ASCII, more head-like lines) and wherever a head's odd byte sits.
+  // The session parses straight from its buffer, and the scans' 16-byte steps read on into the
+  // buffered body: the result, fields included, is the same as for the head alone, whatever the
+  // body holds (CRs, non-ASCII, more head-like lines) and wherever a head's odd byte sits.
   std::vector<std::string> heads = {
       "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nContent-Type: "
       "application/json\r\nAuthorization: Bearer unused\r\nContent-Length: 150\r\n\r\n",
@@ -193,25 +193,6 @@ TEST(request_head, bytes_after_the_head_change_nothing) {
     std::vector<http::header_view> alone_fields;
     http::plain_head alone;
     const bool plain = http::parse_plain_head(raw, 100, alone_fields, alone);
-    for (const auto& body : bodies) {
-      const std::string buffered = raw + body;
-      std::vector<http::header_view> fields;
-      http::plain_head head;
-      ASSERT_EQ(http::parse_plain_head(std::string_view(buffered).substr(0, raw.size()), 100,
-                                       fields, head, buffered.size()),
-                plain)
-          << raw;
-      if (!plain) continue;
-      EXPECT_EQ(head.method, alone.method);
-      EXPECT_EQ(head.target, alone.target);
-      EXPECT_EQ(head.content_length, alone.content_length);
-      EXPECT_EQ(head.keep_alive, alone.keep_alive);
-      ASSERT_EQ(fields.size(), alone_fields.size()) << raw;
-      for (size_t i = 0; i < fields.size(); ++i) {
-        EXPECT_EQ(fields[i].name, alone_fields[i].name);
-        EXPECT_EQ(fields[i].value, alone_fields[i].value);
-      }
-    }
     // The session's parse straight from its buffer: the head's size for a plain head with
     // whatever follows it, 0 otherwise, and 0 for every cut short of the blank line (each cut in
     // a buffer of its own exact size, so that ASan sees a read past it).
@@ -223,11 +204,15 @@ TEST(request_head, bytes_after_the_head_change_nothing) {
                 plain ? raw.size() : 0u)
           << raw;
       if (plain) {
+        EXPECT_EQ(head.method, alone.method);
         EXPECT_EQ(head.target, alone.target);
         EXPECT_EQ(head.content_length, alone.content_length);
-        ASSERT_EQ(fields.size(), alone_fields.size());
-        for (size_t i = 0; i < fields.size(); ++i)
+        EXPECT_EQ(head.keep_alive, alone.keep_alive);
+        ASSERT_EQ(fields.size(), alone_fields.size()) << raw;
+        for (size_t i = 0; i < fields.size(); ++i) {
+          EXPECT_EQ(fields[i].name, alone_fields[i].name);
           EXPECT_EQ(fields[i].value, alone_fields[i].value);
+        }
       }
     }
     for (size_t cut = 0; cut < raw.size(); ++cut) {
