@@ -16,8 +16,8 @@
 // pointer the backend holds never dangles.
 //
 //   auto outcome = backend.submit(request, sink, req.strand);
-//   if (outcome.status == MOAT_OK) req.client->on_gone(outcome.handle, [](call& c) { c.cancel();
-//   });
+//   if (outcome.status == MOAT_OK)
+//     req.client->on_gone(outcome.handle, [](call& c) { c.cancel(); });
 #pragma once
 
 #include <atomic>
