@@ -61,6 +61,8 @@ build-asan: deps-apt $(BUILD_ASAN)/CMakeCache.txt
 TSAN_UNIT_TESTS := gateway_http_test gateway_session_test gateway_host_test gateway_plugin_metrics_test gateway_api_test \
   echo_backend_test audit_test policy_engine_test security_auth_test cpu_thread_pool_test moat_cpu_plugin_tests
 
+TSAN_ENV := TSAN_OPTIONS="suppressions=$(CURDIR)/tests/tsan.supp"
+
 $(BUILD_TSAN)/CMakeCache.txt:
 	cmake -S . -B $(BUILD_TSAN) -DCMAKE_BUILD_TYPE=Debug -DMOAT_CUDA=OFF \
 	  -DCMAKE_CXX_FLAGS="-fsanitize=thread -O1 -Wno-tsan"
@@ -100,9 +102,9 @@ test-e2e-asan: build-asan deps-python
 # happens to come out right. A report makes a test binary, or the server, exit non-zero.
 test-e2e-tsan: build-tsan deps-python
 	for t in $(TSAN_UNIT_TESTS); do \
-	  TSAN_OPTIONS="suppressions=$(CURDIR)/tests/tsan.supp" $(BUILD_TSAN)/tests/$$t --gtest_brief=1 || exit 1; done
+	  $(TSAN_ENV) $(BUILD_TSAN)/tests/$$t --gtest_brief=1 || exit 1; done
 	@echo "test-e2e-tsan: tests/e2e/test_planner_rss.py left out (TSan's shadow memory counts in the RSS it measures)"
-	TSAN_OPTIONS="suppressions=$(CURDIR)/tests/tsan.supp" MOAT_BUILD=$(CURDIR)/$(BUILD_TSAN) \
+	$(TSAN_ENV) MOAT_BUILD=$(CURDIR)/$(BUILD_TSAN) \
 	  $(PY) -m pytest -q -rs tests/e2e --ignore=tests/e2e/test_planner_rss.py --basetemp=$(CURDIR)/$(BUILD_TSAN)/e2e-tmp
 	@! grep -rl --include='*.log' -e 'ThreadSanitizer' $(BUILD_TSAN)/e2e-tmp || \
 	  { echo "test-e2e-tsan: a ThreadSanitizer report in the server logs above" >&2; exit 1; }
